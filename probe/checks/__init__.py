@@ -1,0 +1,64 @@
+"""Checks: small async functions that perform one network operation and return an Observation.
+
+Every check takes its dependencies in a CheckContext (timeouts, TLS trust, HTTP limits), puts every
+network await under an explicit timeout, and never raises for a network outcome: failures are
+OONI strings in the returned Observation. Checks know nothing of storage or analysis.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from probe.model import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Per-phase timeouts in seconds."""
+
+    dns: float = 3.0
+    connect: float = 5.0
+    tls: float = 5.0
+    http: float = 10.0
+
+
+def default_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A verifying client context: `ca_file` if given, else SSL_CERT_FILE / the system store."""
+    context = ssl.create_default_context(cafile=ca_file or None)
+    return context
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """Everything a check depends on, passed in so that tests can swap it."""
+
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    ssl_context: ssl.SSLContext = field(default_factory=default_ssl_context)
+    max_body_bytes: int = 1 << 20
+    body_prefix_bytes: int = 2048
+    max_redirects: int = 5
+    user_agent: str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+    # How long a UDP DNS query keeps listening after its first answer, to catch a second
+    # (injected or real) one: Centinel's technique (REFERENCE.md, "DNS injection on path").
+    dns_second_answer_window: float = 0.5
+
+
+class Stopwatch:
+    """A UTC start time and a monotonic duration, as every observation records."""
+
+    __slots__ = ("_t0", "started_at")
+
+    def __init__(self) -> None:
+        self.started_at: datetime = utcnow()
+        self._t0 = time.monotonic()
+
+    def elapsed_ms(self) -> float:
+        return round((time.monotonic() - self._t0) * 1000.0, 3)
+
+
+def format_endpoint(address: str, port: int) -> str:
+    """`address:port`, with IPv6 addresses in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"

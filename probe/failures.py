@@ -1,0 +1,174 @@
+"""Map exceptions raised by sockets, ssl, dnspython and aiohttp to OONI failure strings.
+
+One ordered table, most specific first (the shape of httpx's exception map). The exception
+hierarchy this walks, from the leaves up:
+
+    aiohttp.ServerDisconnectedError ................... eof_error
+    aiohttp.ClientConnectorCertificateError ........... (its ssl certificate error, below)
+    aiohttp.ClientConnectorError / ClientOSError ...... (its OSError, below)
+    aiohttp.ClientPayloadError / ClientResponseError .. unknown_failure: <detail>
+    ssl.SSLCertVerificationError ...................... ssl_invalid_hostname | ssl_unknown_authority
+                                                        | ssl_invalid_certificate (by verify_code)
+    ssl.SSLZeroReturnError / SSLEOFError .............. eof_error
+    ssl.SSLError ...................................... ssl_failed_handshake
+    ConnectionRefusedError / ResetError / AbortedError  connection_refused / _reset / _aborted
+    asyncio.IncompleteReadError, EOFError ............. eof_error
+    TimeoutError (asyncio's too), dns.exception.Timeout generic_timeout_error
+    OSError by errno .................................. host_unreachable, network_unreachable, ...
+    dns.resolver.NXDOMAIN / NoAnswer / NoNameservers .. dns_nxdomain_error / dns_no_answer / ...
+    socket.gaierror by EAI code ....................... dns_nxdomain_error / dns_temporary_failure
+    anything else ..................................... unknown_failure: <scrubbed detail>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import re
+import socket
+import ssl
+from collections.abc import Callable
+
+import aiohttp
+import dns.exception
+import dns.resolver
+
+from probe.model import UNKNOWN_FAILURE_PREFIX, Failure
+
+# OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) that mean "who signed this is unknown".
+_UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21, 27})
+_HOSTNAME_MISMATCH_CODE = 62
+
+_ERRNO_FAILURES: dict[int, Failure] = {
+    errno.ECONNREFUSED: Failure.CONNECTION_REFUSED,
+    errno.ECONNRESET: Failure.CONNECTION_RESET,
+    errno.ECONNABORTED: Failure.CONNECTION_ABORTED,
+    errno.EPIPE: Failure.CONNECTION_RESET,
+    errno.ETIMEDOUT: Failure.GENERIC_TIMEOUT_ERROR,
+    errno.EHOSTUNREACH: Failure.HOST_UNREACHABLE,
+    errno.EHOSTDOWN: Failure.HOST_UNREACHABLE,
+    errno.ENETUNREACH: Failure.NETWORK_UNREACHABLE,
+    errno.EADDRNOTAVAIL: Failure.NETWORK_UNREACHABLE,
+    errno.ENETDOWN: Failure.NETWORK_DOWN,
+}
+
+_GAI_FAILURES: dict[int, Failure] = {
+    socket.EAI_NONAME: Failure.DNS_NXDOMAIN_ERROR,
+    socket.EAI_AGAIN: Failure.DNS_TEMPORARY_FAILURE,
+    socket.EAI_FAIL: Failure.DNS_SERVER_MISBEHAVING,
+}
+if hasattr(socket, "EAI_NODATA"):
+    _GAI_FAILURES[socket.EAI_NODATA] = Failure.DNS_NO_ANSWER
+
+_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?![\w:])")
+
+
+def scrub(text: str) -> str:
+    """Remove IP addresses from free text, so an error message cannot leak the probe's address."""
+    return _IPV6.sub("[scrubbed]", _IPV4.sub("[scrubbed]", text))
+
+
+def unknown(detail: str) -> str:
+    """An `unknown_failure: <detail>` string, scrubbed and kept short."""
+    detail = scrub(" ".join(detail.split()))[:200] or "no detail"
+    return f"{UNKNOWN_FAILURE_PREFIX}{detail}"
+
+
+def _certificate(exc: BaseException) -> str:
+    assert isinstance(exc, ssl.SSLCertVerificationError)
+    code = getattr(exc, "verify_code", None)
+    if code == _HOSTNAME_MISMATCH_CODE:
+        return Failure.SSL_INVALID_HOSTNAME
+    if code in _UNKNOWN_AUTHORITY_CODES:
+        return Failure.SSL_UNKNOWN_AUTHORITY
+    return Failure.SSL_INVALID_CERTIFICATE
+
+
+def _ssl_error(exc: BaseException) -> str:
+    assert isinstance(exc, ssl.SSLError)
+    # OpenSSL reports a peer's RST during the handshake as an SSLError wrapping ECONNRESET on
+    # some versions; keep it a reset, which is what a censor's injected RST is.
+    if exc.errno in _ERRNO_FAILURES:
+        return _ERRNO_FAILURES[exc.errno]
+    reason = (getattr(exc, "reason", None) or "").upper()
+    if "UNEXPECTED_EOF" in reason:
+        return Failure.EOF_ERROR
+    return Failure.SSL_FAILED_HANDSHAKE
+
+
+def _os_error(exc: BaseException) -> str:
+    assert isinstance(exc, OSError)
+    if exc.errno in _ERRNO_FAILURES:
+        return _ERRNO_FAILURES[exc.errno]
+    return unknown(f"{type(exc).__name__}: {exc}")
+
+
+def _gai_error(exc: BaseException) -> str:
+    assert isinstance(exc, socket.gaierror)
+    failure = _GAI_FAILURES.get(exc.errno) if exc.errno is not None else None
+    return failure if failure is not None else unknown(f"getaddrinfo: {exc}")
+
+
+def _wrapped(exc: BaseException) -> str:
+    """aiohttp wraps the OSError/ssl error it met; classify that one."""
+    inner = getattr(exc, "os_error", None) or getattr(exc, "certificate_error", None)
+    if inner is None or inner is exc:
+        inner = exc.__cause__
+    if isinstance(inner, BaseException) and inner is not exc:
+        return classify(inner)
+    return unknown(f"{type(exc).__name__}: {exc}")
+
+
+def _http_garbage(exc: BaseException) -> str:
+    return unknown(f"{type(exc).__name__}: {getattr(exc, 'message', exc)}")
+
+
+def _payload(exc: BaseException) -> str:
+    """A body cut short: a reset or EOF underneath stays that; otherwise the body was garbage."""
+    cause = exc.__cause__
+    if isinstance(cause, OSError | EOFError | TimeoutError):
+        return classify(cause)
+    return _http_garbage(exc)
+
+
+def _fixed(failure: Failure) -> Callable[[BaseException], str]:
+    return lambda _exc: failure
+
+
+# Order matters: the first class that matches wins, so subclasses come before their bases.
+EXCEPTION_MAP: tuple[tuple[type[BaseException], Callable[[BaseException], str]], ...] = (
+    (aiohttp.ServerDisconnectedError, _fixed(Failure.EOF_ERROR)),
+    (aiohttp.ServerTimeoutError, _fixed(Failure.GENERIC_TIMEOUT_ERROR)),
+    (aiohttp.ClientConnectorCertificateError, _wrapped),
+    (aiohttp.ClientConnectorError, _wrapped),
+    (aiohttp.ClientOSError, _wrapped),
+    (aiohttp.ClientPayloadError, _payload),
+    (aiohttp.ClientResponseError, _http_garbage),
+    (ssl.SSLCertVerificationError, _certificate),
+    (ssl.SSLZeroReturnError, _fixed(Failure.EOF_ERROR)),
+    (ssl.SSLEOFError, _fixed(Failure.EOF_ERROR)),
+    (ssl.SSLError, _ssl_error),
+    (ConnectionRefusedError, _fixed(Failure.CONNECTION_REFUSED)),
+    (ConnectionResetError, _fixed(Failure.CONNECTION_RESET)),
+    (ConnectionAbortedError, _fixed(Failure.CONNECTION_ABORTED)),
+    (BrokenPipeError, _fixed(Failure.CONNECTION_RESET)),
+    (asyncio.IncompleteReadError, _fixed(Failure.EOF_ERROR)),
+    (EOFError, _fixed(Failure.EOF_ERROR)),
+    (TimeoutError, _fixed(Failure.GENERIC_TIMEOUT_ERROR)),
+    (dns.exception.Timeout, _fixed(Failure.GENERIC_TIMEOUT_ERROR)),
+    (dns.resolver.NXDOMAIN, _fixed(Failure.DNS_NXDOMAIN_ERROR)),
+    (dns.resolver.NoAnswer, _fixed(Failure.DNS_NO_ANSWER)),
+    (dns.resolver.NoNameservers, _fixed(Failure.DNS_SERVER_MISBEHAVING)),
+    (dns.exception.FormError, _fixed(Failure.DNS_SERVER_MISBEHAVING)),
+    (socket.gaierror, _gai_error),
+    (OSError, _os_error),
+)
+
+
+def classify(exc: BaseException) -> str:
+    """The OONI failure string for a network exception (never raises)."""
+    for cls, mapper in EXCEPTION_MAP:
+        if isinstance(exc, cls):
+            return mapper(exc)
+    return unknown(f"{type(exc).__name__}: {exc}")
