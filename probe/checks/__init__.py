@@ -31,6 +31,13 @@ def default_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
     return context
 
 
+# A common browser's User-Agent: a probe that announces itself is easier to single out.
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckContext:
     """Everything a check depends on, passed in so that tests can swap it."""
@@ -40,7 +47,7 @@ class CheckContext:
     max_body_bytes: int = 1 << 20
     body_prefix_bytes: int = 2048
     max_redirects: int = 5
-    user_agent: str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+    user_agent: str = DEFAULT_USER_AGENT
     # How long a UDP DNS query keeps listening after its first answer, to catch a second
     # (injected or real) one: Centinel's technique (REFERENCE.md, "DNS injection on path").
     dns_second_answer_window: float = 0.5
