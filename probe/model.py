@@ -91,6 +91,7 @@ class Target:
     method: str = "GET"
     control: bool = False
     source: str = "catalog"
+    group: str | None = None
 
     @property
     def url(self) -> str | None:

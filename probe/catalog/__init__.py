@@ -1,0 +1,236 @@
+"""The platform catalog: what the probe tests, kept as data (one TOML file per platform).
+
+A file holds `platform`, `display_name`, optionally `control = true`, and `[[targets]]` entries,
+each either `url = "https://host/path"` or `kind` ("dns" | "tcp" | "http" | "https") with `host`
+and `ports`, plus optional `method`, `path`, `name` and `group`. The same entry shape is accepted
+in config.toml's `[[targets]]`, so users extend the catalog with the words it is written in.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from probe.model import Target, TargetKind
+
+_DEFAULT_PORTS = {TargetKind.HTTP: (80,), TargetKind.HTTPS: (443,)}
+_ENTRY_KEYS = frozenset(
+    {"url", "kind", "host", "ports", "method", "path", "name", "group", "platform"}
+)
+_METHODS = frozenset({"GET", "POST", "HEAD"})
+
+
+class CatalogError(ValueError):
+    """A catalog entry is malformed; the message says where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """A platform and its targets."""
+
+    name: str
+    display_name: str
+    targets: tuple[Target, ...]
+    control: bool = False
+
+
+def _check_host(host: str, where: str) -> str:
+    host = host.strip().rstrip(".").lower()
+    if not host:
+        raise CatalogError(f"{where}: empty host")
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if len(host) > 253 or not all(
+        0 < len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label) for label in labels
+    ):
+        raise CatalogError(f"{where}: {host!r} is not a valid host name or IP address")
+    return host
+
+
+def _check_ports(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise CatalogError(f"{where}: 'ports' must be a non-empty list of port numbers")
+    ports = []
+    for port in value:
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise CatalogError(f"{where}: {port!r} is not a port number (1-65535)")
+        ports.append(port)
+    return tuple(dict.fromkeys(ports))
+
+
+def parse_url_target(
+    url: str, platform: str, *, where: str, control: bool = False, source: str = "catalog"
+) -> Target:
+    """A Target for an http(s) URL: the shape test lists and `url =` entries use."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise CatalogError(f"{where}: {url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CatalogError(f"{where}: {url!r} is not an http:// or https:// URL")
+    kind = TargetKind(parts.scheme)
+    host = _check_host(parts.hostname, where)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    return Target(
+        platform=platform,
+        name=url.strip(),
+        kind=kind,
+        host=host,
+        ports=(port,) if port else _DEFAULT_PORTS[kind],
+        path=path,
+        control=control,
+        source=source,
+    )
+
+
+def parse_target(
+    entry: Mapping[str, Any],
+    platform: str,
+    *,
+    where: str,
+    control: bool = False,
+    source: str = "catalog",
+) -> Target:
+    """A Target from one `[[targets]]` table; CatalogError names `where` on any mistake."""
+    unknown = set(entry) - _ENTRY_KEYS
+    if unknown:
+        raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    method = str(entry.get("method", "GET")).upper()
+    if method not in _METHODS:
+        raise CatalogError(f"{where}: method must be one of {', '.join(sorted(_METHODS))}")
+    group = entry.get("group")
+    if group is not None and not isinstance(group, str):
+        raise CatalogError(f"{where}: 'group' must be a string")
+    if "url" in entry:
+        if "host" in entry or "kind" in entry:
+            raise CatalogError(f"{where}: give either 'url' or 'kind' + 'host', not both")
+        if not isinstance(entry["url"], str):
+            raise CatalogError(f"{where}: 'url' must be a string")
+        target = parse_url_target(
+            entry["url"], platform, where=where, control=control, source=source
+        )
+        name = entry.get("name", target.name)
+        return Target(
+            platform=target.platform,
+            name=str(name),
+            kind=target.kind,
+            host=target.host,
+            ports=_check_ports(entry["ports"], where) if "ports" in entry else target.ports,
+            path=target.path,
+            method=method,
+            control=control,
+            source=source,
+            group=group,
+        )
+    try:
+        kind = TargetKind(str(entry.get("kind", "")))
+    except ValueError:
+        raise CatalogError(
+            f"{where}: 'kind' must be one of dns, tcp, http, https (or give a 'url')"
+        ) from None
+    if not isinstance(entry.get("host"), str):
+        raise CatalogError(f"{where}: 'host' is required and must be a string")
+    host = _check_host(entry["host"], where)
+    if kind is TargetKind.DNS:
+        ports: tuple[int, ...] = ()
+    elif "ports" in entry:
+        ports = _check_ports(entry["ports"], where)
+    elif kind in _DEFAULT_PORTS:
+        ports = _DEFAULT_PORTS[kind]
+    else:
+        raise CatalogError(f"{where}: a tcp target needs 'ports'")
+    path = str(entry.get("path", "/"))
+    if not path.startswith("/"):
+        raise CatalogError(f"{where}: 'path' must start with '/'")
+    return Target(
+        platform=platform,
+        name=str(entry.get("name", host)),
+        kind=kind,
+        host=host,
+        ports=ports,
+        path=path,
+        method=method,
+        control=control,
+        source=source,
+        group=group,
+    )
+
+
+def parse_platform(document: Mapping[str, Any], *, where: str) -> Platform:
+    """A Platform from a parsed catalog TOML document."""
+    name = document.get("platform")
+    if not isinstance(name, str) or not name.strip():
+        raise CatalogError(f"{where}: 'platform' (a name) is required")
+    unknown = set(document) - {"platform", "display_name", "control", "targets"}
+    if unknown:
+        raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    control = bool(document.get("control", False))
+    entries = document.get("targets", [])
+    if not isinstance(entries, list):
+        raise CatalogError(f"{where}: 'targets' must be an array of tables ([[targets]])")
+    targets = tuple(
+        parse_target(entry, name, where=f"{where}: targets[{i}]", control=control)
+        for i, entry in enumerate(entries)
+    )
+    _check_unique(targets, where)
+    return Platform(name, str(document.get("display_name", name)), targets, control)
+
+
+def _check_unique(targets: Iterable[Target], where: str) -> None:
+    seen: set[tuple[str, str]] = set()
+    for target in targets:
+        key = (target.platform, target.name)
+        if key in seen:
+            raise CatalogError(f"{where}: duplicate target {target.name!r} in {target.platform}")
+        seen.add(key)
+
+
+def load_platform_file(path: Path) -> Platform:
+    """Read one catalog TOML file."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read ({exc.strerror})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path}: not valid TOML ({exc})") from None
+    return parse_platform(document, where=str(path))
+
+
+def builtin_platforms() -> list[Platform]:
+    """The catalog shipped with the package, controls included."""
+    folder = resources.files(__name__)
+    platforms = []
+    for item in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if item.name.endswith(".toml"):
+            document = tomllib.loads(item.read_text(encoding="utf-8"))
+            platforms.append(parse_platform(document, where=f"built-in catalog {item.name}"))
+    return platforms
+
+
+def load_catalog(override_dir: Path | None = None) -> list[Platform]:
+    """The built-in catalog, with each `*.toml` in `override_dir` replacing or adding a platform."""
+    platforms = {platform.name: platform for platform in builtin_platforms()}
+    if override_dir is not None:
+        if not override_dir.is_dir():
+            raise CatalogError(f"catalog directory {override_dir} does not exist")
+        for path in sorted(override_dir.glob("*.toml")):
+            platform = load_platform_file(path)
+            platforms[platform.name] = platform
+    return list(platforms.values())
+
+
+def builtin_targets() -> list[Target]:
+    """Every target of the built-in catalog (controls included, flagged `control=True`)."""
+    return [target for platform in builtin_platforms() for target in platform.targets]

@@ -1,0 +1,242 @@
+"""The TLS check: a TCP connect, then a TLS handshake with a chosen SNI, recording what the server
+presented (version, cipher, ALPN, certificate chain) and whether it verified.
+
+A handshake that verifies is a success. A certificate that does not verify is an ssl_* failure,
+and the check then makes one more, non-verifying, handshake to record the chain the server
+presented: an unexpected chain is the evidence of TLS interception. A handshake cut by a reset,
+a stall or a close is connection_reset / generic_timeout_error / eof_error: the shape of SNI
+filtering (REFERENCE.md, "Iran's known signatures").
+
+Certificates are parsed with the ssl module alone (`_ssl.Certificate.get_info`, CPython >= 3.10),
+so the probe needs no X.509 library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from probe.checks import CheckContext, Stopwatch, format_endpoint
+from probe.checks.tcp import close_quietly, open_stream, require_ip_address
+from probe.failures import classify
+from probe.model import Layer, Observation, Operation
+
+# What a browser offers; a ClientHello without ALPN is one more trait a censor can key on.
+BROWSER_ALPN: tuple[str, ...] = ("h2", "http/1.1")
+
+# asyncio's own handshake timeout raises ConnectionAbortedError (which would read as
+# connection_aborted); keep it well behind our asyncio.timeout so that a stall is always ours.
+_ASYNCIO_HANDSHAKE_SLACK = 5.0
+
+# Derived contexts, built once per base context and ALPN list (building one copies the trust
+# store, a few milliseconds with a system store).
+_DERIVED: weakref.WeakKeyDictionary[
+    ssl.SSLContext, dict[tuple[bool, tuple[str, ...]], ssl.SSLContext]
+] = weakref.WeakKeyDictionary()
+
+# Short names for the distinguished-name attributes that ssl reports by their long names.
+_DN_SHORT_NAMES = {
+    "commonName": "CN",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "domainComponent": "DC",
+    "serialNumber": "serialNumber",
+    "emailAddress": "emailAddress",
+}
+
+
+def derive_context(
+    base: ssl.SSLContext, alpn: Sequence[str], *, verify: bool = True
+) -> ssl.SSLContext:
+    """A client context like `base` (trust, verification, versions) offering `alpn`.
+
+    `base` is shared (the HTTP check uses it too) and ALPN is a per-context setting in Python,
+    so it is never mutated: offering h2 on aiohttp's context would make it speak HTTP/1.1 to a
+    server that chose h2. Trust is copied from `base.get_ca_certs()`; a base whose trust is only a
+    lazily read CA directory lists no certificates, and then gets the system default paths.
+    With `verify=False` the copy accepts any certificate (to record an intercepting chain).
+    """
+    key = (verify, tuple(alpn))
+    per_base = _DERIVED.setdefault(base, {})
+    derived = per_base.get(key)
+    if derived is not None:
+        return derived
+    derived = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    derived.options = base.options
+    derived.minimum_version = base.minimum_version
+    derived.maximum_version = base.maximum_version
+    if verify and base.verify_mode != ssl.CERT_NONE:
+        derived.verify_flags = base.verify_flags
+        der_certs = base.get_ca_certs(binary_form=True)
+        if der_certs:
+            derived.load_verify_locations(cadata=b"".join(der_certs))
+        else:
+            derived.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        derived.check_hostname = base.check_hostname
+        derived.verify_mode = base.verify_mode
+    else:
+        derived.check_hostname = False
+        derived.verify_mode = ssl.CERT_NONE
+    if alpn:
+        derived.set_alpn_protocols(list(alpn))
+    per_base[key] = derived
+    return derived
+
+
+def _distinguished_name(rdns: Any) -> str:
+    parts = []
+    for rdn in rdns or ():
+        for name, value in rdn:
+            parts.append(f"{_DN_SHORT_NAMES.get(name, name)}={value}")
+    return ", ".join(parts)
+
+
+def _cert_time(value: str | None) -> str | None:
+    if not value:
+        return None
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(value), UTC).isoformat()
+
+
+def _sans(entries: Any) -> list[str]:
+    # DNS names and IP addresses as plain strings (what analysis matches a host against);
+    # rarer kinds keep their type so they cannot be mistaken for a host name.
+    sans = []
+    for kind, value in entries or ():
+        sans.append(value if kind in ("DNS", "IP Address") else f"{kind}:{value}")
+    return sans
+
+
+def describe_certificate(der: bytes, info: dict[str, Any] | None) -> dict[str, Any]:
+    """The details record of one certificate: its DER sha256 and, if known, its decoded fields."""
+    info = info or {}
+    return {
+        "sha256": hashlib.sha256(der).hexdigest(),
+        "subject": _distinguished_name(info.get("subject")),
+        "issuer": _distinguished_name(info.get("issuer")),
+        "sans": _sans(info.get("subjectAltName")),
+        "not_before": _cert_time(info.get("notBefore")),
+        "not_after": _cert_time(info.get("notAfter")),
+    }
+
+
+def presented_chain(ssl_object: ssl.SSLObject) -> list[dict[str, Any]]:
+    """The certificates the server sent, leaf first, whether or not they verified."""
+    raw = getattr(ssl_object, "_sslobj", None)
+    get_chain = getattr(raw, "get_unverified_chain", None)
+    if get_chain is not None:
+        return [
+            describe_certificate(cert.public_bytes(ssl._ssl.ENCODING_DER), cert.get_info())  # type: ignore[attr-defined]
+            for cert in get_chain() or ()
+        ]
+    # Without the private chain API (other interpreters), the leaf alone, decoded only when
+    # it verified (getpeercert() returns {} otherwise).
+    leaf = ssl_object.getpeercert(binary_form=True)
+    if not leaf:
+        return []
+    return [describe_certificate(leaf, dict(ssl_object.getpeercert() or {}))]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """The outcome of one connect + handshake."""
+
+    failure: str | None = None
+    failed_operation: Operation | None = None
+    certificate_rejected: bool = False
+    session: dict[str, Any] = field(default_factory=dict)
+    connect_ms: float | None = None
+    handshake_ms: float | None = None
+
+
+async def _attempt(
+    address: str, port: int, sni: str, context: ssl.SSLContext, ctx: CheckContext
+) -> _Attempt:
+    attempt = _Attempt()
+    t0 = time.monotonic()
+    try:
+        _reader, writer = await open_stream(address, port, ctx.timeouts.connect)
+    except Exception as exc:
+        attempt.failure, attempt.failed_operation = classify(exc), Operation.CONNECT
+        return attempt
+    t1 = time.monotonic()
+    attempt.connect_ms = round((t1 - t0) * 1000.0, 3)
+    try:
+        async with asyncio.timeout(ctx.timeouts.tls):
+            await writer.start_tls(
+                context,
+                server_hostname=sni,
+                ssl_handshake_timeout=ctx.timeouts.tls + _ASYNCIO_HANDSHAKE_SLACK,
+            )
+    except Exception as exc:
+        # loop.start_tls has closed the TCP transport already.
+        attempt.failure, attempt.failed_operation = classify(exc), Operation.TLS_HANDSHAKE
+        attempt.certificate_rejected = isinstance(exc, ssl.SSLCertVerificationError)
+        writer.transport.abort()
+        return attempt
+    attempt.handshake_ms = round((time.monotonic() - t1) * 1000.0, 3)
+    ssl_object = writer.get_extra_info("ssl_object")
+    if isinstance(ssl_object, ssl.SSLObject):
+        cipher = ssl_object.cipher()
+        attempt.session = {
+            "version": ssl_object.version(),
+            "cipher": cipher[0] if cipher else None,
+            "alpn": ssl_object.selected_alpn_protocol(),
+            "certificates": presented_chain(ssl_object),
+        }
+    await close_quietly(writer)
+    return attempt
+
+
+async def handshake(address: str, port: int, sni: str, ctx: CheckContext) -> Observation:
+    """TCP-connect to `address`:`port`, then a TLS handshake with SNI `sni`, verifying with
+    ctx.ssl_context and offering a browser's ALPN list."""
+    require_ip_address(address)
+    watch = Stopwatch()
+    first = await _attempt(
+        address, port, sni, derive_context(ctx.ssl_context, BROWSER_ALPN), ctx
+    )
+    details: dict[str, Any] = {
+        "address": address,
+        "port": port,
+        "sni": sni,
+        "version": None,
+        "cipher": None,
+        "alpn": None,
+        "certificates": [],
+        "verified": first.failure is None,
+        "verify_failure": first.failure if first.certificate_rejected else None,
+        "connect_ms": first.connect_ms,
+        "handshake_ms": first.handshake_ms,
+    }
+    details.update(first.session)
+    if first.certificate_rejected:
+        # The chain is the evidence (an interception CA, a blockpage's certificate): fetch it
+        # with one handshake that accepts anything. Its own failure is recorded, not the result.
+        second = await _attempt(
+            address,
+            port,
+            sni,
+            derive_context(ctx.ssl_context, BROWSER_ALPN, verify=False),
+            ctx,
+        )
+        details.update(second.session)
+        details["unverified_handshake_failure"] = second.failure
+    return Observation(
+        layer=Layer.TLS,
+        endpoint=format_endpoint(address, port),
+        started_at=watch.started_at,
+        duration_ms=watch.elapsed_ms(),
+        failure=first.failure,
+        failed_operation=first.failed_operation,
+        details=details,
+    )

@@ -1,0 +1,164 @@
+"""`probe run`: measure every selected target once, store the measurements, print a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from probe import __version__
+from probe.checks import CheckContext, default_ssl_context
+from probe.checks.dns import parse_resolver
+from probe.cli.app import EXIT_INTERRUPTED, EXIT_NO_CONNECTIVITY, err, user_errors
+from probe.cli.common import ConfigOption, DbOption, PlatformOption, open_store, settings_from
+from probe.cli.render import no_connectivity_message, run_table
+from probe.config import Settings
+from probe.model import Connectivity, Run, new_run_id, utcnow
+from probe.runner import RunOutcome, RunPlan, execute
+from probe.targets import select_targets
+
+
+def check_context(settings: Settings) -> CheckContext:
+    """The checks' dependencies, from the settings (trust store: ca_file, else SSL_CERT_FILE or
+    the system's, which OpenSSL's default verify paths read)."""
+    return CheckContext(
+        timeouts=settings.timeouts,
+        ssl_context=default_ssl_context(settings.ca_file),
+        max_body_bytes=settings.max_body_bytes,
+        body_prefix_bytes=settings.body_prefix_bytes,
+        max_redirects=settings.max_redirects,
+        user_agent=settings.user_agent,
+        dns_second_answer_window=settings.dns_second_answer_window,
+    )
+
+
+def _raise_file_limit() -> None:
+    """Many connections in flight need many descriptors: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    bar = Progress(
+        TextColumn("measuring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task("targets", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @user_errors
+    def run(
+        config: ConfigOption = None,
+        db: DbOption = None,
+        platform: PlatformOption = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print the run's results as JSON on stdout.")
+        ] = False,
+    ) -> None:
+        """Measure every platform's reachability from this network, once, and store it."""
+        settings = settings_from(config)
+        selection = select_targets(settings, platform or ())
+        for problem in selection.problems:
+            err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)
+        plan = RunPlan(
+            targets=selection.targets,
+            controls=selection.controls,
+            resolvers=[parse_resolver(text) for text in settings.resolvers],
+            context=check_context(settings),
+            concurrency=settings.concurrency,
+            max_addresses=settings.max_addresses,
+        )
+        _raise_file_limit()
+        store = open_store(settings, db)
+        try:
+            record = Run(
+                id=new_run_id(),
+                probe_id=store.probe_id(),
+                started_at=utcnow(),
+                software_version=__version__,
+                config_digest=settings.digest(),
+            )
+            store.start_run(record)
+            outcome = RunOutcome()
+            show_progress = err.is_terminal and not as_json
+            with _progress(show_progress) as progress:
+                try:
+                    asyncio.run(execute(plan, record.id, store, outcome=outcome, progress=progress))
+                except KeyboardInterrupt:
+                    outcome.interrupted = True
+            store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
+        finally:
+            store.close()
+        _render(record, outcome, as_json)
+        if outcome.interrupted:
+            err.print(
+                f"interrupted: {outcome.measurements} finished measurements were kept "
+                f"(run {record.id})"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if outcome.connectivity is Connectivity.NONE:
+            raise typer.Exit(EXIT_NO_CONNECTIVITY)
+
+
+def _render(record: Run, outcome: RunOutcome, as_json: bool) -> None:
+    if as_json:
+        document = {
+            "run_id": record.id,
+            "probe_id": record.probe_id,
+            "started_at": record.started_at.isoformat(),
+            "software_version": record.software_version,
+            "connectivity": outcome.connectivity.value,
+            "interrupted": outcome.interrupted,
+            "measurements": outcome.measurements,
+            "targets": [
+                {
+                    "platform": r.target.platform,
+                    "target": r.target.name,
+                    "control": r.target.control,
+                    "reached": r.reached.value if r.reached else None,
+                    "failure": r.failure,
+                    "failed_layer": r.failed_layer.value if r.failed_layer else None,
+                    "measurements": r.measurements,
+                }
+                for r in (*outcome.controls, *outcome.results)
+            ],
+        }
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        if outcome.connectivity is Connectivity.NONE:
+            err.print(no_connectivity_message(len(outcome.controls)))
+        return
+    out = Console()
+    if outcome.connectivity is Connectivity.NONE:
+        out.print(no_connectivity_message(len(outcome.controls)))
+        return
+    out.print(run_table(outcome))
+    out.print(
+        f"run {record.id}: {outcome.measurements} measurements stored; "
+        f"network connectivity {outcome.connectivity.value}"
+    )

@@ -1,0 +1,30 @@
+"""`probe targets`: what a run would test, after config, catalog overrides and test lists."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from probe.cli.app import err, user_errors
+from probe.cli.common import ConfigOption, PlatformOption, settings_from
+from probe.targets import select_targets
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @user_errors
+    def targets(config: ConfigOption = None, platform: PlatformOption = None) -> None:
+        """List the targets a run would measure (controls included)."""
+        settings = settings_from(config)
+        selection = select_targets(settings, platform or ())
+        for problem in selection.problems:
+            err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)
+        table = Table(title=f"{len(selection.targets)} targets, {len(selection.controls)} controls")
+        for column in ("platform", "target", "kind", "host", "ports", "method", "source"):
+            table.add_column(column, overflow="fold")
+        for t in (*selection.controls, *selection.targets):
+            ports = ",".join(map(str, t.ports)) or "-"
+            platform_name = f"{t.platform} (control)" if t.control else t.platform
+            table.add_row(platform_name, t.name, t.kind.value, t.host, ports, t.method, t.source)
+        Console().print(table)

@@ -1,0 +1,257 @@
+"""config.toml -> frozen Settings, validated once, with errors that name the file, table and key.
+
+Where the file comes from, first match wins: `--config PATH`, `$PROBE_CONFIG`, `./config.toml`,
+the user's config directory (`probe paths` prints it), else the built-in defaults.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import platformdirs
+
+from probe.catalog import CatalogError, parse_target
+from probe.checks import DEFAULT_USER_AGENT, Timeouts
+from probe.model import Target
+
+APP_NAME = "censorprobe"
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The validated configuration of the probe."""
+
+    database: str | None = None
+    concurrency: int = 256
+    platforms: tuple[str, ...] = ()
+    max_addresses: int = 4
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    resolvers: tuple[str, ...] = ("system",)
+    dns_second_answer_window: float = 0.5
+    ca_file: str | None = None
+    max_body_bytes: int = 1 << 20
+    body_prefix_bytes: int = 2048
+    max_redirects: int = 5
+    user_agent: str = DEFAULT_USER_AGENT
+    catalog_dir: Path | None = None
+    extra_targets: tuple[Target, ...] = ()
+    test_lists: tuple[Path, ...] = ()
+    helper_url: str | None = None
+    helper_token: str | None = None
+    events: Mapping[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    def digest(self) -> str:
+        """A short stable digest of what was configured, stored with each run."""
+        data = asdict(self)
+        data.pop("source")
+        data.pop("helper_token")
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def user_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def user_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_database_path() -> Path:
+    return user_data_dir() / "measurements.db"
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """The config file in effect, or None for the built-in defaults."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"config file {explicit} does not exist")
+        return explicit
+    env = os.environ.get("PROBE_CONFIG")
+    if env:
+        if not Path(env).is_file():
+            raise ConfigError(f"PROBE_CONFIG points at {env}, which does not exist")
+        return Path(env)
+    for candidate in (Path("config.toml"), user_config_path()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class _Table:
+    """Typed access to one TOML table that remembers which keys were read."""
+
+    def __init__(self, where: str, data: Any) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: must be a table")
+        self.where = where
+        self.data: dict[str, Any] = data
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: T, check: Callable[[Any], bool], expect: str) -> T:
+        self.read.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if (isinstance(value, bool) and not isinstance(default, bool)) or not check(value):
+            raise ConfigError(f"{self.where} {key} = {value!r}: must be {expect}")
+        return value  # type: ignore[no-any-return]
+
+    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+        value = self.get(
+            key,
+            default,
+            lambda v: isinstance(v, int | float) and math.isfinite(v) and v > minimum,
+            f"a number greater than {minimum:g}",
+        )
+        return float(value)
+
+    def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
+        return self.get(
+            key, default, lambda v: isinstance(v, int) and v >= minimum, f"an integer >= {minimum}"
+        )
+
+    def string(self, key: str, default: str | None) -> str | None:
+        value = self.get(key, default, lambda v: isinstance(v, str), "a string")
+        return value or None
+
+    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(
+            key,
+            list(default),
+            lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+            "a list of strings",
+        )
+        return tuple(value)
+
+    def finish(self) -> None:
+        unknown = set(self.data) - self.read
+        if unknown:
+            raise ConfigError(f"{self.where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+_TABLES = frozenset({"probe", "timeouts", "dns", "tls", "http", "catalog", "helper", "events"})
+
+
+def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -> Settings:
+    """Settings from a parsed TOML document (relative paths resolve against the file's folder)."""
+    name = str(source) if source else "config"
+    base = source.parent if source else Path.cwd()
+    unknown = set(document) - _TABLES - {"targets"}
+    if unknown:
+        raise ConfigError(f"{name}: unknown table(s) {', '.join(sorted(unknown))}")
+
+    def table(key: str) -> _Table:
+        return _Table(f"{name}: [{key}]", document.get(key, {}))
+
+    def path(value: str | None) -> Path | None:
+        return None if value is None else (base / Path(value).expanduser())
+
+    probe, timeouts, dns, tls, http = (
+        table(k) for k in ("probe", "timeouts", "dns", "tls", "http")
+    )
+    catalog, helper = table("catalog"), table("helper")
+    database = probe.string("database", None)
+    if database and "://" not in database:
+        database = str(path(database))
+    defaults = Settings()
+    settings_timeouts = Timeouts(
+        dns=timeouts.number("dns", defaults.timeouts.dns),
+        connect=timeouts.number("connect", defaults.timeouts.connect),
+        tls=timeouts.number("tls", defaults.timeouts.tls),
+        http=timeouts.number("http", defaults.timeouts.http),
+    )
+    resolvers = dns.strings("resolvers", defaults.resolvers)
+    if not resolvers:
+        raise ConfigError(f'{name}: [dns] resolvers: give at least one (e.g. "system")')
+    _check_resolvers(resolvers, f"{name}: [dns] resolvers")
+    ca_file = path(tls.string("ca_file", None))
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(f"{name}: [tls] ca_file = {ca_file}: no such file")
+    helper_url = helper.string("url", None)
+    if helper_url and not helper_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}: [helper] url must start with http:// or https://")
+    settings = Settings(
+        database=database,
+        concurrency=probe.integer("concurrency", defaults.concurrency),
+        platforms=probe.strings("platforms", ()),
+        max_addresses=probe.integer("max_addresses", defaults.max_addresses),
+        timeouts=settings_timeouts,
+        resolvers=resolvers,
+        dns_second_answer_window=dns.number(
+            "second_answer_window", defaults.dns_second_answer_window, minimum=-1e-9
+        ),
+        ca_file=str(ca_file) if ca_file else None,
+        max_body_bytes=http.integer("max_body_bytes", defaults.max_body_bytes),
+        body_prefix_bytes=http.integer("body_prefix_bytes", defaults.body_prefix_bytes, minimum=0),
+        max_redirects=http.integer("max_redirects", defaults.max_redirects, minimum=0),
+        user_agent=http.string("user_agent", defaults.user_agent) or defaults.user_agent,
+        catalog_dir=path(catalog.string("dir", None)),
+        extra_targets=_parse_targets(document.get("targets", []), name),
+        test_lists=tuple(p for p in map(path, catalog.strings("test_lists", ())) if p),
+        helper_url=helper_url,
+        helper_token=helper.string("token", None),
+        events=dict(table("events").data),
+        source=source,
+    )
+    for t in (probe, timeouts, dns, tls, http, catalog, helper):
+        t.finish()
+    return settings
+
+
+def _check_resolvers(resolvers: tuple[str, ...], where: str) -> None:
+    from probe.checks.dns import parse_resolver
+
+    for text in resolvers:
+        try:
+            parse_resolver(text)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+
+def _parse_targets(entries: Any, name: str) -> tuple[Target, ...]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{name}: 'targets' must be an array of tables ([[targets]])")
+    targets = []
+    for i, entry in enumerate(entries):
+        where = f"{name}: [[targets]] #{i + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a table")
+        platform = entry.get("platform", "custom")
+        if not isinstance(platform, str) or not platform:
+            raise ConfigError(f"{where}: 'platform' must be a non-empty string")
+        try:
+            targets.append(parse_target(entry, platform, where=where, source="config"))
+        except CatalogError as exc:
+            raise ConfigError(str(exc)) from None
+    return tuple(targets)
+
+
+def load_settings(explicit: Path | None = None) -> Settings:
+    """Find, read and validate the configuration."""
+    source = find_config(explicit)
+    if source is None:
+        return Settings()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {source}: {exc}") from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    return parse_settings(document, source=source)

@@ -1,0 +1,252 @@
+"""The runner: targets x checks -> measurements, streamed to a sink as they complete.
+
+Each target runs its own pipeline (DNS -> TCP -> TLS -> HTTP) as a task in one TaskGroup; every
+network operation takes a slot of one semaphore, so the wall time of a run is bounded by its
+slowest target, not by the sum of targets. Control sites run beside the targets: when every
+control has failed, the network is down and the targets still in flight are cancelled, so a dead
+network ends a run quickly and nothing in it can be read as censorship.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from probe.checks import CheckContext, http, tcp, tls
+from probe.checks.dns import ResolverSpec, resolve
+from probe.model import Connectivity, Layer, Measurement, Observation, Target, TargetKind
+
+FLUSH_INTERVAL = 0.2  # seconds: how long a finished measurement may wait before it is committed
+
+
+class MeasurementSink(Protocol):
+    """Where finished measurements go (the store, in the CLI). Called with small batches."""
+
+    def save_measurements(self, batch: Sequence[Measurement]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What one run does and with what limits."""
+
+    targets: Sequence[Target]
+    controls: Sequence[Target]
+    resolvers: Sequence[ResolverSpec]
+    context: CheckContext = field(default_factory=CheckContext)
+    concurrency: int = 256
+    max_addresses: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    """How far one target got: the furthest layer that succeeded, and the first failure."""
+
+    target: Target
+    reached: Layer | None
+    failure: str | None
+    failed_layer: Layer | None
+    measurements: int
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """The result of a run, for the CLI to store and print."""
+
+    connectivity: Connectivity = Connectivity.UNKNOWN
+    results: list[TargetResult] = field(default_factory=list)
+    controls: list[TargetResult] = field(default_factory=list)
+    measurements: int = 0
+    interrupted: bool = False
+
+
+Progress = Callable[[int, int], None]
+
+
+class _Writer:
+    """Buffers measurements and hands them to the sink every FLUSH_INTERVAL (group commit)."""
+
+    def __init__(self, sink: MeasurementSink) -> None:
+        self.sink = sink
+        self.pending: list[Measurement] = []
+        self.saved = 0
+
+    def add(self, measurement: Measurement) -> None:
+        self.pending.append(measurement)
+
+    def flush(self) -> None:
+        if self.pending:
+            batch, self.pending = self.pending, []
+            self.sink.save_measurements(batch)
+            self.saved += len(batch)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            self.flush()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class _TargetRun:
+    """One target's pipeline; records what it measured and how far it got."""
+
+    def __init__(
+        self,
+        target: Target,
+        plan: RunPlan,
+        limiter: asyncio.Semaphore,
+        writer: _Writer,
+        run_id: str,
+    ) -> None:
+        self.target = target
+        self.plan = plan
+        self.limiter = limiter
+        self.writer = writer
+        self.run_id = run_id
+        self.count = 0
+        self.reached: Layer | None = None
+        self.failure: str | None = None
+        self.failed_layer: Layer | None = None
+
+    async def _check(self, call: Awaitable[Observation], **extra: object) -> Observation:
+        async with self.limiter:
+            observation = await call
+        if extra:
+            details = {**observation.details, **extra}
+            observation = dataclasses.replace(observation, details=details)
+        self.writer.add(
+            Measurement(self.run_id, self.target.platform, self.target.name, observation)
+        )
+        self.count += 1
+        if observation.ok:
+            self.reached = observation.layer
+        elif self.failure is None:
+            self.failure, self.failed_layer = observation.failure, observation.layer
+        return observation
+
+    def result(self) -> TargetResult:
+        return TargetResult(self.target, self.reached, self.failure, self.failed_layer, self.count)
+
+    async def _addresses(self) -> list[tuple[str, str]]:
+        """(address, which resolver gave it): the primary resolver's answers first; when it gives
+        nothing, the other resolvers' answers, so IP-level reachability is measured even where
+        DNS is tampered with."""
+        host = self.target.host
+        if _is_ip(host):
+            return [(host, "literal")]
+        context = self.plan.context
+        observations = await asyncio.gather(
+            *(self._check(resolve(host, spec, context)) for spec in self.plan.resolvers)
+        )
+        for spec, observation in zip(self.plan.resolvers, observations, strict=True):
+            found = [(a, spec.spec) for a in observation.details.get("addresses", [])]
+            if found:
+                return found[: self.plan.max_addresses]
+        return []
+
+    async def run(self) -> None:
+        target, context = self.target, self.plan.context
+        addresses = await self._addresses()
+        if target.kind is TargetKind.DNS or not addresses:
+            return
+        pairs = [(address, source, port) for address, source in addresses for port in target.ports]
+        connects = await asyncio.gather(
+            *(
+                self._check(tcp.connect(address, port, context), address_source=source)
+                for address, source, port in pairs
+            )
+        )
+        open_pairs = [pair for pair, obs in zip(pairs, connects, strict=True) if obs.ok]
+        if target.kind is TargetKind.HTTP:
+            await asyncio.gather(*(self._fetch(open_pairs, port) for port in target.ports))
+        elif target.kind is TargetKind.HTTPS:
+            port = target.ports[0]
+            candidates = [(a, s) for a, s, p in open_pairs if p == port]
+            handshakes = await asyncio.gather(
+                *(
+                    self._check(tls.handshake(a, port, target.host, context), address_source=s)
+                    for a, s in candidates
+                )
+            )
+            good = [
+                (a, s, port) for (a, s), obs in zip(candidates, handshakes, strict=True) if obs.ok
+            ]
+            await self._fetch(good, port)
+
+    async def _fetch(self, open_pairs: list[tuple[str, str, int]], port: int) -> None:
+        """One HTTP request per port, to the first address that accepted a connection there."""
+        for address, source, open_port in open_pairs:
+            if open_port == port:
+                url = self.target.url_for_port(port)
+                fetch = http.fetch(
+                    url, self.plan.context, address=address, method=self.target.method
+                )
+                await self._check(fetch, address_source=source)
+                return
+
+
+async def execute(
+    plan: RunPlan,
+    run_id: str,
+    sink: MeasurementSink,
+    *,
+    outcome: RunOutcome | None = None,
+    progress: Progress | None = None,
+) -> RunOutcome:
+    """Measure every target and control of `plan`, streaming measurements to `sink`.
+
+    `outcome` is filled in as the run goes, so a caller that passes its own still has the
+    connectivity, results and count of saved measurements when the run is cancelled (Ctrl-C):
+    every finished measurement is flushed to the sink before the cancellation propagates.
+    """
+    outcome = outcome if outcome is not None else RunOutcome()
+    limiter = asyncio.Semaphore(plan.concurrency)
+    writer = _Writer(sink)
+    total = len(plan.targets) + len(plan.controls)
+    done = 0
+
+    def finished(_task: object) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    target_runs = [_TargetRun(t, plan, limiter, writer, run_id) for t in plan.targets]
+    control_runs = [_TargetRun(t, plan, limiter, writer, run_id) for t in plan.controls]
+    flusher = asyncio.create_task(writer.run())
+    try:
+        async with asyncio.TaskGroup() as group:
+            target_tasks = [group.create_task(r.run()) for r in target_runs]
+            control_tasks = [group.create_task(r.run()) for r in control_runs]
+            for task in (*target_tasks, *control_tasks):
+                task.add_done_callback(finished)
+            if control_tasks:
+                await asyncio.wait(control_tasks)
+                # A control counts as reached only past DNS: a resolver that answers while
+                # nothing can be connected to is not a working network.
+                if any(r.reached not in (None, Layer.DNS) for r in control_runs):
+                    outcome.connectivity = Connectivity.OK
+                else:
+                    outcome.connectivity = Connectivity.NONE
+                    for task in target_tasks:
+                        task.cancel()
+    except asyncio.CancelledError:
+        outcome.interrupted = True
+        raise
+    finally:
+        flusher.cancel()
+        writer.flush()
+        outcome.measurements = writer.saved
+        outcome.results = [r.result() for r in target_runs]
+        outcome.controls = [r.result() for r in control_runs]
+    return outcome

@@ -1,0 +1,432 @@
+"""The probe database: runs and measurements, saved in batches and read back as streams.
+
+`Store.open(path_or_url)` takes a plain path (a SQLite file, parent directories created) or an
+SQLAlchemy URL such as `postgresql+psycopg://user@host/db`; the same code serves both. Every
+public method runs in its own transaction and turns driver errors into StoreError with a message
+naming the database, so callers never see a raw SQLAlchemy traceback.
+
+SQLite runs in WAL mode with synchronous=NORMAL: a commit is an append to the log without fsync,
+which makes the runner's many small batches cheap, while a crash loses at most the last commits,
+never the database. Readers stream (yield_per; a server-side cursor on PostgreSQL) so an export of
+millions of rows holds one chunk in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.store import migrations, schema
+from probe.store.errors import NotAProbeDatabaseError, StoreError
+
+# Rows fetched per round trip when streaming: large enough to amortise the round trip, small
+# enough that one chunk of measurements (details included) stays in the low megabytes.
+STREAM_CHUNK_ROWS = 1000
+
+# How long a SQLite writer waits for another process's write lock before giving up.
+SQLITE_BUSY_TIMEOUT_S = 15.0
+
+# Serialises first opens of one PostgreSQL database (pg_advisory_xact_lock key): two probes
+# creating the schema at once would otherwise both see no tables. "cprobe" in ASCII.
+_PG_OPEN_LOCK_KEY = 0x637072_6F6265
+
+
+class Store:
+    """One probe database. Open with `Store.open`; close with `close()` or a `with` block."""
+
+    def __init__(self, engine: Engine, location: str, probe_id: str) -> None:
+        self._engine = engine
+        self._location = location
+        self._probe_id = probe_id
+        self._sqlite = engine.dialect.name == "sqlite"
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url_or_path: str | Path) -> Store:
+        """Open (creating or migrating as needed) the database at a path or SQLAlchemy URL."""
+        url, location = _resolve(url_or_path)
+        try:
+            engine = _create_engine(url)
+        except (ArgumentError, ImportError) as exc:
+            raise StoreError(f"cannot open {location}: {exc}") from exc
+        try:
+            probe_id = _prepare(engine, location)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, location, probe_id)
+
+    @property
+    def location(self) -> str:
+        """The path or URL (password hidden) this store was opened from."""
+        return self._location
+
+    def probe_id(self) -> str:
+        """This database's probe id: random uuid4 hex created on first open, never host-derived."""
+        return self._probe_id
+
+    def schema_version(self) -> int:
+        with self._transaction() as conn:
+            found = migrations.read_meta(conn) or {}
+        return int(found.get("schema_version", "0"))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self._location!r})"
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def start_run(self, run: Run) -> None:
+        """Record a run as it starts (its finish and network may be filled in later)."""
+        _require_aware(run.started_at, "Run.started_at")
+        row = {
+            "id": run.id,
+            "probe_id": run.probe_id,
+            "started_at": run.started_at,
+            "finished_at": run.finished_at,
+            "software_version": run.software_version,
+            "config_digest": run.config_digest,
+            "connectivity": str(run.connectivity),
+            "interrupted": run.interrupted,
+            **_network_columns(run.network),
+        }
+        with self._transaction(write=True) as conn:
+            conn.execute(schema.runs.insert(), row)
+
+    def finish_run(
+        self,
+        run_id: str,
+        finished_at: datetime,
+        connectivity: Connectivity,
+        interrupted: bool,
+    ) -> None:
+        _require_aware(finished_at, "finished_at")
+        values = {
+            "finished_at": finished_at,
+            "connectivity": str(connectivity),
+            "interrupted": interrupted,
+        }
+        self._update_run(run_id, values)
+
+    def update_run_network(self, run_id: str, network: NetworkInfo) -> None:
+        self._update_run(run_id, _network_columns(network))
+
+    def _update_run(self, run_id: str, values: dict[str, Any]) -> None:
+        with self._transaction(write=True) as conn:
+            stmt = schema.runs.update().where(schema.runs.c.id == run_id).values(**values)
+            if not conn.execute(stmt).rowcount:
+                raise StoreError(f"{self._location} has no run {run_id}")
+
+    def save_measurements(self, measurements: Sequence[Measurement]) -> None:
+        """Save a batch in one transaction: all of it or, on error, none of it."""
+        if not measurements:
+            return
+        rows = [_measurement_row(m) for m in measurements]
+        with self._transaction(write=True) as conn:
+            conn.execute(schema.measurements.insert(), rows)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self._transaction() as conn:
+            row = conn.execute(select(schema.runs).where(schema.runs.c.id == run_id)).first()
+        return None if row is None else _run_from_row(row)
+
+    def runs(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Run]:
+        """Runs started in [since, until), oldest first unless `newest_first`."""
+        started = schema.runs.c.started_at
+        stmt = select(schema.runs)
+        if since is not None:
+            stmt = stmt.where(started >= since)
+        if until is not None:
+            stmt = stmt.where(started < until)
+        order = (
+            (started.desc(), schema.runs.c.id.desc())
+            if newest_first
+            else (started, schema.runs.c.id)
+        )
+        stmt = stmt.order_by(*order).limit(limit)
+        for row in self._stream(stmt):
+            yield _run_from_row(row)
+
+    def latest_run_id(self) -> str | None:
+        """The id of the most recently started run, or None for an empty database."""
+        runs = schema.runs
+        stmt = select(runs.c.id).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(1)
+        with self._transaction() as conn:
+            return conn.execute(stmt).scalar_one_or_none()
+
+    def measurements(
+        self,
+        run_id: str | None = None,
+        platform: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Measurement]:
+        """Measurements started in [since, until), in time order, streamed in chunks.
+
+        The iterator holds a database connection until it is exhausted or closed.
+        """
+        table = schema.measurements
+        stmt = select(table)
+        if run_id is not None:
+            stmt = stmt.where(table.c.run_id == run_id)
+        if platform is not None:
+            stmt = stmt.where(table.c.platform == platform)
+        if since is not None:
+            stmt = stmt.where(table.c.started_at >= since)
+        if until is not None:
+            stmt = stmt.where(table.c.started_at < until)
+        stmt = stmt.order_by(table.c.started_at, table.c.id)
+        for row in self._stream(stmt):
+            yield _measurement_from_row(row)
+
+    def latest_status(self, platform: str | None = None) -> list[Measurement]:
+        """The newest measurement of each (platform, target, layer, endpoint), sorted by those."""
+        table = schema.measurements
+        key = (table.c.platform, table.c.target, table.c.layer, table.c.endpoint)
+        rank = (
+            func.row_number()
+            .over(partition_by=key, order_by=(table.c.started_at.desc(), table.c.id.desc()))
+            .label("rank")
+        )
+        ranked = select(table, rank)
+        if platform is not None:
+            ranked = ranked.where(table.c.platform == platform)
+        sub = ranked.subquery()
+        stmt = (
+            select(*(sub.c[column.name] for column in table.columns))
+            .where(sub.c.rank == 1)
+            .order_by(sub.c.platform, sub.c.target, sub.c.layer, sub.c.endpoint)
+        )
+        with self._transaction() as conn:
+            return [_measurement_from_row(row) for row in conn.execute(stmt)]
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _stream(self, stmt: Select[Any]) -> Iterator[Row[Any]]:
+        with self._transaction() as conn:
+            result = conn.execution_options(yield_per=STREAM_CHUNK_ROWS).execute(stmt)
+            yield from result
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                if write and self._sqlite:
+                    # Take the write lock up front: a deferred transaction that reads and then
+                    # writes can fail with SQLITE_BUSY instead of waiting for the lock.
+                    conn.execution_options(sqlite_begin="IMMEDIATE")
+                with conn.begin():
+                    yield conn
+        except DBAPIError as exc:
+            raise StoreError(f"{self._location}: {_driver_message(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self._location}: {exc}") from exc
+
+
+# -- opening helpers ---------------------------------------------------------------------------
+
+
+def _resolve(url_or_path: str | Path) -> tuple[URL, str]:
+    """The SQLAlchemy URL for a path or URL, and how to name it in messages."""
+    if isinstance(url_or_path, str) and "://" in url_or_path:
+        try:
+            url = make_url(url_or_path)
+        except ArgumentError as exc:
+            raise StoreError(f"cannot open {url_or_path!r}: not a database URL") from exc
+        location = url.render_as_string(hide_password=True)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            _make_parent(Path(url.database), location)
+        return url, location
+    path = Path(url_or_path).expanduser()
+    _make_parent(path, str(path))
+    return URL.create("sqlite+pysqlite", database=str(path)), str(path)
+
+
+def _make_parent(path: Path, location: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the directory for {location}: {exc.strerror}") from exc
+
+
+def _create_engine(url: URL) -> Engine:
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite opens transactions itself, but only before DML, so DDL (migrations!) would
+        # run outside them. Hand transaction control to SQLAlchemy's "begin" event below
+        # (the recipe in SQLAlchemy's SQLite dialect documentation).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _prepare(engine: Engine, location: str) -> str:
+    """Create or migrate the schema in one transaction; return the probe id."""
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                if engine.dialect.name == "postgresql":
+                    conn.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_OPEN_LOCK_KEY}
+                    )
+                return migrations.prepare(conn, location)
+    except DBAPIError as exc:
+        message = _driver_message(exc)
+        if "not a database" in message or "malformed" in message:
+            raise NotAProbeDatabaseError(f"{location} is not a probe database ({message})") from exc
+        raise StoreError(f"cannot open {location}: {message}") from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot open {location}: {exc}") from exc
+
+
+def _driver_message(exc: DBAPIError) -> str:
+    """The driver's own message, first line only (psycopg appends multi-line context)."""
+    message = str(exc.orig) if exc.orig is not None else str(exc)
+    return message.strip().splitlines()[0] if message.strip() else type(exc.orig).__name__
+
+
+# -- rows <-> records --------------------------------------------------------------------------
+
+
+def _require_aware(value: datetime, what: str) -> None:
+    """Refuse a naive datetime before any SQL runs: its zone is unknown, so storing it is a bug."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} is a naive datetime ({value.isoformat()}): use UTC-aware ones")
+
+
+def _network_columns(network: NetworkInfo) -> dict[str, Any]:
+    return {
+        "asn": network.asn,
+        "as_name": network.as_name,
+        "country": network.country,
+        "resolver_asn": network.resolver_asn,
+        "resolver_as_name": network.resolver_as_name,
+        "resolver_country": network.resolver_country,
+        "vpn_suspected": network.vpn_suspected,
+        "network_source": network.source,
+    }
+
+
+def _run_from_row(row: Row[Any]) -> Run:
+    m = row._mapping
+    return Run(
+        id=m["id"],
+        probe_id=m["probe_id"],
+        started_at=m["started_at"],
+        software_version=m["software_version"],
+        config_digest=m["config_digest"],
+        network=NetworkInfo(
+            asn=m["asn"],
+            as_name=m["as_name"],
+            country=m["country"],
+            resolver_asn=m["resolver_asn"],
+            resolver_as_name=m["resolver_as_name"],
+            resolver_country=m["resolver_country"],
+            vpn_suspected=m["vpn_suspected"],
+            source=m["network_source"],
+        ),
+        finished_at=m["finished_at"],
+        connectivity=Connectivity(m["connectivity"]),
+        interrupted=bool(m["interrupted"]),
+    )
+
+
+def _measurement_row(measurement: Measurement) -> dict[str, Any]:
+    observation = measurement.observation
+    operation = observation.failed_operation
+    _require_aware(observation.started_at, "Observation.started_at")
+    return {
+        "id": measurement.id,
+        "run_id": measurement.run_id,
+        "platform": measurement.platform,
+        "target": measurement.target,
+        "endpoint": observation.endpoint,
+        "layer": str(observation.layer),
+        "started_at": observation.started_at,
+        "duration_ms": observation.duration_ms,
+        "failure": observation.failure,
+        "failed_operation": None if operation is None else str(operation),
+        # allow_nan=False: NaN/Infinity are not JSON; PostgreSQL, jq and most readers reject them.
+        "details": json.dumps(observation.details, ensure_ascii=False, allow_nan=False),
+    }
+
+
+def _measurement_from_row(row: Row[Any]) -> Measurement:
+    m = row._mapping
+    operation = m["failed_operation"]
+    return Measurement(
+        id=m["id"],
+        run_id=m["run_id"],
+        platform=m["platform"],
+        target=m["target"],
+        observation=Observation(
+            layer=Layer(m["layer"]),
+            endpoint=m["endpoint"],
+            started_at=m["started_at"],
+            duration_ms=m["duration_ms"],
+            failure=m["failure"],
+            failed_operation=None if operation is None else Operation(operation),
+            details=json.loads(m["details"]),
+        ),
+    )

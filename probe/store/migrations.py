@@ -1,0 +1,137 @@
+"""Schema versions and the ordered steps that bring an older probe database up to date.
+
+`meta.schema_version` records the version a database is at. A fresh database is created at the
+newest version straight from `schema.py`; an older one runs each step N -> N+1 in order, all inside
+the caller's transaction, so a failed step leaves the database exactly as it was. A database from a
+newer version is refused rather than guessed at.
+
+Steps are history: each is written as the plain SQL that version needed (portable between SQLite
+and PostgreSQL), never in terms of `schema.py`, whose tables keep changing. To change the schema,
+edit `schema.py` and append a step here; tests/test_store_migrations.py checks that a migrated
+database and a fresh one end up with the same tables, columns and indexes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, inspect, select, text
+
+from probe.store import schema
+from probe.store.errors import NotAProbeDatabaseError, SchemaTooNewError
+
+# Version 1: meta, runs and measurements as first released.
+BASELINE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One step: `apply` turns a database at `version - 1` into one at `version`."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _add_latest_status_index(conn: Connection) -> None:
+    conn.execute(
+        text(
+            "CREATE INDEX ix_measurements_latest "
+            "ON measurements (platform, target, layer, endpoint, started_at)"
+        )
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=2,
+        description="index measurements by (platform, target, layer, endpoint, started_at) "
+        "so that `probe report` finds the newest row per endpoint without a full scan",
+        apply=_add_latest_status_index,
+    ),
+)
+
+
+def latest_version(steps: Sequence[Migration] | None = None) -> int:
+    """The schema version this code writes."""
+    steps = MIGRATIONS if steps is None else steps
+    return steps[-1].version if steps else BASELINE_VERSION
+
+
+def read_meta(conn: Connection) -> dict[str, str] | None:
+    """The meta table as a dict, or None when there is no meta table."""
+    if not inspect(conn).has_table(schema.meta.name):
+        return None
+    rows = conn.execute(select(schema.meta.c.key, schema.meta.c.value))
+    return {key: value for key, value in rows}
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    updated = conn.execute(
+        schema.meta.update().where(schema.meta.c.key == key).values(value=value)
+    ).rowcount
+    if not updated:
+        conn.execute(schema.meta.insert().values(key=key, value=value))
+
+
+def prepare(conn: Connection, location: str, steps: Sequence[Migration] | None = None) -> str:
+    """Create or upgrade the schema on `conn` (inside its transaction); return the probe_id.
+
+    Raises NotAProbeDatabaseError for a database that holds something else and
+    SchemaTooNewError for one written by a newer version.
+    """
+    steps = MIGRATIONS if steps is None else steps
+    newest = latest_version(steps)
+    found = read_meta(conn)
+    if found is None:
+        _refuse_foreign_tables(conn, location)
+        schema.metadata.create_all(conn)
+        probe_id = uuid.uuid4().hex  # random: a probe id must never identify the host
+        _set_meta(conn, "schema_version", str(newest))
+        _set_meta(conn, "probe_id", probe_id)
+        return probe_id
+
+    version = _parse_version(found.get("schema_version"), location)
+    if version > newest:
+        raise SchemaTooNewError(
+            f"{location} was written by a newer censorprobe (schema version {version}; "
+            f"this version reads up to {newest}): upgrade censorprobe to open it"
+        )
+    for step in steps:
+        if step.version > version:
+            if step.version != version + 1:
+                raise RuntimeError(f"migration steps skip from {version} to {step.version}")
+            step.apply(conn)
+            version = step.version
+            _set_meta(conn, "schema_version", str(version))
+
+    stored_probe_id = found.get("probe_id")
+    if not stored_probe_id:
+        raise NotAProbeDatabaseError(f"{location} is not a probe database (no probe_id in meta)")
+    return stored_probe_id
+
+
+def _parse_version(value: str | None, location: str) -> int:
+    if value is None or not value.isdigit() or int(value) < BASELINE_VERSION:
+        raise NotAProbeDatabaseError(
+            f"{location} is not a probe database (meta.schema_version is {value!r})"
+        )
+    return int(value)
+
+
+def _refuse_foreign_tables(conn: Connection, location: str) -> None:
+    """Never create our tables beside someone else's data.
+
+    A SQLite file is one application's: any table there means the path is wrong. A PostgreSQL
+    database may be shared, so only tables with our names (but no meta) are refused.
+    """
+    existing = set(inspect(conn).get_table_names())
+    ours = {table.name for table in schema.metadata.sorted_tables}
+    clash = existing if conn.dialect.name == "sqlite" else existing & ours
+    if clash:
+        raise NotAProbeDatabaseError(
+            f"{location} is not a probe database (it holds other tables: "
+            f"{', '.join(sorted(clash))})"
+        )

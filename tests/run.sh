@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine for the test suite and run it: the README's test command.
+# Installs the Debian packages the lab and the PostgreSQL tests need (when root and missing),
+# the package with its test extras, then runs lint, types and pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBIAN_PACKAGES=(iproute2 iptables postgresql)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=()
+  for pkg in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+ruff check probe analysis tests benchmarks
+ruff format --check probe analysis tests benchmarks
+mypy
+python3 -m pytest -q -p no:cacheprovider "$@"

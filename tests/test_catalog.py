@@ -1,0 +1,73 @@
+"""The built-in catalog holds the field's endpoints (REFERENCE.md), and bad entries are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probe.catalog import CatalogError, builtin_platforms, builtin_targets, load_catalog
+from probe.model import TargetKind
+
+TELEGRAM_DCS = {
+    "149.154.175.50",
+    "149.154.167.51",
+    "149.154.175.100",
+    "149.154.167.91",
+    "149.154.171.5",
+    "95.161.76.100",
+}
+
+
+def test_every_platform_of_the_mission_is_in_the_builtin_catalog() -> None:
+    names = {p.name for p in builtin_platforms()}
+    assert {"telegram", "facebook", "instagram", "twitter", "youtube", "whatsapp", "signal"} <= names
+    assert any(p.control for p in builtin_platforms())
+
+
+def test_telegram_dcs_get_plain_http_post_on_80_and_443() -> None:
+    dcs = [t for t in builtin_targets() if t.platform == "telegram" and t.group == "dc"]
+    assert {t.host for t in dcs} == TELEGRAM_DCS
+    for dc in dcs:
+        assert dc.kind is TargetKind.HTTP and dc.method == "POST" and dc.ports == (80, 443)
+        assert dc.url_for_port(443) == f"http://{dc.host}:443/"
+
+
+def test_whatsapp_chat_endpoints_e1_to_e16_on_443_and_5222() -> None:
+    chat = [t for t in builtin_targets() if t.platform == "whatsapp" and t.kind is TargetKind.TCP]
+    assert {t.host for t in chat} == {f"e{i}.whatsapp.net" for i in range(1, 17)}
+    assert all(t.ports == (443, 5222) for t in chat)
+
+
+def test_stun_fbsbx_is_tested_by_dns_only() -> None:
+    (stun,) = [t for t in builtin_targets() if t.host == "stun.fbsbx.com"]
+    assert stun.kind is TargetKind.DNS and stun.ports == ()
+
+
+def test_override_dir_replaces_a_platform(tmp_path: Path) -> None:
+    (tmp_path / "signal.toml").write_text(
+        'platform = "signal"\n[[targets]]\nurl = "https://signal.example/"\n'
+    )
+    signal = next(p for p in load_catalog(tmp_path) if p.name == "signal")
+    assert [t.host for t in signal.targets] == ["signal.example"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('platform = "x"\n[[targets]]\nurl = "ftp://a.example/"\n', "not an http:// or https:// URL"),
+        ('platform = "x"\n[[targets]]\nkind = "tcp"\nhost = "a.example"\n', "needs 'ports'"),
+        ('platform = "x"\n[[targets]]\nkind = "tcp"\nhost = "a.example"\nports = [70000]\n', "70000"),
+        ('platform = "x"\n[[targets]]\nkind = "smtp"\nhost = "a.example"\n', "'kind' must be"),
+        ('platform = "x"\n[[targets]]\nurl = "https://a.example/"\ncolour = 1\n', "colour"),
+        ('platform = "x"\n[[targets]]\nkind = "dns"\nhost = "bad host!"\n', "not a valid host"),
+        ("platform = \n", "not valid TOML"),
+    ],
+)
+def test_malformed_catalog_entry_is_a_clear_error_naming_the_file(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    (tmp_path / "x.toml").write_text(body)
+    with pytest.raises(CatalogError, match=message) as caught:
+        load_catalog(tmp_path)
+    assert "x.toml" in str(caught.value)
