@@ -21,7 +21,15 @@ TELEGRAM_DCS = {
 
 def test_every_platform_of_the_mission_is_in_the_builtin_catalog() -> None:
     names = {p.name for p in builtin_platforms()}
-    assert {"telegram", "facebook", "instagram", "twitter", "youtube", "whatsapp", "signal"} <= names
+    assert {
+        "telegram",
+        "facebook",
+        "instagram",
+        "twitter",
+        "youtube",
+        "whatsapp",
+        "signal",
+    } <= names
     assert any(p.control for p in builtin_platforms())
 
 
@@ -55,9 +63,15 @@ def test_override_dir_replaces_a_platform(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ('platform = "x"\n[[targets]]\nurl = "ftp://a.example/"\n', "not an http:// or https:// URL"),
+        (
+            'platform = "x"\n[[targets]]\nurl = "ftp://a.example/"\n',
+            "not an http:// or https:// URL",
+        ),
         ('platform = "x"\n[[targets]]\nkind = "tcp"\nhost = "a.example"\n', "needs 'ports'"),
-        ('platform = "x"\n[[targets]]\nkind = "tcp"\nhost = "a.example"\nports = [70000]\n', "70000"),
+        (
+            'platform = "x"\n[[targets]]\nkind = "tcp"\nhost = "a.example"\nports = [70000]\n',
+            "70000",
+        ),
         ('platform = "x"\n[[targets]]\nkind = "smtp"\nhost = "a.example"\n', "'kind' must be"),
         ('platform = "x"\n[[targets]]\nurl = "https://a.example/"\ncolour = 1\n', "colour"),
         ('platform = "x"\n[[targets]]\nkind = "dns"\nhost = "bad host!"\n', "not a valid host"),

@@ -57,13 +57,13 @@ url = "https://news.example/fa"
     [
         ("[timeouts]\nconect = 2\n", r"\[timeouts\]: unknown key\(s\) conect"),
         ("[timeouts]\nconnect = -1\n", r"\[timeouts\] connect = -1: must be a number"),
-        ("[timeouts]\nconnect = \"fast\"\n", "must be a number"),
+        ('[timeouts]\nconnect = "fast"\n', "must be a number"),
         ("[probe]\nconcurrency = 0\n", "concurrency = 0: must be an integer >= 1"),
-        ("[dns]\nresolvers = [\"carrier-pigeon\"]\n", r"\[dns\] resolvers"),
+        ('[dns]\nresolvers = ["carrier-pigeon"]\n', r"\[dns\] resolvers"),
         ("[dns]\nresolvers = []\n", "at least one"),
-        ("[tls]\nca_file = \"absent.pem\"\n", "no such file"),
+        ('[tls]\nca_file = "absent.pem"\n', "no such file"),
         ("[nonsense]\n", r"unknown table\(s\) nonsense"),
-        ("[[targets]]\nurl = \"gopher://x/\"\n", r"\[\[targets\]\] #1"),
+        ('[[targets]]\nurl = "gopher://x/"\n', r"\[\[targets\]\] #1"),
         ("[probe\n", "not valid TOML"),
     ],
 )

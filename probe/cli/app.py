@@ -14,6 +14,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from probe import __version__
 from probe.catalog import CatalogError
@@ -48,10 +49,11 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except USER_ERRORS as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
         except OSError as exc:
-            err.print(f"[red]error:[/red] {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+            err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -43,3 +44,26 @@ def database_location(settings: Settings, db: str | None) -> str:
 
 def open_store(settings: Settings, db: str | None) -> Store:
     return Store.open(database_location(settings, db))
+
+
+def parse_when(text: str | None, option: str) -> datetime | None:
+    """A time option: ISO-8601 date or datetime (UTC unless it names a zone), or an age such as
+    `30m`, `12h`, `7d` meaning that long before now."""
+    if text is None:
+        return None
+    value = text.strip()
+    unit = _AGE_UNITS.get(value[-1:].lower())
+    if unit is not None and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * unit)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a time: use 2026-11-01, 2026-11-01T18:00, 2026-11-01T18:00+03:30 "
+            "or an age such as 12h or 7d",
+            param_hint=option,
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -1,7 +1,8 @@
 """The probe database: runs and measurements, saved in batches and read back as streams.
 
 `Store.open(path_or_url)` takes a plain path (a SQLite file, parent directories created) or an
-SQLAlchemy URL such as `postgresql+psycopg://user@host/db`; the same code serves both. Every
+SQLAlchemy URL such as `postgresql+psycopg://user@host/db` (plain `postgresql://` means the same);
+the same code serves both. Every
 public method runs in its own transaction and turns driver errors into StoreError with a message
 naming the database, so callers never see a raw SQLAlchemy traceback.
 
@@ -113,6 +114,8 @@ class Store:
     def start_run(self, run: Run) -> None:
         """Record a run as it starts (its finish and network may be filled in later)."""
         _require_aware(run.started_at, "Run.started_at")
+        if run.finished_at is not None:
+            _require_aware(run.finished_at, "Run.finished_at")
         row = {
             "id": run.id,
             "probe_id": run.probe_id,
@@ -276,6 +279,9 @@ def _resolve(url_or_path: str | Path) -> tuple[URL, str]:
             url = make_url(url_or_path)
         except ArgumentError as exc:
             raise StoreError(f"cannot open {url_or_path!r}: not a database URL") from exc
+        # SQLAlchemy 2.0 reads plain postgresql:// as psycopg2, which this project does not use.
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
         location = url.render_as_string(hide_password=True)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             _make_parent(Path(url.database), location)
@@ -333,8 +339,10 @@ def _prepare(engine: Engine, location: str) -> str:
                 return migrations.prepare(conn, location)
     except DBAPIError as exc:
         message = _driver_message(exc)
-        if "not a database" in message or "malformed" in message:
+        if "not a database" in message:
             raise NotAProbeDatabaseError(f"{location} is not a probe database ({message})") from exc
+        if "malformed" in message:
+            raise StoreError(f"{location} is damaged ({message})") from exc
         raise StoreError(f"cannot open {location}: {message}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot open {location}: {exc}") from exc

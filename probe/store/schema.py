@@ -29,15 +29,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-# Fixed width (microseconds always present, one offset spelling) so that SQLite's text comparison
-# orders and filters timestamps chronologically.
-SQLITE_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
-
 
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware datetime, stored in UTC, read back as an aware UTC datetime.
 
-    PostgreSQL: `timestamp with time zone`. SQLite (no datetime type): fixed-width ISO-8601 text.
+    PostgreSQL: `timestamp with time zone`. SQLite (no datetime type): ISO-8601 text of one fixed
+    width (microseconds always present, offset always +00:00), so that SQLite's text comparison
+    orders and filters timestamps chronologically.
     A naive datetime is a bug in the caller (its zone is unknown) and raises ValueError.
     """
 
@@ -56,7 +54,9 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError(f"naive datetime {value.isoformat()} given to the store: use UTC")
         value = value.astimezone(UTC)
         if dialect.name == "sqlite":
-            return value.strftime(SQLITE_TIMESTAMP_FORMAT)
+            # isoformat of a UTC datetime with timespec="microseconds" is always 32 characters:
+            # 2024-11-20T09:30:00.123456+00:00 (and faster than strftime).
+            return value.isoformat(timespec="microseconds")
         return value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:

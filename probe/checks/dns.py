@@ -1,0 +1,630 @@
+"""The DNS check: resolve a host's A and AAAA addresses through one resolver (the system's, or a
+chosen one over UDP, TCP or DNS over HTTPS) and return what was seen as an Observation (layer dns).
+
+Over UDP the socket keeps listening after the first response for ctx.dns_second_answer_window
+seconds and records every further response to the same query: an on-path injector's forged answer
+races the real one and usually wins, so two answers on one socket are the signature of injection
+(Centinel's technique; REFERENCE.md, "DNS injection on path"). The addresses reported are those of
+the first response, which is what an ordinary stub resolver would have used.
+
+Outcome per query type, from the response (or its absence):
+
+    NOERROR with addresses of the type ..... None (success)
+    NOERROR without them ................... dns_no_answer
+    NXDOMAIN ............................... dns_nxdomain_error
+    SERVFAIL ............................... dns_servfail_error
+    REFUSED ................................ dns_refused_error
+    another rcode, or a reply that does not parse or does not match the query
+                                             dns_server_misbehaving
+    no reply within ctx.timeouts.dns ....... generic_timeout_error
+    a socket, TLS or HTTP error ............ probe.failures.classify(error)
+
+The observation succeeds when either type returned an address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+
+from probe.checks import CheckContext, Stopwatch, format_endpoint
+from probe.failures import classify
+from probe.model import Failure, Layer, Observation, Operation
+
+__all__ = ["SYSTEM_RESOLVER", "ResolverSpec", "TransportName", "parse_resolver", "resolve"]
+
+TransportName = Literal["system", "udp", "tcp", "doh"]
+
+DNS_PORT = 53
+HTTPS_PORT = 443
+# EDNS(0) with the DNS Flag Day 2020 buffer size: large enough for ordinary A/AAAA answers, small
+# enough to avoid IP fragmentation; a longer answer comes back truncated and is retried over TCP.
+EDNS_PAYLOAD = 1232
+# RFC 8484 section 6: a DoH response is one DNS message, at most 65535 bytes.
+MAX_DOH_BODY = 65535
+DNS_MESSAGE = "application/dns-message"
+
+_USAGE = (
+    "expected 'system', 'udp://IP[:port]', 'tcp://IP[:port]' (IPv6 in brackets, e.g. "
+    "udp://[2001:db8::53]:53) or a DNS-over-HTTPS URL 'https://host[:port]/path'"
+)
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+_RCODE_FAILURES: dict[int, Failure] = {
+    dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN_ERROR,
+    dns.rcode.SERVFAIL: Failure.DNS_SERVFAIL_ERROR,
+    dns.rcode.REFUSED: Failure.DNS_REFUSED_ERROR,
+}
+
+# What can go wrong on the wire (as opposed to a bug): these become failure strings.
+_NETWORK_ERRORS = (OSError, EOFError, TimeoutError, dns.exception.DNSException, aiohttp.ClientError)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolverSpec:
+    """A resolver to ask: the system's (getaddrinfo), or one spoken to over udp, tcp or doh.
+
+    `spec` is the canonical text (port always given for udp/tcp, default port left out of a DoH
+    URL); it is the observation's endpoint. For doh, `address` is the URL's host and `url` the URL.
+    """
+
+    transport: TransportName
+    spec: str
+    address: str | None = None
+    port: int | None = None
+    url: str | None = None
+
+    def __str__(self) -> str:
+        return self.spec
+
+
+SYSTEM_RESOLVER = ResolverSpec("system", "system")
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _port(raw: str, text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"resolver {raw!r}: the port must be a number from 1 to 65535")
+    return int(text)
+
+
+def _ip_endpoint(raw: str, scheme: str, rest: str) -> tuple[str, int]:
+    """The address and port of 'IP[:port]' or '[IPv6][:port]'."""
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise ValueError(f"resolver {raw!r}: missing ']' after the IPv6 address")
+        host, tail = rest[1:end], rest[end + 1 :]
+        if tail and not tail.startswith(":"):
+            raise ValueError(f"resolver {raw!r}: unexpected {tail!r} after the address; {_USAGE}")
+        port_text = tail[1:] if tail else None
+        address = _ip(host)
+        if address is None or ":" not in address:
+            raise ValueError(f"resolver {raw!r}: {host!r} in brackets is not an IPv6 address")
+    else:
+        if rest.count(":") > 1:
+            raise ValueError(
+                f"resolver {raw!r}: put an IPv6 address in brackets, e.g. {scheme}://[{rest}]:53"
+            )
+        host, colon, port_text_or_empty = rest.partition(":")
+        port_text = port_text_or_empty if colon else None
+        address = _ip(host)
+        if address is None:
+            raise ValueError(
+                f"resolver {raw!r}: {host!r} is not an IP address; a {scheme} resolver is given "
+                f"by address (a name would itself need a resolver)"
+            )
+    return address, _port(raw, port_text, DNS_PORT)
+
+
+def _doh(raw: str) -> ResolverSpec:
+    parts = urlsplit(raw)
+    try:
+        explicit_port = parts.port
+    except ValueError:
+        raise ValueError(f"resolver {raw!r}: the port must be a number from 1 to 65535") from None
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"resolver {raw!r}: the DNS-over-HTTPS URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"resolver {raw!r}: credentials in a DNS-over-HTTPS URL are not supported")
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"resolver {raw!r}: a DNS-over-HTTPS URL takes no query or fragment (the probe "
+            "POSTs the query as the body, RFC 8484)"
+        )
+    if not parts.path:
+        raise ValueError(
+            f"resolver {raw!r}: the DNS-over-HTTPS URL needs a path; servers usually use "
+            f"/dns-query (https://{parts.netloc}/dns-query)"
+        )
+    address = _ip(host)
+    if address is None:
+        labels = host.rstrip(".").split(".")
+        if not all(_HOST_LABEL.match(label) for label in labels):
+            raise ValueError(f"resolver {raw!r}: {host!r} is not a valid host name")
+        address = host
+    netloc = f"[{address}]" if ":" in address else address
+    if explicit_port not in (None, HTTPS_PORT):
+        netloc = f"{netloc}:{explicit_port}"
+    url = f"https://{netloc}{parts.path}"
+    return ResolverSpec("doh", url, address=address, port=explicit_port or HTTPS_PORT, url=url)
+
+
+def parse_resolver(text: str) -> ResolverSpec:
+    """Parse a resolver from config text; raise ValueError with a message meant for the user."""
+    raw = text.strip()
+    if not raw:
+        raise ValueError(f"empty resolver: {_USAGE}")
+    if raw.lower() == "system":
+        return SYSTEM_RESOLVER
+    scheme, separator, rest = raw.partition("://")
+    scheme = scheme.lower()
+    if not separator:
+        if _ip(raw.strip("[]")) is not None:
+            raise ValueError(
+                f"resolver {raw!r} has no scheme: write udp://{raw} (or tcp://, or a DoH URL)"
+            )
+        raise ValueError(f"unsupported resolver {raw!r}: {_USAGE}")
+    if scheme in ("udp", "tcp"):
+        if "/" in rest:
+            raise ValueError(f"resolver {raw!r}: a {scheme} resolver takes no path; {_USAGE}")
+        address, port = _ip_endpoint(raw, scheme, rest)
+        transport: TransportName = "udp" if scheme == "udp" else "tcp"
+        return ResolverSpec(
+            transport, f"{scheme}://{format_endpoint(address, port)}", address=address, port=port
+        )
+    if scheme == "https":
+        return _doh(raw)
+    if scheme == "http":
+        raise ValueError(f"resolver {raw!r}: DNS over HTTPS needs an https:// URL")
+    raise ValueError(f"unsupported resolver scheme {scheme!r} in {raw!r}: {_USAGE}")
+
+
+# -- one query, one transport --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What one query type (A or AAAA) came to.
+
+    `response` is the message whose records count (the first valid one; the TCP one after a
+    truncated UDP answer); `responses` summarises every valid response seen, in arrival order;
+    `unexpected` lists replies that did not parse or did not match the query.
+    """
+
+    rdtype: str
+    response: dns.message.Message | None
+    failure: str | None
+    responses: tuple[dict[str, Any], ...] = ()
+    unexpected: tuple[dict[str, Any], ...] = ()
+    retried_over_tcp: bool = False
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)
+
+
+def _addresses(message: dns.message.Message, rdtype: int) -> list[str]:
+    found: list[str] = []
+    for rrset in message.answer:
+        if rrset.rdtype == rdtype:
+            found.extend(rdata.to_text() for rdata in rrset)
+    return found
+
+
+def _summary(message: dns.message.Message, rdtype: int, received_ms: float) -> dict[str, Any]:
+    return {
+        "received_ms": received_ms,
+        "rcode": dns.rcode.to_text(message.rcode()),
+        "addresses": _addresses(message, rdtype),
+        "truncated": bool(message.flags & dns.flags.TC),
+    }
+
+
+def _failure_of(message: dns.message.Message, rdtype: int) -> str | None:
+    rcode = message.rcode()
+    if rcode == dns.rcode.NOERROR:
+        return None if _addresses(message, rdtype) else Failure.DNS_NO_ANSWER
+    return _RCODE_FAILURES.get(rcode, Failure.DNS_SERVER_MISBEHAVING)
+
+
+def _outcome(
+    query: dns.message.Message,
+    response: dns.message.Message,
+    responses: Iterable[dict[str, Any]],
+    unexpected: Iterable[dict[str, Any]] = (),
+    *,
+    retried_over_tcp: bool = False,
+) -> _Outcome:
+    rdtype = query.question[0].rdtype
+    return _Outcome(
+        dns.rdatatype.to_text(rdtype),
+        response,
+        _failure_of(response, rdtype),
+        tuple(responses),
+        tuple(unexpected),
+        retried_over_tcp,
+    )
+
+
+def _failed(query: dns.message.Message, failure: str, **kwargs: Any) -> _Outcome:
+    return _Outcome(dns.rdatatype.to_text(query.question[0].rdtype), None, failure, **kwargs)
+
+
+def _reply(query: dns.message.Message, wire: bytes) -> tuple[dns.message.Message | None, str]:
+    """The reply parsed, or None and why it is not a reply to `query`."""
+    try:
+        message = dns.message.from_wire(wire)
+    except dns.exception.DNSException as exc:
+        return None, f"unparseable ({type(exc).__name__})"
+    if not query.is_response(message):
+        return None, "does not match the query (id, flags or question differ)"
+    return message, ""
+
+
+class _Listener(asyncio.DatagramProtocol):
+    """Queues every datagram (and ICMP error) the connected socket receives, with its arrival."""
+
+    def __init__(self) -> None:
+        self.arrivals: asyncio.Queue[tuple[float, bytes | OSError]] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.arrivals.put_nowait((self._loop.time(), data))
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            self.arrivals.put_nowait((self._loop.time(), exc))
+
+
+async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckContext) -> _Outcome:
+    """One UDP query; keeps listening for the second-answer window after the first reply."""
+    loop = asyncio.get_running_loop()
+    rdtype = query.question[0].rdtype
+    responses: list[dict[str, Any]] = []
+    unexpected: list[dict[str, Any]] = []
+    first: dns.message.Message | None = None
+    failure: str | None = None
+    transport: asyncio.DatagramTransport | None = None
+    try:
+        async with asyncio.timeout(ctx.timeouts.dns) as budget:
+            # A connected socket: the kernel drops datagrams from any other address and port, so
+            # a forged answer is seen only if it spoofs the resolver's, as on-path injectors do.
+            transport, listener = await loop.create_datagram_endpoint(
+                _Listener, remote_addr=(address, port)
+            )
+            sent = loop.time()
+            transport.sendto(query.to_wire())
+            while True:
+                arrived, item = await listener.arrivals.get()
+                received_ms = _ms(arrived - sent)
+                if isinstance(item, OSError):
+                    if first is None:
+                        # ICMP port/host unreachable: the resolver cannot be reached at all.
+                        failure = classify(item)
+                        break
+                    continue
+                message, reason = _reply(query, item)
+                if message is None:
+                    unexpected.append(
+                        {"received_ms": received_ms, "length": len(item), "reason": reason}
+                    )
+                    if first is None:
+                        # Garbage counts as a first reply too: give a valid one the same window
+                        # to arrive, rather than waiting for the whole DNS timeout.
+                        window_end = arrived + ctx.dns_second_answer_window
+                        budget.reschedule(min(window_end, budget.when() or window_end))
+                    continue
+                responses.append(_summary(message, rdtype, received_ms))
+                if first is None:
+                    first = message
+                    budget.reschedule(arrived + ctx.dns_second_answer_window)
+    except TimeoutError:
+        pass  # the end of the listening window, or no reply at all: told apart below
+    except OSError as exc:
+        failure = classify(exc)
+    finally:
+        if transport is not None:
+            transport.close()
+    if first is None:
+        if failure is None:
+            failure = (
+                Failure.DNS_SERVER_MISBEHAVING if unexpected else Failure.GENERIC_TIMEOUT_ERROR
+            )
+        return _failed(query, failure, responses=tuple(responses), unexpected=tuple(unexpected))
+    if first.flags & dns.flags.TC:
+        # The answer did not fit: ask again over TCP, as a stub resolver does (RFC 7766).
+        retried = await _tcp(query, address, port, ctx)
+        return _Outcome(
+            retried.rdtype,
+            retried.response,
+            retried.failure,
+            tuple(responses),
+            tuple(unexpected),
+            retried_over_tcp=True,
+        )
+    return _outcome(query, first, responses, unexpected)
+
+
+async def _tcp(query: dns.message.Message, address: str, port: int, ctx: CheckContext) -> _Outcome:
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    try:
+        async with asyncio.timeout(ctx.timeouts.dns):
+            response = await dns.asyncquery.tcp(query, address, timeout=ctx.timeouts.dns, port=port)
+    except _NETWORK_ERRORS as exc:
+        return _failed(query, classify(exc))
+    summary = _summary(response, query.question[0].rdtype, _ms(loop.time() - sent))
+    return _outcome(query, response, [summary])
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
+    """The body, or None when it is longer than any DNS message can be."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(16384):
+        body.extend(chunk)
+        if len(body) > MAX_DOH_BODY:
+            return None
+    return bytes(body)
+
+
+async def _https(
+    query: dns.message.Message, url: str, session: aiohttp.ClientSession, ctx: CheckContext
+) -> _Outcome:
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    headers = {"Content-Type": DNS_MESSAGE, "Accept": DNS_MESSAGE, "User-Agent": ctx.user_agent}
+    problem: str | None = None
+    wire: bytes | None = None
+    status = 0
+    try:
+        async with asyncio.timeout(ctx.timeouts.dns):
+            async with session.post(url, data=query.to_wire(), headers=headers) as reply:
+                status = reply.status
+                if status != 200:
+                    problem = f"HTTP status {status}"
+                elif reply.content_type != DNS_MESSAGE:
+                    problem = f"content type {reply.content_type!r}"
+                else:
+                    wire = await _read_body(reply)
+                    if wire is None:
+                        problem = "body longer than a DNS message"
+    except _NETWORK_ERRORS as exc:
+        return _failed(query, classify(exc))
+    received_ms = _ms(loop.time() - sent)
+    if wire is not None:
+        message, problem = _reply(query, wire)
+        if message is not None:
+            summary = _summary(message, query.question[0].rdtype, received_ms)
+            return _outcome(query, message, [summary])
+    note = {"received_ms": received_ms, "length": len(wire or b""), "reason": problem}
+    if status:
+        note["http_status"] = status
+    return _failed(query, Failure.DNS_SERVER_MISBEHAVING, unexpected=(note,))
+
+
+# -- the check -----------------------------------------------------------------------------------
+
+
+def _query(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+    return dns.message.make_query(qname, rdtype, use_edns=0, payload=EDNS_PAYLOAD)
+
+
+def _qname(host: str) -> dns.name.Name:
+    try:
+        qname = dns.name.from_text(host)
+    except dns.exception.DNSException as exc:
+        raise ValueError(f"not a valid DNS name: {host!r} ({exc})") from None
+    if qname == dns.name.root:
+        raise ValueError(f"not a valid DNS name: {host!r}")
+    return qname
+
+
+def _literal(host: str) -> str | None:
+    return _ip(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+
+
+def _plain(failure: str | None) -> str | None:
+    """A failure as a plain str (not the Failure enum), so details compare and serialise alike."""
+    return None if failure is None else str(failure)
+
+
+def _dedup(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _details(
+    host: str, resolver: ResolverSpec, addresses: list[str], **extra: Any
+) -> dict[str, Any]:
+    details: dict[str, Any] = {
+        "query": host,
+        "resolver": resolver.spec,
+        "transport": resolver.transport,
+        "rcode": None,
+        "addresses": addresses,
+        "answers": [],
+        "responses": [],
+        "second_answer": False,
+        "per_type": {"A": None, "AAAA": None},
+        "retried_over_tcp": False,
+    }
+    details.update(extra)
+    return details
+
+
+def _answers(outcomes: Iterable[_Outcome]) -> list[dict[str, Any]]:
+    answers: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for outcome in outcomes:
+        if outcome.response is None:
+            continue
+        for rrset in outcome.response.answer:
+            if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.CNAME):
+                continue
+            kind = dns.rdatatype.to_text(rrset.rdtype)
+            name = rrset.name.to_text(omit_final_dot=True)
+            for rdata in rrset:
+                value = (
+                    rdata.target.to_text(omit_final_dot=True)
+                    if rrset.rdtype == dns.rdatatype.CNAME
+                    else rdata.to_text()
+                )
+                key = (kind, name, value)
+                answers.setdefault(
+                    key, {"type": kind, "value": key[2], "ttl": rrset.ttl, "name": name}
+                )
+    return list(answers.values())
+
+
+def _combined_failure(a: str | None, aaaa: str | None) -> str:
+    """The observation's failure when neither type gave an address: the A query's, unless it only
+    timed out while the AAAA query got a reply, which says more about the resolver."""
+    if a is not None and (a != Failure.GENERIC_TIMEOUT_ERROR or aaaa is None):
+        return a
+    return aaaa or a or Failure.DNS_NO_ANSWER
+
+
+def _observation(
+    host: str, resolver: ResolverSpec, watch: Stopwatch, a: _Outcome, aaaa: _Outcome
+) -> Observation:
+    addresses = _dedup(
+        [
+            *(_addresses(a.response, dns.rdatatype.A) if a.response else []),
+            *(_addresses(aaaa.response, dns.rdatatype.AAAA) if aaaa.response else []),
+        ]
+    )
+    answered = a.response or aaaa.response
+    unexpected = [{"query": o.rdtype, **note} for o in (a, aaaa) for note in o.unexpected]
+    details = _details(
+        host,
+        resolver,
+        addresses,
+        rcode=dns.rcode.to_text(answered.rcode()) if answered is not None else None,
+        rcodes={
+            o.rdtype: dns.rcode.to_text(o.response.rcode()) if o.response else None
+            for o in (a, aaaa)
+        },
+        answers=_answers((a, aaaa)),
+        responses=list(a.responses),
+        aaaa_responses=list(aaaa.responses),
+        second_answer=resolver.transport == "udp"
+        and (len(a.responses) > 1 or len(aaaa.responses) > 1),
+        per_type={"A": _plain(a.failure), "AAAA": _plain(aaaa.failure)},
+        retried_over_tcp=a.retried_over_tcp or aaaa.retried_over_tcp,
+        unexpected_responses=unexpected,
+    )
+    failure = None if addresses else str(_combined_failure(a.failure, aaaa.failure))
+    return Observation(
+        layer=Layer.DNS,
+        endpoint=resolver.spec,
+        started_at=watch.started_at,
+        duration_ms=watch.elapsed_ms(),
+        failure=failure,
+        failed_operation=Operation.DNS_ROUND_TRIP if failure else None,
+        details=details,
+    )
+
+
+async def _resolve_system(
+    host: str, resolver: ResolverSpec, ctx: CheckContext, watch: Stopwatch
+) -> Observation:
+    # One AF_UNSPEC call, not one per family: glibc answers an AF_UNSPEC lookup of a name in
+    # /etc/hosts from the file, but an AF_INET6-only lookup of a name listed only with an IPv4
+    # address falls through to DNS. A single call also mirrors what applications on the probe's
+    # network do (glibc sends the A and AAAA queries in parallel itself).
+    loop = asyncio.get_running_loop()
+    failure: str | None = None
+    infos: list[Any] = []
+    try:
+        async with asyncio.timeout(ctx.timeouts.dns):
+            infos = await loop.getaddrinfo(
+                host, None, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM
+            )
+    except (OSError, TimeoutError) as exc:
+        failure = classify(exc)
+    v4 = _dedup(str(info[4][0]) for info in infos if info[0] == socket.AF_INET)
+    v6 = _dedup(str(info[4][0]) for info in infos if info[0] == socket.AF_INET6)
+    per_type = {
+        "A": _plain(failure or (None if v4 else Failure.DNS_NO_ANSWER)),
+        "AAAA": _plain(failure or (None if v6 else Failure.DNS_NO_ANSWER)),
+    }
+    addresses = v4 + v6
+    if not addresses and failure is None:
+        failure = Failure.DNS_NO_ANSWER
+    failure = _plain(failure)
+    return Observation(
+        layer=Layer.DNS,
+        endpoint=resolver.spec,
+        started_at=watch.started_at,
+        duration_ms=watch.elapsed_ms(),
+        failure=failure,
+        failed_operation=Operation.RESOLVE if failure else None,
+        details=_details(host, resolver, addresses, per_type=per_type),
+    )
+
+
+async def _exchange_all(
+    qname: dns.name.Name, resolver: ResolverSpec, ctx: CheckContext
+) -> tuple[_Outcome, _Outcome]:
+    queries = (_query(qname, dns.rdatatype.A), _query(qname, dns.rdatatype.AAAA))
+    if resolver.transport == "doh":
+        assert resolver.url is not None
+        for query in queries:
+            # RFC 8484 section 4.1: id 0 makes the request cacheable by HTTP caches.
+            query.id = 0
+        connector = aiohttp.TCPConnector(ssl=ctx.ssl_context)
+        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+            a, aaaa = await asyncio.gather(
+                *(_https(query, resolver.url, session, ctx) for query in queries)
+            )
+        return a, aaaa
+    assert resolver.address is not None and resolver.port is not None
+    exchange = _udp if resolver.transport == "udp" else _tcp
+    a, aaaa = await asyncio.gather(
+        *(exchange(query, resolver.address, resolver.port, ctx) for query in queries)
+    )
+    return a, aaaa
+
+
+async def resolve(host: str, resolver: ResolverSpec, ctx: CheckContext) -> Observation:
+    """Resolve `host` (A and AAAA, concurrently) through `resolver`; never raises for a network
+    outcome. An IP literal is returned as it is, without a query. Raises ValueError for a host
+    that is not a DNS name (bad configuration)."""
+    watch = Stopwatch()
+    literal = _literal(host)
+    if literal is not None:
+        return Observation(
+            layer=Layer.DNS,
+            endpoint=resolver.spec,
+            started_at=watch.started_at,
+            duration_ms=watch.elapsed_ms(),
+            details=_details(host, resolver, [literal]),
+        )
+    qname = _qname(host)
+    if resolver.transport == "system":
+        return await _resolve_system(host, resolver, ctx, watch)
+    a, aaaa = await _exchange_all(qname, resolver, ctx)
+    return _observation(host, resolver, watch, a, aaaa)

@@ -1,0 +1,275 @@
+"""`probe run`, `report`, `export` and `targets` end to end on loopback: a real DNS server, real
+TLS/HTTP servers, a real SQLite file, driven through the CLI as a user would."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from typer.testing import CliRunner
+
+from analysis.export import MEASUREMENT_COLUMNS
+from probe.cli.app import app
+from tests.servers import hostile
+from tests.servers.background import background
+from tests.servers.dns_server import Behaviour, FakeNameserver
+from tests.servers.tls_certs import Pki
+
+PAGE = "<html><head><title>Loopback Platform</title></head><body>hello</body></html>"
+
+
+def _web_app() -> web.Application:
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE, content_type="text/html")
+
+    application = web.Application()
+    application.router.add_route("*", "/{tail:.*}", page)
+    return application
+
+
+@dataclass
+class Site:
+    """A loopback 'internet': names in a fake resolver, an HTTPS site, a refused port."""
+
+    config: Path
+    db: Path
+    ns: FakeNameserver
+    https_port: int
+    refused_port: int
+    tmp: Path
+
+
+def write_site_config(
+    tmp: Path, ns: FakeNameserver, ca_pem: Path, https_port: int, refused_port: int, control: str
+) -> Path:
+    catalog = tmp / "catalog"
+    catalog.mkdir(exist_ok=True)
+    (catalog / "lo.toml").write_text(
+        f"""platform = "lo"
+[[targets]]
+url = "https://ok.lo.test:{https_port}/"
+[[targets]]
+kind = "tcp"
+host = "refused.lo.test"
+ports = [{refused_port}]
+[[targets]]
+kind = "dns"
+host = "nx.lo.test"
+[[targets]]
+kind = "http"
+host = "127.0.0.1"
+ports = [{https_port - 0}]
+method = "POST"
+name = "plain-post"
+"""
+    )
+    (catalog / "controls.toml").write_text(
+        f'platform = "control"\ncontrol = true\n[[targets]]\nurl = "{control}"\n'
+    )
+    config = tmp / "config.toml"
+    config.write_text(
+        f"""[probe]
+platforms = ["lo"]
+[timeouts]
+dns = 1.0
+connect = 1.0
+tls = 1.0
+http = 2.0
+[dns]
+resolvers = ["{ns.udp_spec}"]
+second_answer_window = 0.05
+[tls]
+ca_file = "{ca_pem}"
+[catalog]
+dir = "{catalog}"
+"""
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("site")
+    pki = Pki()
+    ca_pem = tmp / "ca.pem"
+    pki.ca.cert_pem.write_to_path(str(ca_pem))
+    identity = pki.server("ok.lo.test", "control.lo.test")
+    zone = {
+        "ok.lo.test": Behaviour.answer(a=["127.0.0.1"]),
+        "control.lo.test": Behaviour.answer(a=["127.0.0.1"]),
+        "refused.lo.test": Behaviour.answer(a=["127.0.0.1"]),
+        "nx.lo.test": Behaviour.nxdomain(),
+    }
+    with (
+        FakeNameserver(zone) as ns,
+        background(
+            lambda: hostile.web_app(_web_app(), ssl_context=identity.context),
+            hostile.refused_port,
+        ) as (https, reset),
+    ):
+        control = f"https://control.lo.test:{https.port}/"
+        config = write_site_config(tmp, ns, ca_pem, https.port, reset.port, control)
+        yield Site(config, tmp / "m.db", ns, https.port, reset.port, tmp)
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_run_measures_every_layer_and_stores_it(site: Site) -> None:
+    code, out, err = invoke("run", "--config", str(site.config), "--db", str(site.db), "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["connectivity"] == "ok"
+    by_target = {t["target"]: t for t in document["targets"]}
+    ok = by_target[f"https://ok.lo.test:{site.https_port}/"]
+    assert (ok["reached"], ok["failure"]) == ("http", None)
+    refused = by_target["refused.lo.test"]
+    assert (refused["failure"], refused["failed_layer"]) == ("connection_refused", "tcp")
+    assert by_target["nx.lo.test"]["failure"] == "dns_nxdomain_error"
+    assert by_target["plain-post"]["reached"] == "tcp"  # plain HTTP to a TLS port: no HTTP answer
+
+    with sqlite3.connect(site.db) as db:
+        layers = {row[0] for row in db.execute("select layer from measurements")}
+        (stored,) = db.execute("select count(*) from measurements").fetchone()
+        run = db.execute("select connectivity, interrupted, finished_at from runs").fetchone()
+    assert layers == {"dns", "tcp", "tls", "http"}
+    assert stored == document["measurements"]
+    assert run[0] == "ok" and not run[1] and run[2]
+
+
+def test_report_shows_the_latest_status_per_endpoint(site: Site) -> None:
+    invoke("run", "--config", str(site.config), "--db", str(site.db))
+    code, out, _ = invoke("report", "--config", str(site.config), "--db", str(site.db))
+    assert code == 0
+    assert "connection_refused" in out and "dns_nxdomain_error" in out
+    assert "refused.lo.test" in out
+
+
+def test_export_csv_has_the_documented_columns(site: Site, tmp_path: Path) -> None:
+    invoke("run", "--config", str(site.config), "--db", str(site.db))
+    out_file = tmp_path / "m.csv"
+    code, _, err = invoke(
+        "export", "--csv", str(out_file), "--platform", "lo", "--db", str(site.db),
+        "--config", str(site.config),
+    )  # fmt: skip
+    assert code == 0, err
+    with out_file.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert tuple(reader.fieldnames or ()) == MEASUREMENT_COLUMNS
+    assert rows and {row["platform"] for row in rows} == {"lo"}
+    assert any(row["http_title"] == "Loopback Platform" for row in rows)
+    assert f"exported {len(rows)} measurements" in err
+
+
+def test_targets_lists_config_catalog_and_controls(site: Site) -> None:
+    code, out, _ = invoke("targets", "--config", str(site.config))
+    assert code == 0
+    assert "refused.lo.test" in out and "control" in out
+
+
+def test_unreachable_controls_mean_no_connectivity_and_nothing_blocked(
+    site: Site, tmp_path: Path
+) -> None:
+    pki = Pki()
+    ca_pem = tmp_path / "ca.pem"
+    pki.ca.cert_pem.write_to_path(str(ca_pem))
+    with background(hostile.refused_port) as (refused,):
+        control = f"https://control.lo.test:{refused.port}/"
+        config = write_site_config(tmp_path, site.ns, ca_pem, 1, refused.port, control)
+        code, out, _ = invoke("run", "--config", str(config), "--db", str(tmp_path / "d.db"))
+    assert code == 3
+    assert "No network connectivity" in out
+    assert "Nothing in this run is reported as blocked" in out
+    with sqlite3.connect(tmp_path / "d.db") as db:
+        assert db.execute("select connectivity from runs").fetchone() == ("none",)
+
+
+def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    broken = tmp_path / "config.toml"
+    broken.write_text("[timeouts\n")
+    code, _, err = invoke("run", "--config", str(broken))
+    assert code == 1 and "not valid TOML" in err and "Traceback" not in err
+    garbage_db = tmp_path / "garbage.db"
+    garbage_db.write_bytes(b"this is not sqlite" * 100)
+    code, _, err = invoke("report", "--db", str(garbage_db))
+    assert code == 1 and "is not a probe database" in err
+    code, _, err = invoke("run", "--platform", "myspace", "--db", str(tmp_path / "x.db"))
+    assert code == 1 and "unknown platform(s): myspace" in err
+    code, _, err = invoke("export", "--db", str(tmp_path / "x.db"))
+    assert code == 1 and "--csv" in err
+
+
+def test_every_command_has_help() -> None:
+    for command in ("run", "report", "export", "targets"):
+        code, out, _ = invoke(command, "--help")
+        assert code == 0 and "Usage" in out
+    code, out, _ = invoke("--version")
+    assert code == 0 and out.startswith("probe ")
+
+
+def test_ctrl_c_keeps_every_finished_measurement(site: Site, tmp_path: Path) -> None:
+    """A run interrupted while one target hangs keeps what finished and marks the run."""
+    with background(hostile.silent) as (silent,):
+        config_text = site.config.read_text()
+        catalog = tmp_path / "catalog"
+        catalog.mkdir()
+        for name in ("lo.toml", "controls.toml"):
+            (catalog / name).write_text((site.config.parent / "catalog" / name).read_text())
+        with (catalog / "lo.toml").open("a") as handle:
+            handle.write(f'[[targets]]\nurl = "https://ok.lo.test:{silent.port}/slow"\n')
+        config = tmp_path / "config.toml"
+        config.write_text(
+            config_text.replace("tls = 1.0", "tls = 60.0")
+            .replace("http = 2.0", "http = 60.0")
+            .replace(str(site.config.parent / "catalog"), str(catalog))
+        )
+        db = tmp_path / "i.db"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "probe", "run", "--config", str(config), "--db", str(db)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            stored = 0
+            while time.monotonic() < deadline and stored < 8:
+                time.sleep(0.2)
+                if db.exists():
+                    try:
+                        with sqlite3.connect(db) as conn:
+                            stored = conn.execute("select count(*) from measurements").fetchone()[0]
+                    except sqlite3.OperationalError:
+                        stored = 0
+            assert stored >= 8, "the run did not store its finished measurements while running"
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 130, err.decode()
+    assert b"finished measurements were kept" in err
+    assert b"Traceback" not in err
+    with sqlite3.connect(db) as conn:
+        (interrupted, finished) = conn.execute(
+            "select interrupted, finished_at from runs"
+        ).fetchone()
+        kept = conn.execute("select count(*) from measurements").fetchone()[0]
+    assert interrupted == 1 and finished is not None
+    assert kept >= stored

@@ -1,0 +1,412 @@
+"""The store on a real SQLite file and (marked postgres) a real PostgreSQL server: round trips,
+streaming, filters, latest status and the errors a user sees for a database that cannot be used."""
+
+from __future__ import annotations
+
+import gc
+import re
+import sqlite3
+import time
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from probe.model import (
+    Connectivity,
+    Layer,
+    Measurement,
+    NetworkInfo,
+    Observation,
+    Operation,
+    Run,
+    new_run_id,
+)
+from probe.store import NotAProbeDatabaseError, Store, StoreError
+from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
+
+T0 = datetime(2024, 11, 20, 9, 30, 0, 123456, tzinfo=UTC)
+TEHRAN = timezone(timedelta(hours=3, minutes=30))
+
+
+def make_run(probe_id: str, started_at: datetime = T0, **network: object) -> Run:
+    return Run(
+        id=new_run_id(),
+        probe_id=probe_id,
+        started_at=started_at,
+        software_version="0.1.0",
+        config_digest="sha256:abc",
+        network=NetworkInfo(**network),  # type: ignore[arg-type]
+    )
+
+
+def make_measurement(
+    run_id: str,
+    *,
+    platform: str = "telegram",
+    target: str = "dc1",
+    layer: Layer = Layer.TCP,
+    endpoint: str = "149.154.175.50:443",
+    started_at: datetime = T0,
+    failure: str | None = None,
+    failed_operation: Operation | None = None,
+    details: dict[str, object] | None = None,
+) -> Measurement:
+    return Measurement(
+        run_id=run_id,
+        platform=platform,
+        target=target,
+        observation=Observation(
+            layer=layer,
+            endpoint=endpoint,
+            started_at=started_at,
+            duration_ms=12.345,
+            failure=failure,
+            failed_operation=failed_operation,
+            details=details if details is not None else {"address": "149.154.175.50", "port": 443},
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = shared_server()
+    if server is None:
+        pytest.skip("PostgreSQL binaries not found (Debian 12: apt-get install postgresql-15)")
+    try:
+        yield server
+    finally:
+        release_shared_server()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "probe.db")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with Store.open(store_url) as opened:
+        yield opened
+
+
+def test_run_and_measurements_survive_reopening_with_every_field(store_url: str) -> None:
+    with Store.open(store_url) as store:
+        run = make_run(
+            store.probe_id(),
+            asn=4294967295,  # the largest 32-bit ASN: must not overflow a signed integer column
+            as_name="Iran Telecommunication Company PJS",
+            country="IR",
+            resolver_asn=58224,
+            resolver_as_name="TCI",
+            resolver_country="IR",
+            vpn_suspected=False,
+            source="control-helper",
+        )
+        store.start_run(run)
+        saved = [
+            make_measurement(
+                run.id,
+                layer=Layer.DNS,
+                endpoint="udp://127.0.0.1:5353",
+                failure="dns_nxdomain_error",
+                failed_operation=Operation.DNS_ROUND_TRIP,
+                details={
+                    "query": "t.me",
+                    "rcode": "NXDOMAIN",
+                    "addresses": [],
+                    "responses": [{"received_ms": 1.5, "rcode": "NXDOMAIN", "addresses": []}],
+                    "second_answer": False,
+                },
+            ),
+            make_measurement(
+                run.id,
+                layer=Layer.HTTP,
+                endpoint="https://web.telegram.org/",
+                started_at=T0 + timedelta(seconds=1),
+                details={
+                    "status": 403,
+                    "title": "صفحه مسدود است\nblocked",
+                    "headers": [["Server", "nginx"], ["X-A", "1"]],
+                    "address": None,
+                    "body_truncated": True,
+                },
+            ),
+        ]
+        store.save_measurements(saved)
+        finished = T0 + timedelta(minutes=2)
+        store.finish_run(run.id, finished, Connectivity.OK, interrupted=True)
+
+    with Store.open(store_url) as store:
+        (loaded_run,) = store.runs()
+        loaded = list(store.measurements())
+
+    assert loaded_run == Run(
+        id=run.id,
+        probe_id=run.probe_id,
+        started_at=T0,
+        software_version="0.1.0",
+        config_digest="sha256:abc",
+        network=run.network,
+        finished_at=finished,
+        connectivity=Connectivity.OK,
+        interrupted=True,
+    )
+    assert loaded == saved
+    for when in (
+        loaded_run.started_at,
+        loaded_run.finished_at,
+        *(m.observation.started_at for m in loaded),
+    ):
+        assert when is not None and when.tzinfo is UTC
+    assert loaded[0].observation.failed_operation is Operation.DNS_ROUND_TRIP
+    assert loaded[1].observation.details["title"] == "صفحه مسدود است\nblocked"
+
+
+def test_timestamps_from_another_zone_come_back_as_the_same_instant_in_utc(store: Store) -> None:
+    local = datetime(2024, 11, 20, 13, 0, 0, 5, tzinfo=TEHRAN)
+    run = make_run(store.probe_id(), started_at=local)
+    store.start_run(run)
+    store.save_measurements([make_measurement(run.id, started_at=local)])
+
+    (measurement,) = store.measurements()
+    (loaded_run,) = store.runs()
+    for when in (measurement.observation.started_at, loaded_run.started_at):
+        assert when == local
+        assert when.tzinfo is UTC
+        assert when.hour == 9 and when.minute == 30 and when.microsecond == 5
+
+
+def test_naive_timestamp_is_refused_before_anything_is_written(store: Store) -> None:
+    run = make_run(store.probe_id())
+    store.start_run(run)
+    naive = make_measurement(run.id, started_at=datetime(2024, 11, 20, 9, 30))
+    with pytest.raises(ValueError, match="naive datetime"):
+        store.save_measurements([make_measurement(run.id), naive])
+    assert list(store.measurements()) == []
+
+
+def test_probe_id_is_random_and_stable_across_opens(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "a.db")) as store:
+        first = store.probe_id()
+    with Store.open(str(tmp_path / "a.db")) as store:
+        again = store.probe_id()
+    with Store.open(str(tmp_path / "b.db")) as store:
+        other = store.probe_id()
+    assert re.fullmatch(r"[0-9a-f]{32}", first)
+    assert again == first
+    assert other != first
+
+
+def test_network_found_after_the_run_started_is_recorded(store: Store) -> None:
+    run = make_run(store.probe_id())
+    store.start_run(run)
+    network = NetworkInfo(
+        asn=197207, as_name="MCCI", country="IR", vpn_suspected=True, source="helper"
+    )
+    store.update_run_network(run.id, network)
+    loaded = store.get_run(run.id)
+    assert loaded is not None
+    assert loaded.network == network
+    assert loaded.finished_at is None and loaded.connectivity is Connectivity.UNKNOWN
+
+
+def test_finishing_an_unknown_run_is_a_store_error(store: Store) -> None:
+    with pytest.raises(StoreError, match="has no run nosuchrun"):
+        store.finish_run("nosuchrun", T0, Connectivity.NONE, interrupted=False)
+
+
+def test_measurement_of_an_unknown_run_fails_the_whole_batch(store: Store) -> None:
+    run = make_run(store.probe_id())
+    store.start_run(run)
+    good = make_measurement(run.id)
+    orphan = make_measurement("no-such-run")
+    with pytest.raises(StoreError) as raised:
+        store.save_measurements([good, orphan])
+    assert "FOREIGN KEY" in str(raised.value) or "foreign key" in str(raised.value)
+    assert list(store.measurements()) == []  # one transaction: the good row was not kept either
+
+
+def test_measurements_filter_by_run_platform_and_half_open_time_window(store: Store) -> None:
+    first, second = make_run(store.probe_id()), make_run(store.probe_id(), T0 + timedelta(hours=1))
+    store.start_run(first)
+    store.start_run(second)
+    rows = [
+        make_measurement(first.id, platform="telegram", started_at=T0),
+        make_measurement(first.id, platform="whatsapp", started_at=T0 + timedelta(minutes=1)),
+        make_measurement(second.id, platform="telegram", started_at=T0 + timedelta(hours=1)),
+        make_measurement(second.id, platform="whatsapp", started_at=T0 + timedelta(hours=2)),
+    ]
+    store.save_measurements(list(reversed(rows)))
+
+    def ids(found: Iterator[Measurement]) -> list[str]:
+        return [m.id for m in found]
+
+    assert ids(store.measurements()) == [m.id for m in rows]  # time order, not insert order
+    assert ids(store.measurements(run_id=second.id)) == [rows[2].id, rows[3].id]
+    assert ids(store.measurements(platform="telegram")) == [rows[0].id, rows[2].id]
+    window = store.measurements(since=T0 + timedelta(minutes=1), until=T0 + timedelta(hours=2))
+    assert ids(window) == [rows[1].id, rows[2].id]  # since inclusive, until exclusive
+    tehran_since = (T0 + timedelta(hours=1)).astimezone(TEHRAN)
+    assert ids(store.measurements(platform="whatsapp", since=tehran_since)) == [rows[3].id]
+
+
+def test_runs_are_listed_in_time_order_and_latest_run_id_is_the_newest(store: Store) -> None:
+    assert store.latest_run_id() is None
+    runs = [make_run(store.probe_id(), T0 + timedelta(days=d)) for d in (2, 0, 1)]
+    for run in runs:
+        store.start_run(run)
+    by_time = sorted(runs, key=lambda r: r.started_at)
+    assert [r.id for r in store.runs()] == [r.id for r in by_time]
+    assert [r.id for r in store.runs(newest_first=True, limit=2)] == [by_time[2].id, by_time[1].id]
+    assert [r.id for r in store.runs(since=T0 + timedelta(days=1))] == [
+        by_time[1].id,
+        by_time[2].id,
+    ]
+    assert store.latest_run_id() == runs[0].id
+
+
+def test_latest_status_shows_the_newest_measurement_of_each_endpoint(store: Store) -> None:
+    run = make_run(store.probe_id())
+    store.start_run(run)
+    old_ok = make_measurement(run.id, started_at=T0)
+    new_blocked = make_measurement(
+        run.id,
+        started_at=T0 + timedelta(hours=1),
+        failure="generic_timeout_error",
+        failed_operation=Operation.CONNECT,
+    )
+    other_port = make_measurement(run.id, endpoint="149.154.175.50:80", started_at=T0)
+    dns = make_measurement(run.id, layer=Layer.DNS, endpoint="system", started_at=T0)
+    # Newest saved first: the answer must come from the timestamps, not the insertion order.
+    store.save_measurements([new_blocked])
+    store.save_measurements([old_ok, other_port, dns])
+
+    latest = store.latest_status()
+    assert [(m.layer, m.observation.endpoint, m.failure) for m in latest] == [
+        (Layer.DNS, "system", None),
+        (Layer.TCP, "149.154.175.50:443", "generic_timeout_error"),
+        (Layer.TCP, "149.154.175.50:80", None),
+    ]
+    assert latest[1] == new_blocked
+    assert store.latest_status(platform="whatsapp") == []
+
+
+def test_streaming_50k_measurements_holds_one_chunk_not_the_whole_table(store: Store) -> None:
+    # PostgreSQL inserts and fetches slower; its server-side cursor also has its own test.
+    total = 20_000 if store.location.startswith("postgresql") else 50_000
+    sample = total // 10
+    run = make_run(store.probe_id())
+    store.start_run(run)
+    details = {"address": "149.154.175.50", "port": 443, "note": "x" * 200}
+    for start in range(0, total, 5_000):
+        store.save_measurements(
+            [
+                make_measurement(
+                    run.id,
+                    target=f"t{i}",
+                    started_at=T0 + timedelta(milliseconds=i),
+                    details=details,
+                )
+                for i in range(start, start + 5_000)
+            ]
+        )
+
+    # What holding measurements costs, measured on a sample.
+    gc.collect()
+    tracemalloc.start()
+    held = list(store.measurements(until=T0 + timedelta(milliseconds=sample)))
+    holding_all = tracemalloc.get_traced_memory()[0] / sample * total
+    tracemalloc.stop()
+    assert len(held) == sample
+    del held
+
+    gc.collect()
+    tracemalloc.start()
+    count = sum(1 for _ in store.measurements())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
+    assert count == total
+    assert peak < holding_all / 10, f"streaming peak {peak} B vs {holding_all:.0f} B to hold all"
+
+
+def test_many_single_measurement_batches_are_fast(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "probe.db")) as store:
+        run = make_run(store.probe_id())
+        store.start_run(run)
+        batches = 500
+        began = time.perf_counter()
+        for i in range(batches):
+            store.save_measurements([make_measurement(run.id, target=f"t{i}")])
+        rate = batches / (time.perf_counter() - began)
+        assert sum(1 for _ in store.measurements()) == batches
+    # The runner writes whatever completed, often one measurement per transaction; a probe
+    # makes at most a few hundred measurements a second.
+    assert rate > 500, f"only {rate:.0f} single-measurement batches/s"
+
+
+def test_corrupt_file_is_reported_as_not_a_probe_database(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    path.write_bytes(b"this is not sqlite at all\n" * 200)
+    with pytest.raises(NotAProbeDatabaseError) as raised:
+        Store.open(str(path))
+    assert str(raised.value) == f"{path} is not a probe database (file is not a database)"
+    assert path.read_bytes() == b"this is not sqlite at all\n" * 200
+
+
+def test_probe_database_with_damaged_pages_is_reported_as_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "probe.db"
+    Store.open(str(path)).close()
+    with sqlite3.connect(path) as conn:  # fold the WAL into the main file before damaging it
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = path.read_bytes()
+    path.write_bytes(data[:4096] + b"Z" * (len(data) - 4096))  # page 1 (the header) survives
+    with pytest.raises(StoreError) as raised:
+        Store.open(str(path))
+    assert str(raised.value) == f"{path} is damaged (database disk image is malformed)"
+
+
+def test_another_applications_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "places.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)")
+    with pytest.raises(NotAProbeDatabaseError, match=r"places\.sqlite is not a probe database"):
+        Store.open(str(path))
+    with sqlite3.connect(path) as conn:
+        tables = [
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+    assert tables == ["moz_places"]
+
+
+def test_directory_given_as_database_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"^cannot open .*: unable to open database file$"):
+        Store.open(str(tmp_path))
+
+
+def test_opening_creates_missing_parent_directories_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "probe.db"
+    with Store.open(str(path)) as store:
+        run = make_run(store.probe_id())
+        store.start_run(run)
+        store.save_measurements([make_measurement(run.id)])
+        assert Path(f"{path}-wal").exists()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    with pytest.raises(StoreError) as raised:
+        Store.open("postgresql+psycopg://probe:s3cret@127.0.0.1:1/probe")
+    message = str(raised.value)
+    assert message.startswith("cannot open postgresql+psycopg://probe:***@127.0.0.1:1/probe: ")
+    assert "s3cret" not in message
+    assert "\n" not in message

@@ -1,0 +1,176 @@
+"""Schema migrations on real SQLite files: a version 1 database written by hand (the shape the first
+release created) is upgraded in place, keeps its data, and ends up like a fresh database; newer
+databases are refused; a failing step leaves the file as it was."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, create_engine, inspect, text
+
+from probe.model import Connectivity, Layer, Operation
+from probe.store import SchemaTooNewError, Store, StoreError, latest_version, migrations
+from probe.store.migrations import Migration
+
+PROBE_ID = "0123456789abcdef0123456789abcdef"
+RUN_ID = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+MEASUREMENT_ID = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+# The SQLite database version 1 of censorprobe created, as SQL, with one run and one measurement.
+VERSION_1_SQLITE = f"""
+CREATE TABLE meta (key VARCHAR NOT NULL, value VARCHAR NOT NULL, PRIMARY KEY (key));
+CREATE TABLE runs (
+    id VARCHAR NOT NULL, probe_id VARCHAR NOT NULL, started_at VARCHAR(32) NOT NULL,
+    finished_at VARCHAR(32), software_version VARCHAR NOT NULL, config_digest VARCHAR NOT NULL,
+    connectivity VARCHAR NOT NULL, interrupted BOOLEAN NOT NULL, asn BIGINT, as_name VARCHAR,
+    country VARCHAR, resolver_asn BIGINT, resolver_as_name VARCHAR, resolver_country VARCHAR,
+    vpn_suspected BOOLEAN, network_source VARCHAR NOT NULL, PRIMARY KEY (id)
+);
+CREATE INDEX ix_runs_started_at ON runs (started_at);
+CREATE TABLE measurements (
+    id VARCHAR NOT NULL, run_id VARCHAR NOT NULL, platform VARCHAR NOT NULL,
+    target VARCHAR NOT NULL, endpoint VARCHAR NOT NULL, layer VARCHAR NOT NULL,
+    started_at VARCHAR(32) NOT NULL, duration_ms FLOAT NOT NULL, failure VARCHAR,
+    failed_operation VARCHAR, details TEXT NOT NULL, PRIMARY KEY (id),
+    FOREIGN KEY(run_id) REFERENCES runs (id)
+);
+CREATE INDEX ix_measurements_run_started ON measurements (run_id, started_at);
+CREATE INDEX ix_measurements_started_at ON measurements (started_at);
+CREATE INDEX ix_measurements_platform_started ON measurements (platform, started_at);
+INSERT INTO meta VALUES ('schema_version', '1'), ('probe_id', '{PROBE_ID}');
+INSERT INTO runs VALUES ('{RUN_ID}', '{PROBE_ID}', '2024-11-20T09:30:00.000000+00:00',
+    '2024-11-20T09:32:00.000000+00:00', '0.1.0', 'sha256:abc', 'ok', 0, 58224, 'TCI', 'IR',
+    NULL, NULL, NULL, 0, 'helper');
+INSERT INTO measurements VALUES ('{MEASUREMENT_ID}', '{RUN_ID}', 'telegram', 'dc1',
+    '149.154.175.50:443', 'tcp', '2024-11-20T09:30:01.250000+00:00', 5000.0,
+    'generic_timeout_error', 'connect', '{{"address": "149.154.175.50", "port": 443}}');
+"""
+
+
+def write_version_1(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.executescript(VERSION_1_SQLITE)
+    conn.close()
+
+
+def meta_value(path: Path, key: str) -> str:
+    with sqlite3.connect(path) as conn:
+        (value,) = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    conn.close()
+    return str(value)
+
+
+def shape(url: str) -> dict[str, Any]:
+    """Tables with their columns (name, nullable), indexes and foreign keys: what queries see."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            inspector = inspect(conn)
+            return {
+                table: {
+                    "columns": [(c["name"], c["nullable"]) for c in inspector.get_columns(table)],
+                    "indexes": sorted(
+                        (i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)
+                    ),
+                    "foreign_keys": [
+                        (fk["constrained_columns"], fk["referred_table"])
+                        for fk in inspector.get_foreign_keys(table)
+                    ],
+                }
+                for table in sorted(inspector.get_table_names())
+            }
+    finally:
+        engine.dispose()
+
+
+def test_version_1_database_is_upgraded_to_2_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    write_version_1(path)
+
+    with Store.open(str(path)) as store:
+        assert store.schema_version() == 2 == latest_version()
+        assert store.probe_id() == PROBE_ID
+        (run,) = store.runs()
+        (measurement,) = store.measurements()
+        assert store.latest_status() == [measurement]
+
+    assert meta_value(path, "schema_version") == "2"
+    assert run.id == RUN_ID
+    assert run.started_at == datetime(2024, 11, 20, 9, 30, tzinfo=UTC)
+    assert run.connectivity is Connectivity.OK
+    assert run.network.asn == 58224 and run.network.vpn_suspected is False
+    assert measurement.id == MEASUREMENT_ID
+    assert measurement.layer is Layer.TCP
+    assert measurement.failure == "generic_timeout_error"
+    assert measurement.observation.failed_operation is Operation.CONNECT
+    assert measurement.observation.started_at == datetime(
+        2024, 11, 20, 9, 30, 1, 250000, tzinfo=UTC
+    )
+    assert measurement.observation.details == {"address": "149.154.175.50", "port": 443}
+
+
+def test_upgraded_database_has_the_same_shape_as_a_fresh_one(tmp_path: Path) -> None:
+    upgraded, fresh = tmp_path / "v1.db", tmp_path / "fresh.db"
+    write_version_1(upgraded)
+    Store.open(str(upgraded)).close()
+    Store.open(str(fresh)).close()
+
+    upgraded_shape = shape(f"sqlite:///{upgraded}")
+    assert upgraded_shape == shape(f"sqlite:///{fresh}")
+    assert (
+        "ix_measurements_latest",
+        ("platform", "target", "layer", "endpoint", "started_at"),
+    ) in (upgraded_shape["measurements"]["indexes"])
+
+
+def test_database_from_a_newer_version_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    Store.open(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.close()
+
+    with pytest.raises(SchemaTooNewError) as raised:
+        Store.open(str(path))
+    assert str(raised.value) == (
+        f"{path} was written by a newer censorprobe (schema version 99; this version reads up "
+        f"to {latest_version()}): upgrade censorprobe to open it"
+    )
+    assert meta_value(path, "schema_version") == "99"
+
+
+def test_failing_migration_step_leaves_the_database_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "probe.db"
+    Store.open(str(path)).close()
+
+    def half_done_step(conn: Connection) -> None:
+        conn.execute(text("CREATE TABLE verdicts (id VARCHAR PRIMARY KEY)"))
+        conn.execute(text("ALTER TABLE measurements ADD COLUMN probe_id VARCHAR"))
+        conn.execute(text("SELECT no_such_column FROM measurements"))  # fails mid-step
+
+    broken = Migration(latest_version() + 1, "a step that fails half way", half_done_step)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, broken))
+
+    with pytest.raises(StoreError, match=r"^cannot open .*probe\.db: no such column"):
+        Store.open(str(path))
+
+    monkeypatch.undo()
+    assert meta_value(path, "schema_version") == str(latest_version())
+    fresh = tmp_path / "fresh.db"
+    Store.open(str(fresh)).close()
+    assert shape(f"sqlite:///{path}") == shape(f"sqlite:///{fresh}")  # no verdicts, no new column
+
+
+def test_meta_without_a_schema_version_is_not_a_probe_database(tmp_path: Path) -> None:
+    path = tmp_path / "odd.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
+    conn.close()
+    with pytest.raises(StoreError, match=r"odd\.db is not a probe database \(meta.schema_version"):
+        Store.open(str(path))
