@@ -12,6 +12,8 @@ hierarchy this walks, from the leaves up:
     ssl.SSLZeroReturnError / SSLEOFError .............. eof_error
     ssl.SSLError ...................................... ssl_failed_handshake
     ConnectionRefusedError / ResetError / AbortedError  connection_refused / _reset / _aborted
+                                                        (a bare ConnectionResetError() is asyncio's
+                                                        EOF during a TLS handshake: eof_error)
     asyncio.IncompleteReadError, EOFError ............. eof_error
     TimeoutError (asyncio's too), dns.exception.Timeout generic_timeout_error
     OSError by errno .................................. host_unreachable, network_unreachable, ...
@@ -120,8 +122,14 @@ def _wrapped(exc: BaseException) -> str:
     return unknown(f"{type(exc).__name__}: {exc}")
 
 
+# aiohttp's parser errors quote the offending bytes (": b'...'"). Those differ with every server,
+# and would split one failure into as many strings as there are servers: keep the reason only.
+_QUOTED_BYTES = re.compile(r"""(?:\s*:)?\s*\bb['"].*""", re.DOTALL)
+
+
 def _http_garbage(exc: BaseException) -> str:
-    return unknown(f"{type(exc).__name__}: {getattr(exc, 'message', exc)}")
+    message = _QUOTED_BYTES.sub("", str(getattr(exc, "message", exc)))
+    return unknown(f"{type(exc).__name__}: {message}")
 
 
 def _payload(exc: BaseException) -> str:
@@ -130,6 +138,17 @@ def _payload(exc: BaseException) -> str:
     if isinstance(cause, OSError | EOFError | TimeoutError):
         return classify(cause)
     return _http_garbage(exc)
+
+
+def _reset(exc: BaseException) -> str:
+    """A reset, except asyncio's stand-in for an EOF: its SSL layer reports a peer that closes
+    (FIN) during the TLS handshake as a bare `ConnectionResetError()`, with no errno and no
+    message (CPython Lib/asyncio/sslproto.py, `eof_received`), while a real RST carries ECONNRESET.
+    """
+    assert isinstance(exc, ConnectionResetError)
+    if exc.errno is None and not exc.args:
+        return Failure.EOF_ERROR
+    return Failure.CONNECTION_RESET
 
 
 def _fixed(failure: Failure) -> Callable[[BaseException], str]:
@@ -150,7 +169,7 @@ EXCEPTION_MAP: tuple[tuple[type[BaseException], Callable[[BaseException], str]],
     (ssl.SSLEOFError, _fixed(Failure.EOF_ERROR)),
     (ssl.SSLError, _ssl_error),
     (ConnectionRefusedError, _fixed(Failure.CONNECTION_REFUSED)),
-    (ConnectionResetError, _fixed(Failure.CONNECTION_RESET)),
+    (ConnectionResetError, _reset),
     (ConnectionAbortedError, _fixed(Failure.CONNECTION_ABORTED)),
     (BrokenPipeError, _fixed(Failure.CONNECTION_RESET)),
     (asyncio.IncompleteReadError, _fixed(Failure.EOF_ERROR)),

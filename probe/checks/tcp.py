@@ -40,14 +40,6 @@ async def close_quietly(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
 
 
-async def open_stream(
-    address: str, port: int, timeout: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """asyncio.open_connection to an IP literal under `timeout`; raises what the socket raised."""
-    async with asyncio.timeout(timeout):
-        return await asyncio.open_connection(address, port)
-
-
 async def connect(address: str, port: int, ctx: CheckContext) -> Observation:
     """TCP-connect to `address`:`port` under the connect timeout, then close cleanly."""
     require_ip_address(address)
@@ -55,7 +47,8 @@ async def connect(address: str, port: int, ctx: CheckContext) -> Observation:
     details = {"address": address, "port": port}
     endpoint = format_endpoint(address, port)
     try:
-        _reader, writer = await open_stream(address, port, ctx.timeouts.connect)
+        async with asyncio.timeout(ctx.timeouts.connect):
+            _reader, writer = await asyncio.open_connection(address, port)
     except Exception as exc:
         return Observation(
             layer=Layer.TCP,

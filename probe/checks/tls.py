@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from probe.checks import CheckContext, Stopwatch, format_endpoint
-from probe.checks.tcp import close_quietly, open_stream, require_ip_address
+from probe.checks.tcp import close_quietly, require_ip_address
 from probe.failures import classify
 from probe.model import Layer, Observation, Operation
 
@@ -135,7 +135,7 @@ def presented_chain(ssl_object: ssl.SSLObject) -> list[dict[str, Any]]:
     get_chain = getattr(raw, "get_unverified_chain", None)
     if get_chain is not None:
         return [
-            describe_certificate(cert.public_bytes(ssl._ssl.ENCODING_DER), cert.get_info())  # type: ignore[attr-defined]
+            describe_certificate(ssl.PEM_cert_to_DER_cert(cert.public_bytes()), cert.get_info())
             for cert in get_chain() or ()
         ]
     # Without the private chain API (other interpreters), the leaf alone, decoded only when
@@ -164,7 +164,8 @@ async def _attempt(
     attempt = _Attempt()
     t0 = time.monotonic()
     try:
-        _reader, writer = await open_stream(address, port, ctx.timeouts.connect)
+        async with asyncio.timeout(ctx.timeouts.connect):
+            _reader, writer = await asyncio.open_connection(address, port)
     except Exception as exc:
         attempt.failure, attempt.failed_operation = classify(exc), Operation.CONNECT
         return attempt
@@ -202,9 +203,7 @@ async def handshake(address: str, port: int, sni: str, ctx: CheckContext) -> Obs
     ctx.ssl_context and offering a browser's ALPN list."""
     require_ip_address(address)
     watch = Stopwatch()
-    first = await _attempt(
-        address, port, sni, derive_context(ctx.ssl_context, BROWSER_ALPN), ctx
-    )
+    first = await _attempt(address, port, sni, derive_context(ctx.ssl_context, BROWSER_ALPN), ctx)
     details: dict[str, Any] = {
         "address": address,
         "port": port,
@@ -217,6 +216,8 @@ async def handshake(address: str, port: int, sni: str, ctx: CheckContext) -> Obs
         "verify_failure": first.failure if first.certificate_rejected else None,
         "connect_ms": first.connect_ms,
         "handshake_ms": first.handshake_ms,
+        # Set when a certificate was rejected: how the second, non-verifying handshake ended.
+        "unverified_handshake_failure": None,
     }
     details.update(first.session)
     if first.certificate_rejected:

@@ -1,0 +1,437 @@
+"""The HTTP check: one HTTP(S) request, redirects followed by hand, the body read up to a cap.
+
+It records what a blockpage comparison needs (status, headers, body length, sha256, <title>, a
+body prefix), the redirect chain, and timings for throttling analysis. The URL's host can be
+pinned to an address the runner resolved (SNI and Host stay the URL's host), and the Host header
+can be overridden for a Host A/B test.
+
+Sessions: `open_session(ctx)` makes a session that many concurrent fetches may share, pinned or
+not. Its connector resolves through `_PinningResolver`, which reads the pin of the *calling task*
+from a ContextVar, never caches (use_dns_cache=False) and never pools a connection
+(force_close=True), so one fetch's pin can neither leak into another's lookup nor hand it a
+connection opened to another address. A new connection per fetch is also what a measurement
+needs: the handshake is where censors act. Without a session, `fetch` opens and closes its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import hashlib
+import html
+import ipaddress
+import re
+import socket
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType, SimpleNamespace
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from probe.checks import CheckContext, Stopwatch
+from probe.checks.tls import derive_context
+from probe.failures import classify, unknown
+from probe.model import Layer, Observation, Operation
+
+# aiohttp speaks HTTP/1.1 only: offer exactly that in ALPN (as aiohttp does on its own contexts),
+# never the TLS check's h2.
+_HTTP_ALPN = ("http/1.1",)
+
+# The statuses a browser follows (RFC 9110 section 15.4).
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+# <title> is looked for in the first 64 KiB only: enough for any real page's head, and a bound on
+# the work a hostile body can cause.
+_TITLE_SCAN_BYTES = 64 * 1024
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+
+_READ_CHUNK = 64 * 1024
+
+_BROWSER_HEADERS = {
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-US,en;q=0.9",
+}
+
+# host -> pinned address, for the fetch running in the current task only.
+_PINS: ContextVar[Mapping[str, str]] = ContextVar("probe_http_pins", default=MappingProxyType({}))
+
+# Sessions made by open_session(): only their connectors honour pins.
+_PINNING_SESSIONS: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
+
+
+class _PinningResolver(AbstractResolver):
+    """Resolves a pinned host to its pinned address; any other host through aiohttp's default
+    resolver (a redirect to another site resolves normally)."""
+
+    def __init__(self) -> None:
+        self._fallback: AbstractResolver | None = None
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        pinned = _PINS.get().get(host.rstrip(".").lower())
+        if pinned is None:
+            if self._fallback is None:
+                self._fallback = aiohttp.DefaultResolver()
+            return await self._fallback.resolve(host, port, family)
+        version = ipaddress.ip_address(pinned).version
+        return [
+            {
+                "hostname": host,
+                "host": pinned,
+                "port": port,
+                "family": socket.AF_INET6 if version == 6 else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        if self._fallback is not None:
+            await self._fallback.close()
+
+
+class _HopTimes:
+    """Monotonic instants of one request, filled by the trace callbacks below."""
+
+    __slots__ = ("connect_end", "connect_start", "headers", "start")
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.connect_start: float | None = None
+        self.connect_end: float | None = None
+        self.headers: float | None = None
+
+
+async def _on_request_start(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
+    if isinstance(trace.trace_request_ctx, _HopTimes):
+        trace.trace_request_ctx.start = time.monotonic()
+
+
+async def _on_connection_create_start(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
+    if isinstance(trace.trace_request_ctx, _HopTimes):
+        trace.trace_request_ctx.connect_start = time.monotonic()
+
+
+async def _on_connection_create_end(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
+    if isinstance(trace.trace_request_ctx, _HopTimes):
+        trace.trace_request_ctx.connect_end = time.monotonic()
+
+
+async def _on_request_end(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
+    if isinstance(trace.trace_request_ctx, _HopTimes):
+        trace.trace_request_ctx.headers = time.monotonic()
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(_on_request_start)
+    config.on_connection_create_start.append(_on_connection_create_start)
+    config.on_connection_create_end.append(_on_connection_create_end)
+    config.on_request_end.append(_on_request_end)
+    config.freeze()
+    return config
+
+
+_TRACE = _trace_config()
+
+
+def open_session(ctx: CheckContext) -> aiohttp.ClientSession:
+    """A session for `fetch`, safe to share between concurrent fetches (pinned or not).
+
+    Call it inside a running event loop; close it (`async with` or `await session.close()`).
+    """
+    connector = aiohttp.TCPConnector(
+        resolver=_PinningResolver(),
+        use_dns_cache=False,
+        force_close=True,
+        # The runner's semaphore bounds concurrency; a second, hidden limit here would queue
+        # fetches and inflate their timings.
+        limit=0,
+    )
+    session = aiohttp.ClientSession(
+        connector=connector,
+        trace_configs=[_TRACE],
+        # Cookies set by one target must not follow the probe to the next.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        headers={"User-Agent": ctx.user_agent},
+        # Proxy variables would route the measurement around the network under test.
+        trust_env=False,
+    )
+    _PINNING_SESSIONS.add(session)
+    return session
+
+
+@contextlib.asynccontextmanager
+async def _session_for(
+    ctx: CheckContext, session: aiohttp.ClientSession | None, pinned: bool
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """The caller's session if it can do this fetch, else a private one closed afterwards.
+
+    A session not made by open_session() cannot pin (its resolver knows nothing of our pins).
+    """
+    if session is not None and (not pinned or session in _PINNING_SESSIONS):
+        yield session
+        return
+    own = open_session(ctx)
+    try:
+        yield own
+    finally:
+        await own.close()
+
+
+def _host_header(url: URL) -> str:
+    """The Host header aiohttp sends for `url` (port only when not the scheme's default)."""
+    host = url.raw_host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return host if url.is_default_port() else f"{host}:{url.port}"
+
+
+def _charset(response: aiohttp.ClientResponse) -> str:
+    charset = response.charset or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        return "utf-8"
+    return charset
+
+
+def _title(head: bytes, charset: str) -> str | None:
+    match = _TITLE.search(head[:_TITLE_SCAN_BYTES])
+    if match is None:
+        return None
+    text = html.unescape(match.group(1).decode(charset, errors="replace"))
+    return " ".join(text.split())
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000.0, 3)
+
+
+def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL | None:
+    """Where a redirect points, if it is one a browser would follow."""
+    if response.status not in _REDIRECT_STATUSES:
+        return None
+    location = response.headers.get("Location")
+    if not location:
+        return None
+    try:
+        target = url.join(URL(location))
+    except ValueError:
+        return None
+    if target.scheme not in ("http", "https") or not target.raw_host:
+        return None
+    return target
+
+
+class _Body:
+    """The body as read so far: kept whole only up to what the title and prefix need."""
+
+    __slots__ = ("digest", "end", "head", "keep", "length", "start", "truncated")
+
+    def __init__(self, keep: int) -> None:
+        self.digest = hashlib.sha256()
+        self.head = bytearray()
+        self.keep = keep
+        self.length = 0
+        self.truncated = False
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def add(self, chunk: bytes) -> None:
+        self.digest.update(chunk)
+        self.length += len(chunk)
+        if len(self.head) < self.keep:
+            self.head += chunk[: self.keep - len(self.head)]
+
+    async def read(self, response: aiohttp.ClientResponse, cap: int) -> None:
+        """Read up to `cap` bytes, then stop: the rest is never buffered."""
+        self.start = time.monotonic()
+        while self.length < cap:
+            chunk = await response.content.read(min(_READ_CHUNK, cap - self.length))
+            if not chunk:
+                break
+            self.add(chunk)
+            self.end = time.monotonic()
+        # At the cap with bytes still pending (or not yet at EOF): the body was cut here.
+        self.truncated = self.length >= cap and not response.content.at_eof()
+
+    def throughput_kbps(self) -> float | None:
+        if self.start is None or self.end is None or self.end <= self.start or not self.length:
+            return None
+        return round(self.length * 8 / 1000.0 / (self.end - self.start), 3)
+
+
+class _Exchange:
+    """One fetch in progress: the hops so far, the final response and its body."""
+
+    def __init__(self, ctx: CheckContext, body_keep: int) -> None:
+        self.ctx = ctx
+        self.hop = _HopTimes()
+        self.redirects: list[dict[str, Any]] = []
+        self.final_url: URL | None = None
+        self.status: int | None = None
+        self.headers: list[list[str]] = []
+        self.charset = "utf-8"
+        self.body = _Body(body_keep)
+        self.reading = False
+
+    async def run(
+        self,
+        client: aiohttp.ClientSession,
+        url: URL,
+        origin: str,
+        method: str,
+        host_header: str | None,
+        cap: int,
+    ) -> str | None:
+        """Request, follow redirects, read the final body; a failure string for what is not an
+        exception (too many redirects), None otherwise."""
+        ssl_context = derive_context(self.ctx.ssl_context, _HTTP_ALPN)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=self.ctx.timeouts.connect,
+            connect=self.ctx.timeouts.connect + self.ctx.timeouts.tls,
+        )
+        while True:
+            headers = dict(_BROWSER_HEADERS)
+            headers["User-Agent"] = self.ctx.user_agent
+            if (
+                host_header is not None
+                and url.raw_host
+                and url.raw_host.rstrip(".").lower() == origin
+            ):
+                headers["Host"] = host_header
+            # Each hop starts afresh: status and headers describe the final response only (the
+            # earlier ones are in `redirects`).
+            self.hop = _HopTimes()
+            self.final_url = url
+            self.status, self.headers = None, []
+            response = await client.request(
+                method,
+                url,
+                headers=headers,
+                allow_redirects=False,
+                ssl=ssl_context,
+                timeout=timeout,
+                trace_request_ctx=self.hop,
+            )
+            try:
+                if self.hop.headers is None:
+                    # A session without our trace config: time the headers here.
+                    self.hop.headers = time.monotonic()
+                self.status = response.status
+                self.headers = [[name, value] for name, value in response.headers.items()]
+                self.charset = _charset(response)
+                target = _redirect_target(url, response)
+                if target is None:
+                    self.reading = True
+                    await self.body.read(response, cap)
+                    return None
+                self.redirects.append(
+                    {
+                        "url": str(url),
+                        "status": response.status,
+                        "location": response.headers.get("Location", ""),
+                    }
+                )
+                if len(self.redirects) > self.ctx.max_redirects:
+                    return unknown(f"too many redirects (more than {self.ctx.max_redirects})")
+                # 303, and 301/302 after a POST, become a GET, as in every browser.
+                if response.status == 303 or (response.status in (301, 302) and method == "POST"):
+                    method = "GET"
+                url = target
+            finally:
+                # Closing (not releasing) drops the connection with any unread body.
+                response.close()
+
+
+async def fetch(
+    url: str,
+    ctx: CheckContext,
+    *,
+    address: str | None = None,
+    method: str = "GET",
+    host_header: str | None = None,
+    session: aiohttp.ClientSession | None = None,
+    max_body_bytes: int | None = None,
+) -> Observation:
+    """Request `url` (following redirects by hand) and read its body up to a cap.
+
+    address:      pin the URL's host to this IP (SNI and Host stay the URL's host); hosts met in
+                  redirects resolve normally.
+    host_header:  send this Host header instead of the URL's (on requests to the URL's host).
+    session:      a session to reuse; it must come from open_session() to honour `address`
+                  (any other session serves unpinned fetches only, and gives no connect_ms).
+    max_body_bytes: the body cap, default ctx.max_body_bytes; reaching it is not a failure.
+
+    The whole fetch runs under ctx.timeouts.http. Network outcomes come back as the
+    Observation's failure (failed_operation "http_round_trip" before the final response's
+    headers, "read" after); this raises only for a malformed URL or address.
+    """
+    start_url = URL(url)
+    if start_url.scheme not in ("http", "https") or not start_url.raw_host:
+        raise ValueError(f"expected an http(s) URL, got {url!r}")
+    origin = start_url.raw_host.rstrip(".").lower()
+    if address is not None:
+        ipaddress.ip_address(address)  # a host name here is a bug: raises ValueError
+    cap = ctx.max_body_bytes if max_body_bytes is None else max_body_bytes
+    watch = Stopwatch()
+    exchange = _Exchange(ctx, max(_TITLE_SCAN_BYTES, ctx.body_prefix_bytes))
+    failure: str | None = None
+    operation: Operation | None = None
+    token = _PINS.set(MappingProxyType({origin: address} if address else {}))
+    try:
+        async with _session_for(ctx, session, address is not None) as client:
+            async with asyncio.timeout(ctx.timeouts.http):
+                failure = await exchange.run(client, start_url, origin, method, host_header, cap)
+            if failure is not None:
+                operation = Operation.HTTP_ROUND_TRIP
+    except Exception as exc:
+        # Our asyncio.timeout arrives here as TimeoutError; a CancelledError from outside is
+        # not an Exception and propagates.
+        failure = classify(exc)
+        operation = Operation.READ if exchange.reading else Operation.HTTP_ROUND_TRIP
+    finally:
+        _PINS.reset(token)
+    body, hop = exchange.body, exchange.hop
+    head = bytes(body.head)
+    details: dict[str, Any] = {
+        "url": url,
+        "method": method,
+        "address": address,
+        "host_header": host_header or _host_header(start_url),
+        "status": exchange.status,
+        "headers": exchange.headers,
+        "body_length": body.length,
+        "body_truncated": body.truncated,
+        "body_sha256": body.digest.hexdigest(),
+        "title": _title(head, exchange.charset),
+        "body_prefix": head[: ctx.body_prefix_bytes].decode(exchange.charset, errors="replace"),
+        "redirects": exchange.redirects,
+        "final_url": str(exchange.final_url or start_url),
+        "timings": {
+            "connect_ms": _ms(hop.connect_start, hop.connect_end),
+            "ttfb_ms": _ms(hop.start, hop.headers),
+            "total_ms": watch.elapsed_ms(),
+        },
+        "throughput_kbps": body.throughput_kbps(),
+    }
+    return Observation(
+        layer=Layer.HTTP,
+        endpoint=url,
+        started_at=watch.started_at,
+        duration_ms=details["timings"]["total_ms"],
+        failure=failure,
+        failed_operation=operation,
+        details=details,
+    )

@@ -1,0 +1,422 @@
+"""The HTTP check against real loopback servers: pages, redirects, pinned addresses, Host
+overrides, and servers that reset, stall, trickle, flood or answer garbage."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import ipaddress
+import socket
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from probe.checks import Timeouts
+from probe.checks.http import fetch, open_session
+from probe.model import Layer, Operation
+from tests.servers import hostile
+from tests.servers.tls_certs import Pki
+
+SITE = "site.example"
+PAGE = (
+    "<!doctype html><html><head><meta charset='utf-8'>"
+    "<TITLE id=t>\n  Caf\u00e9 &amp;   Blocked\n</title></head><body>"
+    + "<p>hello</p>" * 50
+    + "</body></html>"
+)
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return Pki()
+
+
+@pytest.fixture(autouse=True)
+def system_resolver(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The system resolver, replaced by a table the test fills in: no test may send a DNS query
+    to the machine's real resolver, and a name missing from the table fails as NXDOMAIN."""
+    names: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            if name not in names:
+                raise socket.gaierror(socket.EAI_NONAME, "no such name in the test") from None
+            name = names[name]
+        return real(name, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(aiohttp, "DefaultResolver", aiohttp.ThreadedResolver)
+    yield names
+
+
+class Site:
+    """A small web application that records what each request looked like on arrival."""
+
+    def __init__(self, name: str = "site") -> None:
+        self.name = name
+        self.requests: list[dict[str, Any]] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/", self.page)
+        self.app.router.add_get("/hop/{n}", self.hop)
+        self.app.router.add_get("/away", self.away)
+        self.redirect_elsewhere = ""
+
+    def _record(self, request: web.Request) -> None:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        self.requests.append(
+            {
+                "method": request.method,
+                "host": request.headers.get("Host"),
+                "path": request.path,
+                "local_address": sockname[0] if sockname else None,
+                "user_agent": request.headers.get("User-Agent", ""),
+            }
+        )
+
+    async def page(self, request: web.Request) -> web.Response:
+        self._record(request)
+        return web.Response(text=PAGE, content_type="text/html", headers={"X-Served-By": self.name})
+
+    async def hop(self, request: web.Request) -> web.Response:
+        self._record(request)
+        n = int(request.match_info["n"])
+        raise web.HTTPFound(f"/hop/{n - 1}" if n > 1 else "/")
+
+    async def away(self, request: web.Request) -> web.Response:
+        self._record(request)
+        raise web.HTTPMovedPermanently(self.redirect_elsewhere)
+
+
+@asynccontextmanager
+async def same_port_on_two_addresses(
+    first: Site, second: Site
+) -> AsyncIterator[tuple[hostile.Listener, hostile.Listener]]:
+    """`first` on 127.0.0.1 and `second` on 127.0.0.2, on the same port number."""
+    for _ in range(20):
+        async with AsyncExitStack() as stack:
+            one = await stack.enter_async_context(hostile.web_app(first.app))
+            try:
+                two = await stack.enter_async_context(
+                    hostile.web_app(second.app, host="127.0.0.2", port=one.port)
+                )
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            yield one, two
+            return
+    raise RuntimeError("no port free on both loopback addresses")
+
+
+async def test_page_records_status_headers_title_and_body_digest(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server:
+        observation = await fetch(server.url, pki.check_context())
+
+    assert observation.ok
+    assert observation.layer is Layer.HTTP
+    assert observation.endpoint == server.url
+    details = observation.details
+    body = PAGE.encode()
+    assert details["status"] == 200
+    assert ["X-Served-By", "site"] in details["headers"]
+    assert details["title"] == "Caf\u00e9 & Blocked"
+    assert details["body_length"] == len(body)
+    assert details["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert details["body_truncated"] is False
+    assert details["body_prefix"] == PAGE[:2048]
+    assert details["method"] == "GET"
+    assert details["address"] is None
+    assert details["redirects"] == []
+    timings = details["timings"]
+    assert timings["connect_ms"] > 0 and timings["ttfb_ms"] >= timings["connect_ms"]
+    assert timings["total_ms"] >= timings["ttfb_ms"]
+    assert details["throughput_kbps"] > 0
+    assert "Mozilla/5.0" in site.requests[0]["user_agent"]
+
+
+async def test_post_is_sent_and_recorded_as_post(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server:
+        observation = await fetch(server.url, pki.check_context(), method="POST")
+
+    assert observation.ok
+    assert observation.details["method"] == "POST"
+    assert [r["method"] for r in site.requests] == ["POST"]
+
+
+async def test_redirect_chain_is_followed_and_every_hop_recorded(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server:
+        observation = await fetch(f"{server.url}hop/3", pki.check_context())
+
+    assert observation.ok
+    assert observation.details["status"] == 200
+    assert observation.details["redirects"] == [
+        {"url": f"{server.url}hop/3", "status": 302, "location": "/hop/2"},
+        {"url": f"{server.url}hop/2", "status": 302, "location": "/hop/1"},
+        {"url": f"{server.url}hop/1", "status": 302, "location": "/"},
+    ]
+    assert observation.details["final_url"] == server.url
+    assert [r["path"] for r in site.requests] == ["/hop/3", "/hop/2", "/hop/1", "/"]
+
+
+async def test_redirect_loop_beyond_the_limit_is_a_failure_keeping_the_chain(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server:
+        observation = await fetch(f"{server.url}hop/9", pki.check_context(max_redirects=2))
+
+    assert observation.failure == "unknown_failure: too many redirects (more than 2)"
+    assert observation.failed_operation is Operation.HTTP_ROUND_TRIP
+    assert len(observation.details["redirects"]) == 3
+    assert observation.details["status"] == 302
+
+
+async def test_pinned_address_is_used_while_the_server_sees_the_urls_host(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server:
+        url = f"http://{SITE}:{server.port}/"
+        observation = await fetch(url, pki.check_context(), address=server.host)
+
+    assert observation.ok
+    assert observation.details["address"] == "127.0.0.1"
+    assert observation.details["host_header"] == f"{SITE}:{server.port}"
+    assert site.requests == [
+        {
+            "method": "GET",
+            "host": f"{SITE}:{server.port}",
+            "path": "/",
+            "local_address": "127.0.0.1",
+            "user_agent": site.requests[0]["user_agent"],
+        }
+    ]
+
+
+async def test_pinned_https_verifies_the_certificate_against_the_urls_host(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app, ssl_context=pki.server(SITE).context) as server:
+        good = await fetch(
+            f"https://{SITE}:{server.port}/", pki.check_context(), address="127.0.0.1"
+        )
+        wrong = await fetch(
+            f"https://other.example:{server.port}/", pki.check_context(), address="127.0.0.1"
+        )
+
+    assert good.ok
+    assert good.details["title"] == "Caf\u00e9 & Blocked"
+    assert wrong.failure == "ssl_invalid_hostname"
+    assert wrong.failed_operation is Operation.HTTP_ROUND_TRIP
+
+
+async def test_host_header_override_is_what_the_server_sees(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server:
+        observation = await fetch(
+            f"http://{SITE}:{server.port}/",
+            pki.check_context(),
+            address=server.host,
+            host_header="harmless.example",
+        )
+
+    assert observation.ok
+    assert observation.details["host_header"] == "harmless.example"
+    assert [r["host"] for r in site.requests] == ["harmless.example"]
+
+
+async def test_redirect_to_another_host_resolves_normally_not_to_the_pin(
+    pki: Pki, system_resolver: dict[str, str]
+) -> None:
+    origin, elsewhere = Site("origin"), Site("elsewhere")
+    async with same_port_on_two_addresses(origin, elsewhere) as (one, two):
+        system_resolver["elsewhere.example"] = two.host
+        origin.redirect_elsewhere = f"http://elsewhere.example:{two.port}/"
+        observation = await fetch(
+            f"http://{SITE}:{one.port}/away", pki.check_context(), address=one.host
+        )
+
+    assert observation.ok
+    assert ["X-Served-By", "elsewhere"] in observation.details["headers"]
+    assert [r["path"] for r in origin.requests] == ["/away"]
+    assert elsewhere.requests[0]["host"] == f"elsewhere.example:{two.port}"
+    assert elsewhere.requests[0]["local_address"] == "127.0.0.2"
+
+
+async def test_shared_session_keeps_each_concurrent_fetch_on_its_own_pin(pki: Pki) -> None:
+    real, blockpage = Site("real"), Site("blockpage")
+    ctx = pki.check_context()
+    async with same_port_on_two_addresses(real, blockpage) as (one, two):
+        url = f"http://{SITE}:{one.port}/"
+        async with open_session(ctx) as session:
+            pins = [one.host, two.host] * 40
+            observations = await asyncio.gather(
+                *(fetch(url, ctx, address=pin, session=session) for pin in pins)
+            )
+
+    served = [dict(map(tuple, o.details["headers"]))["X-Served-By"] for o in observations]
+    assert served == ["real", "blockpage"] * 40
+    assert len(real.requests) == len(blockpage.requests) == 40
+
+
+async def test_every_fetch_on_a_shared_session_opens_its_own_connection(pki: Pki) -> None:
+    # A pooled connection would skip the handshake a censor acts on, and could carry one
+    # fetch's pin into another's.
+    peers: list[Any] = []
+
+    async def page(request: web.Request) -> web.Response:
+        peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    ctx = pki.check_context()
+    async with hostile.web_app(app) as server, open_session(ctx) as session:
+        for _ in range(3):
+            observation = await fetch(
+                f"http://{SITE}:{server.port}/", ctx, address=server.host, session=session
+            )
+            assert observation.ok
+            assert observation.details["timings"]["connect_ms"] is not None
+
+    assert len(set(peers)) == 3
+
+
+async def test_a_plain_aiohttp_session_is_not_trusted_to_pin(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server, aiohttp.ClientSession() as plain:
+        observation = await fetch(
+            f"http://{SITE}:{server.port}/", pki.check_context(), address=server.host, session=plain
+        )
+
+    assert observation.ok
+    assert site.requests[0]["host"] == f"{SITE}:{server.port}"
+
+
+async def test_endless_body_is_capped_without_failing_and_memory_stays_bounded(
+    pki: Pki,
+) -> None:
+    cap = 256 * 1024
+    async with hostile.endless_body() as server:
+        tracemalloc.start()
+        try:
+            observation = await fetch(server.url, pki.check_context(), max_body_bytes=cap)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+    assert observation.ok
+    assert observation.details["body_truncated"] is True
+    assert observation.details["body_length"] == cap
+    assert observation.details["body_sha256"] == hashlib.sha256(b"A" * cap).hexdigest()
+    assert peak < 8 * 1024 * 1024
+
+
+async def test_body_exactly_at_the_cap_is_not_called_truncated(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server:
+        observation = await fetch(
+            server.url, pki.check_context(), max_body_bytes=len(PAGE.encode())
+        )
+
+    assert observation.ok
+    assert observation.details["body_truncated"] is False
+
+
+async def test_trickling_body_is_generic_timeout_while_reading(pki: Pki) -> None:
+    ctx = pki.check_context(timeouts=Timeouts(connect=0.5, tls=0.5, http=0.5))
+    async with hostile.trickle(interval=1.0) as server:
+        observation = await fetch(server.url, ctx)
+
+    assert observation.failure == "generic_timeout_error"
+    assert observation.failed_operation is Operation.READ
+    details = observation.details
+    assert details["status"] == 200
+    assert details["body_length"] == 1  # what arrived before the timeout is kept
+    assert 450 <= observation.duration_ms < 2000
+
+
+async def test_server_that_never_answers_is_generic_timeout_in_the_round_trip(pki: Pki) -> None:
+    ctx = pki.check_context(timeouts=Timeouts(connect=0.5, tls=0.5, http=0.4))
+    async with hostile.silent() as server:
+        observation = await fetch(server.url, ctx)
+
+    assert observation.failure == "generic_timeout_error"
+    assert observation.failed_operation is Operation.HTTP_ROUND_TRIP
+    assert observation.details["status"] is None
+
+
+async def test_garbage_instead_of_http_is_unknown_failure(pki: Pki) -> None:
+    async with hostile.garbage() as server:
+        observation = await fetch(server.url, pki.check_context())
+
+    assert observation.failure == (
+        "unknown_failure: ClientResponseError: Bad status line: Expected HTTP/, RTSP/ or ICE/"
+    )
+    assert observation.failed_operation is Operation.HTTP_ROUND_TRIP
+    assert server.received[0].startswith(b"GET / HTTP/1.1\r\n")
+
+
+async def test_close_before_response_headers_is_eof_error(pki: Pki) -> None:
+    async with hostile.closing() as server:
+        observation = await fetch(server.url, pki.check_context())
+
+    assert observation.failure == "eof_error"
+    assert observation.failed_operation is Operation.HTTP_ROUND_TRIP
+
+
+async def test_reset_after_the_request_is_connection_reset(pki: Pki) -> None:
+    async with hostile.reset_on_accept(after_first_data=True) as server:
+        observation = await fetch(
+            f"http://{SITE}:{server.port}/", pki.check_context(), address=server.host
+        )
+
+    assert observation.failure == "connection_reset"
+    assert observation.failed_operation is Operation.HTTP_ROUND_TRIP
+    assert f"Host: {SITE}:{server.port}".encode() in server.received[0]
+
+
+async def test_refused_port_is_connection_refused(pki: Pki) -> None:
+    async with hostile.refused_port() as server:
+        observation = await fetch(server.url, pki.check_context())
+
+    assert observation.failure == "connection_refused"
+    assert observation.failed_operation is Operation.HTTP_ROUND_TRIP
+    assert observation.details["timings"]["connect_ms"] is None
+
+
+async def test_endless_headers_are_refused_with_memory_bounded(pki: Pki) -> None:
+    async with hostile.endless_headers() as server:
+        tracemalloc.start()
+        try:
+            observation = await fetch(server.url, pki.check_context())
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+    assert observation.failure == "unknown_failure: ClientResponseError: Too many headers received"
+    assert observation.failed_operation is Operation.HTTP_ROUND_TRIP
+    assert peak < 8 * 1024 * 1024
+
+
+async def test_cancelling_a_fetch_propagates_instead_of_becoming_a_failure(pki: Pki) -> None:
+    ctx = pki.check_context(timeouts=Timeouts(connect=5, tls=5, http=5))
+    async with hostile.silent() as server:
+        task = asyncio.create_task(fetch(server.url, ctx))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_non_http_url_is_a_bug_not_a_measurement(pki: Pki) -> None:
+    with pytest.raises(ValueError, match="expected an http"):
+        await fetch("ftp://site.example/", pki.check_context())
