@@ -22,6 +22,14 @@ from probe.model import Connectivity, Layer, Measurement, Observation, Target, T
 
 FLUSH_INTERVAL = 0.2  # seconds: how long a finished measurement may wait before it is committed
 
+# Failures that a censor's interference looks like (as opposed to a certificate problem): when a
+# handshake or request to the target name ends so, the same address is tried with a harmless name.
+# The same server completing with the harmless name proves the name is what was targeted
+# (REFERENCE.md: "The same IP with a harmless SNI completes the handshake: an A/B test").
+INTERFERENCE_FAILURES = frozenset(
+    {"connection_reset", "generic_timeout_error", "eof_error", "connection_aborted"}
+)
+
 
 class MeasurementSink(Protocol):
     """Where finished measurements go (the store, in the CLI). Called with small batches."""
@@ -39,6 +47,8 @@ class RunPlan:
     context: CheckContext = field(default_factory=CheckContext)
     concurrency: int = 256
     max_addresses: int = 4
+    # The harmless name of the SNI and Host A/B tests: a name no censor has reason to target.
+    differential_name: str = "example.com"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +128,21 @@ class _TargetRun:
         self.failure: str | None = None
         self.failed_layer: Layer | None = None
 
-    async def _check(self, call: Awaitable[Observation], **extra: object) -> Observation:
+    async def _check(
+        self, call: Awaitable[Observation], *, differential: bool = False, **extra: object
+    ) -> Observation:
+        """Run one check under the semaphore and record it. A differential measurement (the
+        harmless-name half of an A/B test) is stored but does not count as the target's progress."""
         async with self.limiter:
             observation = await call
         if extra:
             details = {**observation.details, **extra}
             observation = dataclasses.replace(observation, details=details)
-        self.writer.add(
-            Measurement(self.run_id, self.target.platform, self.target.name, observation)
-        )
+        target = self.target
+        self.writer.add(Measurement(self.run_id, target.platform, target.name, observation))
         self.count += 1
+        if differential:
+            return observation
         if observation.ok:
             self.reached = observation.layer
         elif self.failure is None:
@@ -178,21 +193,65 @@ class _TargetRun:
                     for a, s in candidates
                 )
             )
-            good = [
-                (a, s, port) for (a, s), obs in zip(candidates, handshakes, strict=True) if obs.ok
-            ]
-            await self._fetch(good, port)
+            verified = list(zip(candidates, handshakes, strict=True))
+            good = [(a, s, port) for (a, s), obs in verified if obs.ok]
+            await asyncio.gather(
+                self._fetch(good, port),
+                *(
+                    self._sni_differential(a, s, port)
+                    for (a, s), obs in verified
+                    if obs.failure in INTERFERENCE_FAILURES
+                ),
+            )
 
     async def _fetch(self, open_pairs: list[tuple[str, str, int]], port: int) -> None:
         """One HTTP request per port, to the first address that accepted a connection there."""
         for address, source, open_port in open_pairs:
             if open_port == port:
                 url = self.target.url_for_port(port)
-                fetch = http.fetch(
-                    url, self.plan.context, address=address, method=self.target.method
-                )
-                await self._check(fetch, address_source=source)
+                method = self.target.method
+                fetch = http.fetch(url, self.plan.context, address=address, method=method)
+                observation = await self._check(fetch, address_source=source)
+                if self.target.kind is TargetKind.HTTP and _looks_interfered(observation):
+                    await self._host_differential(url, address, source)
                 return
+
+    async def _sni_differential(self, address: str, source: str, port: int) -> None:
+        """The same address, the harmless SNI: completing the handshake (even with a name
+        mismatch) while the target SNI was reset or stalled proves SNI-based filtering."""
+        name = self.plan.differential_name
+        await self._check(
+            tls.handshake(address, port, name, self.plan.context),
+            differential=True,
+            differential_kind="sni",
+            target_sni=self.target.host,
+            address_source=source,
+        )
+
+    async def _host_differential(self, url: str, address: str, source: str) -> None:
+        """The same address and URL with a harmless Host header (plain HTTP only)."""
+        fetch = http.fetch(
+            url,
+            self.plan.context,
+            address=address,
+            method=self.target.method,
+            host_header=self.plan.differential_name,
+        )
+        await self._check(
+            fetch,
+            differential=True,
+            differential_kind="host",
+            target_host=self.target.host,
+            address_source=source,
+        )
+
+
+def _looks_interfered(observation: Observation) -> bool:
+    """A plain-HTTP answer worth an A/B test: cut off, or refused with a 4xx/5xx status."""
+    if observation.failure is not None:
+        return observation.failure in INTERFERENCE_FAILURES
+    status = observation.details.get("status")
+    return isinstance(status, int) and status >= 400
 
 
 async def execute(

@@ -1,0 +1,182 @@
+"""The runner on loopback: pipelines per target, A/B differentials, controls, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+
+from probe.checks.dns import parse_resolver
+from probe.model import Connectivity, Layer, Measurement, Target, TargetKind
+from probe.runner import RunOutcome, RunPlan, execute
+from tests.servers import hostile
+from tests.servers.dns_server import Behaviour, FakeNameserver
+from tests.servers.tls_certs import Pki
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.batches: list[list[Measurement]] = []
+
+    def save_measurements(self, batch: Sequence[Measurement]) -> None:
+        self.batches.append(list(batch))
+
+    @property
+    def all(self) -> list[Measurement]:
+        return [m for batch in self.batches for m in batch]
+
+
+@contextlib.asynccontextmanager
+async def sni_filter(blocked: bytes, upstream_port: int) -> AsyncIterator[int]:
+    """A middlebox in front of a TLS server: RST when the ClientHello names `blocked`,
+    otherwise a transparent relay (what a censor's SNI filter does)."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hello = await reader.read(65536)
+        if blocked in hello:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        up_writer.write(hello)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+def blockpage_app(blocked_host: str) -> web.Application:
+    async def page(request: web.Request) -> web.Response:
+        if request.host.split(":")[0] == blocked_host:
+            return web.Response(status=403, text='<iframe src="http://10.10.34.34/"></iframe>')
+        return web.Response(text="<title>fine</title>")
+
+    application = web.Application()
+    application.router.add_route("*", "/{tail:.*}", page)
+    return application
+
+
+async def test_sni_reset_gets_a_harmless_sni_handshake_on_the_same_address() -> None:
+    pki = Pki()
+    identity = pki.server("blocked.lo.test", "ok.lo.test")
+    zone = {"blocked.lo.test": Behaviour.answer(a=["127.0.0.1"])}
+    async with (
+        FakeNameserver(zone) as ns,
+        hostile.tls(identity.context) as upstream,
+        sni_filter(b"blocked.lo.test", upstream.port) as port,
+    ):
+        target = Target("lo", "blocked", TargetKind.HTTPS, "blocked.lo.test", (port,))
+        sink = ListSink()
+        plan = RunPlan(
+            targets=[target],
+            controls=[],
+            resolvers=[parse_resolver(ns.udp_spec)],
+            context=pki.check_context(),
+            differential_name="ok.lo.test",
+        )
+        outcome = await execute(plan, "run-1", sink)
+    tls = [m.observation for m in sink.all if m.layer is Layer.TLS]
+    target_sni = [o for o in tls if o.details["sni"] == "blocked.lo.test"]
+    harmless = [o for o in tls if o.details.get("differential_kind") == "sni"]
+    assert [o.failure for o in target_sni] == ["connection_reset"]
+    assert len(harmless) == 1 and harmless[0].failure is None
+    assert harmless[0].details["target_sni"] == "blocked.lo.test"
+    assert harmless[0].endpoint == target_sni[0].endpoint
+    (result,) = outcome.results
+    # The harmless half of the A/B test does not count as the target's progress.
+    assert (result.reached, result.failure, result.failed_layer) == (
+        Layer.TCP,
+        "connection_reset",
+        Layer.TLS,
+    )
+    assert outcome.connectivity is Connectivity.UNKNOWN
+
+
+async def test_http_blockpage_gets_a_harmless_host_request_to_the_same_server() -> None:
+    async with hostile.web_app(blockpage_app("127.0.0.1")) as server:
+        target = Target("lo", "dc", TargetKind.HTTP, "127.0.0.1", (server.port,), method="POST")
+        sink = ListSink()
+        plan = RunPlan(targets=[target], controls=[], resolvers=[parse_resolver("system")])
+        await execute(plan, "run-2", sink)
+    http = [m.observation for m in sink.all if m.layer is Layer.HTTP]
+    first, differential = http
+    assert first.details["status"] == 403 and first.details["method"] == "POST"
+    assert differential.details["differential_kind"] == "host"
+    assert differential.details["host_header"] == "example.com"
+    assert differential.details["status"] == 200
+
+
+async def test_no_differential_when_the_target_answers_normally() -> None:
+    async with hostile.web_app(blockpage_app("blocked.invalid")) as server:
+        target = Target("lo", "ok", TargetKind.HTTP, "127.0.0.1", (server.port,))
+        sink = ListSink()
+        await execute(RunPlan([target], [], [parse_resolver("system")]), "run-3", sink)
+    assert [m.layer for m in sink.all] == [Layer.TCP, Layer.HTTP]
+    assert not any("differential_kind" in m.observation.details for m in sink.all)
+
+
+async def test_failed_controls_cancel_the_targets_still_in_flight() -> None:
+    async with hostile.refused_port() as refused, hostile.blackhole() as hole:
+        control = Target("control", "c", TargetKind.TCP, "127.0.0.1", (refused.port,), control=True)
+        slow = [Target("lo", f"t{i}", TargetKind.TCP, "127.0.0.1", (hole.port,)) for i in range(5)]
+        pki = Pki()
+        context = pki.check_context()
+        context = type(context)(
+            timeouts=type(context.timeouts)(connect=30.0), ssl_context=context.ssl_context
+        )
+        sink = ListSink()
+        plan = RunPlan(slow, [control], [parse_resolver("system")], context=context)
+        outcome = await asyncio.wait_for(execute(plan, "run-4", sink), timeout=10)
+    assert outcome.connectivity is Connectivity.NONE
+    assert [r.failure for r in outcome.controls] == ["connection_refused"]
+    # The blackholed targets were cancelled, not measured: nothing of theirs can read as blocked.
+    assert {m.platform for m in sink.all} == {"control"}
+
+
+async def test_the_outcome_passed_in_is_filled_when_the_run_is_cancelled() -> None:
+    async with hostile.web_app(blockpage_app("x")) as fast, hostile.blackhole() as hole:
+        targets = [
+            Target("lo", "fast", TargetKind.HTTP, "127.0.0.1", (fast.port,)),
+            Target("lo", "slow", TargetKind.TCP, "127.0.0.1", (hole.port,)),
+        ]
+        sink = ListSink()
+        outcome = RunOutcome()
+        progress: list[tuple[int, int]] = []
+        first_done = asyncio.Event()
+
+        def record(done: int, total: int) -> None:
+            progress.append((done, total))
+            first_done.set()
+
+        task = asyncio.create_task(
+            execute(
+                RunPlan(targets, [], [parse_resolver("system")]),
+                "run-5",
+                sink,
+                outcome=outcome,
+                progress=record,
+            )
+        )
+        await asyncio.wait_for(first_done.wait(), timeout=10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert outcome.interrupted
+    assert progress[0] == (1, 2)
+    assert outcome.measurements == len(sink.all) >= 2  # the fast target's TCP and HTTP
+    assert {m.target for m in sink.all} >= {"fast"}
