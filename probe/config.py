@@ -20,7 +20,9 @@ import platformdirs
 
 from probe.catalog import CatalogError, parse_target
 from probe.checks import DEFAULT_USER_AGENT, Timeouts
+from probe.checks.dns import parse_resolver
 from probe.model import Target
+from probe.privacy import parse_address
 
 APP_NAME = "censorprobe"
 T = TypeVar("T")
@@ -52,6 +54,8 @@ class Settings:
     helper_url: str | None = None
     helper_token: str | None = None
     events: Mapping[str, Any] = field(default_factory=dict)
+    mmdb: tuple[Path, ...] = ()
+    public_addresses: tuple[str, ...] = ()
     source: Path | None = None
 
     def digest(self) -> str:
@@ -59,6 +63,8 @@ class Settings:
         data = asdict(self)
         data.pop("source")
         data.pop("helper_token")
+        # A hash of an IPv4 address is brute-forced in seconds: keep the probe's address out.
+        data.pop("public_addresses")
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -144,7 +150,9 @@ class _Table:
             raise ConfigError(f"{self.where}: unknown key(s) {', '.join(sorted(unknown))}")
 
 
-_TABLES = frozenset({"probe", "timeouts", "dns", "tls", "http", "catalog", "helper", "events"})
+_TABLES = frozenset(
+    {"probe", "timeouts", "dns", "tls", "http", "catalog", "helper", "events", "network"}
+)
 
 
 def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -> Settings:
@@ -164,7 +172,7 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
     probe, timeouts, dns, tls, http = (
         table(k) for k in ("probe", "timeouts", "dns", "tls", "http")
     )
-    catalog, helper = table("catalog"), table("helper")
+    catalog, helper, network = table("catalog"), table("helper"), table("network")
     database = probe.string("database", None)
     if database and "://" not in database:
         database = str(path(database))
@@ -206,16 +214,40 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
         helper_url=helper_url,
         helper_token=helper.string("token", None),
         events=dict(table("events").data),
+        mmdb=_existing_files(network.strings("mmdb", ()), path, f"{name}: [network] mmdb"),
+        public_addresses=_addresses(network.strings("public_addresses", ()), name),
         source=source,
     )
-    for t in (probe, timeouts, dns, tls, http, catalog, helper):
+    for t in (probe, timeouts, dns, tls, http, catalog, helper, network):
         t.finish()
     return settings
 
 
-def _check_resolvers(resolvers: tuple[str, ...], where: str) -> None:
-    from probe.checks.dns import parse_resolver
+def _existing_files(
+    values: tuple[str, ...], path: Callable[[str | None], Path | None], where: str
+) -> tuple[Path, ...]:
+    files = []
+    for value in values:
+        found = path(value)
+        if found is None or not found.is_file():
+            raise ConfigError(f"{where}: {found}: no such file")
+        files.append(found)
+    return tuple(files)
 
+
+def _addresses(values: tuple[str, ...], name: str) -> tuple[str, ...]:
+    addresses = []
+    for value in values:
+        try:
+            addresses.append(str(parse_address(value)))
+        except ValueError:
+            raise ConfigError(
+                f"{name}: [network] public_addresses: {value!r} is not an IP address"
+            ) from None
+    return tuple(addresses)
+
+
+def _check_resolvers(resolvers: tuple[str, ...], where: str) -> None:
     for text in resolvers:
         try:
             parse_resolver(text)

@@ -124,6 +124,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
+    if args and args[0] == "run":
+        args = (*args, "--i-understand-the-risks")
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
     return result.exit_code, result.stdout, result.stderr
 
@@ -240,7 +242,17 @@ def test_ctrl_c_keeps_every_finished_measurement(site: Site, tmp_path: Path) -> 
         db = tmp_path / "i.db"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "probe", "run", "--config", str(config), "--db", str(db)],
+            [
+                sys.executable,
+                "-m",
+                "probe",
+                "run",
+                "--config",
+                str(config),
+                "--db",
+                str(db),
+                "--i-understand-the-risks",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -273,3 +285,27 @@ def test_ctrl_c_keeps_every_finished_measurement(site: Site, tmp_path: Path) -> 
         kept = conn.execute("select count(*) from measurements").fetchone()[0]
     assert interrupted == 1 and finished is not None
     assert kept >= stored
+
+
+def test_no_measurement_without_informed_consent(site: Site, tmp_path: Path) -> None:
+    db = tmp_path / "consent.db"
+    result = CliRunner().invoke(
+        app, ["run", "--config", str(site.config), "--db", str(db)], env={"COLUMNS": "250"}
+    )
+    assert result.exit_code == 4
+    assert "no measurement" in result.stderr.lower()
+    assert not db.exists()
+    # Once given (here with the flag, as automation does), it is remembered.
+    assert invoke("run", "--config", str(site.config), "--db", str(db))[0] == 0
+    result = CliRunner().invoke(app, ["run", "--config", str(site.config), "--db", str(db)])
+    assert result.exit_code == 0
+
+
+def test_a_second_run_while_one_holds_the_lock_exits_at_once(site: Site, tmp_path: Path) -> None:
+    from probe.lock import RunLock
+
+    with RunLock():
+        code, _, err = invoke("run", "--config", str(site.config), "--db", str(tmp_path / "l.db"))
+    assert code == 75
+    assert "another probe run" in err and "is in progress" in err
+    assert not (tmp_path / "l.db").exists()

@@ -44,7 +44,7 @@ def test_dead_uplink_ends_with_no_connectivity_and_nothing_blocked(
     db = tmp_path / "dead.db"
     result = subprocess.run(
         ["ip", "netns", "exec", isolated_namespace, sys.executable, "-m", "probe", "run",
-         "--config", str(REPO / "config.toml"), "--db", str(db)],
+         "--config", str(REPO / "config.toml"), "--db", str(db), "--i-understand-the-risks"],
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 3, result.stderr

@@ -28,6 +28,13 @@ DbOption = Annotated[
         "postgresql+psycopg://user@host/db (default: [probe] database, else the user data dir).",
     ),
 ]
+RisksOption = Annotated[
+    bool,
+    typer.Option(
+        "--i-understand-the-risks",
+        help="Accept the informed-consent text without a prompt (it is still shown).",
+    ),
+]
 PlatformOption = Annotated[
     list[str] | None,
     typer.Option("--platform", "-p", help="Only this platform (repeatable)."),

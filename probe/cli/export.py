@@ -11,7 +11,7 @@ from typing import Annotated, TextIO
 import typer
 
 from analysis.export import write_measurements_csv, write_measurements_jsonl
-from probe.cli.app import EXIT_ERROR, err, user_errors
+from probe.cli.base import EXIT_ERROR, err, user_errors
 from probe.cli.common import (
     ConfigOption,
     DbOption,

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from probe.cli.app import user_errors
+from probe.cli.base import user_errors
 from probe.cli.common import ConfigOption, DbOption, PlatformOption, open_store, settings_from
 
 

@@ -17,12 +17,38 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from probe import __version__
 from probe.checks import CheckContext, default_ssl_context
 from probe.checks.dns import parse_resolver
-from probe.cli.app import EXIT_INTERRUPTED, EXIT_NO_CONNECTIVITY, err, user_errors
-from probe.cli.common import ConfigOption, DbOption, PlatformOption, open_store, settings_from
+from probe.cli.base import (
+    EXIT_BUSY,
+    EXIT_INTERRUPTED,
+    EXIT_NO_CONNECTIVITY,
+    EXIT_NO_CONSENT,
+    err,
+    user_errors,
+)
+from probe.cli.common import (
+    ConfigOption,
+    DbOption,
+    PlatformOption,
+    RisksOption,
+    open_store,
+    settings_from,
+)
 from probe.cli.render import no_connectivity_message, run_table
 from probe.config import Settings
+from probe.consent import default_consent_path, require_consent
+from probe.lock import RunInProgressError, RunLock
 from probe.model import Connectivity, Run, new_run_id, utcnow
+from probe.netid import (
+    AsnDatabase,
+    HelperView,
+    NetworkIdentity,
+    identify_network,
+    read_local_network,
+    resolver_addresses,
+)
+from probe.privacy import Scrubber, ScrubbingSink
 from probe.runner import RunOutcome, RunPlan, execute
+from probe.schedule import trim_log
 from probe.targets import select_targets
 
 
@@ -69,6 +95,22 @@ def _progress(enabled: bool) -> Iterator[Any]:
         yield update
 
 
+def identify(settings: Settings, plan: RunPlan, helper: HelperView | None) -> NetworkIdentity:
+    """The network this run measures from: helper's view, MaxMind files, local interfaces."""
+    database = AsnDatabase(settings.mmdb) if settings.mmdb else None
+    try:
+        return identify_network(
+            helper=helper,
+            database=database,
+            configured_addresses=settings.public_addresses,
+            resolvers=resolver_addresses(plan.resolvers),
+            local=read_local_network(),
+        )
+    finally:
+        if database is not None:
+            database.close()
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
@@ -79,6 +121,13 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the run's results as JSON on stdout.")
         ] = False,
+        unattended: Annotated[
+            bool,
+            typer.Option(
+                "--unattended", help="Scheduled run: never prompt, no progress bar, log-friendly."
+            ),
+        ] = False,
+        i_understand_the_risks: RisksOption = False,
     ) -> None:
         """Measure every platform's reachability from this network, once, and store it."""
         settings = settings_from(config)
@@ -93,27 +142,24 @@ def register(app: typer.Typer) -> None:
             concurrency=settings.concurrency,
             max_addresses=settings.max_addresses,
         )
-        _raise_file_limit()
-        store = open_store(settings, db)
+        if unattended:
+            trim_log()
+            err.print(f"--- unattended run at {utcnow().isoformat(timespec='seconds')} ---")
+        interactive = sys.stdin.isatty() and not unattended
+        if not require_consent(interactive, i_understand_the_risks, default_consent_path()):
+            raise typer.Exit(EXIT_NO_CONSENT)
         try:
-            record = Run(
-                id=new_run_id(),
-                probe_id=store.probe_id(),
-                started_at=utcnow(),
-                software_version=__version__,
-                config_digest=settings.digest(),
-            )
-            store.start_run(record)
-            outcome = RunOutcome()
-            show_progress = err.is_terminal and not as_json
-            with _progress(show_progress) as progress:
-                try:
-                    asyncio.run(execute(plan, record.id, store, outcome=outcome, progress=progress))
-                except KeyboardInterrupt:
-                    outcome.interrupted = True
-            store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
+            lock = RunLock()
+            lock.acquire()
+        except RunInProgressError as exc:
+            err.print(f"{exc}; this run exits without measuring.")
+            raise typer.Exit(EXIT_BUSY) from None
+        try:
+            if lock.stale is not None:
+                err.print(f"note: took over the lock of a run that died ({lock.stale.describe()})")
+            record, outcome = _measure(settings, plan, db, as_json, unattended)
         finally:
-            store.close()
+            lock.release()
         _render(record, outcome, as_json)
         if outcome.interrupted:
             err.print(
@@ -123,6 +169,44 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_INTERRUPTED)
         if outcome.connectivity is Connectivity.NONE:
             raise typer.Exit(EXIT_NO_CONNECTIVITY)
+
+
+def _measure(
+    settings: Settings, plan: RunPlan, db: str | None, as_json: bool, unattended: bool
+) -> tuple[Run, RunOutcome]:
+    """Identify the network, run the plan into the store (scrubbed), and finish the run record."""
+    _raise_file_limit()
+    identity = identify(settings, plan, None)
+    for reason in identity.vpn_reasons:
+        err.print(f"[yellow]VPN or proxy suspected:[/yellow] {reason}; measurements are flagged.")
+    if not identity.own_addresses:
+        err.print(
+            "note: this probe's public address is unknown (no helper, no [network] "
+            "public_addresses), so it cannot be scrubbed from stored pages and errors."
+        )
+    store = open_store(settings, db)
+    try:
+        record = Run(
+            id=new_run_id(),
+            probe_id=store.probe_id(),
+            started_at=utcnow(),
+            software_version=__version__,
+            config_digest=settings.digest(),
+            network=identity.network,
+        )
+        store.start_run(record)
+        outcome = RunOutcome()
+        sink = ScrubbingSink(store, Scrubber(identity.own_addresses))
+        show_progress = err.is_terminal and not as_json and not unattended
+        with _progress(show_progress) as progress:
+            try:
+                asyncio.run(execute(plan, record.id, sink, outcome=outcome, progress=progress))
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+        store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
+    finally:
+        store.close()
+    return record, outcome
 
 
 def _render(record: Run, outcome: RunOutcome, as_json: bool) -> None:

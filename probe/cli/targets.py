@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from probe.cli.app import err, user_errors
+from probe.cli.base import err, user_errors
 from probe.cli.common import ConfigOption, PlatformOption, settings_from
 from probe.targets import select_targets
 

@@ -1,0 +1,25 @@
+"""Every test gets its own home: the user config, data and state directories (consent record,
+run lock, default database, unattended log) point into a temporary folder, never the real ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        for variable, folder in (
+            ("XDG_CONFIG_HOME", "config"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_STATE_HOME", "state"),
+            ("XDG_CACHE_HOME", "cache"),
+        ):
+            (home / folder).mkdir()
+            patch.setenv(variable, str(home / folder))
+        patch.delenv("PROBE_CONFIG", raising=False)
+        yield home
