@@ -410,3 +410,61 @@ def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
     assert message.startswith("cannot open postgresql+psycopg://probe:***@127.0.0.1:1/probe: ")
     assert "s3cret" not in message
     assert "\n" not in message
+
+
+def test_verdicts_and_platform_summaries_round_trip_and_replace_on_reanalysis(
+    store: Store,
+) -> None:
+    from analysis.model import Confidence, Status, Verdict
+    from analysis.summaries import GroupSummary, PlatformStatus, PlatformSummary
+
+    run = make_run(store.probe_id(), asn=58224, country="IR")
+    store.start_run(run)
+    m = make_measurement(
+        run.id, failure="generic_timeout_error", failed_operation=Operation.CONNECT
+    )
+    store.save_measurements([m])
+    verdict = Verdict(
+        run_id=run.id,
+        probe_id=run.probe_id,
+        measured_at=run.started_at,
+        asn=58224,
+        country="IR",
+        platform="telegram",
+        target="dc1",
+        status=Status.BLOCKED,
+        technique="tcp.timeout",
+        confidence=Confidence.ANOMALY,
+        rule_id="tcp.timeout.control_ok",
+        rules_version="test",
+        evidence=(m.id,),
+        detail="connect timed out here, not at the control",
+    )
+    summary = PlatformSummary(
+        platform="telegram",
+        status=PlatformStatus.PARTIAL,
+        techniques=("tcp.timeout",),
+        blocked=1,
+        total=9,
+        groups=(GroupSummary("dc", PlatformStatus.PARTIAL, 1, 6, ("tcp.timeout",)),),
+        suspicious=("149.154.175.50",),
+        detail="1 of 6 data centres",
+    )
+    store.save_verdicts(run.id, [verdict])
+    store.save_platform_summaries(run.id, [summary])
+    (back,) = store.verdicts(run_id=run.id)
+    assert back == verdict  # every field kept
+    assert store.platform_summaries(run.id) == [summary]
+    ok = Verdict(**{**_fields(verdict, T0), "status": Status.OK, "technique": None})
+    store.save_verdicts(run.id, [ok])
+    assert [v.status for v in store.verdicts(platform="telegram")] == [Status.OK]
+    assert list(store.verdicts(since=T0 + timedelta(seconds=1))) == []
+
+
+def _fields(verdict: object, measured_at: datetime) -> dict[str, object]:
+    import dataclasses
+
+    assert dataclasses.is_dataclass(verdict)
+    values = {f.name: getattr(verdict, f.name) for f in dataclasses.fields(verdict)}
+    values["measured_at"] = measured_at
+    return values

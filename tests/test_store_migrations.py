@@ -87,18 +87,19 @@ def shape(url: str) -> dict[str, Any]:
         engine.dispose()
 
 
-def test_version_1_database_is_upgraded_to_2_and_keeps_its_data(tmp_path: Path) -> None:
+def test_version_1_database_is_upgraded_to_the_latest_and_keeps_its_data(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     write_version_1(path)
 
     with Store.open(str(path)) as store:
-        assert store.schema_version() == 2 == latest_version()
+        assert store.schema_version() == 3 == latest_version()
+        assert list(store.verdicts()) == []
         assert store.probe_id() == PROBE_ID
         (run,) = store.runs()
         (measurement,) = store.measurements()
         assert store.latest_status() == [measurement]
 
-    assert meta_value(path, "schema_version") == "2"
+    assert meta_value(path, "schema_version") == "3"
     assert run.id == RUN_ID
     assert run.started_at == datetime(2024, 11, 20, 9, 30, tzinfo=UTC)
     assert run.connectivity is Connectivity.OK
@@ -150,7 +151,7 @@ def test_failing_migration_step_leaves_the_database_as_it_was(
     Store.open(str(path)).close()
 
     def half_done_step(conn: Connection) -> None:
-        conn.execute(text("CREATE TABLE verdicts (id VARCHAR PRIMARY KEY)"))
+        conn.execute(text("CREATE TABLE events (id VARCHAR PRIMARY KEY)"))
         conn.execute(text("ALTER TABLE measurements ADD COLUMN probe_id VARCHAR"))
         conn.execute(text("SELECT no_such_column FROM measurements"))  # fails mid-step
 
@@ -164,7 +165,7 @@ def test_failing_migration_step_leaves_the_database_as_it_was(
     assert meta_value(path, "schema_version") == str(latest_version())
     fresh = tmp_path / "fresh.db"
     Store.open(str(fresh)).close()
-    assert shape(f"sqlite:///{path}") == shape(f"sqlite:///{fresh}")  # no verdicts, no new column
+    assert shape(f"sqlite:///{path}") == shape(f"sqlite:///{fresh}")  # no events table, no new column
 
 
 def test_meta_without_a_schema_version_is_not_a_probe_database(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ millions of rows holds one chunk in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
+from analysis.model import Confidence, Status, Verdict
+from analysis.summaries import GroupSummary, PlatformStatus, PlatformSummary
 from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
 from probe.store import migrations, schema
 from probe.store.errors import NotAProbeDatabaseError, StoreError
@@ -162,7 +165,55 @@ class Store:
         with self._transaction(write=True) as conn:
             conn.execute(schema.measurements.insert(), rows)
 
+    def save_verdicts(self, run_id: str, verdicts: Sequence[Verdict]) -> None:
+        """Replace the verdicts of `run_id` with these (re-analysis with newer rules is safe)."""
+        rows = [_verdict_row(v) for v in verdicts]
+        if any(row["run_id"] != run_id for row in rows):
+            raise ValueError("every verdict saved for a run must belong to that run")
+        with self._transaction(write=True) as conn:
+            conn.execute(schema.verdicts.delete().where(schema.verdicts.c.run_id == run_id))
+            if rows:
+                conn.execute(schema.verdicts.insert(), rows)
+
+    def save_platform_summaries(self, run_id: str, summaries: Sequence[PlatformSummary]) -> None:
+        """Replace the platform summaries of `run_id` with these."""
+        table = schema.platform_summaries
+        rows = [_summary_row(run_id, s) for s in summaries]
+        with self._transaction(write=True) as conn:
+            conn.execute(table.delete().where(table.c.run_id == run_id))
+            if rows:
+                conn.execute(table.insert(), rows)
+
     # -- reading -----------------------------------------------------------------------------
+
+    def verdicts(
+        self,
+        *,
+        run_id: str | None = None,
+        platform: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Verdict]:
+        """Verdicts of runs started in [since, until), in time order, streamed."""
+        table = schema.verdicts
+        stmt = select(table)
+        if run_id is not None:
+            stmt = stmt.where(table.c.run_id == run_id)
+        if platform is not None:
+            stmt = stmt.where(table.c.platform == platform)
+        if since is not None:
+            stmt = stmt.where(table.c.measured_at >= since)
+        if until is not None:
+            stmt = stmt.where(table.c.measured_at < until)
+        stmt = stmt.order_by(table.c.measured_at, table.c.run_id, table.c.platform, table.c.target)
+        for row in self._stream(stmt):
+            yield _verdict_from_row(row)
+
+    def platform_summaries(self, run_id: str) -> list[PlatformSummary]:
+        table = schema.platform_summaries
+        stmt = select(table).where(table.c.run_id == run_id).order_by(table.c.platform)
+        with self._transaction() as conn:
+            return [_summary_from_row(row) for row in conn.execute(stmt)]
 
     def get_run(self, run_id: str) -> Run | None:
         with self._transaction() as conn:
@@ -437,4 +488,86 @@ def _measurement_from_row(row: Row[Any]) -> Measurement:
             failed_operation=None if operation is None else Operation(operation),
             details=json.loads(m["details"]),
         ),
+    )
+
+
+def _verdict_row(verdict: Verdict) -> dict[str, Any]:
+    _require_aware(verdict.measured_at, "Verdict.measured_at")
+    return {
+        "run_id": verdict.run_id,
+        "platform": verdict.platform,
+        "target": verdict.target,
+        "probe_id": verdict.probe_id,
+        "measured_at": verdict.measured_at,
+        "asn": verdict.asn,
+        "country": verdict.country,
+        "status": str(verdict.status),
+        "technique": verdict.technique,
+        "confidence": None if verdict.confidence is None else str(verdict.confidence),
+        "rule_id": verdict.rule_id,
+        "rules_version": verdict.rules_version,
+        "evidence": json.dumps(list(verdict.evidence)),
+        "detail": verdict.detail,
+    }
+
+
+def _verdict_from_row(row: Row[Any]) -> Verdict:
+    m = row._mapping
+    confidence = m["confidence"]
+    return Verdict(
+        run_id=m["run_id"],
+        probe_id=m["probe_id"],
+        measured_at=m["measured_at"],
+        asn=m["asn"],
+        country=m["country"],
+        platform=m["platform"],
+        target=m["target"],
+        status=Status(m["status"]),
+        technique=m["technique"],
+        confidence=None if confidence is None else Confidence(confidence),
+        rule_id=m["rule_id"],
+        rules_version=m["rules_version"],
+        evidence=tuple(json.loads(m["evidence"])),
+        detail=m["detail"],
+    )
+
+
+def _summary_row(run_id: str, summary: PlatformSummary) -> dict[str, Any]:
+    details = {
+        "groups": [dataclasses.asdict(group) for group in summary.groups],
+        "suspicious": list(summary.suspicious),
+    }
+    return {
+        "run_id": run_id,
+        "platform": summary.platform,
+        "status": str(summary.status),
+        "techniques": json.dumps(list(summary.techniques)),
+        "blocked": summary.blocked,
+        "total": summary.total,
+        "details": json.dumps(details, default=str),
+        "detail": summary.detail,
+    }
+
+
+def _summary_from_row(row: Row[Any]) -> PlatformSummary:
+    m = row._mapping
+    details = json.loads(m["details"])
+    return PlatformSummary(
+        platform=m["platform"],
+        status=PlatformStatus(m["status"]),
+        techniques=tuple(json.loads(m["techniques"])),
+        blocked=m["blocked"],
+        total=m["total"],
+        groups=tuple(
+            GroupSummary(
+                name=g["name"],
+                status=PlatformStatus(g["status"]),
+                blocked=g["blocked"],
+                total=g["total"],
+                techniques=tuple(g["techniques"]),
+            )
+            for g in details.get("groups", [])
+        ),
+        suspicious=tuple(details.get("suspicious", [])),
+        detail=m["detail"],
     )

@@ -44,12 +44,62 @@ def _add_latest_status_index(conn: Connection) -> None:
     )
 
 
+def _add_verdict_tables(conn: Connection) -> None:
+    # Timestamps as the UTCDateTime type stores them: fixed-width text on SQLite, timestamptz on
+    # PostgreSQL (see schema.UTCDateTime).
+    timestamp = "VARCHAR(32)" if conn.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+    conn.execute(
+        text(
+            "CREATE TABLE verdicts ("
+            "run_id VARCHAR NOT NULL REFERENCES runs (id), "
+            "platform VARCHAR NOT NULL, "
+            "target VARCHAR NOT NULL, "
+            "probe_id VARCHAR NOT NULL, "
+            f"measured_at {timestamp} NOT NULL, "
+            "asn BIGINT, "
+            "country VARCHAR, "
+            "status VARCHAR NOT NULL, "
+            "technique VARCHAR, "
+            "confidence VARCHAR, "
+            "rule_id VARCHAR NOT NULL, "
+            "rules_version VARCHAR NOT NULL, "
+            "evidence TEXT NOT NULL, "
+            "detail TEXT NOT NULL, "
+            "PRIMARY KEY (run_id, platform, target))"
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_verdicts_measured_at ON verdicts (measured_at)"))
+    conn.execute(
+        text("CREATE INDEX ix_verdicts_platform_measured ON verdicts (platform, measured_at)")
+    )
+    conn.execute(
+        text(
+            "CREATE TABLE platform_summaries ("
+            "run_id VARCHAR NOT NULL REFERENCES runs (id), "
+            "platform VARCHAR NOT NULL, "
+            "status VARCHAR NOT NULL, "
+            "techniques TEXT NOT NULL, "
+            "blocked BIGINT NOT NULL, "
+            "total BIGINT NOT NULL, "
+            "details TEXT NOT NULL, "
+            "detail TEXT NOT NULL, "
+            "PRIMARY KEY (run_id, platform))"
+        )
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=2,
         description="index measurements by (platform, target, layer, endpoint, started_at) "
         "so that `probe report` finds the newest row per endpoint without a full scan",
         apply=_add_latest_status_index,
+    ),
+    Migration(
+        version=3,
+        description="verdicts and platform summaries, stored beside the measurements they "
+        "rest on, with the rules version that decided them",
+        apply=_add_verdict_tables,
     ),
 )
 

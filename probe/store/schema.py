@@ -127,3 +127,40 @@ measurements = Table(
     # latest_status(): newest row per (platform, target, layer, endpoint). Added by migration 2.
     Index("ix_measurements_latest", "platform", "target", "layer", "endpoint", "started_at"),
 )
+
+# One verdict per (run, platform, target): analysis.model.Verdict. Re-analysing a run replaces its
+# verdicts, so rules_version always says which rules wrote a row. Added by migration 3.
+verdicts = Table(
+    "verdicts",
+    metadata,
+    Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
+    Column("platform", String, primary_key=True),
+    Column("target", String, primary_key=True),
+    Column("probe_id", String, nullable=False),
+    Column("measured_at", UTCDateTime, nullable=False),
+    Column("asn", BigInteger, nullable=True),
+    Column("country", String, nullable=True),
+    Column("status", String, nullable=False),
+    Column("technique", String, nullable=True),
+    Column("confidence", String, nullable=True),
+    Column("rule_id", String, nullable=False),
+    Column("rules_version", String, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON list of measurement ids
+    Column("detail", Text, nullable=False),
+    Index("ix_verdicts_measured_at", "measured_at"),
+    Index("ix_verdicts_platform_measured", "platform", "measured_at"),
+)
+
+# One summary per (run, platform): analysis.summaries.PlatformSummary. Added by migration 3.
+platform_summaries = Table(
+    "platform_summaries",
+    metadata,
+    Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
+    Column("platform", String, primary_key=True),
+    Column("status", String, nullable=False),
+    Column("techniques", Text, nullable=False),  # JSON list
+    Column("blocked", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("details", Text, nullable=False),  # JSON: groups, suspicious answers
+    Column("detail", Text, nullable=False),
+)

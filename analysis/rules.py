@@ -1,0 +1,584 @@
+"""The verdict rules, as data: an ordered table of frozen Rules over the Facts of one target in one
+run. The first rule whose condition holds decides the verdict (ooni/data's shape).
+
+Rule ids are never renamed or reused: verdicts store the id and RULES_VERSION, so a verdict can
+always be traced to the rule text that produced it. Change a rule's meaning -> bump RULES_VERSION;
+retire a rule -> delete it, never give its id to another.
+
+The order encodes the field's rules (REFERENCE.md, "How verdicts are reached"):
+  1. a dead network, a VPN, or no measurement -> inconclusive, before anything else;
+  2. evidence that is its own control -> blocked, confirmed: a blockpage fingerprint (DNS answer,
+     page), A/B differentials (the same address completes with a harmless SNI or Host but fails
+     with the target's), DNS injection matching a fingerprint;
+  3. layer by layer, DNS, TCP, TLS, HTTP: failing at the control too -> down; failing here but
+     not at the control -> blocked, anomaly; the known false positives are placed where their
+     layer is judged, so they never hide another layer's evidence (IPv6 broken everywhere in
+     the run before TCP; captcha pages before HTTP); then throttling and the protocol allowlist;
+  4. reached -> ok; anything else -> inconclusive (no control, or nothing rule-shaped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from analysis.model import Confidence, Status
+from probe.model import Connectivity, Failure, Operation
+
+RULES_VERSION = "2025.1"
+
+# Failure families (OONI df-007 strings).
+TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
+# A TLS handshake or HTTP exchange cut by the path: an RST, or a close before any answer. Both are
+# what SNI / Host filtering looks like (the TLS check's docstring; REFERENCE.md, Iran).
+INTERRUPTED = frozenset(
+    {str(Failure.CONNECTION_RESET), str(Failure.CONNECTION_ABORTED), str(Failure.EOF_ERROR)}
+)
+# A connect answered by a RST: refused is a RST to the SYN, which a censor can forge as well.
+TCP_RESET = frozenset(
+    {
+        str(Failure.CONNECTION_RESET),
+        str(Failure.CONNECTION_REFUSED),
+        str(Failure.CONNECTION_ABORTED),
+    }
+)
+UNREACHABLE = frozenset({str(Failure.HOST_UNREACHABLE), str(Failure.NETWORK_UNREACHABLE)})
+CERTIFICATE_FAILURES = frozenset(
+    {
+        str(Failure.SSL_INVALID_HOSTNAME),
+        str(Failure.SSL_UNKNOWN_AUTHORITY),
+        str(Failure.SSL_INVALID_CERTIFICATE),
+    }
+)
+
+
+class Evidence(StrEnum):
+    """Groups of measurement ids a rule cites as its evidence."""
+
+    ALL = "all"  # every measurement of the target
+    DNS = "dns"  # the probe's own resolvers
+    DNS_CONTROL = "dns_control"  # the run's control resolvers (DoH)
+    TCP = "tcp"
+    TLS = "tls"
+    HTTP = "http"
+    DIFFERENTIAL = "differential"  # both sides of an A/B differential
+    PROBE = "probe"  # protocol probes (random first data)
+    CONTROL_SITES = "control_sites"  # the run's control sites' downloads (throttling)
+
+
+def _frozen_evidence() -> Mapping[Evidence, tuple[str, ...]]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What one target's measurements in one run, and the controls, amount to.
+
+    `None` in a control_* field means no control measured it; False means the control tried and
+    failed too. A `*_failure` field is set only when every attempt at that layer failed.
+    """
+
+    platform: str
+    target: str
+    host: str | None = None
+    literal: bool = False
+    measured: bool = True
+    # The run.
+    connectivity: Connectivity = Connectivity.UNKNOWN
+    vpn_suspected: bool = False
+    ipv6_broken: bool = False
+    # DNS, the probe's own resolvers.
+    dns_addresses: tuple[str, ...] = ()
+    dns_failure: str | None = None
+    dns_fingerprints: tuple[str, ...] = ()  # fingerprint ids hit by answers the control lacks
+    dns_bogons: tuple[str, ...] = ()  # bogon answers the control did not give
+    dns_injection: bool = False  # a forged first UDP answer raced a different later one
+    dns_injection_fingerprints: tuple[str, ...] = ()
+    dns_consistent: bool | None = None  # shares an IP/ASN with the control or passed valid TLS
+    validated_addresses: tuple[str, ...] = ()  # completed a valid TLS handshake for the host
+    control_addresses: tuple[str, ...] = ()
+    control_dns_ok: bool | None = None
+    # TCP (IPv6 failures masked when IPv6 is broken everywhere in the run).
+    tcp_attempted: bool = False
+    tcp_ok: bool = False
+    tcp_failure: str | None = None
+    ipv6_masked: int = 0
+    control_tcp_ok: bool | None = None
+    # TLS.
+    tls_attempted: bool = False
+    tls_ok: bool = False
+    tls_failure: str | None = None
+    tls_failed_operation: str | None = None
+    tls_cert_failure: str | None = None  # handshake completed, certificate rejected
+    tls_issuer: str | None = None  # leaf issuer of the rejected certificate
+    sni_differential: bool = False
+    control_tls_ok: bool | None = None
+    control_tls_issuer: str | None = None
+    # HTTP.
+    http_attempted: bool = False
+    http_ok: bool = False
+    http_status: int | None = None
+    http_failure: str | None = None
+    http_failed_operation: str | None = None
+    http_plain: bool = False  # the response came over plain HTTP, where a path can forge it
+    http_fingerprints: tuple[str, ...] = ()
+    http_captcha: tuple[str, ...] = ()
+    http_matches_control: bool | None = None
+    http_comparison: str = ""
+    host_differential: bool = False
+    control_http_ok: bool | None = None
+    # Throughput (kbit/s).
+    throughput_kbps: float | None = None
+    control_kbps: float | None = None
+    throttled: bool = False
+    # The protocol allowlist.
+    protocol_filtered: bool = False
+    evidence: Mapping[Evidence, tuple[str, ...]] = field(default_factory=_frozen_evidence)
+
+    @property
+    def reached(self) -> bool:
+        """The target's deepest measured layer succeeded at least once."""
+        if self.http_attempted:
+            return self.http_ok
+        if self.tls_attempted:
+            return self.tls_ok
+        if self.tcp_attempted:
+            return self.tcp_ok
+        # Resolving only: the answer is all there is, so it must not disagree with the control.
+        return bool(self.dns_addresses) and self.dns_consistent is not False
+
+    @property
+    def has_control(self) -> bool:
+        return any(
+            c is not None
+            for c in (
+                self.control_dns_ok,
+                self.control_tcp_ok,
+                self.control_tls_ok,
+                self.control_http_ok,
+            )
+        )
+
+    def ids(self, groups: Iterable[Evidence]) -> tuple[str, ...]:
+        """The measurement ids of `groups`, each once, in order."""
+        found: dict[str, None] = {}
+        for group in groups:
+            found.update(dict.fromkeys(self.evidence.get(group, ())))
+        return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    technique: str | None = None
+    confidence: Confidence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One verdict rule. `detail` is a str.format template over the facts (`{f.<field>}`) that
+    becomes the verdict's human-readable detail; `evidence` names the measurement groups cited."""
+
+    rule_id: str
+    condition: Callable[[Facts], bool]
+    outcome: Outcome
+    comment: str
+    detail: str = ""
+    evidence: tuple[Evidence, ...] = (Evidence.ALL,)
+
+    def describe(self, facts: Facts) -> str:
+        return self.detail.format(f=facts) if self.detail else self.comment
+
+
+OK = Outcome(Status.OK)
+DOWN = Outcome(Status.DOWN)
+INCONCLUSIVE = Outcome(Status.INCONCLUSIVE)
+
+
+def _blocked(technique: str, confidence: Confidence = Confidence.ANOMALY) -> Outcome:
+    return Outcome(Status.BLOCKED, technique, confidence)
+
+
+def _confirmed(technique: str) -> Outcome:
+    return _blocked(technique, Confidence.CONFIRMED)
+
+
+_DNS = (Evidence.DNS, Evidence.DNS_CONTROL)
+_TLS_AB = (Evidence.TLS, Evidence.DIFFERENTIAL)
+_HTTP_AB = (Evidence.HTTP, Evidence.DIFFERENTIAL)
+_HANDSHAKE = str(Operation.TLS_HANDSHAKE)
+
+
+def _dns_failed(failure: Failure) -> Callable[[Facts], bool]:
+    return lambda f: f.dns_failure == failure and f.control_dns_ok is True
+
+
+RULES: tuple[Rule, ...] = (
+    # 1. Nothing can be called blocked.
+    Rule(
+        "run.no_connectivity",
+        lambda f: f.connectivity is Connectivity.NONE,
+        INCONCLUSIVE,
+        "The run's control sites were unreachable: the network was down, so no failure in the"
+        " run says anything about censorship.",
+    ),
+    Rule(
+        "run.vpn",
+        lambda f: f.vpn_suspected,
+        INCONCLUSIVE,
+        "Measured through a VPN: the results are the VPN's network, not the local one.",
+    ),
+    Rule(
+        "target.not_measured",
+        lambda f: not f.measured,
+        INCONCLUSIVE,
+        "No measurement of this target was recorded in the run (cancelled or interrupted).",
+    ),
+    # 2. Evidence that is its own control: confirmed.
+    Rule(
+        "dns.injection.fingerprint",
+        lambda f: f.dns_injection and bool(f.dns_injection_fingerprints),
+        _confirmed("dns.injection"),
+        "Two answers to one UDP query, the first a known censor's address (REFERENCE.md, DNS"
+        " injection on path; Centinel's second-answer test).",
+        "a forged DNS answer ({f.dns_injection_fingerprints}) raced the real one",
+        _DNS,
+    ),
+    Rule(
+        "dns.blockpage_ip",
+        lambda f: bool(f.dns_fingerprints),
+        _confirmed("dns.blockpage_ip"),
+        "The resolver answered a censor's blockpage address (a DNS fingerprint).",
+        "DNS answered {f.dns_addresses}, matching {f.dns_fingerprints}",
+        _DNS,
+    ),
+    Rule(
+        "http.blockpage",
+        lambda f: bool(f.http_fingerprints),
+        _confirmed("http.blockpage"),
+        "The HTTP response carries a known blockpage fingerprint.",
+        "HTTP {f.http_status} response matched {f.http_fingerprints}",
+        (Evidence.HTTP,),
+    ),
+    Rule(
+        "tls.sni_reset.differential",
+        lambda f: f.sni_differential and f.tls_failure in INTERRUPTED,
+        _confirmed("tls.sni_reset"),
+        "The handshake with the target's SNI was cut while a handshake to the same address with"
+        " a harmless SNI completed: SNI filtering (REFERENCE.md, Iran's TLS signature).",
+        "TLS with SNI {f.host} failed ({f.tls_failure}); a harmless SNI to the same address"
+        " completed",
+        _TLS_AB,
+    ),
+    Rule(
+        "tls.sni_timeout.differential",
+        lambda f: f.sni_differential and f.tls_failure == TIMEOUT,
+        _confirmed("tls.sni_timeout"),
+        "The handshake with the target's SNI stalled while one with a harmless SNI to the same"
+        " address completed: SNI filtering by dropping.",
+        "TLS with SNI {f.host} timed out; a harmless SNI to the same address completed",
+        _TLS_AB,
+    ),
+    Rule(
+        "http.reset.differential",
+        lambda f: f.host_differential and f.http_failure in INTERRUPTED,
+        _confirmed("http.reset"),
+        "The request with the target's Host was cut while one to the same address with a"
+        " harmless Host was answered: Host-header filtering.",
+        "HTTP with Host {f.host} failed ({f.http_failure}); a harmless Host to the same address"
+        " was answered",
+        _HTTP_AB,
+    ),
+    Rule(
+        "http.timeout.differential",
+        lambda f: f.host_differential and f.http_failure == TIMEOUT,
+        _confirmed("http.timeout"),
+        "The request with the target's Host stalled while one with a harmless Host to the same"
+        " address was answered.",
+        "HTTP with Host {f.host} timed out; a harmless Host to the same address was answered",
+        _HTTP_AB,
+    ),
+    Rule(
+        "dns.injection",
+        lambda f: f.dns_injection,
+        _blocked("dns.injection"),
+        "Two different answers to one UDP query, the first forged (a bogon, or not matching the"
+        " control while a later one does).",
+        "a forged DNS answer raced the real one (answers {f.dns_addresses})",
+        _DNS,
+    ),
+    # 3. Failing at the control too (DNS), then failing here only, layer by layer; the known
+    # false positives sit where their layer is judged.
+    Rule(
+        "dns.down",
+        lambda f: f.control_dns_ok is False and not f.reached,
+        DOWN,
+        "The control resolvers fail for this name too: it does not resolve anywhere.",
+        "the name does not resolve at the control either",
+        _DNS,
+    ),
+    Rule(
+        "dns.bogon",
+        lambda f: bool(f.dns_bogons) and f.control_dns_ok is True,
+        _blocked("dns.bogon"),
+        "The resolver answered a non-routable address the control did not give (REFERENCE.md:"
+        " bogons not seen by the control are blocking).",
+        "DNS answered bogon(s) {f.dns_bogons}; the control answered {f.control_addresses}",
+        _DNS,
+    ),
+    Rule(
+        "dns.nxdomain",
+        _dns_failed(Failure.DNS_NXDOMAIN_ERROR),
+        _blocked("dns.nxdomain"),
+        "The resolver says the name does not exist while the control resolves it.",
+        "NXDOMAIN here; the control answered {f.control_addresses}",
+        _DNS,
+    ),
+    Rule(
+        "dns.timeout",
+        _dns_failed(Failure.GENERIC_TIMEOUT_ERROR),
+        _blocked("dns.timeout"),
+        "The resolver never answered for this name while the control resolves it.",
+        "DNS timed out here; the control answered {f.control_addresses}",
+        _DNS,
+    ),
+    Rule(
+        "dns.servfail",
+        _dns_failed(Failure.DNS_SERVFAIL_ERROR),
+        _blocked("dns.servfail"),
+        "The resolver answers SERVFAIL for this name while the control resolves it.",
+        "SERVFAIL here; the control answered {f.control_addresses}",
+        _DNS,
+    ),
+    Rule(
+        "dns.refused",
+        _dns_failed(Failure.DNS_REFUSED_ERROR),
+        _blocked("dns.refused"),
+        "The resolver refuses this name while the control resolves it.",
+        "REFUSED here; the control answered {f.control_addresses}",
+        _DNS,
+    ),
+    Rule(
+        "dns.no_answer",
+        _dns_failed(Failure.DNS_NO_ANSWER),
+        _blocked("dns.no_answer"),
+        "The resolver answers with no address while the control resolves the name.",
+        "no address here; the control answered {f.control_addresses}",
+        _DNS,
+    ),
+    Rule(
+        "dns.failure",
+        lambda f: f.dns_failure is not None and f.control_dns_ok is True,
+        _blocked("dns.failure"),
+        "The resolver fails for this name in another way while the control resolves it.",
+        "DNS failed here ({f.dns_failure}); the control answered {f.control_addresses}",
+        _DNS,
+    ),
+    Rule(
+        "dns.inconsistent",
+        lambda f: f.dns_consistent is False and not f.reached,
+        _blocked("dns.inconsistent"),
+        "The answers share no address (or ASN) with the control's, none completed a valid TLS"
+        " handshake, and the target was not reached through them.",
+        "DNS answered {f.dns_addresses}; the control answered {f.control_addresses}",
+        (Evidence.DNS, Evidence.DNS_CONTROL, Evidence.TCP, Evidence.TLS, Evidence.HTTP),
+    ),
+    Rule(
+        "ipv6.broken",
+        lambda f: f.ipv6_masked > 0 and not f.tcp_attempted,
+        INCONCLUSIVE,
+        "Only IPv6 attempts, and IPv6 fails with host/network unreachable everywhere in this run:"
+        " the probe's LAN has no IPv6, which is not censorship.",
+        "only IPv6 addresses were tried and IPv6 is broken on this network",
+        (Evidence.TCP, Evidence.TLS),
+    ),
+    Rule(
+        "tcp.down",
+        lambda f: f.tcp_failure is not None and f.control_tcp_ok is False,
+        DOWN,
+        "Every connect failed, at the control too.",
+        "every connect failed ({f.tcp_failure}), at the control too",
+        (Evidence.TCP,),
+    ),
+    Rule(
+        "tcp.reset",
+        lambda f: f.tcp_failure in TCP_RESET and f.control_tcp_ok is True,
+        _blocked("tcp.reset"),
+        "Every connect was answered with a RST while the control connects.",
+        "every connect failed ({f.tcp_failure}); the control connects",
+        (Evidence.TCP,),
+    ),
+    Rule(
+        "tcp.timeout",
+        lambda f: f.tcp_failure == TIMEOUT and f.control_tcp_ok is True,
+        _blocked("tcp.timeout"),
+        "Every connect timed out while the control connects: IP null-routing (REFERENCE.md,"
+        " Telegram in Iran since 2018).",
+        "every connect timed out; the control connects",
+        (Evidence.TCP,),
+    ),
+    Rule(
+        "tcp.failure",
+        lambda f: f.tcp_failure is not None and f.control_tcp_ok is True,
+        _blocked("tcp.failure"),
+        "Every connect failed in another way (e.g. unreachable) while the control connects.",
+        "every connect failed ({f.tcp_failure}); the control connects",
+        (Evidence.TCP,),
+    ),
+    Rule(
+        "tls.down",
+        lambda f: f.tls_failure is not None and f.control_tls_ok is False,
+        DOWN,
+        "Every handshake failed, at the control too (the site or its certificate is broken).",
+        "every TLS handshake failed ({f.tls_failure}), at the control too",
+        (Evidence.TLS,),
+    ),
+    Rule(
+        "tls.interception",
+        lambda f: (
+            f.tls_cert_failure is not None
+            and f.control_tls_ok is True
+            and f.tls_issuer != f.control_tls_issuer
+        ),
+        _blocked("tls.interception"),
+        "The certificate does not verify and its issuer differs from the one the control saw:"
+        " a middlebox presented its own certificate.",
+        "certificate rejected ({f.tls_cert_failure}), issued by {f.tls_issuer!r}; the control saw"
+        " {f.control_tls_issuer!r}",
+        (Evidence.TLS,),
+    ),
+    Rule(
+        "tls.sni_reset",
+        lambda f: (
+            f.tls_failure in INTERRUPTED
+            and f.tls_failed_operation == _HANDSHAKE
+            and f.control_tls_ok is True
+        ),
+        _blocked("tls.sni_reset"),
+        "Every handshake was cut after the ClientHello while the control completes it.",
+        "every TLS handshake was cut ({f.tls_failure}); the control completes it",
+        (Evidence.TLS,),
+    ),
+    Rule(
+        "tls.sni_timeout",
+        lambda f: (
+            f.tls_failure == TIMEOUT
+            and f.tls_failed_operation == _HANDSHAKE
+            and f.control_tls_ok is True
+        ),
+        _blocked("tls.sni_timeout"),
+        "Every handshake stalled after the ClientHello while the control completes it.",
+        "every TLS handshake timed out; the control completes it",
+        (Evidence.TLS,),
+    ),
+    Rule(
+        "tls.failure",
+        lambda f: (
+            f.tls_failure is not None and f.tls_cert_failure is None and f.control_tls_ok is True
+        ),
+        _blocked("tls.failure"),
+        "Every handshake failed in another way while the control completes it. (A certificate"
+        " from the control's own issuer that does not verify is the probe's trust store or clock,"
+        " not the path: left inconclusive.)",
+        "every TLS handshake failed ({f.tls_failure}); the control completes it",
+        (Evidence.TLS,),
+    ),
+    Rule(
+        "http.captcha",
+        lambda f: bool(f.http_captcha),
+        OK,
+        "A captcha page (Cloudflare's bot check) is the server answering, not a censor.",
+        "the server answered with a captcha ({f.http_captcha})",
+        (Evidence.HTTP,),
+    ),
+    Rule(
+        "http.down",
+        lambda f: f.http_failure is not None and f.control_http_ok is False,
+        DOWN,
+        "The request fails at the control too.",
+        "HTTP failed ({f.http_failure}), at the control too",
+        (Evidence.HTTP,),
+    ),
+    Rule(
+        "throttling",
+        lambda f: f.throttled,
+        _blocked("throttling"),
+        "The download ran ten times slower or worse than the run's control sites while they were"
+        " fast (OONI targets 'extreme' throttling, 10x; REFERENCE.md).",
+        "{f.throughput_kbps} kbit/s here; the run's control sites ran at {f.control_kbps} kbit/s",
+        (Evidence.HTTP, Evidence.CONTROL_SITES),
+    ),
+    Rule(
+        "http.reset",
+        lambda f: f.http_failure in INTERRUPTED and f.control_http_ok is True,
+        _blocked("http.reset"),
+        "The request was cut while the control gets a response.",
+        "HTTP failed ({f.http_failure}); the control gets a response",
+        (Evidence.HTTP,),
+    ),
+    Rule(
+        "http.timeout",
+        lambda f: f.http_failure == TIMEOUT and f.control_http_ok is True,
+        _blocked("http.timeout"),
+        "The request stalled while the control gets a response.",
+        "HTTP timed out ({f.http_failed_operation}); the control gets a response",
+        (Evidence.HTTP,),
+    ),
+    Rule(
+        "http.failure",
+        lambda f: f.http_failure is not None and f.control_http_ok is True,
+        _blocked("http.failure"),
+        "The request failed in another way while the control gets a response.",
+        "HTTP failed ({f.http_failure}); the control gets a response",
+        (Evidence.HTTP,),
+    ),
+    Rule(
+        "http.diff",
+        lambda f: f.http_ok and f.http_plain and f.http_matches_control is False,
+        _blocked("http.diff"),
+        "A plain-HTTP page unlike the control's (status, body length within 0.7, uncommon header"
+        " names, title words): possibly an unknown blockpage. Over verified HTTPS a different"
+        " page is the server's own and never counts.",
+        "the page differs from the control's: {f.http_comparison}",
+        (Evidence.HTTP,),
+    ),
+    Rule(
+        "protocol_filter",
+        lambda f: f.protocol_filtered,
+        _blocked("protocol_filter"),
+        "A flow whose first data was neither HTTP nor TLS got no answer where the control's did,"
+        " on an endpoint that accepts HTTP/TLS: a protocol allowlist (REFERENCE.md, Iran 2020-).",
+        "a non-HTTP/TLS first flight went unanswered; the control's was answered",
+        (Evidence.PROBE, Evidence.TCP),
+    ),
+    # 4. The rest.
+    Rule(
+        "ok",
+        lambda f: f.reached,
+        OK,
+        "The target was reached and nothing in its measurements differs from the controls.",
+    ),
+    Rule(
+        "control.missing",
+        lambda f: not f.has_control,
+        INCONCLUSIVE,
+        "The target failed but no control measured it: blocked and down cannot be told apart.",
+        "the target failed and no control measured it",
+    ),
+    Rule(
+        "unexplained",
+        lambda f: True,
+        INCONCLUSIVE,
+        "The target failed in a way no rule covers (e.g. the control failed at another layer).",
+    ),
+)
+
+
+def evaluate(facts: Facts, rules: Iterable[Rule] = RULES) -> Rule:
+    """The first rule whose condition holds (the table ends with a catch-all)."""
+    for rule in rules:
+        if rule.condition(facts):
+            return rule
+    raise LookupError("no rule matched: the rule table must end with a catch-all")

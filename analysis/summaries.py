@@ -1,0 +1,198 @@
+"""Platform summaries: one run's verdicts folded per platform the way the field reports them.
+
+A group of interchangeable endpoints (Telegram's data centres, WhatsApp's chat endpoints: the
+catalog's `group`) is blocked only when every member fails, at least one of them blocked (OONI
+calls Telegram's TCP blocked only when all DCs fail); some members blocked is reported as
+partial, never rounded to blocked or ok: partial blocking has hidden real blocking before
+(REFERENCE.md). A platform whose core group (the endpoints its app talks to) is blocked is
+blocked whatever its web pages do. Facebook's answers outside AS32934 are flagged as suspicious
+when an IP -> ASN lookup is available.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from types import MappingProxyType
+
+from analysis.controls import is_control_resolver
+from analysis.model import Status, Verdict
+from probe.model import Layer, Measurement, Target
+
+AsnLookup = Callable[[str], int | None]
+
+
+class PlatformStatus(StrEnum):
+    """A platform's (or group's) state in one run.
+
+    partial: some targets (or group members) blocked while others are reachable.
+    """
+
+    OK = "ok"
+    BLOCKED = "blocked"
+    PARTIAL = "partial"
+    DOWN = "down"
+    INCONCLUSIVE = "inconclusive"
+
+
+# The group whose full blocking makes the app unusable, whatever its web front ends do: the app
+# connects to these, not to the web pages (catalog comments; REFERENCE.md platform endpoints).
+CORE_GROUPS: Mapping[str, str] = MappingProxyType({"telegram": "dc", "whatsapp": "chat"})
+
+# Where a platform's own addresses live: an answer elsewhere is suspicious (REFERENCE.md:
+# Facebook's addresses are in AS32934).
+EXPECTED_ASNS: Mapping[str, frozenset[int]] = MappingProxyType({"facebook": frozenset({32934})})
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """A catalog group of one platform (e.g. Telegram's "dc")."""
+
+    name: str
+    status: PlatformStatus
+    blocked: int
+    total: int
+    techniques: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformSummary:
+    """One platform in one run: its status, how it is blocked, and how many targets are."""
+
+    platform: str
+    status: PlatformStatus
+    techniques: tuple[str, ...]
+    blocked: int
+    total: int
+    groups: tuple[GroupSummary, ...] = ()
+    suspicious: tuple[str, ...] = ()
+    detail: str = ""
+
+
+def _techniques(verdicts: Iterable[Verdict]) -> tuple[str, ...]:
+    """Techniques of the blocked verdicts, most frequent first."""
+    counts = Counter(v.technique for v in verdicts if v.status is Status.BLOCKED and v.technique)
+    return tuple(t for t, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def group_status(statuses: Sequence[Status]) -> PlatformStatus:
+    """A group is blocked only when every member fails (blocked or down) and one is blocked;
+    partial when some members are blocked; inconclusive members are never assumed to fail."""
+    blocked = sum(s is Status.BLOCKED for s in statuses)
+    failing = sum(s in (Status.BLOCKED, Status.DOWN) for s in statuses)
+    if blocked and failing == len(statuses):
+        return PlatformStatus.BLOCKED
+    if blocked:
+        return PlatformStatus.PARTIAL
+    if Status.OK in statuses:
+        return PlatformStatus.OK
+    if Status.DOWN in statuses:
+        return PlatformStatus.DOWN
+    return PlatformStatus.INCONCLUSIVE
+
+
+def _platform_status(units: Sequence[PlatformStatus], core_blocked: bool) -> PlatformStatus:
+    """Across units (groups and ungrouped targets), inconclusive ones carry no information."""
+    if core_blocked:
+        return PlatformStatus.BLOCKED
+    known = [u for u in units if u is not PlatformStatus.INCONCLUSIVE]
+    if not known:
+        return PlatformStatus.INCONCLUSIVE
+    blocked = [u for u in known if u is PlatformStatus.BLOCKED]
+    if blocked and all(u in (PlatformStatus.BLOCKED, PlatformStatus.DOWN) for u in known):
+        return PlatformStatus.BLOCKED
+    if blocked or PlatformStatus.PARTIAL in known:
+        return PlatformStatus.PARTIAL
+    if PlatformStatus.OK in known:
+        return PlatformStatus.OK
+    return PlatformStatus.DOWN
+
+
+def _suspicious_answers(
+    platform: str, measurements: Iterable[Measurement], asn_of: AsnLookup | None
+) -> tuple[str, ...]:
+    expected = EXPECTED_ASNS.get(platform)
+    if expected is None or asn_of is None:
+        return ()
+    found: dict[str, None] = {}
+    for m in measurements:
+        details = m.observation.details
+        if m.platform != platform or m.layer is not Layer.DNS or is_control_resolver(details):
+            continue
+        for address in details.get("addresses") or ():
+            asn = asn_of(str(address))
+            if asn is not None and asn not in expected:
+                found[f"{details.get('query', m.target)} -> {address} (AS{asn})"] = None
+    return tuple(found)
+
+
+def _catalog_groups(targets: Sequence[Target] | None) -> dict[tuple[str, str], str]:
+    if targets is None:
+        from probe.catalog import builtin_targets
+
+        targets = builtin_targets()
+    return {(t.platform, t.name): t.group for t in targets if t.group}
+
+
+def summarise(
+    verdicts: Sequence[Verdict],
+    measurements: Sequence[Measurement],
+    *,
+    targets: Sequence[Target] | None = None,
+    asn_of: AsnLookup | None = None,
+) -> list[PlatformSummary]:
+    """Per-platform summaries of one run's verdicts, sorted by platform.
+
+    targets: the run's targets, for their catalog groups (default: the built-in catalog).
+    asn_of:  an IP -> ASN lookup; with it, answers outside a platform's own ASN are flagged.
+    """
+    runs = {v.run_id for v in verdicts}
+    if len(runs) > 1:
+        raise ValueError(f"summarise() takes one run's verdicts, got runs {sorted(runs)}")
+    groups_of = _catalog_groups(targets)
+    by_platform: dict[str, list[Verdict]] = {}
+    for verdict in verdicts:
+        by_platform.setdefault(verdict.platform, []).append(verdict)
+    summaries = []
+    for platform, platform_verdicts in sorted(by_platform.items()):
+        grouped: dict[str, list[Verdict]] = {}
+        units: list[PlatformStatus] = []
+        for v in platform_verdicts:
+            group = groups_of.get((platform, v.target))
+            if group is None:
+                units.append(group_status([v.status]))
+            else:
+                grouped.setdefault(group, []).append(v)
+        groups = tuple(
+            GroupSummary(
+                name=name,
+                status=group_status([v.status for v in members]),
+                blocked=sum(v.status is Status.BLOCKED for v in members),
+                total=len(members),
+                techniques=_techniques(members),
+            )
+            for name, members in sorted(grouped.items())
+        )
+        units += [g.status for g in groups]
+        core = CORE_GROUPS.get(platform)
+        core_blocked = any(g.name == core and g.status is PlatformStatus.BLOCKED for g in groups)
+        blocked = sum(v.status is Status.BLOCKED for v in platform_verdicts)
+        counts = Counter(v.status for v in platform_verdicts)
+        parts = [f"{blocked} of {len(platform_verdicts)} targets blocked"]
+        parts += [f"{counts[s]} {s}" for s in (Status.DOWN, Status.INCONCLUSIVE) if counts[s]]
+        parts += [f"{g.name}: {g.blocked} of {g.total} blocked ({g.status})" for g in groups]
+        summaries.append(
+            PlatformSummary(
+                platform=platform,
+                status=_platform_status(units, core_blocked),
+                techniques=_techniques(platform_verdicts),
+                blocked=blocked,
+                total=len(platform_verdicts),
+                groups=groups,
+                suspicious=_suspicious_answers(platform, measurements, asn_of),
+                detail="; ".join(parts),
+            )
+        )
+    return summaries

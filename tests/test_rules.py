@@ -1,0 +1,395 @@
+"""The rule table: every rule is reached by a scenario of hand-made measurements (no database, no
+network), ids are unique and stable in form, and RULES_VERSION is set."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from analysis.controls import ControlEvidence
+from analysis.model import Confidence, Status
+from analysis.rules import RULES, RULES_VERSION, Evidence, Facts, Rule, evaluate
+from analysis.verdicts import facts_for_target, verdicts_for_run
+from probe.model import Connectivity, Measurement, Run, Target, TargetKind
+from tests.test_verdicts import (
+    DOH,
+    MITM_CA,
+    control_site,
+    dns,
+    doh,
+    h_dns,
+    h_http,
+    h_probe,
+    h_target,
+    h_tcp,
+    h_tls,
+    helper,
+    http,
+    https_site,
+    make_run,
+    tcp,
+    tls,
+)
+
+URL = "https://www.example-news.com/"
+HOST = "www.example-news.com"
+ADDR = "93.184.216.34"
+PLAIN = "http://www.example-news.com/"
+DC = "149.154.175.50"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A run whose target `target` (platform `platform`) should be decided by one rule."""
+
+    measurements: Sequence[Measurement]
+    controls: ControlEvidence | None = None
+    run: Run = field(default_factory=make_run)
+    platform: str = "news"
+    target: str = URL
+    targets: Sequence[Target] = ()
+
+
+def _site_helper(*measurements: dict[str, object], target: str = URL) -> ControlEvidence:
+    return helper(h_target("news", target, *measurements))
+
+
+def _reached_tls(target: str = URL) -> list[dict[str, object]]:
+    return [h_dns(HOST, [ADDR]), h_tcp(ADDR, 443), h_tls(ADDR, 443, HOST), h_http(target)]
+
+
+def _dns_fails(failure: str) -> Scenario:
+    # The resolver fails; the DoH control answers and the runner measures its address instead.
+    return Scenario(
+        [
+            dns("news", URL, HOST, [], failure, rcode=None),
+            doh("news", URL, HOST, [ADDR]),
+            tcp("news", URL, ADDR, 443, source=DOH),
+            tls("news", URL, ADDR, 443, HOST, source=DOH),
+            http("news", URL, URL, ADDR, source=DOH),
+        ]
+    )
+
+
+def _tcp_fails(failure: str, control_failure: str | None = None) -> Scenario:
+    return Scenario(
+        [dns("news", URL, HOST, [ADDR]), tcp("news", URL, ADDR, 443, failure), *control_site()],
+        _site_helper(h_dns(HOST, [ADDR]), h_tcp(ADDR, 443, control_failure)),
+    )
+
+
+def _tls_fails(
+    failure: str, control: dict[str, object] | None = None, *, issuer: str = MITM_CA
+) -> Scenario:
+    return Scenario(
+        [
+            dns("news", URL, HOST, [ADDR]),
+            tcp("news", URL, ADDR, 443),
+            tls("news", URL, ADDR, 443, HOST, failure, issuer=issuer),
+        ],
+        _site_helper(h_dns(HOST, [ADDR]), h_tcp(ADDR, 443), control or h_tls(ADDR, 443, HOST)),
+    )
+
+
+def _http_fails(failure: str, control: dict[str, object] | None = None) -> Scenario:
+    return Scenario(
+        [*https_site("news", URL, HOST, ADDR, status=None, failure=failure)],
+        _site_helper(*_reached_tls()[:3], control or h_http(URL)),
+    )
+
+
+def _plain_http(*extra: Measurement, **http_kwargs: object) -> list[Measurement]:
+    return [
+        dns("news", PLAIN, HOST, [ADDR]),
+        tcp("news", PLAIN, ADDR, 80),
+        http("news", PLAIN, PLAIN, ADDR, **http_kwargs),  # type: ignore[arg-type]
+        *extra,
+    ]
+
+
+def _dc(*extra: Measurement, port80: str | None = None) -> list[Measurement]:
+    """A Telegram data centre: literal address, plain-HTTP POST on 80 and 443."""
+    found = [
+        tcp("telegram", DC, DC, 80, port80, source="literal"),
+        tcp("telegram", DC, DC, 443, source="literal"),
+        http("telegram", DC, f"http://{DC}:443/", DC, 404, title=None, source="literal"),
+    ]
+    if port80 is None:
+        found.append(http("telegram", DC, f"http://{DC}/", DC, 404, title=None, source="literal"))
+    return [*found, *extra]
+
+
+SCENARIOS: dict[str, Callable[[], Scenario]] = {
+    "run.no_connectivity": lambda: Scenario(
+        [dns("news", URL, HOST, ["10.10.34.35"])], run=make_run(Connectivity.NONE)
+    ),
+    "run.vpn": lambda: Scenario(
+        _tcp_fails("connection_reset").measurements, run=make_run(vpn=True)
+    ),
+    "target.not_measured": lambda: Scenario(
+        [], targets=[Target("news", URL, TargetKind.HTTPS, HOST, (443,))]
+    ),
+    "dns.injection.fingerprint": lambda: Scenario(
+        [
+            dns(
+                "news",
+                URL,
+                HOST,
+                ["10.10.34.34"],
+                resolver="udp://9.9.9.9:53",
+                responses=[["10.10.34.34"], [ADDR]],
+            ),
+        ]
+    ),
+    "dns.blockpage_ip": lambda: Scenario([dns("news", URL, HOST, ["d0::11"])]),
+    "http.blockpage": lambda: Scenario(
+        _plain_http(
+            status=302,
+            body="",
+            title=None,
+            redirects=[{"url": PLAIN, "status": 302, "location": "http://10.10.34.36/"}],
+        ),
+        target=PLAIN,
+    ),
+    "tls.sni_reset.differential": lambda: Scenario(
+        [
+            *_tls_fails("eof_error").measurements,
+            tls(
+                "news",
+                URL,
+                ADDR,
+                443,
+                "example.com",
+                "ssl_invalid_hostname",
+                differential_kind="sni",
+                target_sni=HOST,
+            ),
+        ]
+    ),
+    "tls.sni_timeout.differential": lambda: Scenario(
+        [
+            *_tls_fails("generic_timeout_error").measurements,
+            tls("news", URL, ADDR, 443, "example.com", differential_kind="sni"),
+        ]
+    ),
+    "http.reset.differential": lambda: Scenario(
+        _plain_http(
+            http(
+                "news", PLAIN, PLAIN, ADDR, 200, host_header="example.com", differential_kind="host"
+            ),
+            status=None,
+            failure="connection_reset",
+        ),
+        target=PLAIN,
+    ),
+    "http.timeout.differential": lambda: Scenario(
+        _plain_http(
+            http(
+                "news", PLAIN, PLAIN, ADDR, 404, host_header="example.com", differential_kind="host"
+            ),
+            status=None,
+            failure="generic_timeout_error",
+        ),
+        target=PLAIN,
+    ),
+    "dns.injection": lambda: Scenario(
+        [
+            dns(
+                "news",
+                URL,
+                HOST,
+                ["45.33.1.1"],
+                resolver="udp://9.9.9.9:53",
+                responses=[["45.33.1.1"], [ADDR]],
+            ),
+            doh("news", URL, HOST, [ADDR]),
+        ]
+    ),
+    "ipv6.broken": lambda: Scenario(
+        [
+            dns("news", URL, HOST, ["2606:2800:220:1::1"]),
+            tcp("news", URL, "2606:2800:220:1::1", 443, "network_unreachable"),
+        ],
+        _site_helper(h_tcp("2606:2800:220:1::1", 443)),
+    ),
+    "http.captcha": lambda: Scenario(
+        https_site("news", URL, HOST, ADDR, status=503, title="Just a moment...", body="..."),
+        _site_helper(*_reached_tls()),
+    ),
+    "dns.down": lambda: Scenario(
+        [dns("news", URL, HOST, [], "dns_nxdomain_error")],
+        _site_helper(h_dns(HOST, [], "dns_nxdomain_error")),
+    ),
+    "dns.bogon": lambda: Scenario(
+        [
+            dns("news", URL, HOST, ["127.0.0.2"]),
+            doh("news", URL, HOST, [ADDR]),
+            tcp("news", URL, "127.0.0.2", 443, "connection_refused"),
+        ]
+    ),
+    "dns.nxdomain": lambda: _dns_fails("dns_nxdomain_error"),
+    "dns.timeout": lambda: _dns_fails("generic_timeout_error"),
+    "dns.servfail": lambda: _dns_fails("dns_servfail_error"),
+    "dns.refused": lambda: _dns_fails("dns_refused_error"),
+    "dns.no_answer": lambda: _dns_fails("dns_no_answer"),
+    "dns.failure": lambda: _dns_fails("dns_server_misbehaving"),
+    "dns.inconsistent": lambda: Scenario(
+        [
+            dns("news", URL, HOST, ["45.33.1.1"]),
+            tcp("news", URL, "45.33.1.1", 443),
+            tls("news", URL, "45.33.1.1", 443, HOST, "ssl_invalid_hostname"),
+        ],
+        _site_helper(*_reached_tls()),
+    ),
+    "tcp.down": lambda: _tcp_fails("generic_timeout_error", "connection_refused"),
+    "tcp.reset": lambda: _tcp_fails("connection_reset"),
+    "tcp.timeout": lambda: _tcp_fails("generic_timeout_error"),
+    "tcp.failure": lambda: _tcp_fails("host_unreachable"),
+    "tls.down": lambda: _tls_fails(
+        "ssl_invalid_certificate", h_tls(ADDR, 443, HOST, "ssl_invalid_certificate")
+    ),
+    "tls.interception": lambda: _tls_fails("ssl_unknown_authority"),
+    "tls.sni_reset": lambda: _tls_fails("connection_reset"),
+    "tls.sni_timeout": lambda: _tls_fails("generic_timeout_error"),
+    "tls.failure": lambda: _tls_fails("ssl_failed_handshake"),
+    "http.down": lambda: _http_fails(
+        "generic_timeout_error", h_http(URL, None, "generic_timeout_error")
+    ),
+    "throttling": lambda: Scenario(
+        [
+            *https_site("news", URL, HOST, ADDR, body_length=2_000_000, throughput=140.0),
+            *control_site(kbps=12_000.0),
+        ]
+    ),
+    "http.reset": lambda: _http_fails("connection_reset"),
+    "http.timeout": lambda: _http_fails("generic_timeout_error"),
+    "http.failure": lambda: _http_fails("unknown_failure: malformed response"),
+    "http.diff": lambda: Scenario(
+        _plain_http(status=200, body="<p>notice</p>", title="Notice", headers=[("Server", "x")]),
+        _site_helper(
+            h_http(PLAIN, body_length=80_000, title="Example News Front Page"), target=PLAIN
+        ),
+        target=PLAIN,
+    ),
+    "protocol_filter": lambda: Scenario(
+        _dc(
+            tcp(
+                "telegram",
+                DC,
+                DC,
+                443,
+                "generic_timeout_error",
+                source="literal",
+                differential_kind="protocol",
+                payload="random",
+            )
+        ),
+        helper(
+            h_target("telegram", DC, h_tcp(DC, 80), h_tcp(DC, 443), h_probe(DC, 443, "eof_error"))
+        ),
+        platform="telegram",
+        target=DC,
+    ),
+    "ok": lambda: Scenario(https_site("news", URL, HOST, ADDR)),
+    "control.missing": lambda: Scenario(
+        [dns("news", URL, HOST, [ADDR]), tcp("news", URL, ADDR, 443, "generic_timeout_error")]
+    ),
+    "unexplained": lambda: Scenario(
+        _tls_fails("connection_reset").measurements,
+        _site_helper(h_dns(HOST, [ADDR]), h_tcp(ADDR, 443)),
+    ),
+}
+
+
+def _verdict_rule(scenario: Scenario) -> tuple[str, Status, str | None, Confidence | None, str]:
+    verdicts = verdicts_for_run(
+        scenario.run,
+        scenario.measurements,
+        controls=scenario.controls,
+        targets=scenario.targets,
+    )
+    (verdict,) = [v for v in verdicts if v.target == scenario.target]
+    return (
+        verdict.rule_id,
+        verdict.status,
+        verdict.technique,
+        verdict.confidence,
+        verdict.detail,
+    )
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.rule_id for r in RULES])
+def test_each_rule_decides_its_scenario(rule: Rule) -> None:
+    scenario = SCENARIOS[rule.rule_id]()
+    rule_id, status, technique, confidence, detail = _verdict_rule(scenario)
+    assert rule_id == rule.rule_id
+    assert (status, technique, confidence) == (
+        rule.outcome.status,
+        rule.outcome.technique,
+        rule.outcome.confidence,
+    )
+    assert detail and "{f." not in detail
+
+
+def test_every_rule_has_a_scenario_and_every_scenario_a_rule() -> None:
+    assert set(SCENARIOS) == {r.rule_id for r in RULES}
+
+
+def test_rule_ids_are_unique_and_well_formed() -> None:
+    ids = [r.rule_id for r in RULES]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)*", i) for i in ids)
+    assert all(r.comment.strip() for r in RULES)
+
+
+def test_rules_version_is_set() -> None:
+    assert isinstance(RULES_VERSION, str) and RULES_VERSION.strip()
+
+
+def test_blocked_outcomes_name_a_technique_and_a_confidence() -> None:
+    for rule in RULES:
+        blocked = rule.outcome.status is Status.BLOCKED
+        assert (rule.outcome.technique is not None) is blocked, rule.rule_id
+        assert (rule.outcome.confidence is not None) is blocked, rule.rule_id
+
+
+def test_only_fingerprints_and_differentials_are_confirmed() -> None:
+    confirmed = {r.rule_id for r in RULES if r.outcome.confidence is Confidence.CONFIRMED}
+    assert confirmed == {
+        "dns.injection.fingerprint",
+        "dns.blockpage_ip",
+        "http.blockpage",
+        "tls.sni_reset.differential",
+        "tls.sni_timeout.differential",
+        "http.reset.differential",
+        "http.timeout.differential",
+    }
+
+
+def test_the_table_ends_with_a_catch_all() -> None:
+    assert RULES[-1].condition(Facts("p", "t"))
+    assert evaluate(Facts("p", "t", measured=False)).rule_id == "target.not_measured"
+
+
+def test_a_dead_network_outranks_a_fingerprint() -> None:
+    facts = Facts(
+        "p", "t", connectivity=Connectivity.NONE, dns_fingerprints=("ir.dns.10.10.34.35",)
+    )
+    assert evaluate(facts).rule_id == "run.no_connectivity"
+
+
+def test_rule_evidence_names_known_groups() -> None:
+    assert all(set(r.evidence) <= set(Evidence) and r.evidence for r in RULES)
+
+
+def test_facts_for_target_is_usable_alone() -> None:
+    scenario = SCENARIOS["tcp.timeout"]()
+    facts = facts_for_target(
+        scenario.run, scenario.measurements, "news", URL, controls=scenario.controls
+    )
+    assert facts.tcp_failure == "generic_timeout_error" and facts.control_tcp_ok is True
+    assert facts.control_kbps == 8000.0
+    assert evaluate(facts).rule_id == "tcp.timeout"
