@@ -7,11 +7,15 @@ change of technique). Both are frozen: analysis only ever derives new records fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 _ZERO = timedelta(0)
+
+# An IP -> ASN lookup (an offline MaxMind database, when the user has one).
+AsnLookup = Callable[[str], int | None]
 
 # Event.technique of a technique_change event reads "<previous><sep><new>", e.g.
 # "dns.bogon -> tls.sni_reset"; the report splits on this separator.

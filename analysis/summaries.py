@@ -12,16 +12,14 @@ when an IP -> ASN lookup is available.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
 from analysis.controls import is_control_resolver
-from analysis.model import Status, Verdict
+from analysis.model import AsnLookup, Status, Verdict
 from probe.model import Layer, Measurement, Target
-
-AsnLookup = Callable[[str], int | None]
 
 
 class PlatformStatus(StrEnum):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -36,7 +36,7 @@ from analysis.controls import (
     normalise_host,
 )
 from analysis.fingerprints import is_bogon, match_captcha, match_dns, match_http, parse_address
-from analysis.model import Verdict
+from analysis.model import AsnLookup, Verdict
 from analysis.rules import (
     CERTIFICATE_FAILURES,
     INTERRUPTED,
@@ -49,8 +49,6 @@ from analysis.rules import (
     evaluate,
 )
 from probe.model import Layer, Measurement, Operation, Run, Target
-
-AsnLookup = Callable[[str], int | None]
 
 # The catalog's control sites (probe/catalog/controls.toml): never given a verdict of their own.
 CONTROL_PLATFORMS: frozenset[str] = frozenset({"control"})
@@ -159,6 +157,11 @@ def _endpoint(m: Measurement) -> Endpoint | None:
     return address, port
 
 
+def _is_plain_http(m: Measurement) -> bool:
+    url = _text(m.observation.details, "url") or m.observation.endpoint
+    return url.lower().startswith("http://")
+
+
 def _url_port(url: str) -> int | None:
     try:
         parts = urlsplit(url)
@@ -241,7 +244,13 @@ def _index_run(
             sni = _text(details, "sni")
             if sni:
                 tls_reached.setdefault(endpoint, []).append((normalise_host(sni), m.id))
-        elif m.layer is Layer.HTTP and isinstance(details.get("status"), int):
+        elif (
+            m.layer is Layer.HTTP
+            and isinstance(details.get("status"), int)
+            and _is_plain_http(m)
+        ):
+            # Only plain-HTTP answers pair with a Host A/B test: an HTTPS answer on the same
+            # address and port says nothing about a plain-HTTP request's Host header.
             host_header = _text(details, "host_header")
             if host_header:
                 http_answered.setdefault(endpoint, []).append((_strip_port(host_header), m.id))
@@ -658,6 +667,7 @@ class _Builder:
             for m in [*self.s.http, *self.s.http_ab]
             if m.failure in _CUT
             and _op(m) == _ROUND_TRIP
+            and _is_plain_http(m)
             and _strip_port(_text(m.observation.details, "host_header") or "") == host
         ]
         found = False

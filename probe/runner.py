@@ -22,6 +22,10 @@ from probe.model import Connectivity, Layer, Measurement, Observation, Target, T
 
 FLUSH_INTERVAL = 0.2  # seconds: how long a finished measurement may wait before it is committed
 
+# Ports where a protocol allowlist has been seen (REFERENCE.md: "on ports 53/80/443 only flows
+# whose first data looks like DNS/HTTP/TLS pass"); TCP to 53 is not in the catalog.
+PROTOCOL_PROBE_PORTS = frozenset({80, 443})
+
 # Failures that a censor's interference looks like (as opposed to a certificate problem): when a
 # handshake or request to the target name ends so, the same address is tried with a harmless name.
 # The same server completing with the harmless name proves the name is what was targeted
@@ -161,7 +165,10 @@ class _TargetRun:
             return [(host, "literal")]
         context = self.plan.context
         observations = await asyncio.gather(
-            *(self._check(resolve(host, spec, context)) for spec in self.plan.resolvers)
+            *(
+                self._check(resolve(host, spec, context), primary=i == 0)
+                for i, spec in enumerate(self.plan.resolvers)
+            )
         )
         for spec, observation in zip(self.plan.resolvers, observations, strict=True):
             found = [(a, spec.spec) for a in observation.details.get("addresses", [])]
@@ -182,8 +189,11 @@ class _TargetRun:
             )
         )
         open_pairs = [pair for pair, obs in zip(pairs, connects, strict=True) if obs.ok]
-        if target.kind is TargetKind.HTTP:
-            await asyncio.gather(*(self._fetch(open_pairs, port) for port in target.ports))
+        probes = [self._protocol_probe(open_pairs, port) for port in target.ports]
+        if target.kind is TargetKind.TCP:
+            await asyncio.gather(*probes)
+        elif target.kind is TargetKind.HTTP:
+            await asyncio.gather(*probes, *(self._fetch(open_pairs, port) for port in target.ports))
         elif target.kind is TargetKind.HTTPS:
             port = target.ports[0]
             candidates = [(a, s) for a, s, p in open_pairs if p == port]
@@ -196,6 +206,7 @@ class _TargetRun:
             verified = list(zip(candidates, handshakes, strict=True))
             good = [(a, s, port) for (a, s), obs in verified if obs.ok]
             await asyncio.gather(
+                *probes,
                 self._fetch(good, port),
                 *(
                     self._sni_differential(a, s, port)
@@ -214,6 +225,21 @@ class _TargetRun:
                 observation = await self._check(fetch, address_source=source)
                 if self.target.kind is TargetKind.HTTP and _looks_interfered(observation):
                     await self._host_differential(url, address, source)
+                return
+
+    async def _protocol_probe(self, open_pairs: list[tuple[str, str, int]], port: int) -> None:
+        """On 80 and 443, where Iran's protocol allowlist applies, one flow of non-HTTP/TLS
+        bytes to the first open address: dropped after the first data means an allowlist."""
+        if port not in PROTOCOL_PROBE_PORTS:
+            return
+        for address, source, open_port in open_pairs:
+            if open_port == port:
+                await self._check(
+                    tcp.protocol_probe(address, port, self.plan.context),
+                    differential=True,
+                    differential_kind="protocol",
+                    address_source=source,
+                )
                 return
 
     async def _sni_differential(self, address: str, source: str, port: int) -> None:

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from probe.checks import CheckContext, Timeouts
-from probe.checks.tcp import connect
+from probe.checks.tcp import PROTOCOL_PROBE_PAYLOAD, connect, protocol_probe
 from probe.model import Layer, Operation
 from tests.servers import hostile
 
 FAST = CheckContext(timeouts=Timeouts(connect=0.3))
+PROBE = CheckContext(timeouts=Timeouts(connect=0.3, tls=0.3))
 
 
 async def test_open_port_connects_and_hangs_up_with_a_fin() -> None:
@@ -122,3 +123,26 @@ def test_no_route_to_the_network_is_network_unreachable() -> None:
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"failure": "network_unreachable", "operation": "connect"}
+
+
+async def test_protocol_probe_answered_by_the_server_is_no_failure() -> None:
+    async with hostile.garbage() as server:
+        observation = await protocol_probe(server.host, server.port, PROBE)
+    assert observation.failure is None and observation.details["response_bytes"] > 0
+    assert server.received and server.received[0].startswith(PROTOCOL_PROBE_PAYLOAD[:16])
+
+
+async def test_protocol_probe_met_by_silence_is_a_read_timeout() -> None:
+    async with hostile.silent() as server:
+        observation = await protocol_probe(server.host, server.port, PROBE)
+    assert (observation.failure, observation.failed_operation) == (
+        "generic_timeout_error",
+        Operation.READ,
+    )
+
+
+async def test_protocol_probe_closed_by_the_server_is_eof() -> None:
+    async with hostile.closing() as server:
+        observation = await protocol_probe(server.host, server.port, PROBE)
+    assert observation.failure in ("eof_error", "connection_reset")
+    assert observation.failed_operation is Operation.READ

@@ -1059,3 +1059,27 @@ def test_a_decoded_helper_response_gives_the_same_evidence() -> None:
     broken = DecodedTarget("p", "t", None, (replace(observation, details={"port": 443}),))
     with pytest.raises(HelperResponseError, match="address"):
         controls_from_helper_targets([broken])
+
+
+def test_an_https_answer_on_the_same_port_is_no_host_ab_proof_for_plain_http() -> None:
+    """A plain-HTTP POST to a port that speaks TLS fails; an HTTPS site on that address:port
+    answering is no proof that the plain request's Host was targeted."""
+    address, port = "149.154.175.50", 443
+    post = f"http://{address}:{port}/"
+    measurements = [
+        tcp("telegram", address, address, port, source="literal"),
+        http("telegram", address, post, address, failure="eof_error", source="literal"),
+        http(
+            "telegram",
+            address,
+            post,
+            address,
+            failure="eof_error",
+            host_header="example.com",
+            source="literal",
+            differential_kind="host",
+        ),
+        *https_site("other", f"https://cdn.example:{port}/", "cdn.example", address),
+    ]
+    verdict = only(verdicts_for_run(make_run(), measurements), address)
+    assert verdict.status is not Status.BLOCKED, verdict

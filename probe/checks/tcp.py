@@ -69,3 +69,62 @@ async def connect(address: str, port: int, ctx: CheckContext) -> Observation:
         duration_ms=duration_ms,
         details=details,
     )
+
+
+# Bytes that look like no protocol a DPI allowlist admits on 53/80/443 (neither DNS, HTTP nor a
+# TLS record), so that a flow carrying them is what such an allowlist drops (REFERENCE.md:
+# "Protocol allowlist (2020 onward)"). Random, but fixed so that a measurement is repeatable.
+PROTOCOL_PROBE_PAYLOAD = bytes.fromhex(
+    "8f3a5c19e07d42b6a1f05e93c27b48d1"
+    "6a0c9e2fb3d7158e4c60a9f21b7e3d05"
+    "d29b4f7a1c6e08b35fa2917e40c8d3b6"
+    "1e7f5a0c92d4b8e36f1a07c5e29d4b81"
+)
+
+
+async def protocol_probe(address: str, port: int, ctx: CheckContext) -> Observation:
+    """Connect, send bytes that are no known protocol, and wait for any answer.
+
+    A server answers garbage with an error or a close; a protocol allowlist drops the flow after
+    the first data, so nothing comes back: generic_timeout_error with failed_operation "read".
+    Only a control that got an answer from the same endpoint makes that silence the path's doing.
+    """
+    require_ip_address(address)
+    watch = Stopwatch()
+    details: dict[str, object] = {
+        "address": address,
+        "port": port,
+        "payload": "random",
+        "payload_bytes": len(PROTOCOL_PROBE_PAYLOAD),
+        "response_bytes": 0,
+    }
+    endpoint = format_endpoint(address, port)
+    operation = Operation.CONNECT
+    failure: str | None = None
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(ctx.timeouts.connect):
+            reader, writer = await asyncio.open_connection(address, port)
+        operation = Operation.WRITE
+        writer.write(PROTOCOL_PROBE_PAYLOAD)
+        async with asyncio.timeout(ctx.timeouts.tls):
+            await writer.drain()
+            operation = Operation.READ
+            answer = await reader.read(4096)
+        details["response_bytes"] = len(answer)
+        if not answer:
+            failure = "eof_error"
+    except Exception as exc:
+        failure = classify(exc)
+    finally:
+        if writer is not None:
+            await close_quietly(writer)
+    return Observation(
+        layer=Layer.TCP,
+        endpoint=endpoint,
+        started_at=watch.started_at,
+        duration_ms=watch.elapsed_ms(),
+        failure=failure,
+        failed_operation=operation if failure is not None else None,
+        details=details,
+    )

@@ -12,8 +12,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from analysis.analyse import RunAnalysis, analyse_run
+from analysis.controls import ControlEvidence, controls_from_helper_targets
 from probe import __version__
 from probe.checks import CheckContext, default_ssl_context
 from probe.checks.dns import parse_resolver
@@ -33,9 +36,11 @@ from probe.cli.common import (
     open_store,
     settings_from,
 )
-from probe.cli.render import no_connectivity_message, run_table
+from probe.cli.render import control_note, no_connectivity_message, verdict_tables
 from probe.config import Settings
 from probe.consent import default_consent_path, require_consent
+from probe.helper.client import HelperUnavailable, query_helper
+from probe.helper.protocol import HelperResult
 from probe.lock import RunInProgressError, RunLock
 from probe.model import Connectivity, Run, new_run_id, utcnow
 from probe.netid import (
@@ -49,6 +54,7 @@ from probe.netid import (
 from probe.privacy import Scrubber, ScrubbingSink
 from probe.runner import RunOutcome, RunPlan, execute
 from probe.schedule import trim_log
+from probe.store import Store
 from probe.targets import select_targets
 
 
@@ -157,10 +163,10 @@ def register(app: typer.Typer) -> None:
         try:
             if lock.stale is not None:
                 err.print(f"note: took over the lock of a run that died ({lock.stale.describe()})")
-            record, outcome = _measure(settings, plan, db, as_json, unattended)
+            record, outcome, analysis, note = _measure(settings, plan, db, as_json, unattended)
         finally:
             lock.release()
-        _render(record, outcome, as_json)
+        _render(record, outcome, analysis, note, as_json)
         if outcome.interrupted:
             err.print(
                 f"interrupted: {outcome.measurements} finished measurements were kept "
@@ -171,17 +177,57 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_NO_CONNECTIVITY)
 
 
+def _helper_timeout(settings: Settings) -> float:
+    """How long to wait for the helper: its batch runs the same phases as ours, plus transfer."""
+    t = settings.timeouts
+    return t.dns + t.connect + t.tls + t.http + 10.0
+
+
+def _ask_helper(settings: Settings, plan: RunPlan) -> HelperResult | HelperUnavailable | None:
+    """The control measurements of an uncensored vantage, when a helper is configured. Asked
+    before the run, so the probe's public address it reports is scrubbed from every measurement."""
+    if not (settings.helper_url and settings.helper_token):
+        return None
+    result = asyncio.run(
+        query_helper(
+            settings.helper_url,
+            settings.helper_token,
+            plan.targets,
+            plan.context,
+            _helper_timeout(settings),
+        )
+    )
+    if isinstance(result, HelperUnavailable):
+        reason = escape(result.reason)
+        err.print(f"[yellow]no test helper this run:[/yellow] {reason}", soft_wrap=True)
+    return result
+
+
 def _measure(
     settings: Settings, plan: RunPlan, db: str | None, as_json: bool, unattended: bool
-) -> tuple[Run, RunOutcome]:
-    """Identify the network, run the plan into the store (scrubbed), and finish the run record."""
+) -> tuple[Run, RunOutcome, RunAnalysis, str]:
+    """Ask the helper, identify the network, run the plan into the store (scrubbed), finish the
+    run record, and decide its verdicts."""
     _raise_file_limit()
-    identity = identify(settings, plan, None)
+    helper = _ask_helper(settings, plan)
+    view, controls = None, None
+    if isinstance(helper, HelperResult):
+        client = helper.client
+        view = HelperView(
+            client_address=client.address,
+            client_asn=client.asn,
+            client_as_name=client.as_name,
+            client_country=client.country,
+        )
+        controls = controls_from_helper_targets(helper.targets)
+    identity = identify(settings, plan, view)
     for reason in identity.vpn_reasons:
-        err.print(f"[yellow]VPN or proxy suspected:[/yellow] {reason}; measurements are flagged.")
+        err.print(
+            f"[yellow]VPN or proxy suspected:[/yellow] {escape(reason)}; measurements are flagged."
+        )
     if not identity.own_addresses:
         err.print(
-            "note: this probe's public address is unknown (no helper, no [network] "
+            "note: this probe's public address is unknown (no helper, no \\[network] "
             "public_addresses), so it cannot be scrubbed from stored pages and errors."
         )
     store = open_store(settings, db)
@@ -204,12 +250,35 @@ def _measure(
             except KeyboardInterrupt:
                 outcome.interrupted = True
         store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
+        analysis = _analyse(settings, store, record.id, controls, plan)
     finally:
         store.close()
-    return record, outcome
+    return record, outcome, analysis, control_note(helper)
 
 
-def _render(record: Run, outcome: RunOutcome, as_json: bool) -> None:
+def _analyse(
+    settings: Settings,
+    store: Store,
+    run_id: str,
+    controls: ControlEvidence | None,
+    plan: RunPlan,
+) -> RunAnalysis:
+    targets = [*plan.targets, *plan.controls]
+    if not settings.mmdb:
+        return analyse_run(store, run_id, controls=controls, targets=targets)
+    with AsnDatabase(settings.mmdb) as database:
+        return analyse_run(
+            store,
+            run_id,
+            controls=controls,
+            targets=targets,
+            asn_of=lambda address: database.lookup(address).asn,
+        )
+
+
+def _render(
+    record: Run, outcome: RunOutcome, analysis: RunAnalysis, note: str, as_json: bool
+) -> None:
     if as_json:
         document = {
             "run_id": record.id,
@@ -219,6 +288,32 @@ def _render(record: Run, outcome: RunOutcome, as_json: bool) -> None:
             "connectivity": outcome.connectivity.value,
             "interrupted": outcome.interrupted,
             "measurements": outcome.measurements,
+            "control": note,
+            "platforms": [
+                {
+                    "platform": s.platform,
+                    "status": s.status.value,
+                    "techniques": list(s.techniques),
+                    "blocked": s.blocked,
+                    "total": s.total,
+                    "detail": s.detail,
+                }
+                for s in analysis.summaries
+            ],
+            "verdicts": [
+                {
+                    "platform": v.platform,
+                    "target": v.target,
+                    "status": v.status.value,
+                    "technique": v.technique,
+                    "confidence": v.confidence.value if v.confidence else None,
+                    "rule_id": v.rule_id,
+                    "rules_version": v.rules_version,
+                    "detail": v.detail,
+                    "evidence": list(v.evidence),
+                }
+                for v in analysis.verdicts
+            ],
             "targets": [
                 {
                     "platform": r.target.platform,
@@ -241,7 +336,9 @@ def _render(record: Run, outcome: RunOutcome, as_json: bool) -> None:
     if outcome.connectivity is Connectivity.NONE:
         out.print(no_connectivity_message(len(outcome.controls)))
         return
-    out.print(run_table(outcome))
+    for table in verdict_tables(analysis.summaries, analysis.verdicts):
+        out.print(table)
+    out.print(escape(note))
     out.print(
         f"run {record.id}: {outcome.measurements} measurements stored; "
         f"network connectivity {outcome.connectivity.value}"

@@ -1,0 +1,48 @@
+"""One run's stored measurements -> verdicts and platform summaries, saved beside them.
+
+Called once a run ends, and again by `probe analyse` when the rules change (verdicts of a run are
+replaced, and each keeps the RULES_VERSION that decided it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from analysis.controls import ControlEvidence
+from analysis.model import AsnLookup, Verdict
+from analysis.summaries import PlatformSummary, summarise
+from analysis.verdicts import verdicts_for_run
+from probe.model import Run, Target
+from probe.store import Store, StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class RunAnalysis:
+    """What a run showed: a verdict per target and a summary per platform."""
+
+    run: Run
+    verdicts: list[Verdict]
+    summaries: list[PlatformSummary]
+
+
+def analyse_run(
+    store: Store,
+    run_id: str,
+    *,
+    controls: ControlEvidence | None = None,
+    targets: Sequence[Target] | None = None,
+    asn_of: AsnLookup | None = None,
+) -> RunAnalysis:
+    """Decide and store the verdicts and platform summaries of one stored run."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise StoreError(f"{store.location} has no run {run_id}")
+    measurements = list(store.measurements(run_id=run_id))
+    verdicts = verdicts_for_run(
+        run, measurements, controls=controls, asn_of=asn_of, targets=targets
+    )
+    summaries = summarise(verdicts, measurements, targets=targets, asn_of=asn_of)
+    store.save_verdicts(run_id, verdicts)
+    store.save_platform_summaries(run_id, summaries)
+    return RunAnalysis(run, verdicts, summaries)
