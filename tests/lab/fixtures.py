@@ -1,0 +1,32 @@
+"""pytest fixtures for the censorship lab. Load them in a test module (or in tests/conftest.py):
+
+    pytest_plugins = ("tests.lab.fixtures",)
+
+`lab_session` is one lab for the whole session (bring-up costs about a second); `lab` hands it to
+a test with every technique switched off before and after. Both skip, saying why, when the
+machine cannot run the lab (not root, no `ip netns`, no iptables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.lab import Lab, unavailable_reason
+
+
+@pytest.fixture(scope="session")
+def lab_session() -> Iterator[Lab]:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with Lab.create() as running:
+        yield running
+
+
+@pytest.fixture
+def lab(lab_session: Lab) -> Iterator[Lab]:
+    lab_session.clear()
+    yield lab_session
+    lab_session.clear()

@@ -1,0 +1,175 @@
+"""Named scenarios: the techniques a censor (or a broken network) applies, and what they hit.
+
+A Scenario is data: a name, a sentence, and techniques whose host selectors are resolved
+against the lab's address plan (the probe's built-in catalog). Scenarios compose: applying
+several applies all their techniques at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tests.lab.plan import AddressPlan
+from tests.lab.techniques import (
+    Cdn,
+    DeadUplink,
+    DnsDrop,
+    DnsInjection,
+    DnsLie,
+    DnsNxdomain,
+    HttpBlockpage,
+    HttpReset,
+    IpBlackhole,
+    ProtocolAllowlist,
+    SiteDown,
+    SniDrop,
+    SniReset,
+    TcpReset,
+    Technique,
+    Throttle,
+    TlsInterception,
+)
+
+# Host groups, as selectors over the catalog's names (REFERENCE.md, "Platform endpoints").
+TELEGRAM_NAMES = ("telegram.org", "*.telegram.org", "t.me")
+TELEGRAM_DCS = (
+    "149.154.175.50",
+    "149.154.167.51",
+    "149.154.175.100",
+    "149.154.167.91",
+    "149.154.171.5",
+    "95.161.76.100",
+)
+TWITTER = ("twitter.com", "*.twitter.com", "x.com", "*.twimg.com", "t.co")
+FACEBOOK = ("*.facebook.com", "*.fbcdn.net")
+INSTAGRAM = ("*.instagram.com",)
+WHATSAPP = ("*.whatsapp.net", "*.whatsapp.com")
+SIGNAL = ("*.signal.org",)
+YOUTUBE = ("youtube.com", "*.youtube.com", "*.ytimg.com")
+YOUTUBE_VIDEO = ("*.googlevideo.com",)
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """A named set of techniques."""
+
+    name: str
+    description: str
+    techniques: tuple[Technique, ...] = ()
+
+    def hits(self, address_plan: AddressPlan) -> list[tuple[str, tuple[str, ...]]]:
+        """(technique name, what it hits) for each technique, resolved against the plan."""
+        return [(t.name, t.hits(address_plan)) for t in self.techniques]
+
+
+def _scenarios(*scenarios: Scenario) -> dict[str, Scenario]:
+    return {scenario.name: scenario for scenario in scenarios}
+
+
+SCENARIOS: dict[str, Scenario] = _scenarios(
+    Scenario("clean", "no censorship: every site works from the client as from the control"),
+    Scenario(
+        "dns_lie",
+        "the ISP resolver answers 10.10.34.35 (AAAA d0::11) for Facebook and Instagram names",
+        (DnsLie(FACEBOOK + INSTAGRAM),),
+    ),
+    Scenario(
+        "dns_nxdomain",
+        "the ISP resolver answers NXDOMAIN for YouTube's names",
+        (DnsNxdomain(YOUTUBE),),
+    ),
+    Scenario(
+        "dns_injection",
+        "an on-path injector races a forged 10.10.34.35 ahead of the real answer, to any "
+        "resolver, for Twitter/X names",
+        (DnsInjection(TWITTER),),
+    ),
+    Scenario(
+        "dns_drop",
+        "DNS queries for WhatsApp names are dropped on the way to any resolver",
+        (DnsDrop(WHATSAPP),),
+    ),
+    Scenario(
+        "ip_blackhole",
+        "Telegram's data centres are null-routed: connects time out, no RST",
+        (IpBlackhole(TELEGRAM_DCS),),
+    ),
+    Scenario(
+        "tcp_reset",
+        "SYNs to WhatsApp's chat and registration addresses are answered with RST",
+        (TcpReset(("*.whatsapp.net",)),),
+    ),
+    Scenario(
+        "sni_reset",
+        "a ClientHello with a Twitter/X SNI is answered with RST (TCP connect still succeeds)",
+        (SniReset(TWITTER),),
+    ),
+    Scenario(
+        "sni_drop",
+        "a ClientHello with an Instagram SNI is dropped: the TLS handshake stalls",
+        (SniDrop(INSTAGRAM),),
+    ),
+    Scenario(
+        "http_blockpage",
+        "plain-HTTP requests for Facebook names are dropped and Iran's 403 blockpage is "
+        "injected from the server's address",
+        (HttpBlockpage(FACEBOOK),),
+    ),
+    Scenario(
+        "http_reset",
+        "plain-HTTP requests for Instagram names are answered with RST",
+        (HttpReset(INSTAGRAM),),
+    ),
+    Scenario(
+        "throttle",
+        "YouTube video (googlevideo) addresses are shaped to 64 kbit/s",
+        (Throttle(YOUTUBE_VIDEO),),
+    ),
+    Scenario(
+        "tls_interception",
+        "port 443 of Facebook's addresses is redirected to the censor's TLS server, whose "
+        "certificate comes from an untrusted CA",
+        (TlsInterception(FACEBOOK),),
+    ),
+    Scenario(
+        "protocol_allowlist",
+        "on ports 53/80/443 only flows whose first data is DNS/HTTP/TLS pass (Iran, 2020-)",
+        (ProtocolAllowlist(),),
+    ),
+    Scenario(
+        "site_down",
+        "not censorship: Signal's servers are down everywhere (the control fails too)",
+        (SiteDown(SIGNAL),),
+    ),
+    Scenario(
+        "cdn",
+        "not censorship: the ISP resolver gets another legitimate (CDN) address for Facebook "
+        "names, valid certificate included",
+        (Cdn(FACEBOOK),),
+    ),
+    Scenario(
+        "dead_uplink",
+        "not censorship: the client's link to its ISP is down",
+        (DeadUplink(),),
+    ),
+    Scenario(
+        "iran_mix",
+        "Iran as measured: DNS lies for Telegram's names, Telegram DCs blackholed, SNI reset "
+        "for Twitter/X, blockpage for Facebook's HTTP, YouTube video throttled",
+        (
+            DnsLie(TELEGRAM_NAMES),
+            IpBlackhole(TELEGRAM_DCS),
+            SniReset(TWITTER),
+            HttpBlockpage(FACEBOOK),
+            Throttle(YOUTUBE_VIDEO),
+        ),
+    ),
+)
+
+
+def get_scenario(name: str) -> Scenario:
+    """The named scenario; KeyError lists the known names."""
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
