@@ -99,10 +99,20 @@ def _ssl_error(exc: BaseException) -> str:
     return Failure.SSL_FAILED_HANDSHAKE
 
 
+# asyncio's create_connection, when every address fails, raises a bare OSError whose message
+# lists the errors ("Multiple exceptions: [Errno 111] ..., [Errno 101] ..."); the first is the
+# attempt on the first (preferred) address.
+_FIRST_ERRNO = re.compile(r"\[Errno (\d+)\]")
+
+
 def _os_error(exc: BaseException) -> str:
     assert isinstance(exc, OSError)
     if exc.errno in _ERRNO_FAILURES:
         return _ERRNO_FAILURES[exc.errno]
+    if exc.errno is None and (first := _FIRST_ERRNO.search(str(exc))):
+        code = int(first.group(1))
+        if code in _ERRNO_FAILURES:
+            return _ERRNO_FAILURES[code]
     return unknown(f"{type(exc).__name__}: {exc}")
 
 

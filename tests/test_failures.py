@@ -45,3 +45,11 @@ def test_garbage_failure_names_the_parser_error_not_the_bytes_received() -> None
     assert classify(first) == (
         "unknown_failure: ClientResponseError: Bad status line: Expected HTTP/, RTSP/ or ICE/"
     )
+
+
+def test_every_address_failing_maps_to_the_first_addresses_error() -> None:
+    exc = OSError(
+        "Multiple exceptions: [Errno 111] Connect call failed ('10.10.34.35', 443), "
+        "[Errno 101] Network is unreachable"
+    )
+    assert classify(exc) == "connection_refused"
