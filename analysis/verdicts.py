@@ -244,11 +244,7 @@ def _index_run(
             sni = _text(details, "sni")
             if sni:
                 tls_reached.setdefault(endpoint, []).append((normalise_host(sni), m.id))
-        elif (
-            m.layer is Layer.HTTP
-            and isinstance(details.get("status"), int)
-            and _is_plain_http(m)
-        ):
+        elif m.layer is Layer.HTTP and isinstance(details.get("status"), int) and _is_plain_http(m):
             # Only plain-HTTP answers pair with a Host A/B test: an HTTPS answer on the same
             # address and port says nothing about a plain-HTTP request's Host header.
             host_header = _text(details, "host_header")

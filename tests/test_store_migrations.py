@@ -165,7 +165,8 @@ def test_failing_migration_step_leaves_the_database_as_it_was(
     assert meta_value(path, "schema_version") == str(latest_version())
     fresh = tmp_path / "fresh.db"
     Store.open(str(fresh)).close()
-    assert shape(f"sqlite:///{path}") == shape(f"sqlite:///{fresh}")  # no events table, no new column
+    # No events table, no new column.
+    assert shape(f"sqlite:///{path}") == shape(f"sqlite:///{fresh}")
 
 
 def test_meta_without_a_schema_version_is_not_a_probe_database(tmp_path: Path) -> None:
