@@ -13,6 +13,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import dns.message
+import dns.rdatatype
+import dns.rrset
 import pytest
 
 from probe.checks import CheckContext, Timeouts
@@ -449,3 +452,46 @@ async def test_invalid_host_name_is_a_configuration_error(
 ) -> None:
     with pytest.raises(ValueError, match="not a valid DNS name"):
         await resolve("a" * 64 + ".example", spec_for(nameserver, "udp"), ctx)
+
+
+class _DropsFirstQuery(asyncio.DatagramProtocol):
+    """A resolver that loses the first query of each type (a burst it could not take)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, int] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        query = dns.message.from_wire(data)
+        rdtype = query.question[0].rdtype
+        self.seen[rdtype] = self.seen.get(rdtype, 0) + 1
+        if self.seen[rdtype] == 1:
+            return
+        response = dns.message.make_response(query)
+        if rdtype == dns.rdatatype.A:
+            response.answer.append(
+                dns.rrset.from_text(query.question[0].name, 60, "IN", "A", "192.0.2.44")
+            )
+        assert self.transport is not None
+        self.transport.sendto(response.to_wire(), addr)
+
+
+async def test_a_lost_udp_query_is_resent_and_the_reply_is_no_second_answer() -> None:
+    loop = asyncio.get_running_loop()
+    transport, server = await loop.create_datagram_endpoint(
+        _DropsFirstQuery, local_addr=("127.0.0.1", 0)
+    )
+    port = transport.get_extra_info("sockname")[1]
+    try:
+        ctx = CheckContext(timeouts=Timeouts(dns=0.9), dns_second_answer_window=0.1)
+        observation = await resolve("lossy.example", parse_resolver(f"udp://127.0.0.1:{port}"), ctx)
+    finally:
+        transport.close()
+    assert observation.failure is None
+    assert observation.details["addresses"] == ["192.0.2.44"]
+    assert [r["attempt"] for r in observation.details["responses"]] == [2]
+    assert observation.details["second_answer"] is False
+    assert server.seen[dns.rdatatype.A] == 2

@@ -286,6 +286,18 @@ def _reply(query: dns.message.Message, wire: bytes) -> tuple[dns.message.Message
     return message, ""
 
 
+def _reply_to_any(
+    queries: list[dns.message.Message], wire: bytes
+) -> tuple[dns.message.Message | None, str]:
+    """The reply parsed, matched against any attempt of a resent query."""
+    reason = ""
+    for query in queries:
+        message, reason = _reply(query, wire)
+        if message is not None:
+            return message, ""
+    return None, reason
+
+
 class _Listener(asyncio.DatagramProtocol):
     """Queues every datagram (and ICMP error) the connected socket receives, with its arrival."""
 
@@ -301,8 +313,16 @@ class _Listener(asyncio.DatagramProtocol):
             self.arrivals.put_nowait((self._loop.time(), exc))
 
 
+# A UDP query unanswered for a third of the DNS timeout is sent again, as stub resolvers do: a
+# resolver that drops part of a burst (dnsmasq answers 150 queries in flight) must not read as DNS
+# blocking. Each attempt carries a fresh query id, so that the reply to a resend can never pass
+# for a second (injected) answer to the first query.
+UDP_ATTEMPTS = 3
+
+
 async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckContext) -> _Outcome:
-    """One UDP query; keeps listening for the second-answer window after the first reply."""
+    """A UDP query (resent while unanswered); keeps listening for the second-answer window after
+    the first reply, and records every reply to the query id that was answered first."""
     loop = asyncio.get_running_loop()
     rdtype = query.question[0].rdtype
     responses: list[dict[str, Any]] = []
@@ -310,6 +330,8 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
     first: dns.message.Message | None = None
     failure: str | None = None
     transport: asyncio.DatagramTransport | None = None
+    attempts = [query]
+    interval = ctx.timeouts.dns / UDP_ATTEMPTS
     try:
         async with asyncio.timeout(ctx.timeouts.dns) as budget:
             # A connected socket: the kernel drops datagrams from any other address and port, so
@@ -320,7 +342,19 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
             sent = loop.time()
             transport.sendto(query.to_wire())
             while True:
-                arrived, item = await listener.arrivals.get()
+                if first is None and not unexpected and len(attempts) < UDP_ATTEMPTS:
+                    resend_at = sent + interval * len(attempts)
+                    try:
+                        arrived, item = await asyncio.wait_for(
+                            listener.arrivals.get(), max(0.0, resend_at - loop.time())
+                        )
+                    except TimeoutError:
+                        again = _query(query.question[0].name, query.question[0].rdtype)
+                        attempts.append(again)
+                        transport.sendto(again.to_wire())
+                        continue
+                else:
+                    arrived, item = await listener.arrivals.get()
                 received_ms = _ms(arrived - sent)
                 if isinstance(item, OSError):
                     if first is None:
@@ -328,7 +362,12 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
                         failure = classify(item)
                         break
                     continue
-                message, reason = _reply(query, item)
+                if first is not None:
+                    message, reason = _reply(query, item)
+                else:
+                    message, reason = _reply_to_any(attempts, item)
+                    if message is not None:
+                        query = next(q for q in attempts if q.id == message.id)
                 if message is None:
                     unexpected.append(
                         {"received_ms": received_ms, "length": len(item), "reason": reason}
@@ -339,7 +378,9 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
                         window_end = arrived + ctx.dns_second_answer_window
                         budget.reschedule(min(window_end, budget.when() or window_end))
                     continue
-                responses.append(_summary(message, rdtype, received_ms))
+                responses.append(
+                    {**_summary(message, rdtype, received_ms), "attempt": attempts.index(query) + 1}
+                )
                 if first is None:
                     first = message
                     budget.reschedule(arrived + ctx.dns_second_answer_window)
