@@ -27,7 +27,7 @@ from types import MappingProxyType
 from analysis.model import Confidence, Status
 from probe.model import Connectivity, Failure, Operation
 
-RULES_VERSION = "2025.1"
+RULES_VERSION = "2025.2"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -114,6 +114,8 @@ class Facts:
     tls_cert_failure: str | None = None  # handshake completed, certificate rejected
     tls_issuer: str | None = None  # leaf issuer of the rejected certificate
     sni_differential: bool = False
+    # The harmless-SNI half of the A/B test was cut as well: the failure is not about the name.
+    sni_differential_failed: bool = False
     control_tls_ok: bool | None = None
     control_tls_issuer: str | None = None
     # HTTP.
@@ -131,7 +133,7 @@ class Facts:
     control_http_ok: bool | None = None
     # Throughput (kbit/s).
     throughput_kbps: float | None = None
-    control_kbps: float | None = None
+    control_kbps: float | None = None  # the reference rate (see the throttling rule)
     throttled: bool = False
     # The protocol allowlist.
     protocol_filtered: bool = False
@@ -455,9 +457,11 @@ RULES: tuple[Rule, ...] = (
             f.tls_failure in INTERRUPTED
             and f.tls_failed_operation == _HANDSHAKE
             and f.control_tls_ok is True
+            and not f.sni_differential_failed
         ),
         _blocked("tls.sni_reset"),
-        "Every handshake was cut after the ClientHello while the control completes it.",
+        "Every handshake was cut after the ClientHello while the control completes it (and no"
+        " harmless SNI to the same address was cut too, which would clear the name).",
         "every TLS handshake was cut ({f.tls_failure}); the control completes it",
         (Evidence.TLS,),
     ),
@@ -467,9 +471,11 @@ RULES: tuple[Rule, ...] = (
             f.tls_failure == TIMEOUT
             and f.tls_failed_operation == _HANDSHAKE
             and f.control_tls_ok is True
+            and not f.sni_differential_failed
         ),
         _blocked("tls.sni_timeout"),
-        "Every handshake stalled after the ClientHello while the control completes it.",
+        "Every handshake stalled after the ClientHello while the control completes it (and no"
+        " harmless SNI to the same address stalled too, which would clear the name).",
         "every TLS handshake timed out; the control completes it",
         (Evidence.TLS,),
     ),
@@ -479,7 +485,9 @@ RULES: tuple[Rule, ...] = (
             f.tls_failure is not None and f.tls_cert_failure is None and f.control_tls_ok is True
         ),
         _blocked("tls.failure"),
-        "Every handshake failed in another way while the control completes it. (A certificate"
+        "Every handshake failed in another way, or a harmless SNI to the same address failed"
+        " as well (the address, not the name, is blocked or degraded, e.g. throttled), while the"
+        " control completes it. (A certificate"
         " from the control's own issuer that does not verify is the probe's trust store or clock,"
         " not the path: left inconclusive.)",
         "every TLS handshake failed ({f.tls_failure}); the control completes it",
@@ -505,9 +513,10 @@ RULES: tuple[Rule, ...] = (
         "throttling",
         lambda f: f.throttled,
         _blocked("throttling"),
-        "The download ran ten times slower or worse than the run's control sites while they were"
-        " fast (OONI targets 'extreme' throttling, 10x; REFERENCE.md).",
-        "{f.throughput_kbps} kbit/s here; the run's control sites ran at {f.control_kbps} kbit/s",
+        "The download ran ten times slower or worse than the control (the run's control sites'"
+        " long downloads, else the helper's download of the same resource) while the control was"
+        " fast and the download was not (OONI targets 'extreme' throttling, 10x; REFERENCE.md).",
+        "{f.throughput_kbps} kbit/s here; the control ran at {f.control_kbps} kbit/s",
         (Evidence.HTTP, Evidence.CONTROL_SITES),
     ),
     Rule(

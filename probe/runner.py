@@ -12,13 +12,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from probe.checks import CheckContext, http, tcp, tls
 from probe.checks.dns import ResolverSpec, resolve
-from probe.model import Connectivity, Layer, Measurement, Observation, Target, TargetKind
+from probe.model import (
+    Connectivity,
+    Layer,
+    Measurement,
+    Observation,
+    Operation,
+    Target,
+    TargetKind,
+)
 
 FLUSH_INTERVAL = 0.2  # seconds: how long a finished measurement may wait before it is committed
 
@@ -33,6 +43,29 @@ PROTOCOL_PROBE_PORTS = frozenset({80, 443})
 INTERFERENCE_FAILURES = frozenset(
     {"connection_reset", "generic_timeout_error", "eof_error", "connection_aborted"}
 )
+
+
+# Event loops whose default executor the runner has sized (see _size_lookup_threads).
+_SIZED_LOOPS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def _size_lookup_threads(concurrency: int) -> None:
+    """Give the running loop a default executor as wide as the run's concurrency (never narrower
+    than asyncio's own cap, 32), once per loop.
+
+    The system resolver's getaddrinfo runs in that executor, which asyncio sizes min(32, CPUs + 4)
+    (6 threads on two CPUs). A query the network drops holds its thread for the C library's own
+    timeout (resolv.conf: 5 s x 2 attempts by default), long after the DNS check gave up, so a
+    few dropped names starved every lookup queued behind them: those timed out in the queue and
+    read as DNS blocking of names nobody blocked (found in the censorship lab, dns_drop).
+    Threads are started only as lookups need them."""
+    loop = asyncio.get_running_loop()
+    if loop in _SIZED_LOOPS:
+        return
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=max(concurrency, 32), thread_name_prefix="probe-lookup")
+    )
+    _SIZED_LOOPS.add(loop)
 
 
 class MeasurementSink(Protocol):
@@ -103,6 +136,10 @@ class _Writer:
             self.flush()
 
 
+# How far into a target's pipeline each layer is.
+_DEPTH = {Layer.DNS: 0, Layer.TCP: 1, Layer.TLS: 2, Layer.HTTP: 3}
+
+
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -148,7 +185,10 @@ class _TargetRun:
         if differential:
             return observation
         if observation.ok:
-            self.reached = observation.layer
+            # The furthest layer: a resolver still answering beside the connects (see
+            # _addresses) may finish after them, and must not pull the target back to DNS.
+            if self.reached is None or _DEPTH[observation.layer] > _DEPTH[self.reached]:
+                self.reached = observation.layer
         elif self.failure is None:
             self.failure, self.failed_layer = observation.failure, observation.layer
         return observation
@@ -156,29 +196,40 @@ class _TargetRun:
     def result(self) -> TargetResult:
         return TargetResult(self.target, self.reached, self.failure, self.failed_layer, self.count)
 
-    async def _addresses(self) -> list[tuple[str, str]]:
+    async def _addresses(self, group: asyncio.TaskGroup) -> list[tuple[str, str]]:
         """(address, which resolver gave it): the primary resolver's answers first; when it gives
         nothing, the other resolvers' answers, so IP-level reachability is measured even where
-        DNS is tampered with."""
+        DNS is tampered with.
+
+        Every resolver is asked at once, and the pipeline goes on as soon as the first resolver in
+        order with an answer has it: the others (a DoH control the censor may null-route, a UDP
+        resolver listening for a second answer) finish in `group` beside the connects instead of
+        holding every target back by up to a DNS timeout (found with benchmarks/lab_benchmark.py).
+        """
         host = self.target.host
         if _is_ip(host):
             return [(host, "literal")]
         context = self.plan.context
-        observations = await asyncio.gather(
-            *(
-                self._check(resolve(host, spec, context), primary=i == 0)
-                for i, spec in enumerate(self.plan.resolvers)
-            )
-        )
-        for spec, observation in zip(self.plan.resolvers, observations, strict=True):
+        lookups = [
+            group.create_task(self._check(resolve(host, spec, context), primary=i == 0))
+            for i, spec in enumerate(self.plan.resolvers)
+        ]
+        for spec, lookup in zip(self.plan.resolvers, lookups, strict=True):
+            observation = await lookup
             found = [(a, spec.spec) for a in observation.details.get("addresses", [])]
             if found:
                 return found[: self.plan.max_addresses]
         return []
 
     async def run(self) -> None:
+        # The group holds the resolvers still answering while the pipeline goes on; leaving it
+        # waits for them (and a cancelled run cancels them).
+        async with asyncio.TaskGroup() as group:
+            await self._pipeline(group)
+
+    async def _pipeline(self, group: asyncio.TaskGroup) -> None:
         target, context = self.target, self.plan.context
-        addresses = await self._addresses()
+        addresses = await self._addresses(group)
         if target.kind is TargetKind.DNS or not addresses:
             return
         pairs = [(address, source, port) for address, source in addresses for port in target.ports]
@@ -273,9 +324,15 @@ class _TargetRun:
 
 
 def _looks_interfered(observation: Observation) -> bool:
-    """A plain-HTTP answer worth an A/B test: cut off, or refused with a 4xx/5xx status."""
+    """A plain-HTTP answer worth an A/B test: cut off before the response, or refused with a
+    4xx/5xx status. A body cut mid-read is not: the request got its answer, and the verdict rules
+    pair only failures before the response with a harmless Host (a throttled download would
+    otherwise pay a second http timeout for nothing)."""
     if observation.failure is not None:
-        return observation.failure in INTERFERENCE_FAILURES
+        return (
+            observation.failure in INTERFERENCE_FAILURES
+            and observation.failed_operation is not Operation.READ
+        )
     status = observation.details.get("status")
     return isinstance(status, int) and status >= 400
 
@@ -295,6 +352,7 @@ async def execute(
     every finished measurement is flushed to the sink before the cancellation propagates.
     """
     outcome = outcome if outcome is not None else RunOutcome()
+    _size_lookup_threads(plan.concurrency)
     limiter = asyncio.Semaphore(plan.concurrency)
     writer = _Writer(sink)
     total = len(plan.targets) + len(plan.controls)
@@ -311,8 +369,10 @@ async def execute(
     flusher = asyncio.create_task(writer.run())
     try:
         async with asyncio.TaskGroup() as group:
-            target_tasks = [group.create_task(r.run()) for r in target_runs]
+            # Controls first: the semaphore serves waiters in order, so a control queued behind
+            # a thousand targets would find a dead network only after all of them timed out.
             control_tasks = [group.create_task(r.run()) for r in control_runs]
+            target_tasks = [group.create_task(r.run()) for r in target_runs]
             for task in (*target_tasks, *control_tasks):
                 task.add_done_callback(finished)
             if control_tasks:

@@ -654,6 +654,64 @@ def test_slow_download_that_the_helper_sees_slow_too_is_not_throttling() -> None
     assert verdict.status is Status.OK
 
 
+def test_a_fast_download_is_not_throttling_whatever_the_ratio() -> None:
+    # Found in the censorship lab: an unthrottled 1 MiB download read at 170 Mbit/s on a loaded
+    # host while the control sites read at 2.4 Gbit/s; the 14x ratio measured the CPU.
+    url = "http://i.ytimg.com/big"
+    address = "142.250.0.126"
+    measurements = [
+        dns("youtube", url, "i.ytimg.com", [address]),
+        tcp("youtube", url, address, 80),
+        http("youtube", url, url, address, body_length=1 << 20, throughput=170_000.0),
+        *control_site(kbps=2_400_000.0),
+    ]
+    verdict = only(verdicts_for_run(make_run(), measurements), url)
+    assert verdict.status is Status.OK
+
+
+def test_throttling_is_judged_against_the_helpers_download_not_short_control_pages() -> None:
+    # Found in the censorship lab: the control sites' home pages are a few KB, which arrive
+    # with their headers and "read" at gigabits; only long downloads give a rate. The helper's
+    # download of the same resource from the uncensored vantage is then the reference.
+    url = "http://redirector.googlevideo.com/big"
+    address = "173.194.0.20"
+    control_url, control_address = "https://www.google.com/", "142.250.1.1"
+    measurements = [
+        dns("youtube", url, "redirector.googlevideo.com", [address]),
+        tcp("youtube", url, address, 80),
+        http(
+            "youtube",
+            url,
+            url,
+            address,
+            200,
+            "generic_timeout_error",
+            operation="read",
+            body_length=18_000,
+            throughput=55.0,
+        ),
+        dns("control", control_url, "www.google.com", [control_address]),
+        tcp("control", control_url, control_address, 443),
+        tls("control", control_url, control_address, 443, "www.google.com"),
+        http(
+            "control",
+            control_url,
+            control_url,
+            control_address,
+            body_length=2_000,
+            throughput=2_000_000.0,
+        ),
+    ]
+    controls = helper(
+        h_target("youtube", url, h_http(url, body_length=1 << 20, throughput=900_000.0))
+    )
+    run = make_run()
+    facts = facts_for_target(run, measurements, "youtube", url, controls=controls)
+    assert facts.control_kbps == 900_000.0
+    verdict = only(verdicts_for_run(run, measurements, controls=controls), url)
+    assert outcome(verdict) == (Status.BLOCKED, "throttling", Confidence.ANOMALY)
+
+
 def test_vpn_results_are_not_the_local_networks() -> None:
     measurements = [dns("facebook", FB, "www.facebook.com", ["10.10.34.35"])]
     verdict = only(verdicts_for_run(make_run(vpn=True), measurements), FB)
@@ -825,6 +883,39 @@ def test_harmless_sni_that_is_also_reset_proves_nothing() -> None:
     ]
     verdict = only(verdicts_for_run(make_run(), measurements), url)
     assert verdict.status is Status.INCONCLUSIVE
+
+
+def test_handshake_stalled_for_any_sni_on_a_throttled_address_is_not_called_sni_filtering() -> None:
+    # Found in the censorship lab (throttle, iran_mix): the video host's address is shaped to
+    # 64 kbit/s and a bulk download fills the shaper, so the target's handshake times out and the
+    # harmless-SNI half of the A/B test times out as well, while the control completes. The name
+    # is not what the path reacts to: no SNI technique may be claimed.
+    url = "https://redirector.googlevideo.com/"
+    host, address = "redirector.googlevideo.com", "173.194.0.20"
+    measurements = [
+        dns("youtube", url, host, [address]),
+        tcp("youtube", url, address, 443),
+        tls("youtube", url, address, 443, host, "generic_timeout_error"),
+        tls(
+            "youtube",
+            url,
+            address,
+            443,
+            "example.com",
+            "generic_timeout_error",
+            differential_kind="sni",
+            target_sni=host,
+        ),
+        *control_site(),
+    ]
+    controls = helper(
+        h_target(
+            "youtube", url, h_dns(host, [address]), h_tcp(address, 443), h_tls(address, 443, host)
+        )
+    )
+    verdict = only(verdicts_for_run(make_run(), measurements, controls=controls), url)
+    assert outcome(verdict) == (Status.BLOCKED, "tls.failure", Confidence.ANOMALY)
+    assert "generic_timeout_error" in verdict.detail
 
 
 def test_a_harmless_handshake_recorded_under_another_target_pairs_by_address() -> None:

@@ -1,0 +1,637 @@
+"""The real probe behind the lab's censor, end to end: for every scenario of the lab's registry,
+`python3 -m probe run` runs in the client namespace (the lab CA as its trust store, the ISP
+resolver as its system resolver, the built-in catalog), asks the control test helper served from
+the ctrl namespace, and stores its measurements and verdicts in SQLite; the tests read that file
+and check what a user would see: the failure string and operation at the layer the censor acts
+on, success everywhere it does not, and the verdict per target.
+
+The probe's config (tests/lab/e2e.py writes it) has short timeouts, the ISP resolver once more
+over UDP (the system resolver records no raw responses, and a forged answer racing the real one
+is only visible on a UDP socket), DoH to the lab's 1.1.1.1 as the control resolver, and three
+extra targets: plain HTTP to www.instagram.com (the catalog has only its HTTPS page, so the
+http_reset scenario would hit nothing) and a 2 MiB plain-HTTP download from the throttled video
+host and from an unthrottled one (the catalog fetches home pages of a few KB, too short for a
+rate; over TLS a 64 kbit/s path delivers whole 16 KB records, too coarse for a 3 s sample).
+
+One lab and one helper serve the whole file; each test is one probe run of a few seconds.
+Needs root (the lab fixtures skip, saying why, otherwise).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from probe.model import Layer, Measurement, Target, TargetKind
+from tests.lab import plan as lab_plan
+from tests.lab.blockpage import BLOCKPAGE_MARKER
+from tests.lab.e2e import (
+    LAB_DOH_RESOLVER,
+    ControlHelper,
+    ProbeRun,
+    ProbeWorkspace,
+    planned_targets,
+    run_probe,
+)
+from tests.lab.lab import Lab
+from tests.lab.pki import INTERCEPTION_CA_ORGANIZATION
+from tests.lab.scenarios import SCENARIOS, get_scenario
+
+pytest_plugins = ("tests.lab.fixtures",)  # the lab and lab_session fixtures
+
+THROTTLED_DOWNLOAD = "http://redirector.googlevideo.com/big"
+FAST_DOWNLOAD = "http://i.ytimg.com/big"
+INSTAGRAM_PLAIN = "http://www.instagram.com/"
+EXTRA_TARGETS = f"""
+[[targets]]
+platform = "instagram"
+url = "{INSTAGRAM_PLAIN}"
+
+[[targets]]
+platform = "youtube"
+url = "{THROTTLED_DOWNLOAD}"
+
+[[targets]]
+platform = "youtube"
+url = "{FAST_DOWNLOAD}"
+"""
+
+Key = tuple[str, str]  # (platform, target name), as verdicts are keyed
+Outcome = tuple[str, str | None, str | None]  # status, technique, confidence
+
+# What a page on the throttled address may come to while a bulk download fills its shaper.
+SHAPER_COLLATERAL: frozenset[tuple[str, str | None, str | None]] = frozenset(
+    {
+        ("ok", None, None),
+        ("blocked", "tls.failure", "anomaly"),
+        ("blocked", "http.timeout", "anomaly"),
+        ("blocked", "throttling", "anomaly"),
+    }
+)
+
+# Scenario name -> the test that runs it; a scenario added to the lab without one fails below.
+COVERED: dict[str, str] = {}
+
+
+def covers(scenario: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def mark(test: Callable[..., None]) -> Callable[..., None]:
+        COVERED[scenario] = test.__name__
+        return test
+
+    return mark
+
+
+def blocked(technique: str, confidence: str = "anomaly") -> Outcome:
+    return ("blocked", technique, confidence)
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProbeWorkspace]:
+    root = tmp_path_factory.mktemp("lab-e2e")
+    yield ProbeWorkspace.create(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def control_helper(lab_session: Lab, workspace: ProbeWorkspace) -> Iterator[ControlHelper]:
+    with ControlHelper.start(lab_session, workspace) as helper:
+        yield helper
+
+
+@pytest.fixture(scope="session")
+def probe_config(
+    lab_session: Lab, workspace: ProbeWorkspace, control_helper: ControlHelper
+) -> Path:
+    return workspace.write_config(
+        helper_url=control_helper.url,
+        token=control_helper.token,
+        resolvers=("system", f"udp://{lab_session.isp_resolver}:53", LAB_DOH_RESOLVER),
+        extra=EXTRA_TARGETS,
+    )
+
+
+@pytest.fixture(scope="session")
+def targets(probe_config: Path) -> tuple[Target, ...]:
+    return planned_targets(probe_config)
+
+
+@pytest.fixture
+def probe(lab: Lab, workspace: ProbeWorkspace, probe_config: Path) -> Callable[[str], ProbeRun]:
+    """Apply the named scenario and run the probe once under it."""
+
+    def run(scenario: str) -> ProbeRun:
+        lab.apply(get_scenario(scenario))
+        return run_probe(lab, workspace, probe_config, scenario)
+
+    return run
+
+
+# -- reading a run -------------------------------------------------------------------------------
+
+
+def key(target: Target) -> Key:
+    return (target.platform, target.name)
+
+
+def on_hosts(
+    targets: Iterable[Target], hosts: Iterable[str], kinds: Iterable[TargetKind] = tuple(TargetKind)
+) -> list[Target]:
+    """The targets whose host is one of `hosts` (names or address literals), of these kinds."""
+    wanted, allowed = set(hosts), set(kinds)
+    return [t for t in targets if t.host in wanted and t.kind in allowed]
+
+
+def hits(lab: Lab, scenario: str, technique: str | None = None) -> set[str]:
+    """What the scenario's techniques (or one of them) hit in the lab: names or addresses."""
+    found: set[str] = set()
+    for name, hit in lab.hits(get_scenario(scenario)):
+        if technique is None or name == technique:
+            found.update(hit)
+    return found
+
+
+def hosts_at(lab: Lab, targets: Iterable[Target], addresses: set[str]) -> set[str]:
+    """The hosts of `targets` whose honest address is one of `addresses`."""
+    return {t.host for t in targets if lab.address_of(t.host) in addresses}
+
+
+def outcomes(run: ProbeRun) -> dict[Key, Outcome]:
+    return {
+        (v.platform, v.target): (
+            v.status.value,
+            v.technique,
+            v.confidence.value if v.confidence else None,
+        )
+        for v in run.verdicts
+    }
+
+
+def assert_verdicts(run: ProbeRun, expected: Mapping[Key, Outcome], *, others: str = "ok") -> None:
+    """Exactly the expected verdicts for the hit targets, `others` for every other one."""
+    seen = outcomes(run)
+    assert set(expected) <= set(seen), f"no verdict for {set(expected) - set(seen)}"
+    wrong = {k: {"got": seen[k], "want": want} for k, want in expected.items() if seen[k] != want}
+    assert not wrong, f"{wrong}\n{run.explain(next(iter(wrong))[1])}"
+    stray = {k: v for k, v in seen.items() if k not in expected and v[0] != others}
+    assert not stray, f"targets the scenario does not hit: {stray}\n{run.explain()}"
+
+
+def own(run: ProbeRun, target: Target, layer: Layer) -> list[Measurement]:
+    """The target's own measurements at one layer (no A/B halves)."""
+    found = run.of(target.name, layer)
+    return [m for m in found if m.platform == target.platform]
+
+
+def differential(run: ProbeRun, target: Target, layer: Layer, kind: str) -> list[Measurement]:
+    return [
+        m for m in run.of(target.name, layer, differential=kind) if m.platform == target.platform
+    ]
+
+
+def system_dns(run: ProbeRun, target: Target) -> Measurement:
+    (found,) = [m for m in own(run, target, Layer.DNS) if m.observation.endpoint == "system"]
+    return found
+
+
+def udp_dns(run: ProbeRun, target: Target, lab: Lab) -> Measurement:
+    spec = f"udp://{lab.isp_resolver}:53"
+    (found,) = [m for m in own(run, target, Layer.DNS) if m.observation.endpoint == spec]
+    return found
+
+
+def doh_dns(run: ProbeRun, target: Target) -> Measurement:
+    (found,) = [
+        m for m in own(run, target, Layer.DNS) if m.observation.endpoint == LAB_DOH_RESOLVER
+    ]
+    return found
+
+
+def failures(measurements: Iterable[Measurement]) -> list[tuple[str | None, str | None]]:
+    return [
+        (
+            m.observation.failure,
+            m.observation.failed_operation and str(m.observation.failed_operation),
+        )
+        for m in measurements
+    ]
+
+
+def assert_untouched(run: ProbeRun, targets: Iterable[Target]) -> None:
+    """Every measurement of these targets (their A/B halves and protocol probes aside) worked."""
+    broken = [
+        (m.target, m.observation.layer.value, m.observation.endpoint, m.observation.failure)
+        for t in targets
+        for m in run.of(t.name)
+        if m.platform == t.platform and m.observation.failure is not None
+    ]
+    assert not broken, f"untouched targets failed: {broken[:10]}"
+
+
+def assert_ran(run: ProbeRun, exit_code: int = 0) -> None:
+    assert run.exit_code == exit_code, run.explain()
+    assert run.document is not None and run.run is not None and run.measurements, run.stderr
+    assert run.run.finished_at is not None
+
+
+# -- the registry --------------------------------------------------------------------------------
+
+
+def test_every_lab_scenario_has_an_end_to_end_test() -> None:
+    assert set(COVERED) == set(SCENARIOS)
+    assert all(name in globals() for name in COVERED.values())
+
+
+# -- not censorship --------------------------------------------------------------------------------
+
+
+@covers("clean")
+def test_clean_network_gives_every_target_ok(
+    probe: Callable[[str], ProbeRun], targets: tuple[Target, ...]
+) -> None:
+    run = probe("clean")
+    assert_ran(run)
+    assert run.document is not None and run.document["connectivity"] == "ok"
+    assert run.document["control"] == "Control: the test helper measured the same targets."
+    assert_verdicts(run, {})
+    assert_untouched(run, targets)
+    assert len(run.verdicts) == len(targets)
+
+
+@covers("site_down")
+def test_site_down_everywhere_is_down_not_blocked(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("site_down")
+    assert_ran(run)
+    down = on_hosts(targets, hosts_at(lab, targets, hits(lab, "site_down")))
+    assert {t.platform for t in down} == {"signal"} and len(down) == 4
+    assert_verdicts(run, {key(t): ("down", None, None) for t in down})
+    for target in down:
+        assert failures(own(run, target, Layer.TCP)) == [("connection_refused", "connect")]
+    assert not run.blocked()
+    assert_untouched(run, [t for t in targets if t not in down])
+
+
+@covers("cdn")
+def test_cdn_answer_with_a_valid_certificate_is_ok_not_blocked(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("cdn")
+    assert_ran(run)
+    assert_verdicts(run, {})
+    assert not run.blocked()
+    moved = on_hosts(targets, hits(lab, "cdn"))
+    assert moved
+    for target in moved:
+        cdn_address = lab.cdn_address_of(target.host)
+        assert system_dns(run, target).observation.details["addresses"] == [cdn_address]
+        assert doh_dns(run, target).observation.details["addresses"] == [
+            lab.address_of(target.host)
+        ]
+        for handshake in own(run, target, Layer.TLS):
+            assert handshake.observation.failure is None
+            assert handshake.observation.details["address"] == cdn_address
+    assert_untouched(run, targets)
+
+
+@covers("dead_uplink")
+def test_dead_uplink_exits_3_and_blames_nobody(probe: Callable[[str], ProbeRun]) -> None:
+    run = probe("dead_uplink")
+    assert_ran(run, exit_code=3)
+    assert "No network connectivity" in run.stderr
+    assert run.document is not None and run.document["connectivity"] == "none"
+    assert run.run is not None and run.run.connectivity.value == "none"
+    assert run.verdicts and {v.status.value for v in run.verdicts} == {"inconclusive"}
+    assert {v.rule_id for v in run.verdicts} == {"run.no_connectivity"}
+    assert not run.blocked()
+
+
+# -- DNS -----------------------------------------------------------------------------------------
+
+
+@covers("dns_lie")
+def test_dns_lie_is_a_confirmed_blockpage_answer(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("dns_lie")
+    assert_ran(run)
+    lied = on_hosts(targets, hits(lab, "dns_lie"))
+    assert {t.platform for t in lied} == {"facebook", "instagram"}
+    assert_verdicts(run, {key(t): blocked("dns.blockpage_ip", "confirmed") for t in lied})
+    for target in lied:
+        answer = system_dns(run, target).observation
+        assert answer.failure is None
+        assert answer.details["addresses"][0] == lab_plan.LIE_ADDRESS
+        assert doh_dns(run, target).observation.details["addresses"] == [
+            lab.address_of(target.host)
+        ]
+    assert_untouched(run, [t for t in targets if t not in lied])
+
+
+@covers("dns_nxdomain")
+def test_dns_nxdomain_is_blocked_while_doh_resolves_the_name(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("dns_nxdomain")
+    assert_ran(run)
+    gone = on_hosts(targets, hits(lab, "dns_nxdomain"))
+    assert {t.host for t in gone} == {"youtube.com", "www.youtube.com", "i.ytimg.com"}
+    assert_verdicts(run, {key(t): blocked("dns.nxdomain") for t in gone})
+    for target in gone:
+        assert failures([system_dns(run, target)]) == [("dns_nxdomain_error", "resolve")]
+        assert failures([udp_dns(run, target, lab)]) == [("dns_nxdomain_error", "dns_round_trip")]
+        assert doh_dns(run, target).observation.details["addresses"] == [
+            lab.address_of(target.host)
+        ]
+        # The runner connects to the control resolver's answer: the address itself is reachable.
+        connects = own(run, target, Layer.TCP)
+        assert connects and failures(connects) == [(None, None)] * len(connects)
+        assert {m.observation.details["address_source"] for m in connects} == {LAB_DOH_RESOLVER}
+    assert_untouched(run, [t for t in targets if t not in gone])
+
+
+@covers("dns_injection")
+def test_dns_injection_records_two_answers_the_first_forged(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("dns_injection")
+    assert_ran(run)
+    raced = on_hosts(targets, hits(lab, "dns_injection"))
+    assert {t.platform for t in raced} == {"twitter"} and len(raced) == 7
+    assert_verdicts(run, {key(t): blocked("dns.injection", "confirmed") for t in raced})
+    for target in raced:
+        details = udp_dns(run, target, lab).observation.details
+        responses = details["responses"]
+        assert details["second_answer"] is True and len(responses) >= 2, details
+        assert responses[0]["addresses"] == [lab_plan.LIE_ADDRESS]
+        assert responses[1]["addresses"] == [lab.address_of(target.host)]
+        assert responses[0]["received_ms"] < responses[1]["received_ms"]
+    assert_untouched(run, [t for t in targets if t not in raced])
+
+
+@covers("dns_drop")
+def test_dns_drop_times_out_whatsapp_names_and_no_other(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("dns_drop")
+    assert_ran(run)
+    dropped = on_hosts(targets, hits(lab, "dns_drop"))
+    assert {t.platform for t in dropped} == {"whatsapp"} and len(dropped) == 18
+    assert_verdicts(run, {key(t): blocked("dns.timeout") for t in dropped})
+    for target in dropped:
+        assert failures([system_dns(run, target)]) == [("generic_timeout_error", "resolve")]
+        assert failures([udp_dns(run, target, lab)]) == [
+            ("generic_timeout_error", "dns_round_trip")
+        ]
+    # Lookups the stub resolver never gets an answer for hold a thread each: the names queued
+    # behind them must still resolve (they were reported blocked before the runner's fix).
+    assert_untouched(run, [t for t in targets if t not in dropped])
+
+
+# -- IP and TCP ----------------------------------------------------------------------------------
+
+
+@covers("ip_blackhole")
+def test_ip_blackhole_times_out_every_telegram_dc_connect(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("ip_blackhole")
+    assert_ran(run)
+    dcs = on_hosts(targets, hits(lab, "ip_blackhole"))
+    assert len(dcs) == 6 and {t.group for t in dcs} == {"dc"}
+    assert_verdicts(run, {key(t): blocked("tcp.timeout") for t in dcs})
+    for target in dcs:
+        connects = own(run, target, Layer.TCP)
+        assert failures(connects) == [("generic_timeout_error", "connect")] * len(target.ports)
+        assert not own(run, target, Layer.HTTP)
+    assert_untouched(run, [t for t in targets if t not in dcs])
+
+
+@covers("tcp_reset")
+def test_tcp_reset_refuses_whatsapp_connects(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("tcp_reset")
+    assert_ran(run)
+    reset = on_hosts(targets, hosts_at(lab, targets, hits(lab, "tcp_reset")))
+    assert {t.host for t in reset} == {
+        *(f"e{i}.whatsapp.net" for i in range(1, 17)),
+        "v.whatsapp.net",
+    }
+    assert_verdicts(run, {key(t): blocked("tcp.reset") for t in reset})
+    for target in reset:
+        connects = own(run, target, Layer.TCP)
+        assert failures(connects) == [("connection_refused", "connect")] * len(target.ports)
+    assert_untouched(run, [t for t in targets if t not in reset])
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+
+
+@covers("sni_reset")
+def test_sni_reset_is_blocked_not_down(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("sni_reset")
+    assert_ran(run)
+    reset = on_hosts(targets, hits(lab, "sni_reset"), (TargetKind.HTTPS,))
+    assert {t.platform for t in reset} == {"twitter"} and len(reset) == 7
+    assert_verdicts(run, {key(t): blocked("tls.sni_reset", "confirmed") for t in reset})
+    for target in reset:
+        assert failures(own(run, target, Layer.TCP)) == [(None, None)]
+        (hello,) = own(run, target, Layer.TLS)
+        assert failures([hello]) == [("connection_reset", "tls_handshake")]
+        assert hello.observation.details["sni"] == target.host
+        # The A/B half: the same address with a harmless SNI reaches the server (its
+        # certificate does not name example.com, which proves the handshake got through).
+        (harmless,) = differential(run, target, Layer.TLS, "sni")
+        assert harmless.observation.details["address"] == hello.observation.details["address"]
+        assert harmless.observation.failure == "ssl_invalid_hostname"
+        assert harmless.observation.details["certificates"]
+    assert_untouched(run, [t for t in targets if t not in reset])
+
+
+@covers("sni_drop")
+def test_sni_drop_stalls_the_handshake_a_harmless_sni_completes(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("sni_drop")
+    assert_ran(run)
+    stalled = on_hosts(targets, hits(lab, "sni_drop"), (TargetKind.HTTPS,))
+    assert [t.name for t in stalled] == ["https://www.instagram.com/"]
+    assert_verdicts(run, {key(t): blocked("tls.sni_timeout", "confirmed") for t in stalled})
+    for target in stalled:
+        assert failures(own(run, target, Layer.TCP)) == [(None, None)]
+        assert failures(own(run, target, Layer.TLS)) == [("generic_timeout_error", "tls_handshake")]
+        (harmless,) = differential(run, target, Layer.TLS, "sni")
+        assert harmless.observation.details["certificates"]
+    assert_untouched(run, [t for t in targets if t not in stalled])
+
+
+@covers("tls_interception")
+def test_tls_interception_records_the_censors_certificate(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("tls_interception")
+    assert_ran(run)
+    redirected = hosts_at(lab, targets, hits(lab, "tls_interception"))
+    intercepted = on_hosts(targets, redirected, (TargetKind.HTTPS,))
+    assert [t.name for t in intercepted] == ["https://www.facebook.com/"]
+    assert_verdicts(run, {key(t): blocked("tls.interception") for t in intercepted})
+    for target in intercepted:
+        (handshake,) = own(run, target, Layer.TLS)
+        assert failures([handshake]) == [("ssl_unknown_authority", "tls_handshake")]
+        details = handshake.observation.details
+        assert details["verify_failure"] == "ssl_unknown_authority"
+        assert INTERCEPTION_CA_ORGANIZATION in details["certificates"][0]["issuer"]
+        assert not own(run, target, Layer.HTTP)
+    # Facebook's TCP-only endpoints still connect (the DNAT answers), its plain HTTP is untouched.
+    assert_untouched(run, [t for t in targets if t not in intercepted])
+
+
+# -- HTTP ----------------------------------------------------------------------------------------
+
+
+@covers("http_blockpage")
+def test_http_blockpage_is_a_confirmed_iran_blockpage(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("http_blockpage")
+    assert_ran(run)
+    paged = on_hosts(targets, hits(lab, "http_blockpage"), (TargetKind.HTTP,))
+    assert [t.name for t in paged] == ["http://www.facebook.com/"]
+    assert_verdicts(run, {key(t): blocked("http.blockpage", "confirmed") for t in paged})
+    for target in paged:
+        (page,) = own(run, target, Layer.HTTP)
+        assert page.observation.failure is None
+        assert page.observation.details["status"] == 403
+        assert BLOCKPAGE_MARKER in page.observation.details["body_prefix"]
+    assert_untouched(run, [t for t in targets if t not in paged])
+
+
+@covers("http_reset")
+def test_http_reset_is_confirmed_by_a_harmless_host_on_the_same_server(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("http_reset")
+    assert_ran(run)
+    cut = on_hosts(targets, hits(lab, "http_reset"), (TargetKind.HTTP,))
+    assert [t.name for t in cut] == [INSTAGRAM_PLAIN]
+    assert_verdicts(run, {key(t): blocked("http.reset", "confirmed") for t in cut})
+    for target in cut:
+        assert failures(own(run, target, Layer.TCP)) == [(None, None)]
+        assert failures(own(run, target, Layer.HTTP)) == [("connection_reset", "http_round_trip")]
+        (harmless,) = differential(run, target, Layer.HTTP, "host")
+        assert harmless.observation.details["status"] == 200
+    assert_untouched(run, [t for t in targets if t not in cut])
+
+
+@covers("throttle")
+def test_throttle_collapses_the_video_download_far_below_an_unthrottled_one(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("throttle")
+    assert_ran(run)
+    shaped = on_hosts(targets, hosts_at(lab, targets, hits(lab, "throttle")))
+    assert {t.name for t in shaped} == {THROTTLED_DOWNLOAD, "https://redirector.googlevideo.com/"}
+    (slow_target,) = [t for t in shaped if t.name == THROTTLED_DOWNLOAD]
+    (fast_target,) = [t for t in targets if t.name == FAST_DOWNLOAD]
+    (slow,) = own(run, slow_target, Layer.HTTP)
+    (fast,) = own(run, fast_target, Layer.HTTP)
+    # The download is cut by the http timeout mid-body; the rate of what arrived is stored.
+    assert failures([slow]) == [("generic_timeout_error", "read")]
+    assert slow.observation.details["status"] == 200
+    assert fast.observation.failure is None
+    slow_kbps = slow.observation.details["throughput_kbps"]
+    fast_kbps = fast.observation.details["throughput_kbps"]
+    assert slow_kbps < 200 and fast_kbps > 10 * slow_kbps, (slow_kbps, fast_kbps)
+    verdicts = outcomes(run)
+    assert verdicts[key(slow_target)] == blocked("throttling")
+    # The video host's home page shares the 64 kbit/s shaper with that download, whose queue
+    # holds seconds of data: it usually times out too, at the handshake or the request, depending
+    # on whose packets queue first (and now and then gets through). What must never come of it
+    # is a name-based claim: the harmless SNI stalls on that address as well.
+    (home,) = [t for t in shaped if t is not slow_target]
+    assert verdicts[key(home)] in SHAPER_COLLATERAL, run.explain(home.name)
+    assert_verdicts(run, {key(t): verdicts[key(t)] for t in shaped})
+    assert_untouched(run, [t for t in targets if t not in shaped])
+
+
+# -- Iran's protocol allowlist -------------------------------------------------------------------
+
+
+@covers("protocol_allowlist")
+def test_protocol_allowlist_drops_the_protocol_probe_at_read(
+    probe: Callable[[str], ProbeRun], targets: tuple[Target, ...]
+) -> None:
+    run = probe("protocol_allowlist")
+    assert_ran(run)
+    filtered = [t for t in targets if {80, 443} & set(t.ports)]
+    assert [t.name for t in targets if t not in filtered] == ["stun.fbsbx.com"]
+    assert_verdicts(run, {key(t): blocked("protocol_filter") for t in filtered})
+    for target in filtered:
+        probes = differential(run, target, Layer.TCP, "protocol")
+        assert probes and failures(probes) == [("generic_timeout_error", "read")] * len(probes)
+    # DNS, TLS and HTTP pass the allowlist: every target's own measurements still work.
+    assert_untouched(run, targets)
+
+
+# -- everything at once --------------------------------------------------------------------------
+
+
+@covers("iran_mix")
+def test_iran_mix_shows_each_technique_on_its_platform(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("iran_mix")
+    assert_ran(run)
+    lied = on_hosts(targets, hits(lab, "iran_mix", "dns_lie"))
+    dcs = on_hosts(targets, hits(lab, "iran_mix", "ip_blackhole"))
+    reset = on_hosts(targets, hits(lab, "iran_mix", "sni_reset"), (TargetKind.HTTPS,))
+    paged = on_hosts(targets, hits(lab, "iran_mix", "http_blockpage"), (TargetKind.HTTP,))
+    shaped = on_hosts(targets, hosts_at(lab, targets, hits(lab, "iran_mix", "throttle")))
+    expected: dict[Key, Outcome] = {
+        **{key(t): blocked("dns.blockpage_ip", "confirmed") for t in lied},
+        **{key(t): blocked("tcp.timeout") for t in dcs},
+        **{key(t): blocked("tls.sni_reset", "confirmed") for t in reset},
+        **{key(t): blocked("http.blockpage", "confirmed") for t in paged},
+        **{key(t): blocked("throttling") for t in shaped if t.name == THROTTLED_DOWNLOAD},
+    }
+    assert len(lied) == 3 and len(dcs) == 6 and len(reset) == 7 and len(paged) == 1
+    verdicts = outcomes(run)
+    # The video home page shares the shaper with the download (see the throttle test).
+    for t in shaped:
+        if t.name != THROTTLED_DOWNLOAD:
+            assert verdicts[key(t)] in SHAPER_COLLATERAL, run.explain(t.name)
+            expected[key(t)] = verdicts[key(t)]
+    assert_verdicts(run, expected)
+    hit = {t for group in (lied, dcs, reset, paged, shaped) for t in group}
+    assert_untouched(run, [t for t in targets if t not in hit])
+
+
+# -- the run's network metadata ------------------------------------------------------------------
+
+
+def test_helper_reports_no_asn_so_the_run_network_source_says_unknown(
+    probe: Callable[[str], ProbeRun],
+) -> None:
+    # probe/helper/server.py answers "client": {"address": ..., "asn": null, ...}: it has no
+    # IP-to-ASN data, so the helper never says which network the probe is in. Without a MaxMind
+    # file the run must then admit it does not know, rather than guess.
+    run = probe("clean")
+    assert_ran(run)
+    assert run.document is not None
+    assert run.document["control"] == "Control: the test helper measured the same targets."
+    assert run.run is not None
+    network = run.run.network
+    assert (network.asn, network.as_name, network.country) == (None, None, None)
+    assert network.source == "unknown"
+    # The lab's client has a plain veth uplink: looked at, and no VPN seen.
+    assert network.vpn_suspected is False
+    assert all(v.asn is None and v.country is None for v in run.verdicts)
