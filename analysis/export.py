@@ -1,4 +1,4 @@
-"""Stream stored measurements to CSV or JSON Lines, one row per measurement, fixed columns.
+"""Stream stored measurements, verdicts and events to CSV or JSON Lines, with fixed columns.
 
 Rows come straight from the store's iterator and go straight to the output: an export of millions
 of measurements holds one chunk in memory. The columns are a contract with researchers' scripts:
@@ -30,21 +30,56 @@ Data dictionary (MEASUREMENT_COLUMNS, in order):
 
 Flattened columns are empty for other layers. No cell contains a line break (text is joined onto
 one line; the original stays in details_json), so a file splits into rows on newlines alone.
-Rows end with "\\n"; quoting is the csv module's (RFC 4180 style), which pandas, R and
-csv.DictReader read.
+Rows end with "\\n"; quoting is RFC 4180 style (the csv module's; details_json is always quoted),
+which pandas, R and csv.DictReader read. The verdict and event exports follow the same rules.
 
 JSON Lines (JSONL_FIELDS): one object per line with the same keys, except that `details_json`
 becomes `details`, the object itself; numbers stay numbers and empty cells are null.
+
+Verdicts (VERDICT_COLUMNS, in order), one row per (run, platform, target), streamed in time order:
+
+    run_id            the run the verdict belongs to
+    probe_id          the probe that ran it
+    measured_at       the run's start, UTC ISO-8601 with microseconds and Z (as started_at)
+    asn, country      the probe's network at the time (empty if unknown)
+    platform, target  what was judged
+    status            ok | blocked | down | inconclusive
+    technique         how it was blocked (dns.bogon, tcp.timeout, tls.sni_reset, ...); blocked only
+    confidence        confirmed | anomaly; blocked only
+    rule_id           the rule that decided it (analysis/rules.py; ids are never renamed)
+    rules_version     the rules version that wrote the row
+    evidence          ids of the measurements the rule read, space-separated (a list in JSONL)
+    detail            why, in a sentence
+
+Events (EVENT_COLUMNS, in order), one row per detected event, sorted by onset:
+
+    kind              blocking | intermittent | partial | technique_change
+    platform          the platform affected
+    asn               the network when the event is confined to one; empty when it spans several
+    networks          every network in scope, space-separated AS numbers ("unknown" for verdicts
+                      whose network was unknown); a list in JSONL (null for unknown)
+    technique         dominant technique at onset; "<previous> -> <new>" for technique_change
+    onset             start of the first hourly bucket of the evidence (UTC, Z)
+    end               start of the first bucket back to ok; empty while ongoing
+    ongoing           true | false
+    targets           the targets affected, space-separated (a list in JSONL)
+    hosts             distinct probes that agree (integer)
+    rate              share of runs blocked during an intermittent event (0..1); empty otherwise
+    runs              ok + blocked verdicts in scope during the event (integer)
+    detail            the event in a sentence
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
+import re
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
+from analysis.model import Event, Verdict
 from probe.model import Layer, Measurement, Run
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
@@ -71,6 +106,44 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
 
 JSONL_FIELDS: tuple[str, ...] = (*MEASUREMENT_COLUMNS[:-1], "details")
 
+VERDICT_COLUMNS: tuple[str, ...] = (
+    "run_id",
+    "probe_id",
+    "measured_at",
+    "asn",
+    "country",
+    "platform",
+    "target",
+    "status",
+    "technique",
+    "confidence",
+    "rule_id",
+    "rules_version",
+    "evidence",
+    "detail",
+)
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "kind",
+    "platform",
+    "asn",
+    "networks",
+    "technique",
+    "onset",
+    "end",
+    "ongoing",
+    "targets",
+    "hosts",
+    "rate",
+    "runs",
+    "detail",
+)
+
+_ZERO = timedelta(0)
+
+# How an unknown network is written in the space-separated `networks` column of the CSV.
+UNKNOWN_NETWORK = "unknown"
+
 
 class MeasurementSource(Protocol):
     """What an export reads: probe.store.Store satisfies it."""
@@ -86,9 +159,47 @@ class MeasurementSource(Protocol):
     def get_run(self, run_id: str) -> Run | None: ...
 
 
+class VerdictSource(Protocol):
+    """Where verdicts come from: probe.store.Store satisfies it."""
+
+    def verdicts(
+        self,
+        *,
+        run_id: str | None = None,
+        platform: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Verdict]: ...
+
+
 def format_timestamp(when: datetime) -> str:
     """UTC ISO-8601 with microseconds and Z, as in the started_at column."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if when.utcoffset() != _ZERO:
+        when = when.astimezone(UTC)
+    # isoformat is several times faster than strftime, and this runs once per exported row:
+    # "2024-11-20T09:30:00.123456+00:00" without its offset.
+    return when.isoformat(timespec="microseconds")[:26] + "Z"
+
+
+def select_verdicts(
+    source: VerdictSource,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    platforms: Sequence[str] | None = None,
+    asns: Collection[int] | None = None,
+) -> Iterator[Verdict]:
+    """Verdicts measured in [since, until), of `platforms` (all when None or empty) on networks
+    `asns` (all when None or empty), streamed: platform by platform when several are named,
+    each in time order."""
+    names: Sequence[str | None] = list(platforms) if platforms else [None]
+    wanted = set(asns) if asns else None
+    for name in names:
+        stream = source.verdicts(platform=name, since=since, until=until)
+        if wanted is None:
+            yield from stream
+        else:
+            yield from (verdict for verdict in stream if verdict.asn in wanted)
 
 
 def write_measurements_csv(
@@ -99,21 +210,34 @@ def write_measurements_csv(
     until: datetime | None = None,
     platform: str | None = None,
     run_id: str | None = None,
+    asns: Collection[int] | None = None,
+    runs: Iterable[Run] | None = None,
     header: bool = True,
 ) -> int:
     """Write measurements started in [since, until) as CSV; return the number of rows.
 
-    `header=False` appends rows to an export already begun (the CLI does so per platform).
+    `asns` keeps the measurements of runs on those networks only. `runs`: the runs the
+    measurements may belong to, read once up front (one query instead of one per run: the
+    difference between seconds and minutes for a month of hourly runs); a run not among them is
+    looked up on its own. `header=False` appends rows to an export already begun (the CLI does
+    so per platform).
     """
-    writer = csv.writer(out, lineterminator="\n")
+    # The csv module writes every column but the last: None as an empty cell, numbers as str()
+    # does (repr for floats). details_json, always quoted, is appended by hand: the csv module
+    # takes twice as long to scan and quote it as the rest of the row together.
+    writer = csv.writer(out, lineterminator="")
     if header:
         writer.writerow(MEASUREMENT_COLUMNS)
+        out.write("\n")
     count = 0
-    for record in _records(store, since=since, until=until, platform=platform, run_id=run_id):
-        details = record.pop("details")
-        row = [_csv_cell(record[name]) for name in MEASUREMENT_COLUMNS[:-1]]
-        row.append(json.dumps(details, separators=(",", ":"), ensure_ascii=True))
-        writer.writerow(row)
+    rows = _measurement_values(
+        store, since=since, until=until, platform=platform, run_id=run_id, asns=asns, runs=runs
+    )
+    write = out.write
+    for values in rows:
+        details = values.pop()
+        writer.writerow(values)
+        write(',"' + _compact_json(details).replace('"', '""') + '"\n')
         count += 1
     return count
 
@@ -126,6 +250,8 @@ def write_measurements_jsonl(
     until: datetime | None = None,
     platform: str | None = None,
     run_id: str | None = None,
+    asns: Collection[int] | None = None,
+    runs: Iterable[Run] | None = None,
     header: bool = True,
 ) -> int:
     """Write measurements started in [since, until) as JSON Lines; return the number of lines.
@@ -134,80 +260,224 @@ def write_measurements_jsonl(
     """
     del header
     count = 0
-    for record in _records(store, since=since, until=until, platform=platform, run_id=run_id):
-        # ensure_ascii: U+2028 and friends would otherwise split lines for str.splitlines readers.
-        out.write(json.dumps(record, ensure_ascii=True, separators=(",", ":")))
-        out.write("\n")
+    rows = _measurement_values(
+        store, since=since, until=until, platform=platform, run_id=run_id, asns=asns, runs=runs
+    )
+    for values in rows:
+        _write_json_line(out, dict(zip(JSONL_FIELDS, values, strict=True)))
         count += 1
     return count
 
 
+def verdict_record(verdict: Verdict) -> dict[str, Any]:
+    """One verdict as a VERDICT_COLUMNS dict: typed values, single-line text, evidence a list."""
+    return dict(zip(VERDICT_COLUMNS, _verdict_values(verdict), strict=True))
+
+
+def _verdict_values(verdict: Verdict) -> list[Any]:
+    """The VERDICT_COLUMNS values of a verdict, in order: the one place a verdict becomes an
+    export row (once per exported verdict: kept flat)."""
+    technique, confidence = verdict.technique, verdict.confidence
+    return [
+        verdict.run_id,
+        verdict.probe_id,
+        format_timestamp(verdict.measured_at),
+        verdict.asn,
+        None if verdict.country is None else _one_line_cached(verdict.country),
+        _one_line_cached(verdict.platform),
+        _one_line_cached(verdict.target),
+        verdict.status.value,
+        None if technique is None else _one_line_cached(technique),
+        None if confidence is None else confidence.value,
+        verdict.rule_id,
+        verdict.rules_version,
+        list(verdict.evidence),
+        _one_line(verdict.detail),
+    ]
+
+
+def write_verdicts_csv(verdicts: Iterable[Verdict], out: TextIO) -> int:
+    """Write verdicts as CSV (VERDICT_COLUMNS) as they stream; return the number of rows."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(VERDICT_COLUMNS)
+    count = 0
+    evidence = VERDICT_COLUMNS.index("evidence")
+    for verdict in verdicts:
+        values = _verdict_values(verdict)
+        values[evidence] = " ".join(values[evidence])
+        writer.writerow(values)  # None is an empty cell; no column here holds a float or bool
+        count += 1
+    return count
+
+
+def write_verdicts_jsonl(verdicts: Iterable[Verdict], out: TextIO) -> int:
+    """Write verdicts as JSON Lines (VERDICT_COLUMNS keys) as they stream; return the count."""
+    count = 0
+    for verdict in verdicts:
+        _write_json_line(out, verdict_record(verdict))
+        count += 1
+    return count
+
+
+def event_record(event: Event) -> dict[str, Any]:
+    """One event as an EVENT_COLUMNS dict: networks and targets as lists, times as UTC text."""
+    return {
+        "kind": str(event.kind),
+        "platform": _one_line(event.platform),
+        "asn": event.asn,
+        "networks": list(event.networks),
+        "technique": _one_line(event.technique),
+        "onset": format_timestamp(event.onset),
+        "end": None if event.end is None else format_timestamp(event.end),
+        "ongoing": event.end is None,
+        "targets": [_one_line(target) for target in event.targets],
+        "hosts": event.hosts,
+        "rate": event.rate,
+        "runs": event.runs,
+        "detail": _one_line(event.detail),
+    }
+
+
+def write_events_csv(events: Iterable[Event], out: TextIO) -> int:
+    """Write events as CSV (EVENT_COLUMNS); return the number of rows."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EVENT_COLUMNS)
+    count = 0
+    for event in events:
+        record = event_record(event)
+        record["networks"] = " ".join(
+            UNKNOWN_NETWORK if asn is None else str(asn) for asn in record["networks"]
+        )
+        record["targets"] = " ".join(record["targets"])
+        writer.writerow([_csv_cell(record[name]) for name in EVENT_COLUMNS])
+        count += 1
+    return count
+
+
+def write_events_jsonl(events: Iterable[Event], out: TextIO) -> int:
+    """Write events as JSON Lines (EVENT_COLUMNS keys); return the number of lines."""
+    count = 0
+    for event in events:
+        _write_json_line(out, event_record(event))
+        count += 1
+    return count
+
+
+# What a measurement needs of its run: the probe and its network.
+_RunNetwork = tuple[str | None, int | None, str | None]  # probe_id, asn, country
+_NO_RUN: _RunNetwork = (None, None, None)
+
+
 def measurement_record(measurement: Measurement, run: Run | None) -> dict[str, Any]:
     """One measurement as a JSONL_FIELDS dict: typed values, single-line text, details nested."""
+    values = _values(measurement, _NO_RUN if run is None else _run_network(run))
+    return dict(zip(JSONL_FIELDS, values, strict=True))
+
+
+def _run_network(run: Run) -> _RunNetwork:
+    return (run.probe_id, run.network.asn, _one_line(run.network.country))
+
+
+def _values(measurement: Measurement, run: _RunNetwork) -> list[Any]:
+    """The JSONL_FIELDS values of a measurement, in order (details last, as a dict).
+
+    The one place a measurement becomes an export row: both writers start from it. One flat
+    function on purpose: it runs once per exported measurement.
+    """
     observation = measurement.observation
     details = observation.details
-    network = run.network if run is not None else None
     layer = observation.layer
-    record: dict[str, Any] = {
-        "measurement_id": measurement.id,
-        "run_id": measurement.run_id,
-        "probe_id": run.probe_id if run is not None else None,
-        "asn": network.asn if network is not None else None,
-        "country": _one_line(network.country) if network is not None else None,
-        "platform": _one_line(measurement.platform),
-        "target": _one_line(measurement.target),
-        "endpoint": _one_line(observation.endpoint),
-        "layer": str(layer),
-        "started_at": format_timestamp(observation.started_at),
-        "duration_ms": observation.duration_ms,
-        "failure": _one_line(observation.failure),
-        "failed_operation": (
-            None if observation.failed_operation is None else str(observation.failed_operation)
-        ),
-        "dns_addresses": None,
-        "tls_version": None,
-        "http_status": None,
-        "http_body_length": None,
-        "http_title": None,
-        "details": details,
-    }
+    operation = observation.failed_operation
+    dns_addresses = tls_version = http_status = http_body_length = http_title = None
     if layer is Layer.DNS:
         addresses = details.get("addresses")
         if isinstance(addresses, list):
-            record["dns_addresses"] = " ".join(str(address) for address in addresses)
+            dns_addresses = " ".join(str(address) for address in addresses)
     elif layer is Layer.TLS:
-        record["tls_version"] = _one_line(details.get("version"))
+        tls_version = _one_line(details.get("version"))
     elif layer is Layer.HTTP:
-        record["http_status"] = details.get("status")
-        record["http_body_length"] = details.get("body_length")
+        http_status = details.get("status")
+        http_body_length = details.get("body_length")
         title = details.get("title")
-        record["http_title"] = None if title is None else " ".join(str(title).split())
-    return record
+        http_title = None if title is None else " ".join(str(title).split())
+    return [
+        measurement.id,
+        measurement.run_id,
+        run[0],
+        run[1],
+        run[2],
+        _one_line_cached(measurement.platform),
+        _one_line_cached(measurement.target),
+        _one_line_cached(observation.endpoint),
+        layer.value,
+        format_timestamp(observation.started_at),
+        observation.duration_ms,
+        None if observation.failure is None else _one_line_cached(observation.failure),
+        None if operation is None else operation.value,
+        dns_addresses,
+        tls_version,
+        http_status,
+        http_body_length,
+        http_title,
+        details,
+    ]
 
 
-def _records(
+def _measurement_values(
     store: MeasurementSource,
     *,
     since: datetime | None,
     until: datetime | None,
     platform: str | None,
     run_id: str | None,
-) -> Iterator[dict[str, Any]]:
-    # Runs are few next to measurements (one per probe execution): cache each one looked up.
-    runs: dict[str, Run | None] = {}
+    asns: Collection[int] | None,
+    runs: Iterable[Run] | None,
+) -> Iterator[list[Any]]:
+    # Measurements carry no network of their own: the run's is theirs. Runs are few next to
+    # measurements (one per probe execution), and only three of their fields are kept.
+    known: dict[str, _RunNetwork] = {}
+    for run in runs or ():
+        known[run.id] = _run_network(run)
+    wanted = set(asns) if asns else None
     for measurement in store.measurements(
         run_id=run_id, platform=platform, since=since, until=until
     ):
-        if measurement.run_id not in runs:
-            runs[measurement.run_id] = store.get_run(measurement.run_id)
-        yield measurement_record(measurement, runs[measurement.run_id])
+        network = known.get(measurement.run_id)
+        if network is None:
+            found = store.get_run(measurement.run_id)
+            network = known[measurement.run_id] = _NO_RUN if found is None else _run_network(found)
+        if wanted is not None and network[1] not in wanted:
+            continue
+        yield _values(measurement, network)
+
+
+def _write_json_line(out: TextIO, record: dict[str, Any]) -> None:
+    # ensure_ascii: U+2028 and friends would otherwise split lines for str.splitlines readers.
+    out.write(_compact_json(record))
+    out.write("\n")
+
+
+# Compact ASCII JSON; one encoder made once (json.dumps with options builds one per call).
+_compact_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+
+# What str.splitlines splits on: a cheap test first, since almost no value holds one.
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def _one_line(value: Any) -> str | None:
     """Text with every line break (as str.splitlines sees them) replaced by a space."""
     if value is None:
         return None
-    return " ".join(str(value).splitlines())
+    text = str(value)
+    if _LINE_BREAK.search(text) is None:
+        return text
+    return " ".join(text.splitlines())
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _one_line_cached(text: str) -> str:
+    """_one_line for values that repeat on every row (platform, target, endpoint, failure)."""
+    return " ".join(text.splitlines()) if _LINE_BREAK.search(text) else text
 
 
 def _csv_cell(value: Any) -> str:

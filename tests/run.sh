@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(iproute2 iptables postgresql libpcap0.8)
+DEBIAN_PACKAGES=(iproute2 iptables postgresql libpcap0.8 chromium)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -1,16 +1,29 @@
-"""`probe export`: stream stored data to CSV or JSON Lines with fixed, documented columns."""
+"""`probe export`: stream stored data to CSV or JSON Lines with fixed, documented columns:
+measurements, verdicts, or the events detected over them."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TextIO
 
 import typer
 
-from analysis.export import write_measurements_csv, write_measurements_jsonl
+from analysis.events import detect_events
+from analysis.export import (
+    select_verdicts,
+    write_events_csv,
+    write_events_jsonl,
+    write_measurements_csv,
+    write_measurements_jsonl,
+    write_verdicts_csv,
+    write_verdicts_jsonl,
+)
+from analysis.model import Event, Verdict
 from probe.cli.base import EXIT_ERROR, err, user_errors
 from probe.cli.common import (
     ConfigOption,
@@ -20,17 +33,29 @@ from probe.cli.common import (
     parse_when,
     settings_from,
 )
+from probe.cli.report import (
+    NetworkOption,
+    SinceOption,
+    UntilOption,
+    detector_params,
+    parse_networks,
+)
 
 
-class Format(StrEnum):
-    csv = "csv"
-    jsonl = "jsonl"
+class What(StrEnum):
+    measurements = "measurements"
+    verdicts = "verdicts"
+    events = "events"
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
     def export(
+        what: Annotated[
+            What,
+            typer.Option("--what", help="What to export (columns: the README's data dictionary)."),
+        ] = What.measurements,
         csv_file: Annotated[
             Path | None,
             typer.Option("--csv", help="Write CSV to this file ('-' for stdout).", dir_okay=False),
@@ -41,23 +66,24 @@ def register(app: typer.Typer) -> None:
                 "--jsonl", help="Write JSON Lines to this file ('-' for stdout).", dir_okay=False
             ),
         ] = None,
-        since: Annotated[
-            str | None, typer.Option(help="From this time (ISO-8601, UTC by default, or 7d).")
-        ] = None,
-        until: Annotated[str | None, typer.Option(help="Before this time.")] = None,
+        since: SinceOption = None,
+        until: UntilOption = None,
         platform: PlatformOption = None,
+        network: NetworkOption = None,
         config: ConfigOption = None,
         db: DbOption = None,
     ) -> None:
-        """Export measurements (columns: see the README's data dictionary)."""
+        """Export measurements, verdicts or events (columns: see the README's data dictionary)."""
         if (csv_file is None) == (jsonl_file is None):
             err.print("error: give exactly one of --csv FILE or --jsonl FILE")
             raise typer.Exit(EXIT_ERROR)
         start, end = parse_when(since, "--since"), parse_when(until, "--until")
+        asns = parse_networks(network)
         settings = settings_from(config)
+        params = detector_params(settings) if what is What.events else None
         target = csv_file or jsonl_file
         assert target is not None
-        writer = write_measurements_csv if csv_file is not None else write_measurements_jsonl
+        as_csv = csv_file is not None
         with open_store(settings, db) as store, ExitStack() as stack:
             out: TextIO
             if str(target) == "-":
@@ -65,7 +91,35 @@ def register(app: typer.Typer) -> None:
             else:
                 out = stack.enter_context(target.open("w", encoding="utf-8", newline=""))
             count = 0
-            names: list[str | None] = list(platform) if platform else [None]
-            for i, name in enumerate(names):
-                count += writer(store, out, since=start, until=end, platform=name, header=i == 0)
-        err.print(f"exported {count} measurements to {target}")
+            if what is What.measurements:
+                writer = write_measurements_csv if as_csv else write_measurements_jsonl
+                names: list[str | None] = list(platform) if platform else [None]
+                # Runs read in one query, not one each: a run starts before its measurements
+                # (and one lasting over a day is looked up on its own).
+                runs_since = None if start is None else start - timedelta(days=1)
+                for i, name in enumerate(names):
+                    count += writer(
+                        store,
+                        out,
+                        since=start,
+                        until=end,
+                        platform=name,
+                        asns=asns,
+                        runs=store.runs(since=runs_since, until=end),
+                        header=i == 0,
+                    )
+            else:
+                verdicts = select_verdicts(
+                    store, since=start, until=end, platforms=platform, asns=asns
+                )
+                if what is What.verdicts:
+                    write_verdicts: Callable[[Iterable[Verdict], TextIO], int] = (
+                        write_verdicts_csv if as_csv else write_verdicts_jsonl
+                    )
+                    count = write_verdicts(verdicts, out)
+                else:
+                    write_events: Callable[[Iterable[Event], TextIO], int] = (
+                        write_events_csv if as_csv else write_events_jsonl
+                    )
+                    count = write_events(detect_events(verdicts, params), out)
+        err.print(f"exported {count} {what.value} to {target}")

@@ -1,0 +1,286 @@
+"""Benchmark: what a researcher runs over a month of data from 50 hosts, on a real SQLite store.
+
+The store: analysis.synthetic.month_spec, i.e. 10 networks x 5 hosts, each host running every
+hour for 30 days (36,000 runs after the outages), each run testing the 28 targets of the field's
+platforms (Telegram's data centres and web, WhatsApp, Facebook/Instagram, Twitter, Signal). Every
+target gets one stored measurement (a TCP connect for the data centres, a TLS handshake, a DNS
+lookup or an HTTP fetch for the names, with realistic details) and one verdict resting on it,
+plus a platform summary per run: 1,003,968 measurements, 1,003,968 verdicts, 180,000 summaries.
+One measurement per verdict is the heaviest verdict load for a million measurements (a real run
+makes several per target, hence fewer verdicts per million). It is written through the store's
+own APIs (start_run, save_verdicts and save_platform_summaries per run, save_measurements in
+batches of 50,000), as probes and `probe merge` leave it.
+
+Then, each as its own process (peak RSS measured per process with wait4), pinned to 2 CPUs:
+`probe report` over the month (verdicts -> timeline -> events -> tables), the same with --html,
+and `probe export --what measurements|verdicts|events --csv` of all of it.
+
+    python3 benchmarks/analysis_benchmark.py [--db FILE] [--keep] [--days 30] [--seed 7]
+
+`--db FILE` reuses a store built before (it is built there when missing). Goal: every command
+under 30 s and under 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis.model import Status, Verdict
+from analysis.summaries import summarise
+from analysis.synthetic import generate, month_spec
+from probe.model import Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.store import Store
+
+GOAL_SECONDS = 30.0
+GOAL_BYTES = 1 << 30
+MEASUREMENT_BATCH = 50_000
+AS_NAMES = {
+    44244: "Irancell",
+    197207: "MCI",
+    58224: "TCI",
+    31549: "Shatel",
+    16322: "Pars Online",
+    43754: "Asiatech",
+    3320: "DTAG",
+    7922: "Comcast",
+    3215: "Orange",
+    2856: "BT",
+}
+
+
+def measurement_for(verdict: Verdict) -> Measurement:
+    """The measurement a verdict rests on (its evidence id), shaped like the real checks'."""
+    target, technique = verdict.target, verdict.technique
+    started = verdict.measured_at + timedelta(milliseconds=7 * (zlib.crc32(target.encode()) % 200))
+    failure: str | None = None
+    operation: Operation | None = None
+    is_address = target[0].isdigit()
+    if technique == "dns.bogon":
+        layer, endpoint = Layer.DNS, "udp://185.51.200.2:53"
+        details: dict[str, object] = {
+            "query": target,
+            "qtype": "A",
+            "resolver": endpoint,
+            "rcode": "NOERROR",
+            "addresses": ["10.10.34.34"],
+            "answers": 1,
+            "ttl": [59],
+        }
+    elif technique == "http.blockpage":
+        layer, endpoint = Layer.HTTP, f"https://{target}/"
+        details = {
+            "method": "GET",
+            "address": "10.10.34.35",
+            "status": 403,
+            "body_length": 312,
+            "body_sha256": "5b3a" * 16,
+            "title": "Blocked",
+            "headers": {"Content-Type": "text/html", "Server": "Peyvandha"},
+            "body_prefix": '<html><iframe src="http://10.10.34.34?type=Invalid Site">',
+        }
+    elif is_address or technique == "tcp.timeout":
+        layer, endpoint = Layer.TCP, f"{target}:443" if is_address else "157.240.1.35:443"
+        details = {"address": endpoint.rsplit(":", 1)[0], "port": 443, "family": "ipv4"}
+    else:
+        layer, endpoint = Layer.TLS, "157.240.1.35:443"
+        details = {
+            "address": "157.240.1.35",
+            "port": 443,
+            "sni": target,
+            "version": "TLSv1.3",
+            "cipher": "TLS_AES_128_GCM_SHA256",
+            "alpn": "h2",
+            "chain": [{"sha256": "9f2c" * 16, "subject": f"CN={target}", "issuer": "CN=R3"}],
+            "verified": True,
+        }
+    if verdict.status is Status.BLOCKED:
+        if technique == "tcp.timeout":
+            failure, operation = "generic_timeout_error", Operation.CONNECT
+        elif technique == "tls.sni_reset":
+            failure, operation = "connection_reset", Operation.TLS_HANDSHAKE
+            details.pop("version", None)
+            details.pop("cipher", None)
+    elif verdict.status in (Status.DOWN, Status.INCONCLUSIVE):
+        failure, operation = "generic_timeout_error", Operation.CONNECT
+    return Measurement(
+        run_id=verdict.run_id,
+        platform=verdict.platform,
+        target=target,
+        observation=Observation(
+            layer=layer,
+            endpoint=endpoint,
+            started_at=started,
+            duration_ms=5000.0 if failure == "generic_timeout_error" else 48.5,
+            failure=failure,
+            failed_operation=operation,
+            details=details,
+        ),
+        id=verdict.evidence[0],
+    )
+
+
+def build(db: Path, days: int, seed: int) -> tuple[int, int, float]:
+    """Fill `db` through the store's APIs; return (runs, measurements, seconds)."""
+    started = time.perf_counter()
+    dataset = generate(month_spec(days=days), seed)
+    runs = measurements = 0
+    pending: list[Measurement] = []
+    with Store.open(db) as store:
+        for run_id, group in itertools.groupby(dataset.verdicts, key=lambda v: v.run_id):
+            verdicts = list(group)
+            first = verdicts[0]
+            asn = first.asn or 0
+            store.start_run(
+                Run(
+                    id=run_id,
+                    probe_id=first.probe_id,
+                    started_at=first.measured_at,
+                    software_version="0.1.0",
+                    config_digest="benchmark",
+                    network=NetworkInfo(
+                        asn=asn, as_name=AS_NAMES.get(asn), country=first.country, source="helper"
+                    ),
+                    finished_at=first.measured_at + timedelta(seconds=40),
+                )
+            )
+            pending.extend(measurement_for(v) for v in verdicts)
+            store.save_verdicts(run_id, verdicts)
+            store.save_platform_summaries(run_id, summarise(verdicts, [], targets=[]))
+            runs += 1
+            if len(pending) >= MEASUREMENT_BATCH:
+                store.save_measurements(pending)
+                measurements += len(pending)
+                pending = []
+                print(f"  ... {runs:,} runs, {measurements:,} measurements", file=sys.stderr)
+        store.save_measurements(pending)
+        measurements += len(pending)
+    return runs, measurements, time.perf_counter() - started
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    label: str
+    seconds: float  # wall clock
+    cpu_seconds: float  # user + system
+    peak_rss: int  # bytes
+    output_bytes: int
+
+
+# Linux charges a child the peak RSS of the memory it was forked (or vforked) from until its
+# exec: measured straight from this process, every command would "peak" at this process's size.
+# A minimal interpreter starts each command instead and reports its child's own rusage.
+_LAUNCHER = """
+import os, sys
+pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "probe", *sys.argv[1:]], os.environ)
+_, status, usage = os.wait4(pid, 0)
+print("RUSAGE", usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def measure(label: str, args: list[str], output: Path | None) -> Figure:
+    """Run `python3 -m probe ARGS` as its own process: wall time, CPU time and peak RSS."""
+    started = time.perf_counter()
+    with open(os.devnull, "wb") as devnull, tempfile.TemporaryFile() as errors:
+        code = subprocess.call(
+            [sys.executable, "-S", "-c", _LAUNCHER, *args],
+            stdout=devnull,
+            stderr=errors,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        seconds = time.perf_counter() - started
+        errors.seek(0)
+        text = errors.read().decode()
+    if code != 0:
+        raise SystemExit(f"{label} failed ({code}): {text}")
+    usage = next(line for line in text.splitlines() if line.startswith("RUSAGE "))
+    _, max_rss_kb, cpu = usage.split()
+    size = output.stat().st_size if output is not None else 0
+    return Figure(label, seconds, float(cpu), int(max_rss_kb) * 1024, size)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, help="store to reuse (built there when missing)")
+    parser.add_argument("--keep", action="store_true", help="keep the exports (and store)")
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 2:
+        os.sched_setaffinity(0, cpus[:2])  # children inherit: the goal is for 2 cores
+    print(f"CPUs: {len(os.sched_getaffinity(0))} ({os.cpu_count()} on the machine)")
+
+    folder = Path(tempfile.mkdtemp(prefix="analysis-bench-"))
+    db = args.db or folder / "month.db"
+    if not db.exists():
+        print(f"building {db} ...", file=sys.stderr)
+        runs, measurements, seconds = build(db, args.days, args.seed)
+        print(
+            f"built: {runs:,} runs, {measurements:,} measurements and verdicts in {seconds:.0f} s"
+        )
+    with Store.open(db) as store:
+        first = next(store.runs(), None)
+        last = next(store.runs(newest_first=True), None)
+    if first is None or last is None:
+        raise SystemExit(f"{db} holds no runs")
+    size = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    print(f"store: {db} ({size / 1e6:,.0f} MB), runs {first.started_at:%Y-%m-%d} to "
+          f"{last.started_at:%Y-%m-%d}")  # fmt: skip
+
+    since = first.started_at.strftime("%Y-%m-%dT%H:%MZ")
+    until = (last.started_at + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%MZ")
+    period = ["--since", since, "--until", until, "--db", str(db)]
+    html = folder / "report.html"
+    exports = {what: folder / f"{what}.csv" for what in ("measurements", "verdicts", "events")}
+    figures = [
+        measure("probe report (the month)", ["report", *period], None),
+        measure("probe report --html", ["report", *period, "--html", str(html)], html),
+        *(
+            measure(
+                f"probe export --what {what} --csv",
+                ["export", "--what", what, "--csv", str(path), "--db", str(db)],
+                path,
+            )
+            for what, path in exports.items()
+        ),
+    ]
+    print(f"\n{'command':<38} {'wall':>7} {'CPU':>7} {'peak RSS':>9} {'output':>9}  goal: < "
+          f"{GOAL_SECONDS:.0f} s, < {GOAL_BYTES >> 20} MB")  # fmt: skip
+    within = True
+    for f in figures:
+        ok = f.seconds < GOAL_SECONDS and f.peak_rss < GOAL_BYTES
+        within &= ok
+        output = f"{f.output_bytes / 1e6:,.1f} MB" if f.output_bytes else "-"
+        rss = f.peak_rss / 2**20
+        print(f"{f.label:<38} {f.seconds:>5.1f} s {f.cpu_seconds:>5.1f} s {rss:>6.0f} MB "
+              f"{output:>9}  {'ok' if ok else 'OVER'}")  # fmt: skip
+    load = os.getloadavg()[0]
+    print(f"load average (1 min) at the end: {load:.2f} on {len(os.sched_getaffinity(0))} CPUs")
+    with exports["measurements"].open() as handle:
+        rows = sum(1 for _ in handle) - 1
+    print(f"\nmeasurement rows exported: {rows:,}")
+    if args.keep:
+        print(f"kept: {folder}")
+    else:  # the exports, and the store unless it was given with --db
+        for path in folder.iterdir():
+            path.unlink()
+        folder.rmdir()
+    return 0 if within else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""`probe merge`: copy several probes' databases into one, for reports across hosts and networks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from probe.cli.base import EXIT_ERROR, err, user_errors
+from probe.store.merge import MERGED_TABLES, merge_databases
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @user_errors
+    def merge(
+        sources: Annotated[
+            list[Path],
+            typer.Argument(
+                help="SQLite probe databases to merge (only read, never changed).",
+                dir_okay=False,
+                metavar="SOURCE",
+            ),
+        ],
+        into: Annotated[
+            str | None,
+            typer.Option(
+                "--into",
+                "--db",
+                help="The database to merge into: a SQLite path (created if missing) or a "
+                "SQLAlchemy URL.",
+            ),
+        ] = None,
+    ) -> None:
+        """Merge probe databases into one (idempotent: rows already there are skipped)."""
+        if into is None:
+            err.print("error: name the database to merge into with --into DEST")
+            raise typer.Exit(EXIT_ERROR)
+        merged = merge_databases(sources, into)
+        out = Console()
+        for result in merged.sources:
+            networks = ", ".join(
+                "unknown" if asn is None else f"AS{asn}" for asn in result.networks
+            )
+            out.print(
+                f"[bold]{escape(result.source)}[/bold] (schema {result.schema_version}): "
+                f"{result.probes} probe(s) on {len(result.networks)} network(s)"
+                + (f" ({networks})" if networks else "")
+            )
+            counts = "; ".join(
+                f"{table.name.replace('_', ' ')}: {result.added[table.name]:,} new of "
+                f"{result.rows[table.name]:,}"
+                for table in MERGED_TABLES
+            )
+            out.print(f"  {counts}")
+        err.print(
+            f"merged {len(merged.sources)} database(s) into {escape(merged.destination)}: "
+            f"{merged.added():,} new rows"
+        )

@@ -1,0 +1,223 @@
+"""Merge probe databases: copy the runs, measurements, verdicts and platform summaries of several
+SQLite files (one per volunteer, say) into one database, for a report across hosts and networks.
+
+Ids are global (uuid4 hex made by the probes; schema.py), so merging is copying rows: a row whose
+primary key the destination already holds is left alone, which makes merging idempotent (merging
+the same file twice adds nothing) and lets overlapping files (an old copy and a newer one of the
+same probe) be merged in any order. Each run row carries its probe's network (ASN, country,
+resolver, VPN flag), so every measurement keeps the network it was taken on.
+
+Safety, in order:
+- a source is never modified: it is copied (with its write-ahead log) to a temporary file, and
+  only the copy is opened, migrated to the current schema (sources from older versions merge
+  like new ones) and read;
+- every source is validated (a probe database, not too new, `PRAGMA quick_check` and
+  `PRAGMA foreign_key_check` clean) before the destination is even opened, so a corrupt source
+  leaves the destination untouched, byte for byte;
+- each source is written in one transaction, streamed in batches, so a large file never sits in
+  memory and a failure part way leaves none of that source behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from probe.store import schema
+from probe.store.database import Store
+from probe.store.errors import NotAProbeDatabaseError, StoreError
+
+# Parents before children: a measurement's run must be in place before the measurement.
+MERGED_TABLES: tuple[Table, ...] = (
+    schema.runs,
+    schema.measurements,
+    schema.verdicts,
+    schema.platform_summaries,
+)
+
+# Rows per INSERT batch: a few megabytes of measurements (details included).
+MERGE_BATCH_ROWS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class MergedSource:
+    """What one source held and what of it was new to the destination.
+
+    rows / added: per table name (MERGED_TABLES), rows in the source / rows the merge added.
+    schema_version: the source's schema version as found (older ones are migrated on a copy).
+    probes: distinct probe ids of its runs; networks: distinct ASNs of its runs (None: unknown).
+    """
+
+    source: str
+    schema_version: int
+    rows: dict[str, int]
+    added: dict[str, int]
+    probes: int
+    networks: tuple[int | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MergeReport:
+    """Where the rows went (the destination as the store names it: passwords hidden) and what
+    each source gave, in the order merged."""
+
+    destination: str
+    sources: tuple[MergedSource, ...]
+
+    def added(self) -> int:
+        """Rows new to the destination, all tables and sources together."""
+        return sum(sum(source.added.values()) for source in self.sources)
+
+
+def merge_databases(
+    sources: Sequence[str | Path],
+    destination: str | Path,
+    *,
+    batch_rows: int = MERGE_BATCH_ROWS,
+    work_dir: str | Path | None = None,
+) -> MergeReport:
+    """Merge SQLite probe databases `sources` into `destination` (a path or SQLAlchemy URL,
+    created if missing); return what each source held and added, in order.
+
+    Raises StoreError (naming the source) when a source cannot be merged; nothing has been
+    written then. `work_dir` holds the temporary copies of the sources (default: the system's
+    temporary directory; it needs room for all of them).
+    """
+    if not sources:
+        raise StoreError("merge: name at least one database to merge")
+    stack = ExitStack()  # unwinds in reverse: stores closed, then the copies deleted
+    try:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=work_dir)))
+        validated: list[tuple[str, Store, int]] = []
+        for number, source in enumerate(sources):
+            if "://" in str(source):
+                raise StoreError(f"merge: {source}: sources must be SQLite files, not URLs")
+            path = Path(source).expanduser()
+            copy = scratch / f"source-{number}.db"
+            version = _copy_source(path, copy)
+            store = stack.enter_context(_open_copy(path, copy))
+            _validate(store, path, copy)
+            validated.append((str(path), store, version))
+        target = stack.enter_context(Store.open(destination))
+        merged = tuple(
+            _merge_one(store, target, name, version, batch_rows)
+            for name, store, version in validated
+        )
+        return MergeReport(target.location, merged)
+    finally:
+        stack.close()
+
+
+def _copy_source(path: Path, copy: Path) -> int:
+    """Copy a source (and its write-ahead log) byte for byte; return its schema version.
+
+    The source itself is only read: SQLite would write beside it (a -shm file, a checkpoint)
+    even to read it, and migrating it would change it.
+    """
+    if not path.is_file():
+        raise StoreError(f"merge: {path}: no such file")
+    try:
+        shutil.copyfile(path, copy)
+        wal = path.with_name(path.name + "-wal")
+        if wal.is_file():
+            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+    except OSError as exc:
+        raise StoreError(f"merge: cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        with closing(sqlite3.connect(copy)) as conn:
+            found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError:
+        return 0  # Store.open on the copy says what is wrong, in its words
+    return int(found[0]) if found and str(found[0]).isdigit() else 0
+
+
+def _open_copy(path: Path, copy: Path) -> Store:
+    try:
+        return Store.open(copy)
+    except StoreError as exc:
+        raise type(exc)(f"merge: {_named(exc, path, copy)}") from exc
+
+
+def _named(exc: Exception, path: Path, copy: Path) -> str:
+    """The message with the temporary copy's name replaced by the source's."""
+    return str(exc).replace(str(copy), str(path))
+
+
+def _validate(store: Store, path: Path, copy: Path) -> None:
+    """Refuse a damaged source before anything is written anywhere."""
+    try:
+        with store._transaction() as conn:
+            problems = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                # One line: SQLite's report can hold many, one per damaged page.
+                first = " ".join(problems[0].split())
+                raise NotAProbeDatabaseError(
+                    f"{copy} is damaged (integrity check: {first}, and more)"
+                    if len(problems) > 1 or "\n" in problems[0]
+                    else f"{copy} is damaged (integrity check: {first})"
+                )
+            orphans = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchmany(5)
+            if orphans:
+                tables = sorted({str(row[0]) for row in orphans})
+                raise NotAProbeDatabaseError(
+                    f"{copy} is damaged (rows in {', '.join(tables)} refer to missing runs)"
+                )
+    except StoreError as exc:
+        raise type(exc)(f"merge: {_named(exc, path, copy)}") from exc
+
+
+def _merge_one(
+    source: Store, target: Store, name: str, version: int, batch_rows: int
+) -> MergedSource:
+    rows: dict[str, int] = {}
+    added: dict[str, int] = {}
+    with target._transaction(write=True) as conn:
+        for table in MERGED_TABLES:
+            before = _count(conn, table)
+            insert = _insert_missing(conn, table)
+            copied = 0
+            for batch in _batches(source, table, batch_rows):
+                conn.execute(insert, batch)
+                copied += len(batch)
+            rows[table.name] = copied
+            added[table.name] = _count(conn, table) - before
+    with source._transaction() as conn:
+        runs = schema.runs
+        probes = conn.execute(select(func.count(runs.c.probe_id.distinct()))).scalar_one()
+        asns = [row[0] for row in conn.execute(select(runs.c.asn).distinct())]
+    networks = tuple(sorted(asns, key=lambda asn: (asn is None, asn or 0)))
+    return MergedSource(name, version, rows, added, int(probes), networks)
+
+
+def _count(conn: Connection, table: Table) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _insert_missing(conn: Connection, table: Table) -> Insert:
+    """INSERT that skips rows whose primary key is already there (the merge's idempotence)."""
+    if conn.dialect.name == "postgresql":
+        keys = list(table.primary_key.columns)
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _batches(source: Store, table: Table, size: int) -> Iterator[list[dict[str, Any]]]:
+    """The source's rows of `table` in primary-key order, `size` at a time."""
+    batch: list[dict[str, Any]] = []
+    for row in source._stream(select(table).order_by(*table.primary_key.columns)):
+        batch.append(dict(row._mapping))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
