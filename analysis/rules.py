@@ -19,6 +19,7 @@ The order encodes the field's rules (REFERENCE.md, "How verdicts are reached"):
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -27,7 +28,7 @@ from types import MappingProxyType
 from analysis.model import Confidence, Status
 from probe.model import Connectivity, Failure, Operation
 
-RULES_VERSION = "2025.2"
+RULES_VERSION = "2025.3"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -215,6 +216,21 @@ _HANDSHAKE = str(Operation.TLS_HANDSHAKE)
 
 def _dns_failed(failure: Failure) -> Callable[[Facts], bool]:
     return lambda f: f.dns_failure == failure and f.control_dns_ok is True
+
+
+def _app_endpoint(f: Facts) -> bool:
+    """An endpoint an app speaks its own protocol to: measured by TCP alone (WhatsApp's chat
+    servers), or an address literal probed with plain HTTP (Telegram's data centres). A name
+    fetched over HTTPS or plain HTTP is a web page, which a protocol allowlist lets through."""
+    if f.tls_attempted:
+        return False
+    if not f.http_attempted:
+        return True
+    try:
+        ipaddress.ip_address(f.host or "")
+    except ValueError:
+        return False
+    return True
 
 
 RULES: tuple[Rule, ...] = (
@@ -555,12 +571,24 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "protocol_filter",
-        lambda f: f.protocol_filtered,
+        lambda f: f.protocol_filtered and _app_endpoint(f),
         _blocked("protocol_filter"),
         "A flow whose first data was neither HTTP nor TLS got no answer where the control's did,"
-        " on an endpoint that accepts HTTP/TLS: a protocol allowlist (REFERENCE.md, Iran 2020-).",
+        " on an endpoint that accepts HTTP/TLS: a protocol allowlist (REFERENCE.md, Iran 2020-)."
+        " It blocks the endpoints apps speak their own protocols to (WhatsApp's chat servers,"
+        " Telegram's data centres), not the web pages reached over HTTP or TLS.",
         "a non-HTTP/TLS first flight went unanswered; the control's was answered",
         (Evidence.PROBE, Evidence.TCP),
+    ),
+    Rule(
+        "ok.protocol_filter_seen",
+        lambda f: f.protocol_filtered and f.reached,
+        OK,
+        "Reached over HTTP or TLS, which a protocol allowlist lets through; the allowlist itself"
+        " is recorded in the detail and on the platform's app endpoints.",
+        "reached over its own protocol; a non-HTTP/TLS flow to it went unanswered where the"
+        " control's was answered (a protocol allowlist on this network)",
+        (Evidence.PROBE,),
     ),
     # 4. The rest.
     Rule(

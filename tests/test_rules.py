@@ -293,6 +293,21 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         platform="telegram",
         target=DC,
     ),
+    "ok.protocol_filter_seen": lambda: Scenario(
+        [
+            *https_site("news", URL, HOST, ADDR),
+            tcp(
+                "news",
+                URL,
+                ADDR,
+                443,
+                "generic_timeout_error",
+                differential_kind="protocol",
+                payload="random",
+            ),
+        ],
+        _site_helper(*_reached_tls(), h_probe(ADDR, 443, "eof_error")),
+    ),
     "ok": lambda: Scenario(https_site("news", URL, HOST, ADDR)),
     "control.missing": lambda: Scenario(
         [dns("news", URL, HOST, [ADDR]), tcp("news", URL, ADDR, 443, "generic_timeout_error")]
