@@ -30,6 +30,7 @@ from probe.model import Layer, Measurement, Target, TargetKind
 from tests.lab import plan as lab_plan
 from tests.lab.blockpage import BLOCKPAGE_MARKER
 from tests.lab.e2e import (
+    LAB_CLIENT_NETWORK,
     LAB_DOH_RESOLVER,
     ControlHelper,
     ProbeRun,
@@ -623,23 +624,26 @@ def test_iran_mix_shows_each_technique_on_its_platform(
 # -- the run's network metadata ------------------------------------------------------------------
 
 
-def test_helper_reports_no_asn_so_the_run_network_source_says_unknown(
+def test_the_helper_derived_asn_lands_in_the_runs_metadata(
     probe: Callable[[str], ProbeRun],
 ) -> None:
-    # probe/helper/server.py answers "client": {"address": ..., "asn": null, ...}: it has no
-    # IP-to-ASN data, so the helper never says which network the probe is in. Without a MaxMind
-    # file the run must then admit it does not know, rather than guess.
+    # The helper looks the probe's address up in its own IP-to-ASN file and answers with the
+    # network; the probe stores that (never the address) with the run and its verdicts.
     run = probe("clean")
     assert_ran(run)
     assert run.document is not None
     assert run.document["control"] == "Control: the test helper measured the same targets."
     assert run.run is not None
     network = run.run.network
-    assert (network.asn, network.as_name, network.country) == (None, None, None)
-    assert network.source == "unknown"
-    # The lab's client has a plain veth uplink: looked at, and no VPN seen.
+    assert (network.asn, network.as_name, network.country) == (
+        LAB_CLIENT_NETWORK["autonomous_system_number"],
+        LAB_CLIENT_NETWORK["autonomous_system_organization"],
+        "IR",
+    )
+    assert "helper" in network.source
+    # The lab's client has a plain veth uplink, and the helper's network is the probe's own.
     assert network.vpn_suspected is False
-    assert all(v.asn is None and v.country is None for v in run.verdicts)
+    assert all(v.asn == 58224 and v.country == "IR" for v in run.verdicts)
 
 
 def _is_address(host: str) -> bool:

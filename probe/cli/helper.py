@@ -22,6 +22,7 @@ from probe.cli.common import ConfigOption, settings_from
 from probe.cli.run import check_context
 from probe.config import ConfigError
 from probe.helper.server import HelperConfig, serve
+from probe.netid import AsnDatabase
 
 TOKEN_ENV = "PROBE_HELPER_TOKEN"
 # A guessable token turns the helper into anyone's free scanner: ask for a real secret.
@@ -154,6 +155,7 @@ def register(app: typer.Typer) -> None:
             allow_private=allow_private,
             deadline=deadline,
             max_requests=max_requests,
+            asn_database=AsnDatabase(settings.mmdb) if settings.mmdb else None,
         )
         if tls is None and not _is_loopback(host):
             err.print(

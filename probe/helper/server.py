@@ -56,6 +56,7 @@ from probe.helper.protocol import (
     parse_request,
 )
 from probe.model import Layer, Measurement, Observation, Target, new_run_id
+from probe.netid import AsnDatabase, AsnRecord
 from probe.runner import RunPlan, execute
 
 # Appears in the failure string of any check whose connect the guard refused (classify() keeps
@@ -153,6 +154,9 @@ class HelperConfig:
     deadline: float = 120.0
     max_requests: int = 4
     limits: Limits = LIMITS
+    # The helper's offline IP-to-ASN files ([network] mmdb of its config): the network a probe
+    # measures from, as seen from outside, goes back with every answer.
+    asn_database: AsnDatabase | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.token:
@@ -271,8 +275,16 @@ async def measure(
             controls.append(
                 ControlTarget(target.platform, target.name, target.host, tuple(observations))
             )
+    record = AsnRecord()
+    if config.asn_database is not None and client_address:
+        record = config.asn_database.lookup(client_address)
     return HelperResult(
-        client=ClientView(address=client_address),
+        client=ClientView(
+            address=client_address,
+            asn=record.asn,
+            as_name=record.as_name,
+            country=record.country,
+        ),
         targets=tuple(controls),
         refused=tuple(refused),
         complete=complete,

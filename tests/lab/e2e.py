@@ -33,7 +33,9 @@ from probe.config import load_settings
 from probe.model import Layer, Measurement, Run, Target
 from probe.store import Store
 from probe.targets import select_targets
+from tests.lab import plan as lab_plan
 from tests.lab.lab import Lab
+from tests.servers.mmdb import write_mmdb
 
 HELPER_PORT = 8080
 # The lab's DoH server: the honest Cloudflare address in inet answers /dns-query on 443.
@@ -150,6 +152,14 @@ class ProbeWorkspace:
         return path
 
 
+# What the helper's ASN file says of the lab client's address.
+LAB_CLIENT_NETWORK = {
+    "autonomous_system_number": 58224,
+    "autonomous_system_organization": "Iran Telecommunication Company PJS",
+    "country": {"iso_code": "IR"},
+}
+
+
 class ControlHelper:
     """`probe helper serve --allow-private` in the lab's ctrl namespace (uncensored), listening on
     the control address, which the client reaches through the censor."""
@@ -170,7 +180,16 @@ class ControlHelper:
         token_file.chmod(0o600)
         # The helper measures like the probe (same timeouts), with the system resolver of ctrl:
         # an honest public resolver in inet.
-        config = workspace.write_config("helper.toml", resolvers=("system",))
+        # Its own IP-to-ASN file says which network the probe's address belongs to (the lab's
+        # client address is made to stand for an Iranian operator's): a real helper would carry
+        # GeoLite2-ASN; the probe takes the network from the helper's answer.
+        mmdb = write_mmdb(
+            workspace.root / "helper-asn.mmdb",
+            {f"{lab_plan.CLIENT_ADDRESS}/32": LAB_CLIENT_NETWORK},
+        )
+        config = workspace.write_config(
+            "helper.toml", resolvers=("system",), extra=f'[network]\nmmdb = ["{mmdb}"]\n'
+        )
         host = lab.control_address
         argv = [
             sys.executable,
