@@ -309,3 +309,21 @@ def test_a_second_run_while_one_holds_the_lock_exits_at_once(site: Site, tmp_pat
     assert code == 75
     assert "another probe run" in err and "is in progress" in err
     assert not (tmp_path / "l.db").exists()
+
+
+def test_a_test_list_on_the_command_line_adds_its_urls_and_reports_bad_rows(
+    site: Site, tmp_path: Path
+) -> None:
+    test_list = tmp_path / "list.csv"
+    test_list.write_text(
+        "url,category_code,category_description,date_added,source,notes\n"
+        "https://news.lo.test/,NEWS,News Media,2014-04-15,citizenlab,\n"
+        "not a url,NEWS,News Media,2014-04-15,citizenlab,\n"
+    )
+    code, out, err = invoke(
+        "targets", "--config", str(site.config), "--test-list", str(test_list),
+        "--platform", "testlist",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "https://news.lo.test/" in out and "testlist" in out
+    assert f"{test_list}:3:" in err and "skipped" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -35,14 +36,26 @@ RisksOption = Annotated[
         help="Accept the informed-consent text without a prompt (it is still shown).",
     ),
 ]
+TestListOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--test-list",
+        help="A Citizen Lab test list CSV to measure too (repeatable; platform 'testlist').",
+        dir_okay=False,
+    ),
+]
 PlatformOption = Annotated[
     list[str] | None,
     typer.Option("--platform", "-p", help="Only this platform (repeatable)."),
 ]
 
 
-def settings_from(config: Path | None) -> Settings:
-    return load_settings(config)
+def settings_from(config: Path | None, test_lists: list[Path] | None = None) -> Settings:
+    """The settings in effect, with test lists given on the command line added."""
+    settings = load_settings(config)
+    if test_lists:
+        settings = dataclasses.replace(settings, test_lists=(*settings.test_lists, *test_lists))
+    return settings
 
 
 def database_location(settings: Settings, db: str | None) -> str:

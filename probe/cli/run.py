@@ -33,6 +33,7 @@ from probe.cli.common import (
     DbOption,
     PlatformOption,
     RisksOption,
+    TestListOption,
     open_store,
     settings_from,
 )
@@ -124,6 +125,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
         db: DbOption = None,
         platform: PlatformOption = None,
+        test_list: TestListOption = None,
         as_json: Annotated[
             bool, typer.Option("--json", help="Print the run's results as JSON on stdout.")
         ] = False,
@@ -136,7 +138,7 @@ def register(app: typer.Typer) -> None:
         i_understand_the_risks: RisksOption = False,
     ) -> None:
         """Measure every platform's reachability from this network, once, and store it."""
-        settings = settings_from(config)
+        settings = settings_from(config, test_list)
         selection = select_targets(settings, platform or ())
         for problem in selection.problems:
             err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)

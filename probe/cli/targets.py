@@ -7,16 +7,20 @@ from rich.console import Console
 from rich.table import Table
 
 from probe.cli.base import err, user_errors
-from probe.cli.common import ConfigOption, PlatformOption, settings_from
+from probe.cli.common import ConfigOption, PlatformOption, TestListOption, settings_from
 from probe.targets import select_targets
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     @user_errors
-    def targets(config: ConfigOption = None, platform: PlatformOption = None) -> None:
+    def targets(
+        config: ConfigOption = None,
+        platform: PlatformOption = None,
+        test_list: TestListOption = None,
+    ) -> None:
         """List the targets a run would measure (controls included)."""
-        settings = settings_from(config)
+        settings = settings_from(config, test_list)
         selection = select_targets(settings, platform or ())
         for problem in selection.problems:
             err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)
