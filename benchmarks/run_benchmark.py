@@ -585,23 +585,6 @@ def print_profile(path: Path, limit: int = 30) -> None:
 DNS_SENDS = 3
 
 
-def _experiment_controls_first() -> None:
-    """runner.execute creates the target tasks before the control tasks, so with more targets than
-    `concurrency` the controls' first checks queue behind every target's. Proposed: create the
-    control tasks first. Here: each target yields once before starting, which lets the control
-    tasks (created after them in the same step) take the first semaphore slots."""
-    from probe import runner
-
-    original = runner._TargetRun.run
-
-    async def run(self: runner._TargetRun, *args: Any, **kwargs: Any) -> None:
-        if not self.target.control:
-            await asyncio.sleep(0)
-        await original(self, *args, **kwargs)
-
-    runner._TargetRun.run = run  # type: ignore[method-assign]
-
-
 def _experiment_dns_own_limiter() -> None:
     """DNS checks take slots of their own semaphore (as many as `concurrency`), not those of the
     connection semaphore, so the idle second-answer window never delays a connect, handshake or
@@ -679,95 +662,6 @@ def _experiment_shared_http_session() -> None:
     http.fetch = fetch
 
 
-def _experiment_dns_retransmit() -> None:
-    """probe.checks.dns._udp sends its query once: a datagram lost to a busy resolver becomes
-    generic_timeout_error after the whole DNS timeout. Proposed: resend the same query (same id)
-    every timeouts.dns / DNS_SENDS until a first reply arrives, as stub resolvers do. This is
-    _udp as it stands with the resend loop added (marked NEW)."""
-    import dns.flags
-
-    from probe.checks import dns as check
-    from probe.failures import classify
-    from probe.model import Failure
-
-    async def _udp(query: Any, address: str, port: int, ctx: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        rdtype = query.question[0].rdtype
-        responses: list[dict[str, Any]] = []
-        unexpected: list[dict[str, Any]] = []
-        first: Any = None
-        failure: str | None = None
-        transport: Any = None
-        wire = query.to_wire()
-        interval = ctx.timeouts.dns / DNS_SENDS  # NEW
-        try:
-            async with asyncio.timeout(ctx.timeouts.dns) as budget:
-                transport, listener = await loop.create_datagram_endpoint(
-                    check._Listener, remote_addr=(address, port)
-                )
-                sent = loop.time()
-                transport.sendto(wire)
-                resend_at = sent + interval  # NEW
-                while True:
-                    if first is None and not unexpected:  # NEW: resend until a reply
-                        try:
-                            async with asyncio.timeout_at(resend_at):
-                                arrived, item = await listener.arrivals.get()
-                        except TimeoutError:
-                            transport.sendto(wire)
-                            resend_at += interval
-                            continue
-                    else:
-                        arrived, item = await listener.arrivals.get()
-                    received_ms = check._ms(arrived - sent)
-                    if isinstance(item, OSError):
-                        if first is None:
-                            failure = classify(item)
-                            break
-                        continue
-                    message, reason = check._reply(query, item)
-                    if message is None:
-                        unexpected.append(
-                            {"received_ms": received_ms, "length": len(item), "reason": reason}
-                        )
-                        if first is None:
-                            window_end = arrived + ctx.dns_second_answer_window
-                            budget.reschedule(min(window_end, budget.when() or window_end))
-                        continue
-                    responses.append(check._summary(message, rdtype, received_ms))
-                    if first is None:
-                        first = message
-                        budget.reschedule(arrived + ctx.dns_second_answer_window)
-        except TimeoutError:
-            pass
-        except OSError as exc:
-            failure = classify(exc)
-        finally:
-            if transport is not None:
-                transport.close()
-        if first is None:
-            if failure is None:
-                failure = (
-                    Failure.DNS_SERVER_MISBEHAVING if unexpected else Failure.GENERIC_TIMEOUT_ERROR
-                )
-            return check._failed(
-                query, failure, responses=tuple(responses), unexpected=tuple(unexpected)
-            )
-        if first.flags & dns.flags.TC:
-            retried = await check._tcp(query, address, port, ctx)
-            return check._Outcome(
-                retried.rdtype,
-                retried.response,
-                retried.failure,
-                tuple(responses),
-                tuple(unexpected),
-                retried_over_tcp=True,
-            )
-        return check._outcome(query, first, responses, unexpected)
-
-    check._udp = _udp
-
-
 def _experiment_scrub_prefilter() -> None:
     """Scrubber.text looks for addresses in every string of every measurement (dict keys, header
     values, body prefixes) with a per-character generator and then regex runs that parse
@@ -802,14 +696,13 @@ def _experiment_uvloop() -> None:
 
 
 EXPERIMENTS: dict[str, Callable[[], None]] = {
-    # Applied in this order; controls-first wraps the others, so it must come last.
+    # Applied in this order. (controls-first and dns-retransmit, measured here first, are now
+    # part of the probe: probe/runner.py starts controls first, probe/checks/dns.py resends.)
     "depth-first": _experiment_depth_first,
     "dns-own-limiter": _experiment_dns_own_limiter,
-    "dns-retransmit": _experiment_dns_retransmit,
     "shared-http-session": _experiment_shared_http_session,
     "scrub-prefilter": _experiment_scrub_prefilter,
     "uvloop": _experiment_uvloop,
-    "controls-first": _experiment_controls_first,
 }
 
 
