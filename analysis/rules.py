@@ -28,7 +28,7 @@ from types import MappingProxyType
 from analysis.model import Confidence, Status
 from probe.model import Connectivity, Failure, Operation
 
-RULES_VERSION = "2025.3"
+RULES_VERSION = "2025.4"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -259,8 +259,8 @@ RULES: tuple[Rule, ...] = (
         "dns.injection.fingerprint",
         lambda f: f.dns_injection and bool(f.dns_injection_fingerprints),
         _confirmed("dns.injection"),
-        "Two answers to one UDP query, the first a known censor's address (REFERENCE.md, DNS"
-        " injection on path; Centinel's second-answer test).",
+        "Two answers to one UDP query, one a known censor's address, usually the first"
+        " (REFERENCE.md, DNS injection on path; Centinel's second-answer test).",
         "a forged DNS answer ({f.dns_injection_fingerprints}) raced the real one",
         _DNS,
     ),
@@ -322,8 +322,8 @@ RULES: tuple[Rule, ...] = (
         "dns.injection",
         lambda f: f.dns_injection,
         _blocked("dns.injection"),
-        "Two different answers to one UDP query, the first forged (a bogon, or not matching the"
-        " control while a later one does).",
+        "Two different answers to one UDP query, one forged: a bogon (first or later), or a first"
+        " answer not matching the control while a later one does.",
         "a forged DNS answer raced the real one (answers {f.dns_addresses})",
         _DNS,
     ),

@@ -340,10 +340,17 @@ class _Split:
     http_ab: list[Measurement]
 
 
+# The runner's raw-packet captures (probe.runner.RAW_EVIDENCE): TTL / IP-ID evidence kept with
+# the measurements, never counted as an attempt of their own.
+RAW_EVIDENCE = "raw"
+
+
 def _split(own: Iterable[Measurement]) -> _Split:
     s = _Split([], [], [], [], [], [], [], [])
     for m in own:
         kind = _differential(m)
+        if kind == RAW_EVIDENCE:
+            continue  # packet captures: evidence for a reader, not another attempt
         if m.layer is Layer.DNS:
             (s.dns_control if is_control_resolver(m.observation.details) else s.dns).append(m)
         elif m.layer is Layer.TCP:
@@ -458,9 +465,11 @@ class _Builder:
     def _forged_first(
         self, responses: Sequence[Mapping[str, Any]], control: frozenset[str]
     ) -> list[str] | None:
-        """Fingerprint ids (possibly none) when the first of several different UDP responses is
-        forged: a fingerprint, a bogon, an error raced by a real answer, or an answer unlike the
-        control's raced by one that matches it. None when there is no forged first answer."""
+        """Fingerprint ids (possibly none) when one of several different UDP responses is forged:
+        the first being a fingerprint, a bogon, an error raced by a real answer, or an answer
+        unlike the control's raced by one that matches it; or a later one being a fingerprint or
+        a bogon (an injector that lost the race to the real answer is still an injector). None
+        when no response is forged."""
         if len(responses) < 2:
             return None
         first = frozenset(_strings(responses[0].get("addresses")))
@@ -470,6 +479,10 @@ class _Builder:
         fps = [fp.id for fp in match_dns(first, host=self.host)]
         if fps or any(is_bogon(a) for a in first):
             return fps
+        for other in later:
+            late = [fp.id for fp in match_dns(other, host=self.host)]
+            if other != first and (late or any(is_bogon(a) for a in other)):
+                return late
         if not first and any(later):
             return []  # an NXDOMAIN/empty answer raced by a real one
         if control and not first & control and any(other & control for other in later):

@@ -16,9 +16,10 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import ModuleType
+from typing import Any, Protocol
 
-from probe.checks import CheckContext, http, tcp, tls
+from probe.checks import CheckContext, Stopwatch, http, tcp, tls
 from probe.checks.dns import ResolverSpec, resolve
 from probe.model import (
     Connectivity,
@@ -31,6 +32,20 @@ from probe.model import (
 )
 
 FLUSH_INTERVAL = 0.2  # seconds: how long a finished measurement may wait before it is committed
+
+# Raw captures per run and layer: each runs a sniffer thread, and a handful of packets per
+# technique is the evidence (a censor answers every blocked endpoint the same way).
+RAW_EVIDENCE_BUDGET = 4
+RAW_EVIDENCE = "raw"
+RAW_TCP_FAILURES = frozenset({"connection_refused", "connection_reset"})
+
+
+def rawnet() -> ModuleType:
+    """probe.rawnet, imported on first use: scapy costs a second of start-up."""
+    import probe.rawnet
+
+    return probe.rawnet
+
 
 # Ports where a protocol allowlist has been seen (REFERENCE.md: "on ports 53/80/443 only flows
 # whose first data looks like DNS/HTTP/TLS pass"); TCP to 53 is not in the catalog.
@@ -86,6 +101,9 @@ class RunPlan:
     max_addresses: int = 4
     # The harmless name of the SNI and Host A/B tests: a name no censor has reason to target.
     differential_name: str = "example.com"
+    # Raw-packet evidence (probe.rawnet: IP TTL / IP-ID of DNS answers and of TCP resets), when
+    # the process may open raw sockets; at most RAW_EVIDENCE_BUDGET captures per run and layer.
+    raw_evidence: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +166,48 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+_Capture = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class _RawEvidence:
+    """The run's raw-packet captures, taken after the measurements so that a sniffer and scapy's
+    start-up never perturb the timings they would explain. At most RAW_EVIDENCE_BUDGET per layer
+    (refused connects to a forged address must not use up what DNS injection needs), two at once."""
+
+    def __init__(self) -> None:
+        self.left = {Layer.DNS: RAW_EVIDENCE_BUDGET, Layer.TCP: RAW_EVIDENCE_BUDGET}
+        self.pending: list[tuple[_TargetRun, Observation, _Capture]] = []
+
+    def want(self, target_run: _TargetRun, observation: Observation, capture: _Capture) -> None:
+        if self.left.get(observation.layer, 0) > 0:
+            self.left[observation.layer] -= 1
+            self.pending.append((target_run, observation, capture))
+
+    async def capture(self) -> None:
+        slots = asyncio.Semaphore(2)
+
+        async def one(target_run: _TargetRun, observation: Observation, capture: _Capture) -> None:
+            async with slots:
+                watch = Stopwatch()
+                evidence = await capture()
+            failure = evidence.get("failure")
+            target_run.record(
+                Observation(
+                    layer=observation.layer,
+                    endpoint=observation.endpoint,
+                    started_at=watch.started_at,
+                    duration_ms=watch.elapsed_ms(),
+                    failure=failure if isinstance(failure, str) else None,
+                    details={**evidence, "differential_kind": RAW_EVIDENCE},
+                )
+            )
+
+        pending, self.pending = self.pending, []
+        async with asyncio.TaskGroup() as group:
+            for item in pending:
+                group.create_task(one(*item))
+
+
 class _TargetRun:
     """One target's pipeline; records what it measured and how far it got."""
 
@@ -168,6 +228,39 @@ class _TargetRun:
         self.reached: Layer | None = None
         self.failure: str | None = None
         self.failed_layer: Layer | None = None
+        self.raw: _RawEvidence | None = None
+
+    def _want_raw_evidence(self, observation: Observation) -> None:
+        """Queue a capture of the packets behind a suspicious result (an extra UDP answer, a
+        refused or reset connect): their IP TTL and IP-ID tell an injected packet from the
+        server's."""
+        if self.raw is not None and not observation.details.get("differential_kind"):
+            capture = self._raw_capture(observation)
+            if capture is not None:
+                self.raw.want(self, observation, capture)
+
+    def _raw_capture(self, observation: Observation) -> _Capture | None:
+        details = observation.details
+        context = self.plan.context
+        if observation.layer is Layer.DNS and details.get("second_answer"):
+            spec = next((r for r in self.plan.resolvers if r.spec == details.get("resolver")), None)
+            if spec is None or spec.transport != "udp" or not spec.address:
+                return None
+            resolver, port, query = spec.address, spec.port or 53, str(details.get("query"))
+            timeout, window = context.timeouts.dns, context.dns_second_answer_window
+            return lambda: rawnet().dns_packet_evidence(resolver, port, query, timeout, window)
+        if observation.layer is Layer.TCP and observation.failure in RAW_TCP_FAILURES:
+            address, tcp_port = details.get("address"), details.get("port")
+            if not isinstance(address, str) or not isinstance(tcp_port, int):
+                return None
+            connect = context.timeouts.connect
+            return lambda: rawnet().tcp_reset_evidence(address, tcp_port, None, connect)
+        return None
+
+    def record(self, observation: Observation) -> None:
+        target = self.target
+        self.writer.add(Measurement(self.run_id, target.platform, target.name, observation))
+        self.count += 1
 
     async def _check(
         self, call: Awaitable[Observation], *, differential: bool = False, **extra: object
@@ -179,11 +272,10 @@ class _TargetRun:
         if extra:
             details = {**observation.details, **extra}
             observation = dataclasses.replace(observation, details=details)
-        target = self.target
-        self.writer.add(Measurement(self.run_id, target.platform, target.name, observation))
-        self.count += 1
+        self.record(observation)
         if differential:
             return observation
+        self._want_raw_evidence(observation)
         if observation.ok:
             # The furthest layer: a resolver still answering beside the connects (see
             # _addresses) may finish after them, and must not pull the target back to DNS.
@@ -366,6 +458,9 @@ async def execute(
 
     target_runs = [_TargetRun(t, plan, limiter, writer, run_id) for t in plan.targets]
     control_runs = [_TargetRun(t, plan, limiter, writer, run_id) for t in plan.controls]
+    raw = _RawEvidence() if plan.raw_evidence else None
+    for target_run in target_runs:
+        target_run.raw = raw
     flusher = asyncio.create_task(writer.run())
     try:
         async with asyncio.TaskGroup() as group:
@@ -385,6 +480,8 @@ async def execute(
                     outcome.connectivity = Connectivity.NONE
                     for task in target_tasks:
                         task.cancel()
+        if raw is not None and outcome.connectivity is not Connectivity.NONE:
+            await raw.capture()
     except asyncio.CancelledError:
         outcome.interrupted = True
         raise

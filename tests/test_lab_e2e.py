@@ -374,6 +374,13 @@ def test_dns_injection_records_two_answers_the_first_forged(
         assert responses[0]["addresses"] == [lab_plan.LIE_ADDRESS]
         assert responses[1]["addresses"] == [lab.address_of(target.host)]
         assert responses[0]["received_ms"] < responses[1]["received_ms"]
+    # As root, the packets themselves were captured: the forged answer's IP TTL gives it away.
+    captures = [m for t in raced for m in differential(run, t, Layer.DNS, "raw")]
+    assert captures, "no raw DNS capture although the probe runs as root"
+    for capture in captures:
+        packets = capture.observation.details["responses"]
+        assert len(packets) >= 2 and packets[0]["injected_suspected"] is True, packets
+        assert packets[0]["ip_ttl"] != packets[-1]["ip_ttl"]
     assert_untouched(run, [t for t in targets if t not in raced])
 
 
@@ -430,6 +437,12 @@ def test_tcp_reset_refuses_whatsapp_connects(
     for target in reset:
         connects = own(run, target, Layer.TCP)
         assert failures(connects) == [("connection_refused", "connect")] * len(target.ports)
+    # The RSTs were captured with their IP TTL: the censor answered the SYN, no server did.
+    captures = [m for t in reset for m in differential(run, t, Layer.TCP, "raw")]
+    assert captures, "no raw TCP capture although the probe runs as root"
+    for capture in captures:
+        details = capture.observation.details
+        assert details["reset_ttls"] and details["syn_ack_ttl"] is None, details
     assert_untouched(run, [t for t in targets if t not in reset])
 
 

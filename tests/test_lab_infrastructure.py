@@ -108,8 +108,9 @@ def test_clean_lab_serves_big_resource_and_doh(lab: Lab) -> None:
 
 @pytest.mark.lab
 def test_control_vantage_is_reachable_from_the_client_through_the_censor(lab: Lab) -> None:
-    # Where the lead's control test helper would listen: a process the lab started in ctrl.
-    port = 8080
+    # A process the lab started in ctrl, as the control test helper is. Not the helper's own
+    # port: the end-to-end tests' helper may still hold it on this session's lab.
+    port = 8091
     server = lab.spawn(
         "ctrl",
         [sys.executable, "-m", "http.server", str(port), "--bind", lab.control_address],

@@ -193,6 +193,21 @@ class Topology:
         assert CLIENT_ADDRESS not in json.dumps(details)
         return details
 
+    def probe_cli(self, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+        """`probe ARGS` (the real CLI, a fresh user at `home`) in the client namespace."""
+        env = {**os.environ, "PYTHONPATH": str(REPO), "HOME": str(home), "COLUMNS": "200"}
+        for variable in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+            env.pop(variable, None)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.client, sys.executable, "-m", "probe", *args],
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT,
+            cwd=REPO,
+            env=env,
+            check=False,
+        )
+
 
 def _build(client: str, router: str, server: str) -> None:
     for name in (client, router, server):
@@ -441,6 +456,53 @@ def test_ttl_limited_harmless_request_reaches_the_server_at_hop_2(topology: Topo
     assert details["hops"][0]["icmp_time_exceeded_from"] == ROUTER_CLIENT_SIDE
     assert details["hops"][1]["reached_server"] is True
     assert details["note"] == "no interference: the server answered at hop 2"
+
+
+@needs_lab
+@pytest.mark.lab
+def test_probe_locate_names_the_hop_that_resets_a_blocked_host(
+    topology: Topology, tmp_path: Path
+) -> None:
+    done = topology.probe_cli(
+        "locate",
+        SERVER_ADDRESS,
+        "--host",
+        "blocked.example",
+        "--port",
+        str(HTTP_PORT),
+        "--max-hops",
+        "5",
+        "--i-understand-the-risks",
+        home=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"interference starts at hop 2, after hop 1 ({ROUTER_CLIENT_SIDE})" in done.stdout
+    assert f"reset (IP TTL [{ROUTER_TTL}], SYN-ACK {SERVER_TTL})" in done.stdout
+
+
+@needs_lab
+@pytest.mark.lab
+def test_probe_locate_json_finds_the_dns_injector_at_hop_1(
+    topology: Topology, tmp_path: Path
+) -> None:
+    done = topology.probe_cli(
+        "locate",
+        SERVER_ADDRESS,
+        "--dns",
+        "blocked.example",
+        "--port",
+        str(topology.dns_port),
+        "--max-hops",
+        "5",
+        "--json",
+        "--i-understand-the-risks",
+        home=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    details = json.loads(done.stdout)
+    assert details["interference_hop"] == 1
+    assert [a["addresses"] for a in details["hops"][0]["answers"]] == [[FORGED_ADDRESS]]
+    assert CLIENT_ADDRESS not in done.stdout
 
 
 # -- on loopback, in this process ----------------------------------------------------------------

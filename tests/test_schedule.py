@@ -25,7 +25,8 @@ import typer
 from typer.testing import CliRunner
 
 import probe.schedule
-from probe.cli.schedule import EXIT_NO_CONSENT, register
+from probe.cli.base import EXIT_NO_CONSENT
+from probe.cli.schedule import register
 from probe.consent import REFUSAL_MESSAGE
 from probe.schedule import (
     CRON_BEGIN,

@@ -3,6 +3,7 @@ streaming, filters, latest status and the errors a user sees for a database that
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import re
 import sqlite3
@@ -455,16 +456,7 @@ def test_verdicts_and_platform_summaries_round_trip_and_replace_on_reanalysis(
     (back,) = store.verdicts(run_id=run.id)
     assert back == verdict  # every field kept
     assert store.platform_summaries(run.id) == [summary]
-    ok = Verdict(**{**_fields(verdict, T0), "status": Status.OK, "technique": None})
+    ok = dataclasses.replace(verdict, measured_at=T0, status=Status.OK, technique=None)
     store.save_verdicts(run.id, [ok])
     assert [v.status for v in store.verdicts(platform="telegram")] == [Status.OK]
     assert list(store.verdicts(since=T0 + timedelta(seconds=1))) == []
-
-
-def _fields(verdict: object, measured_at: datetime) -> dict[str, object]:
-    import dataclasses
-
-    assert dataclasses.is_dataclass(verdict)
-    values = {f.name: getattr(verdict, f.name) for f in dataclasses.fields(verdict)}
-    values["measured_at"] = measured_at
-    return values

@@ -1174,3 +1174,23 @@ def test_an_https_answer_on_the_same_port_is_no_host_ab_proof_for_plain_http() -
     ]
     verdict = only(verdicts_for_run(make_run(), measurements), address)
     assert verdict.status is not Status.BLOCKED, verdict
+
+
+def test_an_injector_that_loses_the_race_is_still_injection() -> None:
+    """The real answer arrived first and the forged 10.10.34.35 second: still injection."""
+    url = "https://twitter.com/"
+    real = "104.244.42.1"
+    measurements = [
+        dns("twitter", url, "twitter.com", ["10.10.34.35"]),
+        dns(
+            "twitter",
+            url,
+            "twitter.com",
+            [real],
+            resolver="udp://100.64.53.53:53",
+            responses=[[real], ["10.10.34.35"]],
+        ),
+        tcp("twitter", url, "10.10.34.35", 443, "connection_refused"),
+    ]
+    verdict = only(verdicts_for_run(make_run(), measurements), url)
+    assert outcome(verdict) == (Status.BLOCKED, "dns.injection", Confidence.CONFIRMED)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from probe import __version__
-from probe.cli import export, helper, merge, report, run, schedule, targets
+from probe.cli import export, helper, locate, merge, report, run, schedule, targets
 from probe.cli.base import EXIT_INTERRUPTED, err
 
 app = typer.Typer(
@@ -40,7 +40,7 @@ def _root(
     """Measure censorship of messaging and social platforms from this network."""
 
 
-for _module in (run, report, export, merge, targets, schedule, helper):
+for _module in (run, report, export, merge, targets, schedule, helper, locate):
     _module.register(app)
 
 

@@ -53,6 +53,7 @@ from probe.netid import (
     resolver_addresses,
 )
 from probe.privacy import Scrubber, ScrubbingSink
+from probe.rawnet import raw_capability
 from probe.runner import RunOutcome, RunPlan, execute
 from probe.schedule import trim_log
 from probe.store import Store
@@ -142,6 +143,7 @@ def register(app: typer.Typer) -> None:
         selection = select_targets(settings, platform or ())
         for problem in selection.problems:
             err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)
+        raw = raw_capability()
         plan = RunPlan(
             targets=selection.targets,
             controls=selection.controls,
@@ -149,7 +151,10 @@ def register(app: typer.Typer) -> None:
             context=check_context(settings),
             concurrency=settings.concurrency,
             max_addresses=settings.max_addresses,
+            raw_evidence=raw.available,
         )
+        if raw.note:
+            err.print(f"note: {escape(raw.note)}", soft_wrap=True)
         if unattended:
             trim_log()
             err.print(f"--- unattended run at {utcnow().isoformat(timespec='seconds')} ---")

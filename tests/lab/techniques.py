@@ -28,7 +28,10 @@ CLIENT_IFACE = "lan"  # the censor's client-facing link
 UPLINK_IFACE = "wan"  # the censor's inet-facing link
 ALLOWLIST_CHAIN = "LAB-ALLOWLIST"
 THROTTLE_KBIT = 64
-INJECTION_DNS_DELAY_MS = 50
+# How long inet holds real answers back while injection is on, so that the scapy injector (a
+# Python process, slower under load than a real middlebox) wins the race: 50 ms lost it now and
+# then on a busy 2-core machine.
+INJECTION_DNS_DELAY_MS = 150
 _UNLIMITED = "10gbit"
 _QUANTUM = 60000
 
