@@ -177,9 +177,19 @@ class _RawEvidence:
     def __init__(self) -> None:
         self.left = {Layer.DNS: RAW_EVIDENCE_BUDGET, Layer.TCP: RAW_EVIDENCE_BUDGET}
         self.pending: list[tuple[_TargetRun, Observation, _Capture]] = []
+        self.seen: set[tuple[object, ...]] = set()
 
-    def want(self, target_run: _TargetRun, observation: Observation, capture: _Capture) -> None:
-        if self.left.get(observation.layer, 0) > 0:
+    def want(
+        self,
+        target_run: _TargetRun,
+        observation: Observation,
+        key: tuple[object, ...],
+        capture: _Capture,
+    ) -> None:
+        """Queue `capture` unless the layer's budget is spent or `key` (the address and port, or
+        the resolver and name) was captured already: the same packets twice prove nothing new."""
+        if key not in self.seen and self.left.get(observation.layer, 0) > 0:
+            self.seen.add(key)
             self.left[observation.layer] -= 1
             self.pending.append((target_run, observation, capture))
 
@@ -235,11 +245,12 @@ class _TargetRun:
         refused or reset connect): their IP TTL and IP-ID tell an injected packet from the
         server's."""
         if self.raw is not None and not observation.details.get("differential_kind"):
-            capture = self._raw_capture(observation)
-            if capture is not None:
-                self.raw.want(self, observation, capture)
+            wanted = self._raw_capture(observation)
+            if wanted is not None:
+                self.raw.want(self, observation, *wanted)
 
-    def _raw_capture(self, observation: Observation) -> _Capture | None:
+    def _raw_capture(self, observation: Observation) -> tuple[tuple[object, ...], _Capture] | None:
+        """What to capture for `observation` (a key naming the endpoint, and the capture)."""
         details = observation.details
         context = self.plan.context
         if observation.layer is Layer.DNS and details.get("second_answer"):
@@ -248,13 +259,17 @@ class _TargetRun:
                 return None
             resolver, port, query = spec.address, spec.port or 53, str(details.get("query"))
             timeout, window = context.timeouts.dns, context.dns_second_answer_window
-            return lambda: rawnet().dns_packet_evidence(resolver, port, query, timeout, window)
+            return (Layer.DNS, resolver, port, query), lambda: rawnet().dns_packet_evidence(
+                resolver, port, query, timeout, window
+            )
         if observation.layer is Layer.TCP and observation.failure in RAW_TCP_FAILURES:
             address, tcp_port = details.get("address"), details.get("port")
             if not isinstance(address, str) or not isinstance(tcp_port, int):
                 return None
             connect = context.timeouts.connect
-            return lambda: rawnet().tcp_reset_evidence(address, tcp_port, None, connect)
+            return (Layer.TCP, address, tcp_port), lambda: rawnet().tcp_reset_evidence(
+                address, tcp_port, None, connect
+            )
         return None
 
     def record(self, observation: Observation) -> None:

@@ -274,3 +274,61 @@ async def test_a_resolver_answering_after_the_connect_does_not_undo_the_reached_
         outcome = await asyncio.wait_for(execute(plan, "r9", ListSink()), 10)
     assert outcome.connectivity is Connectivity.OK
     assert outcome.controls[0].reached is Layer.TCP
+
+
+class FakeRawnet:
+    """Stands in for probe.rawnet (raw sockets need root): records what the runner asks to
+    capture, and when."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], float]] = []
+
+    async def tcp_reset_evidence(self, *args: Any) -> dict[str, Any]:
+        self.calls.append(("tcp", args, time.monotonic()))
+        return {"evidence": "tcp_packets", "reset_ttls": [64], "segments": []}
+
+    async def dns_packet_evidence(self, *args: Any) -> dict[str, Any]:
+        self.calls.append(("dns", args, time.monotonic()))
+        return {"evidence": "dns_packets", "responses": []}
+
+
+async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = FakeRawnet()
+    monkeypatch.setattr("probe.runner.rawnet", lambda: raw)
+    name = "raced.lo.test"
+    async with (
+        FakeNameserver({name: Behaviour.inject(["10.10.34.35"], a=["127.0.0.1"])}) as ns,
+        hostile.refused_port() as shared,
+        hostile.blackhole() as hole,
+    ):
+        ports = []
+        for _ in range(5):  # more distinct refused endpoints than the budget allows
+            async with hostile.refused_port() as other:
+                ports.append(other.port)
+        targets = [
+            *(
+                Target("lo", f"same{i}", TargetKind.TCP, "127.0.0.1", (shared.port,))
+                for i in range(3)
+            ),
+            *(Target("lo", f"other{p}", TargetKind.TCP, "127.0.0.1", (p,)) for p in ports),
+            Target("lo", "raced", TargetKind.TCP, name, (shared.port,)),
+            Target("lo", "slow", TargetKind.TCP, "127.0.0.1", (hole.port,)),
+        ]
+        context = CheckContext(timeouts=Timeouts(connect=0.5), dns_second_answer_window=0.2)
+        plan = RunPlan(targets, [], [parse_resolver(ns.udp_spec)], context, raw_evidence=True)
+        sink = ListSink()
+        await asyncio.wait_for(execute(plan, "r10", sink), 10)
+    tcp = [args[:2] for kind, args, _ in raw.calls if kind == "tcp"]
+    dns_calls = [args for kind, args, _ in raw.calls if kind == "dns"]
+    # One capture per address and port, the shared one among them, never more than four.
+    assert len(tcp) == 4 and len(set(tcp)) == 4 and ("127.0.0.1", shared.port) in tcp
+    assert [(a[0], a[1], a[2]) for a in dns_calls] == [(ns.host, ns.port, name)]
+    captures = [m for m in sink.all if m.observation.details.get("differential_kind") == "raw"]
+    assert len(captures) == 5
+    # Captured after every measurement ended (the blackholed connect's timeout included), so a
+    # sniffer never perturbs the timings it explains.
+    measured = [m.observation for m in sink.all if m not in captures]
+    last_end = max(o.started_at.timestamp() + o.duration_ms / 1000 for o in measured)
+    assert min(c.observation.started_at.timestamp() for c in captures) >= last_end - 0.01
