@@ -40,6 +40,12 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _V4_RUN = re.compile(r"[0-9][0-9.-]*[0-9]")
 _V6_RUN = re.compile(r"[0-9A-Fa-f:.]+")
 _DIGITS = re.compile(r"[0-9]+")
+# Only a string with a digit or a colon can hold an address (a C-speed test before any parsing).
+_CANDIDATE = re.compile(r"[0-9:]")
+# Short strings (addresses, endpoints, resolver specs) repeat across a run's measurements: their
+# scrubbed form is remembered, up to this many (then the memo starts over).
+_MEMO_TEXT_MAX = 256
+_MEMO_ENTRIES = 8192
 _HEX_PIECE_MAX = 4
 # Colon-separated pieces in one IPv6 address: 8 groups, or fewer with "::" (which adds an empty
 # piece at either end) or a dotted IPv4 tail; more than 9 pieces cannot be one address.
@@ -70,7 +76,9 @@ class Scrubber:
             else:
                 v6_nets.add(ipaddress.IPv6Network((address, IPV6_SUBSCRIBER_PREFIX), strict=False))
         self._v4 = frozenset(v4)
+        self._v4_octets = frozenset(tuple(a.packed) for a in v4)
         self._v6 = frozenset(v6_nets)
+        self._memo: dict[str, str] = {}
 
     def __bool__(self) -> bool:
         return bool(self._v4 or self._v6)
@@ -82,12 +90,9 @@ class Scrubber:
     # -- matching ----------------------------------------------------------------------------
 
     def _is_own_v4(self, pieces: Sequence[str]) -> bool:
-        numbers = [int(p) for p in pieces]
-        if any(n > 255 for n in numbers):
-            return False
-        forwards = ipaddress.IPv4Address(bytes(numbers))
-        backwards = ipaddress.IPv4Address(bytes(reversed(numbers)))
-        return forwards in self._v4 or backwards in self._v4
+        # Compared as octet tuples: building address objects here dominated a run's scrubbing.
+        numbers = tuple(int(p) for p in pieces)
+        return numbers in self._v4_octets or numbers[::-1] in self._v4_octets
 
     def _is_own_v6(self, text: str) -> bool:
         colons = text.count(":")
@@ -141,8 +146,18 @@ class Scrubber:
 
     def text(self, value: str) -> str:
         """The string with every form of the own addresses replaced by "[scrubbed]"."""
-        if not self or not any(ch.isdigit() or ch == ":" for ch in value):
+        if not self or not _CANDIDATE.search(value):
             return value
+        if len(value) > _MEMO_TEXT_MAX:
+            return self._scrub(value)
+        scrubbed = self._memo.get(value)
+        if scrubbed is None:
+            if len(self._memo) >= _MEMO_ENTRIES:
+                self._memo.clear()
+            scrubbed = self._memo[value] = self._scrub(value)
+        return scrubbed
+
+    def _scrub(self, value: str) -> str:
         spans = sorted({*self._v4_spans(value), *self._v6_spans(value)})
         if not spans:
             return value
