@@ -15,6 +15,9 @@ Data dictionary (MEASUREMENT_COLUMNS, in order):
     target            the target's name within the platform
     endpoint          what was tested: resolver spec (dns), address:port (tcp, tls), URL (http)
     layer             dns | tcp | tls | http
+    differential_kind empty for the target's own checks; sni | host | protocol: the harmless
+                      half of an A/B test on the same address; raw: a packet capture (IP TTL /
+                      IP-ID) taken after the run's measurements
     started_at        UTC, ISO-8601 with microseconds and a Z suffix: 2024-11-20T09:30:00.123456Z
                       (fixed width, so the text sorts chronologically)
     duration_ms       float, monotonic clock
@@ -92,6 +95,7 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "target",
     "endpoint",
     "layer",
+    "differential_kind",
     "started_at",
     "duration_ms",
     "failure",
@@ -388,6 +392,7 @@ def _values(measurement: Measurement, run: _RunNetwork) -> list[Any]:
     details = observation.details
     layer = observation.layer
     operation = observation.failed_operation
+    kind = details.get("differential_kind")
     dns_addresses = tls_version = http_status = http_body_length = http_title = None
     if layer is Layer.DNS:
         addresses = details.get("addresses")
@@ -410,6 +415,7 @@ def _values(measurement: Measurement, run: _RunNetwork) -> list[Any]:
         _one_line_cached(measurement.target),
         _one_line_cached(observation.endpoint),
         layer.value,
+        _one_line_cached(kind) if isinstance(kind, str) else None,
         format_timestamp(observation.started_at),
         observation.duration_ms,
         None if observation.failure is None else _one_line_cached(observation.failure),

@@ -204,3 +204,21 @@ def test_csv_rows_are_written_as_they_stream_not_collected_first() -> None:
     assert write_measurements_csv(source, out) == 5
     # When row n is handed over, the header and the n rows before it are already written.
     assert source.lines_seen == [1, 2, 3, 4, 5]
+
+
+def test_ab_halves_and_packet_captures_are_told_apart_by_a_column(store: Store) -> None:
+    run = make_run(store.probe_id())
+    store.start_run(run)
+    own = make_measurement(run.id, layer=Layer.TLS, details={"sni": "t.me"})
+    harmless = make_measurement(
+        run.id, layer=Layer.TLS, details={"sni": "example.com", "differential_kind": "sni"}
+    )
+    capture = make_measurement(
+        run.id, layer=Layer.TCP, details={"reset_ttls": [64], "differential_kind": "raw"}
+    )
+    store.save_measurements([own, harmless, capture])
+    text, _ = export_csv(store)
+    kinds = {
+        row["measurement_id"]: row["differential_kind"] for row in csv.DictReader(io.StringIO(text))
+    }
+    assert kinds == {own.id: "", harmless.id: "sni", capture.id: "raw"}
