@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from probe.checks import CheckContext, Stopwatch, http, tcp, tls
 from probe.checks.dns import ResolverSpec, resolve
+from probe.failures import classify
 from probe.model import (
     Connectivity,
     Layer,
@@ -41,7 +42,7 @@ RAW_TCP_FAILURES = frozenset({"connection_refused", "connection_reset"})
 
 
 def rawnet() -> ModuleType:
-    """probe.rawnet, imported on first use: scapy costs a second of start-up."""
+    """probe.rawnet, looked up when a capture starts (it imports scapy only then)."""
     import probe.rawnet
 
     return probe.rawnet
@@ -199,7 +200,12 @@ class _RawEvidence:
         async def one(target_run: _TargetRun, observation: Observation, capture: _Capture) -> None:
             async with slots:
                 watch = Stopwatch()
-                evidence = await capture()
+                try:
+                    evidence = await capture()
+                except Exception as exc:
+                    # A capture that breaks (a scapy or kernel surprise) is recorded, and the
+                    # run goes on to its verdicts with every measurement already stored.
+                    evidence = {"available": False, "failure": classify(exc), "note": repr(exc)}
             failure = evidence.get("failure")
             target_run.record(
                 Observation(

@@ -332,3 +332,23 @@ async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the
     measured = [m.observation for m in sink.all if m not in captures]
     last_end = max(o.started_at.timestamp() + o.duration_ms / 1000 for o in measured)
     assert min(c.observation.started_at.timestamp() for c in captures) >= last_end - 0.01
+
+
+async def test_a_capture_that_breaks_is_recorded_and_the_run_still_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class BrokenRawnet(FakeRawnet):
+        async def tcp_reset_evidence(self, *args: Any) -> dict[str, Any]:
+            raise RuntimeError("sniffer thread died")
+
+    monkeypatch.setattr("probe.runner.rawnet", BrokenRawnet)
+    async with hostile.refused_port() as refused:
+        target = Target("lo", "refused", TargetKind.TCP, "127.0.0.1", (refused.port,))
+        plan = RunPlan([target], [], [parse_resolver("system")], raw_evidence=True)
+        sink = ListSink()
+        outcome = await asyncio.wait_for(execute(plan, "r11", sink), 10)
+    connect, capture = [m.observation for m in sink.all]
+    assert connect.failure == "connection_refused"
+    assert capture.details["differential_kind"] == "raw"
+    assert capture.failure == "unknown_failure: RuntimeError: sniffer thread died"
+    assert outcome.measurements == 2
