@@ -67,15 +67,22 @@ def no_packets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 @pytest.mark.parametrize(
     "options",
-    [[], ["--sni", "a.example", "--host", "a.example"], ["--dns", "a..example"]],
-    ids=["no trigger", "two triggers", "bad dns name"],
+    [
+        [],
+        ["--sni", "a.example", "--host", "a.example"],
+        ["--dns", "a..example"],
+        ["--sni", "a..example"],
+        ["--sni", "x" * 300 + ".example"],
+        ["--host", "blocked.\u00e9xample"],
+    ],
+    ids=["none", "two", "bad dns name", "empty sni label", "long sni label", "non-ascii host"],
 )
 def test_locate_without_exactly_one_valid_trigger_is_a_usage_error(
     options: list[str], home: Path, no_packets: list[Any]
 ) -> None:
     result = CliRunner().invoke(app, ["locate", "192.0.2.1", *options])
     assert result.exit_code == 2, result.output
-    assert "trigger" in result.output or "not a DNS name" in result.output
+    assert any(m in result.output for m in ("trigger", "not a DNS name", "not a host", "ASCII"))
     assert not no_packets
 
 

@@ -69,7 +69,10 @@ def _trigger(
     if len(given) != 1:
         raise typer.BadParameter("give exactly one trigger: --sni NAME, --host NAME or --dns NAME")
     if sni:
-        return client_hello(sni), 443, "tcp", f"TLS ClientHello with SNI {sni}"
+        try:
+            return client_hello(sni), 443, "tcp", f"TLS ClientHello with SNI {sni}"
+        except (UnicodeError, ValueError) as exc:  # the name fails IDNA encoding
+            raise typer.BadParameter(f"--sni {sni!r} is not a host name: {exc}") from None
     if host:
         try:
             return http_request(host), 80, "tcp", f"HTTP request with Host {host}"
