@@ -24,10 +24,12 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
     Row,
     Select,
+    Table,
     create_engine,
     event,
     func,
@@ -196,15 +198,7 @@ class Store:
     ) -> Iterator[Verdict]:
         """Verdicts of runs started in [since, until), in time order, streamed."""
         table = schema.verdicts
-        stmt = select(table)
-        if run_id is not None:
-            stmt = stmt.where(table.c.run_id == run_id)
-        if platform is not None:
-            stmt = stmt.where(table.c.platform == platform)
-        if since is not None:
-            stmt = stmt.where(table.c.measured_at >= since)
-        if until is not None:
-            stmt = stmt.where(table.c.measured_at < until)
+        stmt = _filtered(table, table.c.measured_at, run_id, platform, since, until)
         stmt = stmt.order_by(table.c.measured_at, table.c.run_id, table.c.platform, table.c.target)
         for row in self._stream(stmt):
             yield _verdict_from_row(row)
@@ -263,15 +257,7 @@ class Store:
         The iterator holds a database connection until it is exhausted or closed.
         """
         table = schema.measurements
-        stmt = select(table)
-        if run_id is not None:
-            stmt = stmt.where(table.c.run_id == run_id)
-        if platform is not None:
-            stmt = stmt.where(table.c.platform == platform)
-        if since is not None:
-            stmt = stmt.where(table.c.started_at >= since)
-        if until is not None:
-            stmt = stmt.where(table.c.started_at < until)
+        stmt = _filtered(table, table.c.started_at, run_id, platform, since, until)
         stmt = stmt.order_by(table.c.started_at, table.c.id)
         for row in self._stream(stmt):
             yield _measurement_from_row(row)
@@ -321,6 +307,27 @@ class Store:
 
 
 # -- opening helpers ---------------------------------------------------------------------------
+
+
+def _filtered(
+    table: Table,
+    time: ColumnElement[datetime],
+    run_id: str | None,
+    platform: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[Any]:
+    """SELECT * FROM `table`, narrowed to one run and platform and to `time` in [since, until)."""
+    stmt = select(table)
+    if run_id is not None:
+        stmt = stmt.where(table.c.run_id == run_id)
+    if platform is not None:
+        stmt = stmt.where(table.c.platform == platform)
+    if since is not None:
+        stmt = stmt.where(time >= since)
+    if until is not None:
+        stmt = stmt.where(time < until)
+    return stmt
 
 
 def _resolve(url_or_path: str | Path) -> tuple[URL, str]:
