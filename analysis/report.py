@@ -29,7 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analysis.events import DetectorParams, detect_events_in
-from analysis.export import select_verdicts
+from analysis.export import VerdictSource, select_verdicts
 from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind, Status, Verdict
 from analysis.summaries import PlatformSummary, summarise
 from analysis.timeline import Series, Timeline, build_timeline, hour_of, hour_start
@@ -152,17 +152,9 @@ class Report:
         return tuple(event for platform in self.platforms for event in platform.events)
 
 
-class ReportSource(Protocol):
-    """What a report reads: probe.store.Store satisfies it."""
-
-    def verdicts(
-        self,
-        *,
-        run_id: str | None = None,
-        platform: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> Iterator[Verdict]: ...
+class ReportSource(VerdictSource, Protocol):
+    """What a report reads (verdicts, and each run's platform summaries): probe.store.Store
+    satisfies it."""
 
     def platform_summaries(self, run_id: str) -> list[PlatformSummary]: ...
 
