@@ -596,11 +596,23 @@ class _Builder:
             and _op(m) == _HANDSHAKE
             and normalise_host(_text(m.observation.details, "sni") or "") == host
         ]
+        return self._ab_proved(cut, self.index.tls_reached)
+
+    def _ab_proved(
+        self,
+        cut: Sequence[Measurement],
+        harmless_by_endpoint: Mapping[Endpoint, tuple[tuple[str, str], ...]],
+    ) -> bool:
+        """Whether any attempt in `cut` (failed with the target's name) has, on the same
+        address and port, a harmless-name attempt that got through; records those pairs as the
+        differential's evidence."""
         found = False
         for m in cut:
             endpoint = _endpoint(m)
             harmless = [
-                i for sni, i in self.index.tls_reached.get(endpoint or ("", 0), ()) if sni != host
+                i
+                for name, i in harmless_by_endpoint.get(endpoint or ("", 0), ())
+                if name != self.host
             ]
             if harmless:
                 found = True
@@ -687,16 +699,7 @@ class _Builder:
             and _is_plain_http(m)
             and _strip_port(_text(m.observation.details, "host_header") or "") == host
         ]
-        found = False
-        for m in cut:
-            endpoint = _endpoint(m)
-            harmless = [
-                i for h, i in self.index.http_answered.get(endpoint or ("", 0), ()) if h != host
-            ]
-            if harmless:
-                found = True
-                self.differential_ids += [m.id, *harmless]
-        return found
+        return self._ab_proved(cut, self.index.http_answered)
 
     def _throughput(self, attempts: Sequence[Measurement], records: Sequence[ControlHttp]) -> None:
         rates = []
