@@ -25,7 +25,7 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
@@ -109,32 +109,22 @@ class _HopTimes:
         self.headers: float | None = None
 
 
-async def _on_request_start(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
-    if isinstance(trace.trace_request_ctx, _HopTimes):
-        trace.trace_request_ctx.start = time.monotonic()
+def _stamp(attribute: str) -> Callable[[Any, SimpleNamespace, Any], Awaitable[None]]:
+    """An aiohttp trace callback that stores the time in the request's _HopTimes.`attribute`."""
 
+    async def on_event(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
+        if isinstance(trace.trace_request_ctx, _HopTimes):
+            setattr(trace.trace_request_ctx, attribute, time.monotonic())
 
-async def _on_connection_create_start(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
-    if isinstance(trace.trace_request_ctx, _HopTimes):
-        trace.trace_request_ctx.connect_start = time.monotonic()
-
-
-async def _on_connection_create_end(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
-    if isinstance(trace.trace_request_ctx, _HopTimes):
-        trace.trace_request_ctx.connect_end = time.monotonic()
-
-
-async def _on_request_end(_s: Any, trace: SimpleNamespace, _p: Any) -> None:
-    if isinstance(trace.trace_request_ctx, _HopTimes):
-        trace.trace_request_ctx.headers = time.monotonic()
+    return on_event
 
 
 def _trace_config() -> aiohttp.TraceConfig:
     config = aiohttp.TraceConfig()
-    config.on_request_start.append(_on_request_start)
-    config.on_connection_create_start.append(_on_connection_create_start)
-    config.on_connection_create_end.append(_on_connection_create_end)
-    config.on_request_end.append(_on_request_end)
+    config.on_request_start.append(_stamp("start"))
+    config.on_connection_create_start.append(_stamp("connect_start"))
+    config.on_connection_create_end.append(_stamp("connect_end"))
+    config.on_request_end.append(_stamp("headers"))
     config.freeze()
     return config
 
