@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis.controls import ControlEvidence
-from analysis.model import AsnLookup, Verdict
-from analysis.summaries import PlatformSummary, summarise
+from analysis.model import AsnLookup
+from analysis.summaries import summarise
 from analysis.verdicts import verdicts_for_run
 from probe.model import Run, Target
+from probe.records import PlatformSummary, Verdict
 from probe.store import Store, StoreError
 
 

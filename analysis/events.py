@@ -28,8 +28,9 @@ from itertools import pairwise
 from statistics import median
 from typing import Any
 
-from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind, Verdict
+from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind
 from analysis.timeline import Series, Timeline, build_timeline, hour_start
+from probe.records import Verdict
 
 _UNKNOWN, _OK, _BLOCKED = 0, 1, 2
 

@@ -82,8 +82,9 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
-from analysis.model import Event, Verdict
+from analysis.model import Event
 from probe.model import Layer, Measurement, Run
+from probe.records import Verdict
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "measurement_id",

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from analysis.model import Confidence
+from probe.records import Confidence
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -1,18 +1,17 @@
-"""The analysis records shared by the verdict engine, the timeline and the event detector.
+"""The analysis-only records: the event detector's Event and the types analysis passes around.
 
-A Verdict is one target's outcome in one run of one probe; an Event is what the detector makes of
-many verdicts over time (blocking that began or ended, intermittent blocking, partial blocking, a
-change of technique). Both are frozen: analysis only ever derives new records from old ones.
+An Event is what the detector makes of many verdicts over time (blocking that began or ended,
+intermittent blocking, partial blocking, a change of technique). It is frozen: analysis only ever
+derives new records from old ones. What analysis persists (Verdict, summaries) lives in
+probe/records.py, below the store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
-
-_ZERO = timedelta(0)
 
 # An IP -> ASN lookup (an offline MaxMind database, when the user has one).
 AsnLookup = Callable[[str], int | None]
@@ -20,58 +19,6 @@ AsnLookup = Callable[[str], int | None]
 # Event.technique of a technique_change event reads "<previous><sep><new>", e.g.
 # "dns.bogon -> tls.sni_reset"; the report splits on this separator.
 TECHNIQUE_CHANGE_SEPARATOR = " -> "
-
-
-class Status(StrEnum):
-    """A verdict's outcome for one target in one run.
-
-    ok:           reachable, as the control saw it.
-    blocked:      interference seen here and not at the control.
-    down:         failing at the control too: the site is down, not blocked.
-    inconclusive: no working control, or too little evidence: never counted as blocked.
-    """
-
-    OK = "ok"
-    BLOCKED = "blocked"
-    DOWN = "down"
-    INCONCLUSIVE = "inconclusive"
-
-
-class Confidence(StrEnum):
-    """How sure a blocked verdict is: a matched blockpage fingerprint is confirmed, any other
-    difference from the control is an anomaly (OONI's distinction)."""
-
-    CONFIRMED = "confirmed"
-    ANOMALY = "anomaly"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One target's outcome in one run of one probe, with the rule that decided it.
-
-    measured_at is the run's start, UTC-aware. technique names how blocking was done
-    ("dns.bogon", "tcp.timeout", "tls.sni_reset", "http.blockpage", "throttling"); evidence
-    holds the ids of the measurements the rule read.
-    """
-
-    run_id: str
-    probe_id: str
-    measured_at: datetime
-    asn: int | None
-    country: str | None
-    platform: str
-    target: str
-    status: Status
-    technique: str | None
-    confidence: Confidence | None
-    rule_id: str
-    rules_version: str
-    evidence: tuple[str, ...]
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        if self.measured_at.utcoffset() != _ZERO:
-            raise ValueError(f"Verdict.measured_at must be UTC-aware, got {self.measured_at!r}")
 
 
 class EventKind(StrEnum):

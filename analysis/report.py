@@ -30,10 +30,11 @@ from rich.text import Text
 
 from analysis.events import DetectorParams, detect_events_in
 from analysis.export import VerdictSource, select_verdicts
-from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind, Status, Verdict
-from analysis.summaries import PlatformSummary, summarise
+from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind
+from analysis.summaries import summarise
 from analysis.timeline import Series, Timeline, build_timeline, hour_of, hour_start
 from probe.model import Measurement, Run
+from probe.records import PlatformSummary, Status, Verdict
 
 # --- the model --------------------------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from analysis.model import Confidence, Status
 from probe.model import Connectivity, Failure, Operation
+from probe.records import Confidence, Status
 
 RULES_VERSION = "2025.4"
 

@@ -13,27 +13,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from types import MappingProxyType
 
 from analysis.controls import is_control_resolver
-from analysis.model import AsnLookup, Status, Verdict
+from analysis.model import AsnLookup
 from probe.model import Layer, Measurement, Target
-
-
-class PlatformStatus(StrEnum):
-    """A platform's (or group's) state in one run.
-
-    partial: some targets (or group members) blocked while others are reachable.
-    """
-
-    OK = "ok"
-    BLOCKED = "blocked"
-    PARTIAL = "partial"
-    DOWN = "down"
-    INCONCLUSIVE = "inconclusive"
-
+from probe.records import GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
 
 # The group whose full blocking makes the app unusable, whatever its web front ends do: the app
 # connects to these, not to the web pages (catalog comments; REFERENCE.md platform endpoints).
@@ -42,31 +27,6 @@ CORE_GROUPS: Mapping[str, str] = MappingProxyType({"telegram": "dc", "whatsapp":
 # Where a platform's own addresses live: an answer elsewhere is suspicious (REFERENCE.md:
 # Facebook's addresses are in AS32934).
 EXPECTED_ASNS: Mapping[str, frozenset[int]] = MappingProxyType({"facebook": frozenset({32934})})
-
-
-@dataclass(frozen=True, slots=True)
-class GroupSummary:
-    """A catalog group of one platform (e.g. Telegram's "dc")."""
-
-    name: str
-    status: PlatformStatus
-    blocked: int
-    total: int
-    techniques: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PlatformSummary:
-    """One platform in one run: its status, how it is blocked, and how many targets are."""
-
-    platform: str
-    status: PlatformStatus
-    techniques: tuple[str, ...]
-    blocked: int
-    total: int
-    groups: tuple[GroupSummary, ...] = ()
-    suspicious: tuple[str, ...] = ()
-    detail: str = ""
 
 
 def _techniques(verdicts: Iterable[Verdict]) -> tuple[str, ...]:

@@ -15,14 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from analysis.model import (
-    TECHNIQUE_CHANGE_SEPARATOR,
-    Confidence,
-    Event,
-    EventKind,
-    Status,
-    Verdict,
-)
+from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind
+from probe.records import Confidence, Status, Verdict
 
 HOUR = timedelta(hours=1)
 

@@ -36,7 +36,7 @@ from analysis.controls import (
     normalise_host,
 )
 from analysis.fingerprints import is_bogon, match_captcha, match_dns, match_http, parse_address
-from analysis.model import AsnLookup, Verdict
+from analysis.model import AsnLookup
 from analysis.rules import (
     CERTIFICATE_FAILURES,
     INTERRUPTED,
@@ -49,6 +49,7 @@ from analysis.rules import (
     evaluate,
 )
 from probe.model import Layer, Measurement, Operation, Run, Target
+from probe.records import Verdict
 
 # The catalog's control sites (probe/catalog/controls.toml): never given a verdict of their own.
 CONTROL_PLATFORMS: frozenset[str] = frozenset({"control"})

@@ -37,10 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.model import Status, Verdict
 from analysis.summaries import summarise
 from analysis.synthetic import generate, month_spec
 from probe.model import Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.records import Status, Verdict
 from probe.store import Store
 
 GOAL_SECONDS = 30.0

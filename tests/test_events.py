@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from analysis.events import DetectorParams, detect_events
-from analysis.model import Confidence, Event, EventKind, Status, Verdict
+from analysis.model import Event, EventKind
 from analysis.synthetic import (
     DEFAULT_PLATFORMS,
     Censorship,
@@ -19,6 +19,7 @@ from analysis.synthetic import (
     matches,
     score,
 )
+from probe.records import Confidence, Status, Verdict
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 RUN = timedelta(hours=1)  # the run interval of every dataset here

@@ -16,7 +16,7 @@ from analysis.fingerprints import (
     match_dns,
     match_http,
 )
-from analysis.model import Confidence
+from probe.records import Confidence
 
 # Iran's blockpage as volunteers have recorded it: a tiny 403 page framing the filter's page.
 IRAN_BLOCKPAGE = (

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from analysis.model import Verdict
 from analysis.report import build_report
 from analysis.summaries import summarise
 from analysis.synthetic import Censorship, Network, SyntheticSpec, generate
 from probe.model import Layer, NetworkInfo, Run
+from probe.records import Verdict
 from probe.store import Store
 from probe.store.merge import merge_databases
 from tests.servers.postgres import PostgresServer, release_shared_server, shared_server

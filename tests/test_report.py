@@ -13,7 +13,6 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.events import DetectorParams
-from analysis.model import Confidence, Status, Verdict
 from analysis.report import build_report
 from analysis.synthetic import (
     Censorship,
@@ -25,6 +24,7 @@ from analysis.synthetic import (
 )
 from probe.cli.app import app
 from probe.model import Layer, NetworkInfo, Operation, Run
+from probe.records import Confidence, Status, Verdict
 from probe.store import Store
 from tests.test_store import make_measurement, make_run
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from analysis.controls import ControlEvidence
-from analysis.model import Confidence, Status
 from analysis.rules import RULES, RULES_VERSION, Evidence, Facts, Rule, evaluate
 from analysis.verdicts import facts_for_target, verdicts_for_run
 from probe.model import Connectivity, Measurement, Run, Target, TargetKind
+from probe.records import Confidence, Status
 from tests.test_verdicts import (
     DOH,
     MITM_CA,

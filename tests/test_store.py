@@ -416,8 +416,14 @@ def test_unreachable_postgres_is_a_store_error_without_the_password() -> None:
 def test_verdicts_and_platform_summaries_round_trip_and_replace_on_reanalysis(
     store: Store,
 ) -> None:
-    from analysis.model import Confidence, Status, Verdict
-    from analysis.summaries import GroupSummary, PlatformStatus, PlatformSummary
+    from probe.records import (
+        Confidence,
+        GroupSummary,
+        PlatformStatus,
+        PlatformSummary,
+        Status,
+        Verdict,
+    )
 
     run = make_run(store.probe_id(), asn=58224, country="IR")
     store.start_run(run)

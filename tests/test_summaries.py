@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from analysis.model import Status, Verdict
-from analysis.summaries import GroupSummary, PlatformStatus, PlatformSummary, summarise
+from analysis.summaries import summarise
 from analysis.verdicts import verdicts_for_run
 from probe.catalog import builtin_targets
 from probe.model import Measurement, Target, TargetKind
+from probe.records import GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
 from tests.test_verdicts import (
     control_site,
     dns,

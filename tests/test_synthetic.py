@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from analysis.model import EventKind, Status
+from analysis.model import EventKind
 from analysis.synthetic import (
     DEFAULT_PLATFORMS,
     Censorship,
@@ -22,6 +22,7 @@ from analysis.synthetic import (
     month_spec,
 )
 from analysis.timeline import hour_of
+from probe.records import Status
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 TELEGRAM = DEFAULT_PLATFORMS[0]

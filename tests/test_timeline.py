@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from analysis.model import Confidence, Status, Verdict
 from analysis.timeline import AggregateKey, SeriesKey, build_timeline
+from probe.records import Confidence, Status, Verdict
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
 

@@ -24,7 +24,6 @@ from analysis.controls import (
     controls_from_helper_targets,
     parse_helper_response,
 )
-from analysis.model import Confidence, Status, Verdict
 from analysis.rules import RULES_VERSION
 from analysis.verdicts import compare_http, facts_for_target, verdicts_for_run
 from probe.model import (
@@ -38,6 +37,7 @@ from probe.model import (
     Target,
     TargetKind,
 )
+from probe.records import Confidence, Status, Verdict
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 RUN_ID = "run-1"

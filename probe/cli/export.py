@@ -23,7 +23,7 @@ from analysis.export import (
     write_verdicts_csv,
     write_verdicts_jsonl,
 )
-from analysis.model import Event, Verdict
+from analysis.model import Event
 from probe.cli.base import EXIT_ERROR, err, user_errors
 from probe.cli.common import (
     ConfigOption,
@@ -40,6 +40,7 @@ from probe.cli.report import (
     detector_params,
     parse_networks,
 )
+from probe.records import Verdict
 
 
 class What(StrEnum):

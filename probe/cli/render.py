@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from rich.markup import escape
 from rich.table import Table
 
-from analysis.model import Status, Verdict
-from analysis.summaries import PlatformStatus, PlatformSummary
 from probe.helper.client import HelperUnavailable
 from probe.helper.protocol import HelperResult
+from probe.records import PlatformStatus, PlatformSummary, Status, Verdict
 from probe.runner import RunOutcome, TargetResult
 
 _STATUS_STYLE = {

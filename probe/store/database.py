@@ -39,9 +39,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
-from analysis.model import Confidence, Status, Verdict
-from analysis.summaries import GroupSummary, PlatformStatus, PlatformSummary
 from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.records import Confidence, GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
 from probe.store import migrations, schema
 from probe.store.errors import NotAProbeDatabaseError, StoreError
 

@@ -128,7 +128,7 @@ measurements = Table(
     Index("ix_measurements_latest", "platform", "target", "layer", "endpoint", "started_at"),
 )
 
-# One verdict per (run, platform, target): analysis.model.Verdict. Re-analysing a run replaces its
+# One verdict per (run, platform, target): probe.records.Verdict. Re-analysing a run replaces its
 # verdicts, so rules_version always says which rules wrote a row. Added by migration 3.
 verdicts = Table(
     "verdicts",
@@ -151,7 +151,7 @@ verdicts = Table(
     Index("ix_verdicts_platform_measured", "platform", "measured_at"),
 )
 
-# One summary per (run, platform): analysis.summaries.PlatformSummary. Added by migration 3.
+# One summary per (run, platform): probe.records.PlatformSummary. Added by migration 3.
 platform_summaries = Table(
     "platform_summaries",
     metadata,

@@ -28,9 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from analysis.model import Verdict
 from probe.config import load_settings
 from probe.model import Layer, Measurement, Run, Target
+from probe.records import Verdict
 from probe.store import Store
 from probe.targets import select_targets
 from tests.lab import plan as lab_plan

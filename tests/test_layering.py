@@ -1,0 +1,137 @@
+"""The house is one-way: the store never loads analysis, and probe and analysis form no cycle.
+
+Data flows checks -> store -> analysis; the records analysis persists live in probe/records.py,
+below both. These tests read the real import graph (a fresh interpreter; the modules' own
+top-level imports), so a new upward import fails them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("probe", "analysis")
+
+
+def _loaded_after_import(module: str) -> list[str]:
+    code = f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    loaded: list[str] = json.loads(done.stdout)
+    return loaded
+
+
+def test_importing_the_store_loads_no_analysis_module() -> None:
+    loaded = _loaded_after_import("probe.store")
+    assert "probe.store.database" in loaded  # the import really happened
+    assert [m for m in loaded if m == "analysis" or m.startswith("analysis.")] == []
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _top_level_imports(path: Path, name: str, known: set[str]) -> set[str]:
+    """The project modules `path` imports at module level (not inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in tree.body:
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        for target in targets:
+            # `from probe.store import Store` names a module only when it is one.
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    files = {
+        _module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+    }
+    known = set(files)
+    return {name: _top_level_imports(path, name, known) for name, path in files.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return components
+
+
+def test_the_cycle_finder_sees_a_cycle_through_both_packages() -> None:
+    graph = {"probe.store": {"analysis.model"}, "analysis.model": {"probe.store"}, "probe": set()}
+    assert _cycles(graph) == [["analysis.model", "probe.store"]]
+
+
+def test_probe_and_analysis_have_no_import_cycle_between_them() -> None:
+    graph = _import_graph()
+    assert "probe.store.database" in graph and "analysis.summaries" in graph
+    crossing = [
+        component
+        for component in _cycles(graph)
+        if {member.partition(".")[0] for member in component} == set(PACKAGES)
+    ]
+    assert crossing == []
+
+
+def test_no_module_below_the_command_line_imports_analysis() -> None:
+    """Only the wiring layers (the CLI and the run session) may import analysis."""
+    graph = _import_graph()
+    wiring = ("probe.cli", "probe.session", "probe.__main__")
+    upward = sorted(
+        (name, target)
+        for name, targets in graph.items()
+        if name.startswith("probe") and not name.startswith(wiring)
+        for target in targets
+        if target.startswith("analysis")
+    )
+    assert upward == []
