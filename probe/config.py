@@ -1,7 +1,8 @@
 """config.toml -> frozen Settings, validated once, with errors that name the file, table and key.
 
 Where the file comes from, first match wins: `--config PATH`, `$PROBE_CONFIG`, `./config.toml`,
-the user's config directory (`probe paths` prints it), else the built-in defaults.
+the user's config directory (platformdirs' user config dir for censorprobe, e.g.
+~/.config/censorprobe/config.toml on Linux), else the built-in defaults.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import platformdirs
 
 from probe.catalog import CatalogError, parse_target
 from probe.checks import DEFAULT_USER_AGENT, Timeouts
-from probe.checks.dns import parse_resolver
 from probe.model import Target
 from probe.privacy import parse_address
+from probe.resolvers import SYSTEM_RESOLVER, ResolverSpec, parse_resolver
 
 APP_NAME = "censorprobe"
 T = TypeVar("T")
@@ -41,7 +42,7 @@ class Settings:
     platforms: tuple[str, ...] = ()
     max_addresses: int = 4
     timeouts: Timeouts = field(default_factory=Timeouts)
-    resolvers: tuple[str, ...] = ("system",)
+    resolvers: tuple[ResolverSpec, ...] = (SYSTEM_RESOLVER,)
     dns_second_answer_window: float = 0.5
     ca_file: str | None = None
     max_body_bytes: int = 1 << 20
@@ -65,6 +66,8 @@ class Settings:
         data.pop("helper_token")
         # A hash of an IPv4 address is brute-forced in seconds: keep the probe's address out.
         data.pop("public_addresses")
+        # Each resolver by its canonical text (what the config said, normalised).
+        data["resolvers"] = [r.spec for r in self.resolvers]
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -79,6 +82,11 @@ def user_data_dir() -> Path:
 
 def default_database_path() -> Path:
     return user_data_dir() / "measurements.db"
+
+
+def database_location(settings: Settings, db: str | None) -> str:
+    """The database to use: `--db`, else [probe] database, else the user data dir's."""
+    return db or settings.database or str(default_database_path())
 
 
 def find_config(explicit: Path | None) -> Path | None:
@@ -183,10 +191,10 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
         tls=timeouts.number("tls", defaults.timeouts.tls),
         http=timeouts.number("http", defaults.timeouts.http),
     )
-    resolvers = dns.strings("resolvers", defaults.resolvers)
-    if not resolvers:
+    resolver_texts = dns.strings("resolvers", tuple(r.spec for r in defaults.resolvers))
+    if not resolver_texts:
         raise ConfigError(f'{name}: [dns] resolvers: give at least one (e.g. "system")')
-    _check_resolvers(resolvers, f"{name}: [dns] resolvers")
+    resolvers = _parse_resolvers(resolver_texts, f"{name}: [dns] resolvers")
     ca_file = path(tls.string("ca_file", None))
     if ca_file is not None and not ca_file.is_file():
         raise ConfigError(f"{name}: [tls] ca_file = {ca_file}: no such file")
@@ -247,12 +255,15 @@ def _addresses(values: tuple[str, ...], name: str) -> tuple[str, ...]:
     return tuple(addresses)
 
 
-def _check_resolvers(resolvers: tuple[str, ...], where: str) -> None:
-    for text in resolvers:
+def _parse_resolvers(texts: tuple[str, ...], where: str) -> tuple[ResolverSpec, ...]:
+    """The resolvers, parsed once here: a bad one is a ConfigError naming it."""
+    specs = []
+    for text in texts:
         try:
-            parse_resolver(text)
+            specs.append(parse_resolver(text))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    return tuple(specs)
 
 
 def _parse_targets(entries: Any, name: str) -> tuple[Target, ...]:

@@ -32,10 +32,10 @@ from typing import Any
 
 import maxminddb
 
-from probe.checks.dns import ResolverSpec
 from probe.config import ConfigError
 from probe.model import NetworkInfo
 from probe.privacy import IPAddress, parse_address
+from probe.resolvers import ResolverSpec
 
 # The JSON document the control test helper returns about the client that called it. Every field
 # is optional; a field with the wrong type counts as absent. `client_address` is only used to

@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from probe.checks import CheckContext, Stopwatch, http, tcp, tls
-from probe.checks.dns import ResolverSpec, resolve
+from probe.checks.dns import resolve
 from probe.failures import classify
 from probe.model import (
     Connectivity,
@@ -31,6 +31,7 @@ from probe.model import (
     Target,
     TargetKind,
 )
+from probe.resolvers import ResolverSpec
 
 FLUSH_INTERVAL = 0.2  # seconds: how long a finished measurement may wait before it is committed
 

@@ -19,8 +19,9 @@ import dns.rrset
 import pytest
 
 from probe.checks import CheckContext, Timeouts
-from probe.checks.dns import ResolverSpec, parse_resolver, resolve
+from probe.checks.dns import resolve
 from probe.model import Layer, Operation
+from probe.resolvers import ResolverSpec, parse_resolver
 from tests.servers.dns_server import Behaviour, FakeNameserver
 
 DNS_TIMEOUT = 0.5

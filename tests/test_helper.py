@@ -30,7 +30,6 @@ from aiohttp import web
 from typer.testing import CliRunner
 
 from probe.checks import CheckContext, Timeouts
-from probe.checks.dns import parse_resolver
 from probe.cli import helper as helper_cli
 from probe.helper.client import HelperUnavailable, query_helper
 from probe.helper.protocol import (
@@ -44,6 +43,7 @@ from probe.helper.protocol import (
 )
 from probe.helper.server import GuardedEventLoop, HelperConfig, non_public_reason, running
 from probe.model import Layer, Target, TargetKind
+from probe.resolvers import parse_resolver
 from tests.servers import hostile
 from tests.servers.background import background
 from tests.servers.dns_server import Behaviour, FakeNameserver

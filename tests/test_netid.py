@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from probe.checks.dns import parse_resolver
 from probe.config import ConfigError
 from probe.netid import (
     AsnDatabase,
@@ -25,6 +24,7 @@ from probe.netid import (
     read_local_network,
     resolver_addresses,
 )
+from probe.resolvers import parse_resolver
 from tests.servers.mmdb import write_mmdb
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 
 from probe.checks import CheckContext, Timeouts
-from probe.checks.dns import parse_resolver
 from probe.model import Connectivity, Layer, Measurement, Target, TargetKind
+from probe.resolvers import parse_resolver
 from probe.runner import RunOutcome, RunPlan, execute
 from tests.servers import hostile
 from tests.servers.dns_server import Behaviour, FakeNameserver

@@ -25,13 +25,10 @@ The observation succeeds when either type returned an address.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 import aiohttp
 import dns.asyncquery
@@ -42,28 +39,19 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from probe.checks import CheckContext, Stopwatch, format_endpoint
+from probe.checks import CheckContext, Stopwatch
 from probe.failures import classify
 from probe.model import Failure, Layer, Observation, Operation
+from probe.resolvers import ResolverSpec, ip_text
 
-__all__ = ["SYSTEM_RESOLVER", "ResolverSpec", "TransportName", "parse_resolver", "resolve"]
+__all__ = ["resolve"]
 
-TransportName = Literal["system", "udp", "tcp", "doh"]
-
-DNS_PORT = 53
-HTTPS_PORT = 443
 # EDNS(0) with the DNS Flag Day 2020 buffer size: large enough for ordinary A/AAAA answers, small
 # enough to avoid IP fragmentation; a longer answer comes back truncated and is retried over TCP.
 EDNS_PAYLOAD = 1232
 # RFC 8484 section 6: a DoH response is one DNS message, at most 65535 bytes.
 MAX_DOH_BODY = 65535
 DNS_MESSAGE = "application/dns-message"
-
-_USAGE = (
-    "expected 'system', 'udp://IP[:port]', 'tcp://IP[:port]' (IPv6 in brackets, e.g. "
-    "udp://[2001:db8::53]:53) or a DNS-over-HTTPS URL 'https://host[:port]/path'"
-)
-_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 _RCODE_FAILURES: dict[int, Failure] = {
     dns.rcode.NXDOMAIN: Failure.DNS_NXDOMAIN_ERROR,
@@ -73,135 +61,6 @@ _RCODE_FAILURES: dict[int, Failure] = {
 
 # What can go wrong on the wire (as opposed to a bug): these become failure strings.
 _NETWORK_ERRORS = (OSError, EOFError, TimeoutError, dns.exception.DNSException, aiohttp.ClientError)
-
-
-@dataclass(frozen=True, slots=True)
-class ResolverSpec:
-    """A resolver to ask: the system's (getaddrinfo), or one spoken to over udp, tcp or doh.
-
-    `spec` is the canonical text (port always given for udp/tcp, default port left out of a DoH
-    URL); it is the observation's endpoint. For doh, `address` is the URL's host and `url` the URL.
-    """
-
-    transport: TransportName
-    spec: str
-    address: str | None = None
-    port: int | None = None
-    url: str | None = None
-
-    def __str__(self) -> str:
-        return self.spec
-
-
-SYSTEM_RESOLVER = ResolverSpec("system", "system")
-
-
-def _ip(text: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
-
-
-def _port(raw: str, text: str | None, default: int) -> int:
-    if text is None:
-        return default
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"resolver {raw!r}: the port must be a number from 1 to 65535")
-    return int(text)
-
-
-def _ip_endpoint(raw: str, scheme: str, rest: str) -> tuple[str, int]:
-    """The address and port of 'IP[:port]' or '[IPv6][:port]'."""
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end < 0:
-            raise ValueError(f"resolver {raw!r}: missing ']' after the IPv6 address")
-        host, tail = rest[1:end], rest[end + 1 :]
-        if tail and not tail.startswith(":"):
-            raise ValueError(f"resolver {raw!r}: unexpected {tail!r} after the address; {_USAGE}")
-        port_text = tail[1:] if tail else None
-        address = _ip(host)
-        if address is None or ":" not in address:
-            raise ValueError(f"resolver {raw!r}: {host!r} in brackets is not an IPv6 address")
-    else:
-        if rest.count(":") > 1:
-            raise ValueError(
-                f"resolver {raw!r}: put an IPv6 address in brackets, e.g. {scheme}://[{rest}]:53"
-            )
-        host, colon, port_text_or_empty = rest.partition(":")
-        port_text = port_text_or_empty if colon else None
-        address = _ip(host)
-        if address is None:
-            raise ValueError(
-                f"resolver {raw!r}: {host!r} is not an IP address; a {scheme} resolver is given "
-                f"by address (a name would itself need a resolver)"
-            )
-    return address, _port(raw, port_text, DNS_PORT)
-
-
-def _doh(raw: str) -> ResolverSpec:
-    parts = urlsplit(raw)
-    try:
-        explicit_port = parts.port
-    except ValueError:
-        raise ValueError(f"resolver {raw!r}: the port must be a number from 1 to 65535") from None
-    host = parts.hostname
-    if not host:
-        raise ValueError(f"resolver {raw!r}: the DNS-over-HTTPS URL has no host")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f"resolver {raw!r}: credentials in a DNS-over-HTTPS URL are not supported")
-    if parts.query or parts.fragment:
-        raise ValueError(
-            f"resolver {raw!r}: a DNS-over-HTTPS URL takes no query or fragment (the probe "
-            "POSTs the query as the body, RFC 8484)"
-        )
-    if not parts.path:
-        raise ValueError(
-            f"resolver {raw!r}: the DNS-over-HTTPS URL needs a path; servers usually use "
-            f"/dns-query (https://{parts.netloc}/dns-query)"
-        )
-    address = _ip(host)
-    if address is None:
-        labels = host.rstrip(".").split(".")
-        if not all(_HOST_LABEL.match(label) for label in labels):
-            raise ValueError(f"resolver {raw!r}: {host!r} is not a valid host name")
-        address = host
-    netloc = f"[{address}]" if ":" in address else address
-    if explicit_port not in (None, HTTPS_PORT):
-        netloc = f"{netloc}:{explicit_port}"
-    url = f"https://{netloc}{parts.path}"
-    return ResolverSpec("doh", url, address=address, port=explicit_port or HTTPS_PORT, url=url)
-
-
-def parse_resolver(text: str) -> ResolverSpec:
-    """Parse a resolver from config text; raise ValueError with a message meant for the user."""
-    raw = text.strip()
-    if not raw:
-        raise ValueError(f"empty resolver: {_USAGE}")
-    if raw.lower() == "system":
-        return SYSTEM_RESOLVER
-    scheme, separator, rest = raw.partition("://")
-    scheme = scheme.lower()
-    if not separator:
-        if _ip(raw.strip("[]")) is not None:
-            raise ValueError(
-                f"resolver {raw!r} has no scheme: write udp://{raw} (or tcp://, or a DoH URL)"
-            )
-        raise ValueError(f"unsupported resolver {raw!r}: {_USAGE}")
-    if scheme in ("udp", "tcp"):
-        if "/" in rest:
-            raise ValueError(f"resolver {raw!r}: a {scheme} resolver takes no path; {_USAGE}")
-        address, port = _ip_endpoint(raw, scheme, rest)
-        transport: TransportName = "udp" if scheme == "udp" else "tcp"
-        return ResolverSpec(
-            transport, f"{scheme}://{format_endpoint(address, port)}", address=address, port=port
-        )
-    if scheme == "https":
-        return _doh(raw)
-    if scheme == "http":
-        raise ValueError(f"resolver {raw!r}: DNS over HTTPS needs an https:// URL")
-    raise ValueError(f"unsupported resolver scheme {scheme!r} in {raw!r}: {_USAGE}")
 
 
 # -- one query, one transport --------------------------------------------------------------------
@@ -486,7 +345,7 @@ def _qname(host: str) -> dns.name.Name:
 
 
 def _literal(host: str) -> str | None:
-    return _ip(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+    return ip_text(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
 
 
 def _plain(failure: str | None) -> str | None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from probe.config import Settings, default_database_path, load_settings
+from probe.config import Settings, database_location, load_settings
 from probe.store import Store
 
 ConfigOption = Annotated[
@@ -56,10 +56,6 @@ def settings_from(config: Path | None, test_lists: list[Path] | None = None) -> 
     if test_lists:
         settings = dataclasses.replace(settings, test_lists=(*settings.test_lists, *test_lists))
     return settings
-
-
-def database_location(settings: Settings, db: str | None) -> str:
-    return db or settings.database or str(default_database_path())
 
 
 def open_store(settings: Settings, db: str | None) -> Store:

@@ -16,13 +16,12 @@ from typing import Annotated
 
 import typer
 
-from probe.checks.dns import parse_resolver
 from probe.cli.base import err, user_errors
 from probe.cli.common import ConfigOption, settings_from
-from probe.cli.run import check_context
 from probe.config import ConfigError
 from probe.helper.server import HelperConfig, serve
 from probe.netid import AsnDatabase
+from probe.session import check_context
 
 TOKEN_ENV = "PROBE_HELPER_TOKEN"
 # A guessable token turns the helper into anyone's free scanner: ask for a real secret.
@@ -148,7 +147,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(config)
         helper = HelperConfig(
             token=token,
-            resolvers=tuple(parse_resolver(text) for text in settings.resolvers),
+            resolvers=settings.resolvers,
             context=check_context(settings),
             concurrency=settings.concurrency,
             max_addresses=settings.max_addresses,

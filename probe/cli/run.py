@@ -1,13 +1,11 @@
-"""`probe run`: measure every selected target once, store the measurements, print a summary."""
+"""`probe run`: measure every selected target once, store the measurements, print a summary.
+
+Thin: parse the options, take consent and the run lock, call probe.session.run_once, render."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import resource
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -15,11 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analysis.analyse import RunAnalysis, analyse_run
-from analysis.controls import ControlEvidence, controls_from_helper_targets
-from probe import __version__
-from probe.checks import CheckContext, default_ssl_context
-from probe.checks.dns import parse_resolver
+from analysis.export import verdict_record
 from probe.cli.base import (
     EXIT_BUSY,
     EXIT_INTERRUPTED,
@@ -34,89 +28,54 @@ from probe.cli.common import (
     PlatformOption,
     RisksOption,
     TestListOption,
-    open_store,
     settings_from,
 )
 from probe.cli.render import control_note, no_connectivity_message, verdict_tables
-from probe.config import Settings
 from probe.consent import default_consent_path, require_consent
-from probe.helper.client import HelperUnavailable, query_helper
-from probe.helper.protocol import HelperResult
 from probe.lock import RunInProgressError, RunLock
-from probe.model import Connectivity, Run, new_run_id, utcnow
-from probe.netid import (
-    AsnDatabase,
-    HelperView,
-    NetworkIdentity,
-    identify_network,
-    read_local_network,
-    resolver_addresses,
-)
-from probe.privacy import Scrubber, ScrubbingSink
-from probe.rawnet import raw_capability
-from probe.runner import RunOutcome, RunPlan, execute
+from probe.model import Connectivity, utcnow
 from probe.schedule import trim_log
-from probe.store import Store
-from probe.targets import select_targets
+from probe.session import Note, NoteKind, RunReport, plan_run, run_once
+
+# How each kind of note reads on the terminal (rich markup; the note's text is escaped).
+_NOTE_PREFIX = {
+    NoteKind.SKIPPED: "[yellow]skipped:[/yellow] ",
+    NoteKind.RAW_EVIDENCE: "note: ",
+    NoteKind.NO_HELPER: "[yellow]no test helper this run:[/yellow] ",
+    NoteKind.VPN_SUSPECTED: "[yellow]VPN or proxy suspected:[/yellow] ",
+    NoteKind.ADDRESS_UNKNOWN: "note: ",
+}
 
 
-def check_context(settings: Settings) -> CheckContext:
-    """The checks' dependencies, from the settings (trust store: ca_file, else SSL_CERT_FILE or
-    the system's, which OpenSSL's default verify paths read)."""
-    return CheckContext(
-        timeouts=settings.timeouts,
-        ssl_context=default_ssl_context(settings.ca_file),
-        max_body_bytes=settings.max_body_bytes,
-        body_prefix_bytes=settings.body_prefix_bytes,
-        max_redirects=settings.max_redirects,
-        user_agent=settings.user_agent,
-        dns_second_answer_window=settings.dns_second_answer_window,
-    )
+def _show(note: Note) -> None:
+    err.print(f"{_NOTE_PREFIX[note.kind]}{escape(note.text)}", soft_wrap=True)
 
 
-def _raise_file_limit() -> None:
-    """Many connections in flight need many descriptors: lift the soft limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+class _ProgressBar:
+    """The runner's progress callback as a transient bar on stderr, shown from the first
+    finished target until close()."""
 
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: Any = None
 
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Any]:
-    if not enabled:
-        yield None
-        return
-    bar = Progress(
-        TextColumn("measuring"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
-    with bar:
-        task = bar.add_task("targets", total=None)
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = Progress(
+                TextColumn("measuring"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("targets", total=None)
+        self._bar.update(self._task, completed=done, total=total)
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def identify(settings: Settings, plan: RunPlan, helper: HelperView | None) -> NetworkIdentity:
-    """The network this run measures from: helper's view, MaxMind files, local interfaces."""
-    database = AsnDatabase(settings.mmdb) if settings.mmdb else None
-    try:
-        return identify_network(
-            helper=helper,
-            database=database,
-            configured_addresses=settings.public_addresses,
-            resolvers=resolver_addresses(plan.resolvers),
-            local=read_local_network(),
-        )
-    finally:
-        if database is not None:
-            database.close()
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
 
 
 def register(app: typer.Typer) -> None:
@@ -140,21 +99,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure every platform's reachability from this network, once, and store it."""
         settings = settings_from(config, test_list)
-        selection = select_targets(settings, platform or ())
-        for problem in selection.problems:
-            err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)
-        raw = raw_capability()
-        plan = RunPlan(
-            targets=selection.targets,
-            controls=selection.controls,
-            resolvers=[parse_resolver(text) for text in settings.resolvers],
-            context=check_context(settings),
-            concurrency=settings.concurrency,
-            max_addresses=settings.max_addresses,
-            raw_evidence=raw.available,
-        )
-        if raw.note:
-            err.print(f"note: {escape(raw.note)}", soft_wrap=True)
+        plan = plan_run(settings, platform or (), notes=_show)
         if unattended:
             trim_log()
             err.print(f"--- unattended run at {utcnow().isoformat(timespec='seconds')} ---")
@@ -167,125 +112,34 @@ def register(app: typer.Typer) -> None:
         except RunInProgressError as exc:
             err.print(f"{exc}; this run exits without measuring.")
             raise typer.Exit(EXIT_BUSY) from None
+        bar = _ProgressBar() if err.is_terminal and not as_json and not unattended else None
         try:
             if lock.stale is not None:
                 err.print(f"note: took over the lock of a run that died ({lock.stale.describe()})")
-            record, outcome, analysis, note = _measure(settings, plan, db, as_json, unattended)
+            report = run_once(settings, plan=plan, db=db, progress=bar, notes=_show)
+        except KeyboardInterrupt:
+            # Outside the measuring itself (asking the helper, deciding verdicts): nothing to show.
+            err.print("interrupted before the run finished")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
+            if bar is not None:
+                bar.close()
             lock.release()
-        _render(record, outcome, analysis, note, as_json)
+        _render(report, as_json)
+        outcome = report.outcome
         if outcome.interrupted:
             err.print(
                 f"interrupted: {outcome.measurements} finished measurements were kept "
-                f"(run {record.id})"
+                f"(run {report.run.id})"
             )
             raise typer.Exit(EXIT_INTERRUPTED)
         if outcome.connectivity is Connectivity.NONE:
             raise typer.Exit(EXIT_NO_CONNECTIVITY)
 
 
-def _helper_timeout(settings: Settings) -> float:
-    """How long to wait for the helper: its batch runs the same phases as ours, plus transfer."""
-    t = settings.timeouts
-    return t.dns + t.connect + t.tls + t.http + 10.0
-
-
-def _ask_helper(settings: Settings, plan: RunPlan) -> HelperResult | HelperUnavailable | None:
-    """The control measurements of an uncensored vantage, when a helper is configured. Asked
-    before the run, so the probe's public address it reports is scrubbed from every measurement."""
-    if not (settings.helper_url and settings.helper_token):
-        return None
-    result = asyncio.run(
-        query_helper(
-            settings.helper_url,
-            settings.helper_token,
-            plan.targets,
-            plan.context,
-            _helper_timeout(settings),
-        )
-    )
-    if isinstance(result, HelperUnavailable):
-        reason = escape(result.reason)
-        err.print(f"[yellow]no test helper this run:[/yellow] {reason}", soft_wrap=True)
-    return result
-
-
-def _measure(
-    settings: Settings, plan: RunPlan, db: str | None, as_json: bool, unattended: bool
-) -> tuple[Run, RunOutcome, RunAnalysis, str]:
-    """Ask the helper, identify the network, run the plan into the store (scrubbed), finish the
-    run record, and decide its verdicts."""
-    _raise_file_limit()
-    helper = _ask_helper(settings, plan)
-    view, controls = None, None
-    if isinstance(helper, HelperResult):
-        client = helper.client
-        view = HelperView(
-            client_address=client.address,
-            client_asn=client.asn,
-            client_as_name=client.as_name,
-            client_country=client.country,
-        )
-        controls = controls_from_helper_targets(helper.targets)
-    identity = identify(settings, plan, view)
-    for reason in identity.vpn_reasons:
-        err.print(
-            f"[yellow]VPN or proxy suspected:[/yellow] {escape(reason)}; measurements are flagged."
-        )
-    if not identity.own_addresses:
-        err.print(
-            "note: this probe's public address is unknown (no helper, no \\[network] "
-            "public_addresses), so it cannot be scrubbed from stored pages and errors."
-        )
-    store = open_store(settings, db)
-    try:
-        record = Run(
-            id=new_run_id(),
-            probe_id=store.probe_id(),
-            started_at=utcnow(),
-            software_version=__version__,
-            config_digest=settings.digest(),
-            network=identity.network,
-        )
-        store.start_run(record)
-        outcome = RunOutcome()
-        sink = ScrubbingSink(store, Scrubber(identity.own_addresses))
-        show_progress = err.is_terminal and not as_json and not unattended
-        with _progress(show_progress) as progress:
-            try:
-                asyncio.run(execute(plan, record.id, sink, outcome=outcome, progress=progress))
-            except KeyboardInterrupt:
-                outcome.interrupted = True
-        store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
-        analysis = _analyse(settings, store, record.id, controls, plan)
-    finally:
-        store.close()
-    return record, outcome, analysis, control_note(helper)
-
-
-def _analyse(
-    settings: Settings,
-    store: Store,
-    run_id: str,
-    controls: ControlEvidence | None,
-    plan: RunPlan,
-) -> RunAnalysis:
-    targets = [*plan.targets, *plan.controls]
-    if not settings.mmdb:
-        return analyse_run(store, run_id, controls=controls, targets=targets)
-    with AsnDatabase(settings.mmdb) as database:
-        return analyse_run(
-            store,
-            run_id,
-            controls=controls,
-            targets=targets,
-            asn_of=lambda address: database.lookup(address).asn,
-        )
-
-
-def _render(
-    record: Run, outcome: RunOutcome, analysis: RunAnalysis, note: str, as_json: bool
-) -> None:
+def _render(report: RunReport, as_json: bool) -> None:
+    record, outcome, analysis = report.run, report.outcome, report.analysis
+    note = control_note(report.helper)
     if as_json:
         document = {
             "run_id": record.id,
@@ -307,20 +161,7 @@ def _render(
                 }
                 for s in analysis.summaries
             ],
-            "verdicts": [
-                {
-                    "platform": v.platform,
-                    "target": v.target,
-                    "status": v.status.value,
-                    "technique": v.technique,
-                    "confidence": v.confidence.value if v.confidence else None,
-                    "rule_id": v.rule_id,
-                    "rules_version": v.rules_version,
-                    "detail": v.detail,
-                    "evidence": list(v.evidence),
-                }
-                for v in analysis.verdicts
-            ],
+            "verdicts": [verdict_record(v) for v in analysis.verdicts],
             "targets": [
                 {
                     "platform": r.target.platform,

@@ -41,7 +41,6 @@ from typing import Any
 from aiohttp import web
 
 from probe.checks import CheckContext, format_endpoint
-from probe.checks.dns import SYSTEM_RESOLVER, ResolverSpec
 from probe.helper.protocol import (
     LIMITS,
     MEASURE_PATH,
@@ -57,6 +56,7 @@ from probe.helper.protocol import (
 )
 from probe.model import Layer, Measurement, Observation, Target, new_run_id
 from probe.netid import AsnDatabase, AsnRecord
+from probe.resolvers import SYSTEM_RESOLVER, ResolverSpec
 from probe.runner import RunPlan, execute
 
 # Appears in the failure string of any check whose connect the guard refused (classify() keeps

@@ -12,7 +12,7 @@ asyncio.run() itself (the CLI) can all talk to it:
         "split.example": {"A": Behaviour.answer(a=["192.0.2.9"]), "AAAA": Behaviour.servfail()},
     }
     with FakeNameserver(zone, doh=True) as ns:        # or: async with FakeNameserver(...) as ns
-        ns.udp_spec                 # "udp://127.0.0.1:PORT" (a resolver spec, probe.checks.dns)
+        ns.udp_spec                 # "udp://127.0.0.1:PORT" (a resolver spec, probe.resolvers)
         ns.tcp_spec                 # "tcp://127.0.0.1:PORT"   (same port as UDP)
         ns.doh_url                  # "https://127.0.0.1:PORT2/dns-query"
         ns.client_ssl_context()     # an SSLContext that trusts the DoH certificate

@@ -1,0 +1,277 @@
+"""One run of the probe, as a library call: the workflow that wires the layers together.
+
+plan_run() picks the targets and the checks' dependencies; run_once() asks the test helper for
+controls, identifies the network, streams the runner's measurements through the scrubber into the
+store, finishes the run record and decides its verdicts. The command line (and the tests) call
+these; nothing here prints: what the run wants a volunteer to know goes to the `notes` callback
+and into the RunReport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+
+from analysis.analyse import RunAnalysis, analyse_run
+from analysis.controls import ControlEvidence, controls_from_helper_targets
+from probe import __version__
+from probe.checks import CheckContext, default_ssl_context
+from probe.config import Settings, database_location
+from probe.helper.client import HelperUnavailable, query_helper
+from probe.helper.protocol import HelperResult
+from probe.model import Run, new_run_id, utcnow
+from probe.netid import (
+    AsnDatabase,
+    HelperView,
+    NetworkIdentity,
+    identify_network,
+    read_local_network,
+    resolver_addresses,
+)
+from probe.privacy import Scrubber, ScrubbingSink
+from probe.rawnet import raw_capability
+from probe.runner import Progress, RunOutcome, RunPlan, execute
+from probe.store import Store
+from probe.targets import select_targets
+
+
+class NoteKind(StrEnum):
+    """What a note is about (the CLI styles them; tests match on the kind)."""
+
+    SKIPPED = "skipped"  # a target that could not be built from the catalog, config or a list
+    RAW_EVIDENCE = "raw_evidence"  # packet evidence is not available this run, and why
+    NO_HELPER = "no_helper"  # a helper is configured but gave no controls this run
+    VPN_SUSPECTED = "vpn_suspected"  # the network looks like a VPN or proxy: flagged
+    ADDRESS_UNKNOWN = "address_unknown"  # the public address is unknown: it cannot be scrubbed
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something a volunteer should know about this run (plain text, no markup)."""
+
+    kind: NoteKind
+    text: str
+
+
+Notes = Callable[[Note], None]
+
+
+def _ignore(_note: Note) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What one run did: its record, the runner's outcome, the verdicts, and the helper's answer
+    (None when no helper is configured), with every note the run gave."""
+
+    run: Run
+    outcome: RunOutcome
+    analysis: RunAnalysis
+    helper: HelperResult | HelperUnavailable | None
+    notes: tuple[Note, ...]
+
+
+def check_context(settings: Settings) -> CheckContext:
+    """The checks' dependencies, from the settings (trust store: ca_file, else SSL_CERT_FILE or
+    the system's, which OpenSSL's default verify paths read)."""
+    return CheckContext(
+        timeouts=settings.timeouts,
+        ssl_context=default_ssl_context(settings.ca_file),
+        max_body_bytes=settings.max_body_bytes,
+        body_prefix_bytes=settings.body_prefix_bytes,
+        max_redirects=settings.max_redirects,
+        user_agent=settings.user_agent,
+        dns_second_answer_window=settings.dns_second_answer_window,
+    )
+
+
+def plan_run(settings: Settings, platforms: Sequence[str] = (), notes: Notes = _ignore) -> RunPlan:
+    """What a run of these platforms (all configured ones when empty) measures, and how."""
+    selection = select_targets(settings, platforms)
+    for problem in selection.problems:
+        notes(Note(NoteKind.SKIPPED, problem))
+    raw = raw_capability()
+    if raw.note:
+        notes(Note(NoteKind.RAW_EVIDENCE, raw.note))
+    return RunPlan(
+        targets=selection.targets,
+        controls=selection.controls,
+        resolvers=settings.resolvers,
+        context=check_context(settings),
+        concurrency=settings.concurrency,
+        max_addresses=settings.max_addresses,
+        raw_evidence=raw.available,
+    )
+
+
+def run_once(
+    settings: Settings,
+    *,
+    plan: RunPlan | None = None,
+    db: str | None = None,
+    platforms: Sequence[str] = (),
+    progress: Progress | None = None,
+    notes: Notes = _ignore,
+) -> RunReport:
+    """Measure once and store it: ask the helper, identify the network, run the plan into the
+    store (scrubbed), finish the run record and decide its verdicts.
+
+    `plan` defaults to plan_run(settings, platforms); `db` to the configured database. A Ctrl-C
+    while measuring ends the run early: what finished is kept and the run is marked interrupted.
+    """
+    given: list[Note] = []
+
+    def note(item: Note) -> None:
+        given.append(item)
+        notes(item)
+
+    if plan is None:
+        plan = plan_run(settings, platforms, note)
+    _raise_file_limit()
+    helper = _ask_helper(settings, plan)
+    view, controls = None, None
+    if isinstance(helper, HelperUnavailable):
+        note(Note(NoteKind.NO_HELPER, helper.reason))
+    elif isinstance(helper, HelperResult):
+        client = helper.client
+        view = HelperView(
+            client_address=client.address,
+            client_asn=client.asn,
+            client_as_name=client.as_name,
+            client_country=client.country,
+        )
+        controls = controls_from_helper_targets(helper.targets)
+    identity = identify(settings, plan, view)
+    for reason in identity.vpn_reasons:
+        note(
+            Note(
+                NoteKind.VPN_SUSPECTED,
+                f"{reason}; measurements are flagged.",
+            )
+        )
+    if not identity.own_addresses:
+        note(
+            Note(
+                NoteKind.ADDRESS_UNKNOWN,
+                "this probe's public address is unknown (no helper, no [network] "
+                "public_addresses), so it cannot be scrubbed from stored pages and errors.",
+            )
+        )
+    with Store.open(database_location(settings, db)) as store:
+        record = Run(
+            id=new_run_id(),
+            probe_id=store.probe_id(),
+            started_at=utcnow(),
+            software_version=__version__,
+            config_digest=settings.digest(),
+            network=identity.network,
+        )
+        store.start_run(record)
+        outcome = RunOutcome()
+        sink = ScrubbingSink(store, Scrubber(identity.own_addresses))
+        try:
+            with interruptible():
+                asyncio.run(execute(plan, record.id, sink, outcome=outcome, progress=progress))
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+        store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
+        analysis = _analyse(settings, store, record.id, controls, plan)
+    return RunReport(record, outcome, analysis, helper, tuple(given))
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C (SIGINT) interrupts what runs inside, even when the probe was started with SIGINT
+    ignored.
+
+    A non-interactive shell starts a background job (`probe run &` in a script) with SIGINT
+    ignored (POSIX, Shell Command Language 2.11), every child inherits that, and Python then
+    leaves SIGINT ignored: the run would go on until its last timeout instead of keeping what it
+    finished. Inside, an ignored or default SIGINT raises KeyboardInterrupt, which asyncio.run
+    turns into cancelling the run; a handler someone installed on purpose is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    replace = previous in (signal.SIG_IGN, signal.SIG_DFL)
+    if replace:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if replace:
+            signal.signal(signal.SIGINT, previous)
+
+
+def identify(settings: Settings, plan: RunPlan, helper: HelperView | None) -> NetworkIdentity:
+    """The network this run measures from: helper's view, MaxMind files, local interfaces."""
+    database = AsnDatabase(settings.mmdb) if settings.mmdb else None
+    try:
+        return identify_network(
+            helper=helper,
+            database=database,
+            configured_addresses=settings.public_addresses,
+            resolvers=resolver_addresses(plan.resolvers),
+            local=read_local_network(),
+        )
+    finally:
+        if database is not None:
+            database.close()
+
+
+def _raise_file_limit() -> None:
+    """Many connections in flight need many descriptors: lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _helper_timeout(settings: Settings) -> float:
+    """How long to wait for the helper: its batch runs the same phases as ours, plus transfer."""
+    t = settings.timeouts
+    return t.dns + t.connect + t.tls + t.http + 10.0
+
+
+def _ask_helper(settings: Settings, plan: RunPlan) -> HelperResult | HelperUnavailable | None:
+    """The control measurements of an uncensored vantage, when a helper is configured. Asked
+    before the run, so the probe's public address it reports is scrubbed from every measurement."""
+    if not (settings.helper_url and settings.helper_token):
+        return None
+    with interruptible():
+        return asyncio.run(
+            query_helper(
+                settings.helper_url,
+                settings.helper_token,
+                plan.targets,
+                plan.context,
+                _helper_timeout(settings),
+            )
+        )
+
+
+def _analyse(
+    settings: Settings,
+    store: Store,
+    run_id: str,
+    controls: ControlEvidence | None,
+    plan: RunPlan,
+) -> RunAnalysis:
+    targets = [*plan.targets, *plan.controls]
+    if not settings.mmdb:
+        return analyse_run(store, run_id, controls=controls, targets=targets)
+    with AsnDatabase(settings.mmdb) as database:
+        return analyse_run(
+            store,
+            run_id,
+            controls=controls,
+            targets=targets,
+            asn_of=lambda address: database.lookup(address).asn,
+        )
