@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.config import Settings, Timeouts
+from probe.checks import Timeouts
+from probe.config import Settings
 from probe.model import Connectivity
 from probe.records import Status
 from probe.resolvers import parse_resolver
