@@ -152,6 +152,28 @@ def test_run_measures_every_layer_and_stores_it(site: Site) -> None:
     assert run[0] == "ok" and not run[1] and run[2]
 
 
+def test_run_json_verdicts_are_the_export_records_of_the_same_run(
+    site: Site, tmp_path: Path
+) -> None:
+    """`probe run --json` and `probe export --what verdicts` serialise a verdict alike."""
+    db = tmp_path / "v.db"
+    code, out, err = invoke("run", "--config", str(site.config), "--db", str(db), "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    exported = tmp_path / "v.jsonl"
+    code, _, err = invoke(
+        "export", "--what", "verdicts", "--jsonl", str(exported), "--db", str(db),
+        "--config", str(site.config),
+    )  # fmt: skip
+    assert code == 0, err
+    records = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert document["verdicts"] and {v["run_id"] for v in records} == {document["run_id"]}
+    key = "platform", "target"
+    assert sorted(document["verdicts"], key=lambda v: [v[k] for k in key]) == sorted(
+        records, key=lambda v: [v[k] for k in key]
+    )
+
+
 def test_report_shows_the_latest_status_per_endpoint(site: Site) -> None:
     invoke("run", "--config", str(site.config), "--db", str(site.db))
     code, out, _ = invoke("report", "--config", str(site.config), "--db", str(site.db))
