@@ -1,7 +1,7 @@
 """One run's stored measurements -> verdicts and platform summaries, saved beside them.
 
-Called once a run ends, and again by `probe analyse` when the rules change (verdicts of a run are
-replaced, and each keeps the RULES_VERSION that decided it).
+Called by the run session (probe/session.py) once a run ends. Analysing a run again (after the
+rules change) replaces its verdicts, and each keeps the RULES_VERSION that decided it.
 """
 
 from __future__ import annotations

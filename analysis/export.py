@@ -373,12 +373,6 @@ _RunNetwork = tuple[str | None, int | None, str | None]  # probe_id, asn, countr
 _NO_RUN: _RunNetwork = (None, None, None)
 
 
-def measurement_record(measurement: Measurement, run: Run | None) -> dict[str, Any]:
-    """One measurement as a JSONL_FIELDS dict: typed values, single-line text, details nested."""
-    values = _values(measurement, _NO_RUN if run is None else _run_network(run))
-    return dict(zip(JSONL_FIELDS, values, strict=True))
-
-
 def _run_network(run: Run) -> _RunNetwork:
     return (run.probe_id, run.network.asn, _one_line(run.network.country))
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from probe.catalog import CatalogError, Platform, load_catalog
 from probe.config import ConfigError, Settings
 from probe.model import Target
-from probe.testlists import PLATFORM as TESTLIST_PLATFORM
 from probe.testlists import TestListError, load_test_list
 
 
@@ -19,17 +18,6 @@ class Selection:
     targets: tuple[Target, ...]
     controls: tuple[Target, ...]
     problems: tuple[str, ...] = ()
-
-
-def known_platforms(settings: Settings) -> list[str]:
-    """Platform names a user may select: catalog, config targets, 'testlist' with lists."""
-    names = [p.name for p in _catalog(settings) if not p.control]
-    for target in settings.extra_targets:
-        if target.platform not in names:
-            names.append(target.platform)
-    if settings.test_lists:
-        names.append(TESTLIST_PLATFORM)
-    return names
 
 
 def _catalog(settings: Settings) -> list[Platform]:

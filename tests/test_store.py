@@ -204,19 +204,6 @@ def test_probe_id_is_random_and_stable_across_opens(tmp_path: Path) -> None:
     assert other != first
 
 
-def test_network_found_after_the_run_started_is_recorded(store: Store) -> None:
-    run = make_run(store.probe_id())
-    store.start_run(run)
-    network = NetworkInfo(
-        asn=197207, as_name="MCCI", country="IR", vpn_suspected=True, source="helper"
-    )
-    store.update_run_network(run.id, network)
-    loaded = store.get_run(run.id)
-    assert loaded is not None
-    assert loaded.network == network
-    assert loaded.finished_at is None and loaded.connectivity is Connectivity.UNKNOWN
-
-
 def test_finishing_an_unknown_run_is_a_store_error(store: Store) -> None:
     with pytest.raises(StoreError, match="has no run nosuchrun"):
         store.finish_run("nosuchrun", T0, Connectivity.NONE, interrupted=False)
@@ -257,8 +244,8 @@ def test_measurements_filter_by_run_platform_and_half_open_time_window(store: St
     assert ids(store.measurements(platform="whatsapp", since=tehran_since)) == [rows[3].id]
 
 
-def test_runs_are_listed_in_time_order_and_latest_run_id_is_the_newest(store: Store) -> None:
-    assert store.latest_run_id() is None
+def test_runs_are_listed_in_time_order_newest_first_on_request(store: Store) -> None:
+    assert list(store.runs()) == []
     runs = [make_run(store.probe_id(), T0 + timedelta(days=d)) for d in (2, 0, 1)]
     for run in runs:
         store.start_run(run)
@@ -269,7 +256,7 @@ def test_runs_are_listed_in_time_order_and_latest_run_id_is_the_newest(store: St
         by_time[1].id,
         by_time[2].id,
     ]
-    assert store.latest_run_id() == runs[0].id
+    assert [r.id for r in store.runs(newest_first=True, limit=1)] == [runs[0].id]
 
 
 def test_latest_status_shows_the_newest_measurement_of_each_endpoint(store: Store) -> None:

@@ -149,9 +149,6 @@ class Store:
         }
         self._update_run(run_id, values)
 
-    def update_run_network(self, run_id: str, network: NetworkInfo) -> None:
-        self._update_run(run_id, _network_columns(network))
-
     def _update_run(self, run_id: str, values: dict[str, Any]) -> None:
         with self._transaction(write=True) as conn:
             stmt = schema.runs.update().where(schema.runs.c.id == run_id).values(**values)
@@ -236,13 +233,6 @@ class Store:
         stmt = stmt.order_by(*order).limit(limit)
         for row in self._stream(stmt):
             yield _run_from_row(row)
-
-    def latest_run_id(self) -> str | None:
-        """The id of the most recently started run, or None for an empty database."""
-        runs = schema.runs
-        stmt = select(runs.c.id).order_by(runs.c.started_at.desc(), runs.c.id.desc()).limit(1)
-        with self._transaction() as conn:
-            return conn.execute(stmt).scalar_one_or_none()
 
     def measurements(
         self,

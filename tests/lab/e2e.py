@@ -389,7 +389,8 @@ def run_probe(
     verdicts: tuple[Verdict, ...] = ()
     if database.exists():
         with Store.open(database) as store:
-            run_id = document.get("run_id") if document else store.latest_run_id()
+            newest = [r.id for r in store.runs(newest_first=True, limit=1)]
+            run_id = document.get("run_id") if document else next(iter(newest), None)
             if isinstance(run_id, str):
                 run = store.get_run(run_id)
                 measurements = tuple(store.measurements(run_id=run_id))
