@@ -1,4 +1,5 @@
-"""Options and wiring shared by the commands: where the config and the database come from."""
+"""Options and wiring shared by the commands: where the config and the database come from, the
+time, network and platform filters, and the event detector's settings."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from analysis.events import DetectorParams
+from probe.cli.base import EXIT_ERROR, err
 from probe.config import Settings, database_location, load_settings
 from probe.store import Store
 
@@ -48,6 +52,48 @@ PlatformOption = Annotated[
     list[str] | None,
     typer.Option("--platform", "-p", help="Only this platform (repeatable)."),
 ]
+
+
+SinceOption = Annotated[
+    str | None,
+    typer.Option(help="From this time (ISO-8601, UTC unless a zone is given, or an age: 7d)."),
+]
+UntilOption = Annotated[str | None, typer.Option(help="Before this time (same forms).")]
+NetworkOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--network",
+        "-n",
+        help="Only this network: an AS number such as 58224 or AS58224 (repeatable).",
+    ),
+]
+
+
+def parse_networks(values: list[str] | None) -> list[int] | None:
+    """--network values as AS numbers ("AS58224" and "58224" alike); None when none given."""
+    if not values:
+        return None
+    asns = []
+    for value in values:
+        text = value.strip()
+        digits = text[2:] if text[:2].upper() == "AS" else text
+        if not digits.isdigit() or int(digits) >= 2**32:
+            raise typer.BadParameter(
+                f"{value!r} is not an AS number (e.g. 58224 or AS58224)", param_hint="--network"
+            )
+        asns.append(int(digits))
+    return asns
+
+
+def detector_params(settings: Settings) -> DetectorParams:
+    """The event detector's settings from config.toml's [events]; a bad value ends the command
+    with a one-line message naming the key (exit status 1)."""
+    try:
+        return DetectorParams.from_mapping(settings.events)
+    except ValueError as exc:
+        where = f"{settings.source}: " if settings.source else ""
+        err.print(f"[red]error:[/red] {escape(where + str(exc))}", soft_wrap=True)
+        raise typer.Exit(EXIT_ERROR) from None
 
 
 def settings_from(config: Path | None, test_lists: list[Path] | None = None) -> Settings:

@@ -28,17 +28,15 @@ from probe.cli.base import EXIT_ERROR, err, user_errors
 from probe.cli.common import (
     ConfigOption,
     DbOption,
-    PlatformOption,
-    open_store,
-    parse_when,
-    settings_from,
-)
-from probe.cli.report import (
     NetworkOption,
+    PlatformOption,
     SinceOption,
     UntilOption,
     detector_params,
+    open_store,
     parse_networks,
+    parse_when,
+    settings_from,
 )
 from probe.records import Verdict
 
