@@ -36,7 +36,7 @@ import dns.message
 import pytest
 
 from probe import rawnet
-from probe.rawnet import NEEDS_RAW_NOTE, RawCapability
+from probe.rawnet import NEEDS_RAW_NOTE, RawCapability, capability
 from tests.servers.dns_server import Behaviour, FakeNameserver
 
 REPO = Path(__file__).resolve().parent.parent
@@ -565,7 +565,7 @@ def test_capture_is_available_with_cap_net_raw() -> None:
 @pytest.fixture
 def no_capture(monkeypatch: pytest.MonkeyPatch) -> None:
     """This process as an unprivileged user sees it: no CAP_NET_RAW among its capabilities."""
-    monkeypatch.setattr(rawnet, "_effective_capabilities", lambda: 0)
+    monkeypatch.setattr(capability, "_effective_capabilities", lambda: 0)
 
 
 @pytest.mark.usefixtures("no_capture")
@@ -590,7 +590,19 @@ async def test_without_cap_net_raw_every_function_returns_unavailable() -> None:
 
 
 async def test_ipv6_targets_are_reported_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rawnet, "raw_capability", lambda: RawCapability(True))
+    monkeypatch.setattr(capability, "raw_capability", lambda: RawCapability(True))
     details = await rawnet.tcp_reset_evidence("::1", 443, None, 1.0)
     assert details["available"] is False
     assert "IPv4 only" in details["note"]
+
+
+def test_importing_rawnet_and_the_cli_loads_no_scapy() -> None:
+    # scapy takes most of a second to import: `probe run` must not pay for it before a capture.
+    code = (
+        "import sys\nimport probe.rawnet, probe.cli.app, probe.runner\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scapy'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
