@@ -11,11 +11,13 @@ import hashlib
 import json
 import math
 import os
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -125,18 +127,27 @@ class _Table:
             raise ConfigError(f"{self.where} {key} = {value!r}: must be {expect}")
         return value  # type: ignore[no-any-return]
 
-    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(self, key: str, default: float, *, maximum: float, zero: bool = False) -> float:
+        """A finite number above 0 (or 0 itself with `zero`) and at most `maximum`."""
         value = self.get(
             key,
             default,
-            lambda v: isinstance(v, int | float) and math.isfinite(v) and v > minimum,
-            f"a number greater than {minimum:g}",
+            lambda v: (
+                isinstance(v, int | float)
+                and math.isfinite(v)
+                and (v >= 0 if zero else v > 0)
+                and v <= maximum
+            ),
+            f"a number from 0 to {maximum:g}" if zero else f"a number above 0, at most {maximum:g}",
         )
         return float(value)
 
-    def integer(self, key: str, default: int, *, minimum: int = 1) -> int:
+    def integer(self, key: str, default: int, *, maximum: int, minimum: int = 1) -> int:
         return self.get(
-            key, default, lambda v: isinstance(v, int) and v >= minimum, f"an integer >= {minimum}"
+            key,
+            default,
+            lambda v: isinstance(v, int) and minimum <= v <= maximum,
+            f"an integer from {minimum} to {maximum}",
         )
 
     def string(self, key: str, default: str | None) -> str | None:
@@ -156,6 +167,19 @@ class _Table:
         unknown = set(self.data) - self.read
         if unknown:
             raise ConfigError(f"{self.where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+
+# Upper bounds on every number a config can set. Past them a run hangs, or one body fills the
+# memory (and then its row cannot be stored): the probe refuses them at load instead.
+MAX_PHASE_TIMEOUT = 120.0  # s, per DNS / connect / TLS phase
+MAX_HTTP_TIMEOUT = 600.0  # s, for a whole HTTP transaction (a slow throttled download included)
+MAX_SECOND_ANSWER_WINDOW = 10.0  # s a UDP query keeps listening after its first answer
+MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_PREFIX_BYTES = 64 * 1024  # stored with every HTTP row
+MAX_REDIRECTS = 20  # the limit browsers apply (Fetch standard, "HTTP-redirect fetch")
+MAX_CONCURRENCY = 4096  # connections in flight; each needs a descriptor
+MAX_ADDRESSES = 64  # addresses measured per name
+MAX_USER_AGENT = 512  # characters
 
 
 _TABLES = frozenset(
@@ -186,41 +210,62 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
         database = str(path(database))
     defaults = Settings()
     settings_timeouts = Timeouts(
-        dns=timeouts.number("dns", defaults.timeouts.dns),
-        connect=timeouts.number("connect", defaults.timeouts.connect),
-        tls=timeouts.number("tls", defaults.timeouts.tls),
-        http=timeouts.number("http", defaults.timeouts.http),
+        dns=timeouts.number("dns", defaults.timeouts.dns, maximum=MAX_PHASE_TIMEOUT),
+        connect=timeouts.number("connect", defaults.timeouts.connect, maximum=MAX_PHASE_TIMEOUT),
+        tls=timeouts.number("tls", defaults.timeouts.tls, maximum=MAX_PHASE_TIMEOUT),
+        http=timeouts.number("http", defaults.timeouts.http, maximum=MAX_HTTP_TIMEOUT),
     )
     resolver_texts = dns.strings("resolvers", tuple(r.spec for r in defaults.resolvers))
     if not resolver_texts:
         raise ConfigError(f'{name}: [dns] resolvers: give at least one (e.g. "system")')
     resolvers = _parse_resolvers(resolver_texts, f"{name}: [dns] resolvers")
     ca_file = path(tls.string("ca_file", None))
-    if ca_file is not None and not ca_file.is_file():
-        raise ConfigError(f"{name}: [tls] ca_file = {ca_file}: no such file")
+    if ca_file is not None:
+        _check_ca_file(ca_file, f"{name}: [tls] ca_file = {ca_file}")
     helper_url = helper.string("url", None)
-    if helper_url and not helper_url.startswith(("http://", "https://")):
-        raise ConfigError(f"{name}: [helper] url must start with http:// or https://")
+    if helper_url:
+        _check_helper_url(helper_url, f"{name}: [helper] url = {helper_url!r:.200}")
+    helper_token = helper.string("token", None)
+    if helper_token is not None and (not helper_token.isprintable() or " " in helper_token):
+        # It travels in an Authorization header: a line break there is a header injection.
+        raise ConfigError(f"{name}: [helper] token: must be printable, without spaces")
+    user_agent = http.string("user_agent", defaults.user_agent) or defaults.user_agent
+    if len(user_agent) > MAX_USER_AGENT or not user_agent.isprintable():
+        raise ConfigError(
+            f"{name}: [http] user_agent: must be printable and at most {MAX_USER_AGENT} characters"
+        )
     settings = Settings(
         database=database,
-        concurrency=probe.integer("concurrency", defaults.concurrency),
+        concurrency=probe.integer("concurrency", defaults.concurrency, maximum=MAX_CONCURRENCY),
         platforms=probe.strings("platforms", ()),
-        max_addresses=probe.integer("max_addresses", defaults.max_addresses),
+        max_addresses=probe.integer("max_addresses", defaults.max_addresses, maximum=MAX_ADDRESSES),
         timeouts=settings_timeouts,
         resolvers=resolvers,
         dns_second_answer_window=dns.number(
-            "second_answer_window", defaults.dns_second_answer_window, minimum=-1e-9
+            "second_answer_window",
+            defaults.dns_second_answer_window,
+            maximum=MAX_SECOND_ANSWER_WINDOW,
+            zero=True,
         ),
         ca_file=str(ca_file) if ca_file else None,
-        max_body_bytes=http.integer("max_body_bytes", defaults.max_body_bytes),
-        body_prefix_bytes=http.integer("body_prefix_bytes", defaults.body_prefix_bytes, minimum=0),
-        max_redirects=http.integer("max_redirects", defaults.max_redirects, minimum=0),
-        user_agent=http.string("user_agent", defaults.user_agent) or defaults.user_agent,
+        max_body_bytes=http.integer(
+            "max_body_bytes", defaults.max_body_bytes, maximum=MAX_BODY_BYTES
+        ),
+        body_prefix_bytes=http.integer(
+            "body_prefix_bytes",
+            defaults.body_prefix_bytes,
+            minimum=0,
+            maximum=MAX_BODY_PREFIX_BYTES,
+        ),
+        max_redirects=http.integer(
+            "max_redirects", defaults.max_redirects, minimum=0, maximum=MAX_REDIRECTS
+        ),
+        user_agent=user_agent,
         catalog_dir=path(catalog.string("dir", None)),
         extra_targets=_parse_targets(document.get("targets", []), name),
         test_lists=tuple(p for p in map(path, catalog.strings("test_lists", ())) if p),
         helper_url=helper_url,
-        helper_token=helper.string("token", None),
+        helper_token=helper_token,
         events=dict(table("events").data),
         mmdb=_existing_files(network.strings("mmdb", ()), path, f"{name}: [network] mmdb"),
         public_addresses=_addresses(network.strings("public_addresses", ()), name),
@@ -229,6 +274,39 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
     for t in (probe, timeouts, dns, tls, http, catalog, helper, network):
         t.finish()
     return settings
+
+
+def _check_ca_file(ca_file: Path, where: str) -> None:
+    """A trust store OpenSSL can load: the file, not a traceback at the first TLS check."""
+    if not ca_file.is_file():
+        raise ConfigError(f"{where}: no such file")
+    try:
+        ssl.create_default_context(cafile=str(ca_file))
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"{where}: not a PEM file of CA certificates ({exc.reason or exc})"
+        ) from None
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"{where}: cannot read it ({exc})") from None
+
+
+def _check_helper_url(url: str, where: str) -> None:
+    """http(s)://host[:port][/path], nothing else: the probe posts its targets there."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: must start with http:// or https://")
+    if not parts.hostname:
+        raise ConfigError(f"{where}: no host after {parts.scheme}://")
+    if port == 0:
+        raise ConfigError(f"{where}: port 0 is not a port")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{where}: put the credentials in [helper] token, not in the URL")
+    if parts.query or parts.fragment or not url.isprintable() or " " in url:
+        raise ConfigError(f"{where}: must be http(s)://host[:port][/path] (no query, no spaces)")
 
 
 def _existing_files(

@@ -6,6 +6,7 @@ A malformed row is reported with its line number and skipped; it never stops the
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from probe.model import Target
 
 COLUMNS = ("url", "category_code", "category_description", "date_added", "source", "notes")
 PLATFORM = "testlist"
+# What surrogateescape decodes a byte that is not UTF-8 to.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 class TestListError(ValueError):
@@ -36,7 +39,9 @@ class TestList:
 def load_test_list(path: Path) -> TestList:
     """Read a Citizen Lab test list; each URL becomes an http(s) target grouped by category."""
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        # utf-8-sig: spreadsheets save CSV with a byte-order mark. surrogateescape: one byte that
+        # is not UTF-8 marks its own row (skipped below), instead of failing the whole read.
+        handle = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise TestListError(f"cannot read test list {path}: {exc.strerror}") from None
     targets: dict[str, Target] = {}
@@ -62,6 +67,9 @@ def load_test_list(path: Path) -> TestList:
                 continue
             line = reader.line_num
             if not row or not any(cell.strip() for cell in row):
+                continue
+            if any(_UNDECODED.search(cell) for cell in row):
+                problems.append(f"{path}:{line}: not valid UTF-8; skipped")
                 continue
             if len(row) != len(header):
                 problems.append(

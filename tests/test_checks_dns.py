@@ -448,11 +448,15 @@ async def test_system_resolver_that_hangs_times_out_within_the_dns_timeout(
     assert observation.duration_ms < (DNS_TIMEOUT + 0.3) * 1000
 
 
-async def test_invalid_host_name_is_a_configuration_error(
+async def test_a_name_with_no_dns_wire_form_is_a_recorded_failure_without_a_query(
     nameserver: FakeNameserver, ctx: CheckContext
 ) -> None:
-    with pytest.raises(ValueError, match="not a valid DNS name"):
-        await resolve("a" * 64 + ".example", spec_for(nameserver, "udp"), ctx)
+    observation = await resolve("a" * 64 + ".example", spec_for(nameserver, "udp"), ctx)
+    assert observation.failure is not None
+    assert observation.failure.startswith("unknown_failure: the name cannot be encoded for DNS")
+    assert observation.failed_operation is Operation.RESOLVE
+    assert observation.details["addresses"] == []
+    assert nameserver.queries_for("a" * 64 + ".example") == []
 
 
 class _DropsFirstQuery(asyncio.DatagramProtocol):

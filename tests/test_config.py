@@ -8,6 +8,7 @@ import pytest
 
 from probe.config import ConfigError, Settings, load_settings
 from probe.model import TargetKind
+from tests.servers.tls_certs import Pki
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -26,7 +27,7 @@ def test_the_shipped_config_toml_is_valid_and_matches_the_defaults() -> None:
 
 
 def test_values_are_read_and_relative_paths_resolve_next_to_the_file(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("x")
+    Pki().ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     path = write(
         tmp_path,
         """
@@ -58,7 +59,7 @@ url = "https://news.example/fa"
         ("[timeouts]\nconect = 2\n", r"\[timeouts\]: unknown key\(s\) conect"),
         ("[timeouts]\nconnect = -1\n", r"\[timeouts\] connect = -1: must be a number"),
         ('[timeouts]\nconnect = "fast"\n', "must be a number"),
-        ("[probe]\nconcurrency = 0\n", "concurrency = 0: must be an integer >= 1"),
+        ("[probe]\nconcurrency = 0\n", "concurrency = 0: must be an integer from 1 to 4096"),
         ('[dns]\nresolvers = ["carrier-pigeon"]\n', r"\[dns\] resolvers"),
         ("[dns]\nresolvers = []\n", "at least one"),
         ('[tls]\nca_file = "absent.pem"\n', "no such file"),

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import dns.exception
+import dns.name
+
 from probe.model import Target, TargetKind
 
 _DEFAULT_PORTS = {TargetKind.HTTP: (80,), TargetKind.HTTPS: (443,)}
@@ -49,11 +52,27 @@ def _check_host(host: str, where: str) -> str:
     except ValueError:
         pass
     labels = host.split(".")
-    if len(host) > 253 or not all(
-        0 < len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label) for label in labels
-    ):
+    if not all(label and all(c.isalnum() or c in "-_" for c in label) for label in labels):
         raise CatalogError(f"{where}: {host!r} is not a valid host name or IP address")
+    problem = _unencodable(host)
+    if problem is not None:
+        raise CatalogError(f"{where}: {host!r:.300} cannot be encoded as a DNS name ({problem})")
     return host
+
+
+def _unencodable(host: str) -> str | None:
+    """Why `host` has no DNS wire form, or None: the IDNA encoding getaddrinfo, the TLS SNI and
+    dnspython all use (Python's IDNA 2003 codec) must succeed, and a label is at most 63 octets
+    and a name 253 once encoded (RFC 1035 section 2.3.4, RFC 5890 section 2.3.2.1)."""
+    try:
+        # The codec first: it says why (dnspython reports every codec error as "label too long").
+        encoded = host.encode("idna").decode("ascii")
+        dns.name.from_text(encoded)
+    except (dns.exception.DNSException, UnicodeError) as exc:
+        return str(exc) or type(exc).__name__
+    if len(encoded) > 253:
+        return f"{len(encoded)} octets once encoded, more than 253"
+    return None
 
 
 def _check_ports(value: Any, where: str) -> tuple[int, ...]:

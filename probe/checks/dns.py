@@ -40,7 +40,7 @@ import dns.rcode
 import dns.rdatatype
 
 from probe.checks import CheckContext, Stopwatch
-from probe.failures import classify
+from probe.failures import classify, unknown
 from probe.model import Failure, Layer, Observation, Operation
 from probe.resolvers import ResolverSpec, ip_text
 
@@ -465,6 +465,10 @@ async def _resolve_system(
             )
     except (OSError, TimeoutError) as exc:
         failure = classify(exc)
+    except UnicodeError as exc:
+        # getaddrinfo encodes with Python's IDNA 2003 codec, which refuses some names that
+        # dnspython's IDNA 2008 accepts (and the reverse).
+        return _unencodable(host, resolver, watch, f"IDNA: {exc}")
     v4 = _dedup(str(info[4][0]) for info in infos if info[0] == socket.AF_INET)
     v6 = _dedup(str(info[4][0]) for info in infos if info[0] == socket.AF_INET6)
     per_type = {
@@ -483,6 +487,19 @@ async def _resolve_system(
         failure=failure,
         failed_operation=Operation.RESOLVE if failure else None,
         details=_details(host, resolver, addresses, per_type=per_type),
+    )
+
+
+def _unencodable(host: str, resolver: ResolverSpec, watch: Stopwatch, why: str) -> Observation:
+    failure = unknown(f"the name cannot be encoded for DNS ({why})")
+    return Observation(
+        layer=Layer.DNS,
+        endpoint=resolver.spec,
+        started_at=watch.started_at,
+        duration_ms=watch.elapsed_ms(),
+        failure=failure,
+        failed_operation=Operation.RESOLVE,
+        details=_details(host, resolver, [], per_type={"A": failure, "AAAA": failure}),
     )
 
 
@@ -511,8 +528,8 @@ async def _exchange_all(
 
 async def resolve(host: str, resolver: ResolverSpec, ctx: CheckContext) -> Observation:
     """Resolve `host` (A and AAAA, concurrently) through `resolver`; never raises for a network
-    outcome. An IP literal is returned as it is, without a query. Raises ValueError for a host
-    that is not a DNS name (bad configuration)."""
+    outcome. An IP literal is returned as it is, without a query. A host with no DNS wire form
+    is a recorded failure too."""
     watch = Stopwatch()
     literal = _literal(host)
     if literal is not None:
@@ -523,7 +540,12 @@ async def resolve(host: str, resolver: ResolverSpec, ctx: CheckContext) -> Obser
             duration_ms=watch.elapsed_ms(),
             details=_details(host, resolver, [literal]),
         )
-    qname = _qname(host)
+    try:
+        qname = _qname(host)
+    except ValueError as exc:
+        # A name with no DNS wire form (an IDN label over 63 octets once encoded, an empty
+        # label) is recorded as this target's failure: one bad name never aborts the run.
+        return _unencodable(host, resolver, watch, str(exc))
     if resolver.transport == "system":
         return await _resolve_system(host, resolver, ctx, watch)
     a, aaaa = await _exchange_all(qname, resolver, ctx)

@@ -7,7 +7,8 @@ consent; 75, another run holds the lock; 130, interrupted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
@@ -32,6 +33,22 @@ EXIT_INTERRUPTED = 130
 err = Console(stderr=True, highlight=False)
 
 USER_ERRORS = (ConfigError, CatalogError, StoreError, TestListError)
+
+# C0 and C1 controls and DEL, but not tab: an ESC or CSI from a test list could rewrite the
+# volunteer's terminal (OSC 8 links, CSI 2J).
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def plain(text: str) -> str:
+    """Text from outside (a test list, a config) made safe to print: rich markup is escaped and
+    control characters are shown as escapes, never sent to the terminal."""
+    return escape(_CONTROLS.sub(lambda m: repr(m.group())[1:-1], text))
+
+
+def print_skipped(problems: Iterable[str]) -> None:
+    """One `skipped:` line per input row or entry that was left out."""
+    for problem in problems:
+        err.print(f"[yellow]skipped:[/yellow] {plain(problem)}", soft_wrap=True)
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -115,17 +115,23 @@ def parse_when(text: str | None, option: str) -> datetime | None:
         return None
     value = text.strip()
     unit = _AGE_UNITS.get(value[-1:].lower())
-    if unit is not None and value[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * unit)
     try:
+        if unit is not None and value[:-1].isascii() and value[:-1].isdigit():
+            return datetime.now(UTC) - timedelta(seconds=int(value[:-1]) * unit)
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:
+        # An age past year 1 (99999999999d), or a time a zone shift moves out of the calendar.
         raise typer.BadParameter(
-            f"{text!r} is not a time: use 2026-11-01, 2026-11-01T18:00, 2026-11-01T18:00+03:30 "
-            "or an age such as 12h or 7d",
+            f"{text!r:.80} is too far in the past (ages reach back to year 1 at most)",
             param_hint=option,
         ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r:.80} is not a time: use 2026-11-01, 2026-11-01T18:00, "
+            "2026-11-01T18:00+03:30 or an age such as 12h or 7d",
+            param_hint=option,
+        ) from None
 
 
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

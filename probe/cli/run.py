@@ -20,6 +20,7 @@ from probe.cli.base import (
     EXIT_NO_CONNECTIVITY,
     EXIT_NO_CONSENT,
     err,
+    plain,
     user_errors,
 )
 from probe.cli.common import (
@@ -37,7 +38,7 @@ from probe.model import Connectivity, utcnow
 from probe.schedule import trim_log
 from probe.session import Note, NoteKind, RunReport, plan_run, run_once
 
-# How each kind of note reads on the terminal (rich markup; the note's text is escaped).
+# How each kind of note reads on the terminal (rich markup; the note's text is plain text).
 _NOTE_PREFIX = {
     NoteKind.SKIPPED: "[yellow]skipped:[/yellow] ",
     NoteKind.RAW_EVIDENCE: "note: ",
@@ -48,7 +49,7 @@ _NOTE_PREFIX = {
 
 
 def _show(note: Note) -> None:
-    err.print(f"{_NOTE_PREFIX[note.kind]}{escape(note.text)}", soft_wrap=True)
+    err.print(f"{_NOTE_PREFIX[note.kind]}{plain(note.text)}", soft_wrap=True)
 
 
 class _ProgressBar:

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from probe.cli.base import err, user_errors
+from probe.cli.base import plain, print_skipped, user_errors
 from probe.cli.common import ConfigOption, PlatformOption, TestListOption, settings_from
 from probe.targets import select_targets
 
@@ -22,13 +22,14 @@ def register(app: typer.Typer) -> None:
         """List the targets a run would measure (controls included)."""
         settings = settings_from(config, test_list)
         selection = select_targets(settings, platform or ())
-        for problem in selection.problems:
-            err.print(f"[yellow]skipped:[/yellow] {problem}", soft_wrap=True)
+        print_skipped(selection.problems)
         table = Table(title=f"{len(selection.targets)} targets, {len(selection.controls)} controls")
         for column in ("platform", "target", "kind", "host", "ports", "method", "source"):
             table.add_column(column, overflow="fold")
         for t in (*selection.controls, *selection.targets):
             ports = ",".join(map(str, t.ports)) or "-"
             platform_name = f"{t.platform} (control)" if t.control else t.platform
-            table.add_row(platform_name, t.name, t.kind.value, t.host, ports, t.method, t.source)
+            cells = (platform_name, t.name, t.kind.value, t.host, ports, t.method, t.source)
+            # Names and hosts come from test lists and configs: shown as text, never as markup.
+            table.add_row(*map(plain, cells))
         Console().print(table)
