@@ -134,7 +134,7 @@ def run_once(
 
     if plan is None:
         plan = plan_run(settings, platforms, note)
-    _raise_file_limit()
+    raise_file_limit()
     helper = _ask_helper(settings, plan)
     view, controls = None, None
     if isinstance(helper, HelperUnavailable):
@@ -227,7 +227,7 @@ def identify(settings: Settings, plan: RunPlan, helper: HelperView | None) -> Ne
             database.close()
 
 
-def _raise_file_limit() -> None:
+def raise_file_limit() -> None:
     """Many connections in flight need many descriptors: lift the soft limit to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):

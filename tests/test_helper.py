@@ -14,12 +14,10 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +39,13 @@ from probe.helper.protocol import (
     parse_request,
     parse_response,
 )
-from probe.helper.server import GuardedEventLoop, HelperConfig, non_public_reason, running
+from probe.helper.server import HelperConfig, non_public_reason, running
 from probe.model import Layer, Target, TargetKind
 from probe.resolvers import parse_resolver
 from tests.servers import hostile
 from tests.servers.background import background
 from tests.servers.dns_server import Behaviour, FakeNameserver
+from tests.servers.helper import guarded_helper
 from tests.servers.tls_certs import Pki
 
 TOKEN = "test-token-0123456789abcdef"
@@ -103,27 +102,6 @@ async def _counting_listener() -> AsyncIterator[tuple[int, list[int]]]:
     finally:
         server.close()
         await server.wait_closed()
-
-
-@contextlib.contextmanager
-def guarded_helper(config: HelperConfig, **kwargs: Any) -> Iterator[str]:
-    """The helper on its own GuardedEventLoop in a thread (as `probe helper serve` runs it);
-    yields its base URL."""
-    loop = GuardedEventLoop()
-    thread = threading.Thread(target=loop.run_forever, name="helper", daemon=True)
-    thread.start()
-    stack = AsyncExitStack()
-
-    async def enter() -> str:
-        return await stack.enter_async_context(running(config, **kwargs))
-
-    try:
-        yield asyncio.run_coroutine_threadsafe(enter(), loop).result(timeout=30)
-    finally:
-        asyncio.run_coroutine_threadsafe(stack.aclose(), loop).result(timeout=30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
 
 
 def helper_config(
@@ -313,17 +291,15 @@ async def test_private_addresses_are_refused_without_allow_private(
 
     assert isinstance(result, HelperResult), result
     reasons = {r.target: r.reason for r in result.refused}
-    assert set(reasons) == {"literal", "named", "named-https"}
+    assert set(reasons) == {"literal", "named", "named-https", "dns-only"}
     assert reasons["literal"].startswith("127.0.0.1 is a loopback address")
-    assert "resolves to non-public addresses: 127.0.0.1 (loopback)" in reasons["named"]
+    assert reasons["named"].startswith("resolves to a non-public address (loopback)")
     assert all("--allow-private" in reason for reason in reasons.values())
-    # The helper's own network was never touched.
+    # The helper's own network was never touched, and no internal address went back: a DNS
+    # answer on loopback is refused like a connect, without the address.
     assert accepted == []
-    # A DNS answer is no connection: the name's control answer still comes back (the helper's
-    # resolver, on loopback itself, stays reachable).
-    (dns_only,) = result.targets
-    assert dns_only.target == "dns-only"
-    assert dns_only.measurements[0].details["addresses"] == ["127.0.0.1"]
+    assert result.targets == ()
+    assert all("127.0.0.1" not in reasons[name] for name in ("named", "named-https", "dns-only"))
 
 
 async def test_helper_without_allow_private_refuses_to_start_on_an_unguarded_loop(

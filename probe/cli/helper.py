@@ -21,7 +21,7 @@ from probe.cli.common import ConfigOption, settings_from
 from probe.config import ConfigError
 from probe.helper.server import HelperConfig, serve
 from probe.netid import AsnDatabase
-from probe.session import check_context
+from probe.session import check_context, raise_file_limit
 
 TOKEN_ENV = "PROBE_HELPER_TOKEN"
 # A guessable token turns the helper into anyone's free scanner: ask for a real secret.
@@ -133,11 +133,15 @@ def register(app: typer.Typer) -> None:
         ] = False,
         deadline: Annotated[
             float,
-            typer.Option("--deadline", min=1.0, help="Seconds one batch may take at most."),
+            typer.Option(
+                "--deadline", min=1.0, max=3600.0, help="Seconds one batch may take at most."
+            ),
         ] = 120.0,
         max_requests: Annotated[
             int,
-            typer.Option("--max-requests", min=1, help="Batches measured at once (503 beyond)."),
+            typer.Option(
+                "--max-requests", min=1, max=64, help="Batches measured at once (503 beyond)."
+            ),
         ] = 4,
     ) -> None:
         """Serve POST /v1/measure (bearer token) and GET /healthz until SIGINT/SIGTERM."""
@@ -167,6 +171,9 @@ def register(app: typer.Typer) -> None:
             policy = "private addresses allowed" if allow_private else "public addresses only"
             err.print(f"probe helper listening on {url} ({policy})", soft_wrap=True)
 
+        # Probes, their measurements and whoever floods the port share the descriptors: as many
+        # as the host allows, and serve() keeps its connections within them.
+        raise_file_limit()
         serve(helper, host, port, ssl_context=tls, ready=ready)
 
     app.add_typer(helper_app, name="helper")

@@ -24,6 +24,7 @@ from probe.helper.protocol import (
     HelperResult,
     Limits,
     ProtocolError,
+    batches,
     encode_request,
     parse_response,
 )
@@ -172,9 +173,7 @@ async def query_helper(
     verifies an https helper. Raises only for a `url` that is not http(s) (bad configuration)."""
     endpoint = measure_url(url)
     shown = _shown(endpoint)
-    batches = [
-        targets[i : i + limits.max_targets] for i in range(0, len(targets), limits.max_targets)
-    ] or [targets]
+    requests = batches(targets, limits)
     results: list[HelperResult] = []
     try:
         async with asyncio.timeout(timeout):
@@ -182,7 +181,7 @@ async def query_helper(
             async with aiohttp.ClientSession(
                 trust_env=False, headers={"User-Agent": ctx.user_agent}
             ) as session:
-                for batch in batches:
+                for batch in requests:
                     results.append(await _exchange(session, endpoint, token, batch, ctx, limits))
     except TimeoutError:
         return HelperUnavailable(f"the helper at {shown} did not answer within {timeout:g} s")

@@ -62,6 +62,9 @@ class Limits:
     # 2,000 targets with a 2 KiB body prefix and headers each stay well under this.
     max_response_bytes: int = 64 * 1024 * 1024
     max_measurements: int = 1_000
+    # Endpoints (target x port) one request may ask for: what bounds the connections a request
+    # can make the helper open (each endpoint costs a few per address), 32,000 before this.
+    max_endpoints: int = 2_000
 
 
 LIMITS = Limits()
@@ -155,6 +158,21 @@ def _version(document: Mapping[str, Any]) -> None:
 # -- the request ----------------------------------------------------------------------------------
 
 
+def batches(targets: Sequence[Target], limits: Limits = LIMITS) -> list[Sequence[Target]]:
+    """`targets` in consecutive requests, each within max_targets and max_endpoints."""
+    out: list[Sequence[Target]] = []
+    start, endpoints = 0, 0
+    for i, target in enumerate(targets):
+        cost = len(target.ports)
+        full = i - start >= limits.max_targets or endpoints + cost > limits.max_endpoints
+        if i > start and full:
+            out.append(targets[start:i])
+            start, endpoints = i, 0
+        endpoints += cost
+    out.append(targets[start:])
+    return out
+
+
 def encode_request(targets: Sequence[Target]) -> dict[str, Any]:
     """The request document for `targets`."""
     return {
@@ -212,6 +230,13 @@ def parse_request(data: Any, limits: Limits = LIMITS) -> tuple[Target, ...]:
             raise _fail(path, f"duplicate target {name!r:.80} of platform {platform!r:.40}")
         seen.add(identity)
         targets.append(target)
+    endpoints = sum(len(t.ports) for t in targets)
+    if endpoints > limits.max_endpoints:
+        raise _fail(
+            "$.targets",
+            f"{endpoints} endpoints (targets x ports), "
+            f"more than the {limits.max_endpoints} allowed",
+        )
     return tuple(targets)
 
 

@@ -26,14 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import dataclasses
 import errno
+import hashlib
 import hmac
 import ipaddress
 import json
+import math
+import resource
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,19 +70,53 @@ from probe.runner import RunPlan, execute
 # Appears in the failure string of any check whose connect the guard refused (classify() keeps
 # an unknown OSError's message), which is how the helper finds the targets to report as refused.
 REFUSAL_MARKER = "refused by the helper's address policy"
+BUDGET_MARKER = "refused: the batch used up the connections its endpoints allow"
+# Descriptors kept for the process itself (logs, the loop, resolvers, the ASN files).
+_RESERVED_DESCRIPTORS = 64
 
 _ALLOW_HINT = "this helper measures public addresses only (start it with --allow-private to lift)"
 
 
 def non_public_reason(address: str) -> str | None:
     """Why `address` is not a public Internet address ("loopback", "private", ...), or None when
-    it is one. Anything that does not parse counts as not public."""
+    it is one. Anything that does not parse counts as not public. An IPv6 address that embeds an
+    IPv4 one (IPv4-mapped, 6to4, Teredo, NAT64) is judged by what it embeds too: 2002:7f00:1::
+    reaches 127.0.0.1 through a 6to4 relay, 64:ff9b::a00:1 reaches 10.0.0.1 through a NAT64."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return "unparsable"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return _plain_reason(ip.ipv4_mapped)
+        if ip in _NAT64_LOCAL:
+            # Where the IPv4 address sits depends on the prefix length its operator chose
+            # (RFC 6052 section 2.2); all of the local-use prefix is someone's own network.
+            return "NAT64 local-use"
+        for embedded, form in _embedded(ip):
+            reason = _plain_reason(embedded)
+            if reason is not None:
+                return f"{reason} (in {form})"
+    return _plain_reason(ip)
+
+
+# RFC 6052 section 2.1 (the well-known NAT64 prefix) and RFC 8215 (the local-use one).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _embedded(ip: ipaddress.IPv6Address) -> Iterator[tuple[ipaddress.IPv4Address, str]]:
+    if ip.sixtofour is not None:  # RFC 3056
+        yield ip.sixtofour, "6to4"
+    if ip.teredo is not None:  # RFC 4380: the server and the (de-obfuscated) client
+        server, client = ip.teredo
+        yield server, "Teredo"
+        yield client, "Teredo"
+    if ip in _NAT64:
+        yield ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF), "NAT64"
+
+
+def _plain_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     checks = (
         (ip.is_unspecified, "unspecified"),
         (ip.is_loopback, "loopback"),
@@ -91,6 +133,57 @@ def non_public_reason(address: str) -> str | None:
     return None
 
 
+def interface_addresses() -> frozenset[str]:
+    """Every address of this host's interfaces (getifaddrs(3)), plus 0.0.0.0 and ::, which reach
+    the host itself. A service bound to 0.0.0.0 on the helper's host answers on its public
+    address too: that address must be refused like loopback."""
+    found = {"0.0.0.0", "::"}
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    head = ctypes.POINTER(_IfAddrs)()
+    if libc.getifaddrs(ctypes.byref(head)) != 0:
+        raise OSError(ctypes.get_errno(), "getifaddrs failed")
+    try:
+        node = head
+        while node:
+            entry = node.contents
+            if entry.ifa_addr:
+                address = _sockaddr_text(entry.ifa_addr)
+                if address is not None:
+                    found.add(address)
+            node = entry.ifa_next
+    finally:
+        libc.freeifaddrs(head)
+    return frozenset(found)
+
+
+class _IfAddrs(ctypes.Structure):
+    pass
+
+
+_IfAddrs._fields_ = [
+    ("ifa_next", ctypes.POINTER(_IfAddrs)),
+    ("ifa_name", ctypes.c_char_p),
+    ("ifa_flags", ctypes.c_uint),
+    ("ifa_addr", ctypes.c_void_p),
+    ("ifa_netmask", ctypes.c_void_p),
+    ("ifa_ifu", ctypes.c_void_p),
+    ("ifa_data", ctypes.c_void_p),
+]
+
+
+def _sockaddr_text(pointer: int) -> str | None:
+    # struct sockaddr: Linux starts with a 16-bit family; the BSDs with a length byte, then it.
+    if sys.platform.startswith("linux"):
+        family = ctypes.c_uint16.from_address(pointer).value
+    else:
+        family = ctypes.c_uint8.from_address(pointer + 1).value
+    if family == socket.AF_INET:  # sockaddr_in: family, port, then the 4 address bytes
+        return socket.inet_ntop(socket.AF_INET, ctypes.string_at(pointer + 4, 4))
+    if family == socket.AF_INET6:  # sockaddr_in6: family, port, flowinfo, then 16 bytes
+        return str(ipaddress.IPv6Address(ctypes.string_at(pointer + 8, 16)))
+    return None
+
+
 class EgressRefused(PermissionError):
     """The helper refused to connect to an address that is not public."""
 
@@ -101,25 +194,74 @@ class EgressRefused(PermissionError):
         self.address = address
 
 
+class ConnectBudgetExhausted(PermissionError):
+    """The batch has opened as many connections as its endpoints may cause."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__(errno.EACCES, f"{BUDGET_MARKER} ({budget} connections)")
+
+
+@dataclass(slots=True)
+class ConnectBudget:
+    """The connections one batch may still open: a request can cost the helper at most this
+    many, whatever its redirects and addresses."""
+
+    limit: int
+    used: int = 0
+
+    def take(self) -> bool:
+        if self.used >= self.limit:
+            return False
+        self.used += 1
+        return True
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True, slots=True)
 class EgressPolicy:
-    """Where the tasks of one measurement batch may connect."""
+    """Where the tasks of one measurement batch may connect. The order of the rules: everything
+    with allow_private; else never the helper host's own addresses; else the `allowed` networks
+    (an allow-list, for tests on loopback); else public addresses only."""
 
     allow_private: bool
     exempt: frozenset[tuple[str, int]] = frozenset()
+    allowed: tuple[Network, ...] = ()
+    own: frozenset[str] = frozenset()
+    budget: ConnectBudget | None = None
+
+    def reason(self, host: str) -> str | None:
+        """Why this batch may not reach `host` ("loopback", "helper-host", ...), or None."""
+        if self.allow_private:
+            return None
+        try:
+            ip = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return "unparsable"
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        reason = non_public_reason(str(ip))
+        if str(ip) in self.own:
+            # 0.0.0.0, ::, and every interface address: a service bound to 0.0.0.0 here answers
+            # on the public address too. No allow-list lifts this.
+            return reason or "helper-host"
+        if any(ip.version == net.version and ip in net for net in self.allowed):
+            return None
+        return reason
 
     def check(self, address: Any) -> None:
-        """Raise EgressRefused unless a connect to `address` (a socket address tuple) is allowed."""
-        if self.allow_private:
-            return
+        """Raise EgressRefused unless a connect to `address` (a socket address tuple) is allowed,
+        ConnectBudgetExhausted once the batch has used up its connections."""
         host, port = str(address[0]), int(address[1])
-        reason = non_public_reason(host)
-        if reason is None:
-            return
         with contextlib.suppress(ValueError):
             if (str(ipaddress.ip_address(host)), port) in self.exempt:
                 return
-        raise EgressRefused(host, reason)
+        reason = self.reason(host)
+        if reason is not None:
+            raise EgressRefused(host, reason)
+        if self.budget is not None and not self.budget.take():
+            raise ConnectBudgetExhausted(self.budget.limit)
 
 
 # The policy of the batch the current task works for; tasks copy it when they are created, so
@@ -149,11 +291,29 @@ class HelperConfig:
     concurrency: int = 256
     max_addresses: int = 4
     allow_private: bool = False
+    # Networks this helper may measure although they are not public: for tests on loopback only.
+    allowed: tuple[Network, ...] = ()
+    # This host's own addresses (read again for every batch: they change with DHCP, SLAAC).
+    own_addresses: Callable[[], frozenset[str]] = field(default=interface_addresses, repr=False)
     # Long enough for a full batch at the default timeouts (a target's pipeline is bounded by
     # dns + connect + tls + http), short enough that a probe's own timeout can wait for it.
     deadline: float = 120.0
     max_requests: int = 4
     limits: Limits = LIMITS
+    # Connections one endpoint (target x port) may cost per address: the TCP, TLS and HTTP
+    # checks, the harmless-name halves of the A/B tests, and the redirects (5 by default).
+    connects_per_endpoint: int = 10
+    # Batches one token may send: a burst, then one every 60/per_minute seconds (429 beyond).
+    rate_burst: int = 8
+    rate_per_minute: float = 30.0
+    # The web server's own bounds: a connection must send its request headers within
+    # header_timeout, its body within body_timeout; at most max_connections at once, at most
+    # max_connections_per_peer from one address (IPv6: one /64). Past the cap, the oldest
+    # connection that has not sent a request yet makes way.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 512
+    max_connections_per_peer: int = 32
     # The helper's offline IP-to-ASN files ([network] mmdb of its config): the network a probe
     # measures from, as seen from outside, goes back with every answer.
     asn_database: AsnDatabase | None = field(default=None, repr=False)
@@ -164,14 +324,18 @@ class HelperConfig:
         if not self.resolvers:
             raise ValueError("the helper needs at least one resolver")
 
-    def egress_policy(self) -> EgressPolicy:
-        """The batch policy: the helper's own resolvers stay reachable whatever their address."""
+    def egress_policy(self, targets: Sequence[Target] = ()) -> EgressPolicy:
+        """The policy of a batch of `targets`: the helper's own resolvers stay reachable whatever
+        their address, and the batch may open as many connections as its endpoints need."""
         exempt = frozenset(
             (str(ipaddress.ip_address(r.address)), r.port)
             for r in self.resolvers
             if r.address is not None and r.port is not None and _is_ip(r.address)
         )
-        return EgressPolicy(self.allow_private, exempt)
+        endpoints = sum(len(t.ports) for t in targets)
+        budget = ConnectBudget(endpoints * self.max_addresses * self.connects_per_endpoint)
+        own = frozenset() if self.allow_private else self.own_addresses()
+        return EgressPolicy(self.allow_private, exempt, self.allowed, own, budget)
 
 
 def _is_ip(text: str) -> bool:
@@ -204,16 +368,26 @@ class _MemorySink:
         self.measurements.extend(batch)
 
 
-def _refusal_reason(refused: Sequence[Observation]) -> str:
-    addresses = {
-        str(o.details["address"]): non_public_reason(str(o.details["address"]))
-        for o in refused
-        if o.layer in (Layer.TCP, Layer.TLS) and isinstance(o.details.get("address"), str)
-    }
-    if addresses:
-        listed = ", ".join(f"{a} ({why})" for a, why in addresses.items())
-        return f"resolves to non-public addresses: {listed}; {_ALLOW_HINT}"
-    return f"a redirect led to a non-public address; {_ALLOW_HINT}"
+def _refusal(observations: Sequence[Observation], policy: EgressPolicy) -> str | None:
+    """Why a measured target is no control (its answer says nothing about it, or would reveal
+    the helper's own network), or None. Addresses stay out of the reason: an internal name's
+    address is exactly what a caller must not learn."""
+    if any(o.failure and BUDGET_MARKER in o.failure for o in observations):
+        return "the batch used up the connections its endpoints allow; send fewer targets"
+    reasons = sorted(
+        {
+            why
+            for o in observations
+            if o.layer is Layer.DNS
+            for address in o.details.get("addresses") or ()
+            if isinstance(address, str) and (why := policy.reason(address)) is not None
+        }
+    )
+    if reasons:
+        return f"resolves to a non-public address ({', '.join(reasons)}); {_ALLOW_HINT}"
+    if any(o.failure and REFUSAL_MARKER in o.failure for o in observations):
+        return f"a redirect led to a non-public address; {_ALLOW_HINT}"
+    return None
 
 
 async def measure(
@@ -222,12 +396,12 @@ async def measure(
     """Measure `targets` from here with the probe's runner (no controls, nothing stored) under
     the batch deadline and the egress policy; the library function behind POST /v1/measure."""
     require_guard(config)
+    policy = config.egress_policy(targets)
     literal_refusals: dict[tuple[str, str], str] = {}
     allowed: list[Target] = []
     for target in targets:
         # An address literal is refused before anything is sent; names meet the guard at connect.
-        literal = not config.allow_private and _is_ip(target.host)
-        reason = non_public_reason(target.host) if literal else None
+        reason = policy.reason(target.host) if _is_ip(target.host) else None
         if reason is not None:
             literal_refusals[(target.platform, target.name)] = (
                 f"{target.host} is a {reason} address; {_ALLOW_HINT}"
@@ -244,7 +418,7 @@ async def measure(
     )
     sink = _MemorySink()
     complete = True
-    token = _EGRESS.set(config.egress_policy())
+    token = _EGRESS.set(policy)
     try:
         deadline = asyncio.timeout(config.deadline)
         try:
@@ -268,9 +442,9 @@ async def measure(
             refused.append(RefusedTarget(target.platform, target.name, literal_refusals[key]))
             continue
         observations = observed.get(key, [])
-        hit = [o for o in observations if o.failure and REFUSAL_MARKER in o.failure]
-        if hit:
-            refused.append(RefusedTarget(target.platform, target.name, _refusal_reason(hit)))
+        why = _refusal(observations, policy)
+        if why is not None:
+            refused.append(RefusedTarget(target.platform, target.name, why))
         else:
             controls.append(
                 ControlTarget(target.platform, target.name, target.host, tuple(observations))
@@ -325,13 +499,171 @@ class _Gate:
             self.in_flight -= 1
 
 
-def create_app(config: HelperConfig) -> web.Application:
-    """The helper's aiohttp application."""
+class _TokenRate:
+    """A token bucket per bearer token: `burst` batches at once, then `per_minute`. A leaked
+    token (it sits in every volunteer's config) buys a bounded rate, not a free scanner."""
+
+    def __init__(self, burst: int, per_minute: float) -> None:
+        self.burst = burst
+        self.per_second = per_minute / 60.0
+        self.buckets: dict[bytes, tuple[float, float]] = {}
+
+    def wait(self, token: str) -> float:
+        """0 when a batch may go now (and count it), else the seconds until one may."""
+        key = hashlib.sha256(token.encode("utf-8")).digest()
+        now = time.monotonic()
+        level, since = self.buckets.get(key, (float(self.burst), now))
+        level = min(float(self.burst), level + (now - since) * self.per_second)
+        if level < 1.0:
+            self.buckets[key] = (level, now)
+            return (1.0 - level) / self.per_second if self.per_second > 0 else 3600.0
+        self.buckets[key] = (level - 1.0, now)
+        return 0.0
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    """Whom a connection counts against: its IPv4 address, or its IPv6 /64 (one host's share)."""
+    address = transport.get_extra_info("peername")
+    host = str(address[0]) if isinstance(address, tuple) and address else "?"
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(host.partition("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else ip)
+    return host
+
+
+class _Connections:
+    """Admission for the helper's connections, before aiohttp reads a byte: at most `total` at
+    once and `per_peer` from one peer, and request headers within `header_timeout`. When full,
+    the oldest connection that has not sent its request yet is closed to make way, so idle
+    connections (a slowloris, a censor that wants every verdict inconclusive) cannot lock the
+    probes out, and the helper never reaches its descriptor limit (EMFILE)."""
+
+    def __init__(self, total: int, per_peer: int, header_timeout: float) -> None:
+        self.total = total
+        self.per_peer = per_peer
+        self.header_timeout = header_timeout
+        self.waiting: dict[asyncio.BaseTransport, _GuardedConnection] = {}  # oldest first
+        self.open: dict[asyncio.BaseTransport, _GuardedConnection] = {}
+        self.peers: dict[str, int] = {}
+        self.turned_away = 0
+
+    def admit(self, connection: _GuardedConnection, transport: asyncio.BaseTransport) -> bool:
+        peer = connection.peer
+        if self.peers.get(peer, 0) >= self.per_peer:
+            self.turned_away += 1
+            return False
+        if len(self.open) >= self.total:
+            if not self.waiting:
+                self.turned_away += 1
+                return False
+            oldest_transport, oldest = next(iter(self.waiting.items()))
+            # Forget it now, not when its close completes: the next accept in this same loop
+            # iteration must find the slot free and pick the next oldest.
+            self.closed(oldest, oldest_transport)
+            oldest.expire()
+        self.open[transport] = connection
+        self.waiting[transport] = connection
+        self.peers[peer] = self.peers.get(peer, 0) + 1
+        return True
+
+    def request_started(self, transport: asyncio.BaseTransport | None) -> None:
+        connection = self.waiting.pop(transport, None) if transport is not None else None
+        if connection is not None:
+            connection.headers_read()
+
+    def closed(self, connection: _GuardedConnection, transport: asyncio.BaseTransport) -> None:
+        self.waiting.pop(transport, None)
+        if self.open.pop(transport, None) is not None:
+            left = self.peers.get(connection.peer, 1) - 1
+            if left > 0:
+                self.peers[connection.peer] = left
+            else:
+                self.peers.pop(connection.peer, None)
+
+
+class _GuardedConnection(asyncio.Protocol):
+    """aiohttp's request handler behind the admission rules of _Connections."""
+
+    def __init__(self, inner: asyncio.Protocol, connections: _Connections) -> None:
+        self.inner = inner
+        self.connections = connections
+        self.transport: asyncio.Transport | None = None
+        self.admitted = False
+        self.peer = "?"
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = _peer(transport)
+        if not self.connections.admit(self, transport):
+            transport.abort()
+            return
+        self.admitted = True
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.call_later(self.connections.header_timeout, self.expire)
+        self.inner.connection_made(transport)
+
+    def headers_read(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+
+    def expire(self) -> None:
+        """No request headers in time (or making way for a newer connection): close it."""
+        self.headers_read()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.admitted:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.admitted else None
+
+    def pause_writing(self) -> None:
+        if self.admitted:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.admitted:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.headers_read()
+        if self.admitted and self.transport is not None:
+            self.connections.closed(self, self.transport)
+            self.inner.connection_lost(exc)
+
+
+def create_app(config: HelperConfig, connections: _Connections | None = None) -> web.Application:
+    """The helper's aiohttp application (`connections`: the admission rules it is served with,
+    told when a connection's request headers have arrived)."""
     limits = config.limits
     gate = _Gate(config.max_requests)
+    rate = _TokenRate(config.rate_burst, config.rate_per_minute)
 
     async def check_loop(_app: web.Application) -> None:
         require_guard(config)
+
+    @web.middleware
+    async def one_request_per_connection(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # The headers are in: the connection's header deadline is over. It carries this one
+        # request only, so no idle keep-alive connection waits for the next one.
+        if connections is not None:
+            connections.request_started(request.transport)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.force_close()
+            raise
+        response.force_close()
+        return response
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": PROTOCOL_VERSION})
@@ -344,13 +676,24 @@ def create_app(config: HelperConfig) -> web.Application:
                 "missing or wrong bearer token",
                 headers={"WWW-Authenticate": 'Bearer realm="probe-helper"'},
             )
+        wait = rate.wait(config.token)
+        if wait > 0:
+            return _error(
+                429,
+                f"too many batches for this token: at most {config.rate_burst} at once, then "
+                f"{config.rate_per_minute:g} a minute; try again in {math.ceil(wait)} s",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
         too_large = f"the request is larger than {limits.max_request_bytes} bytes"
         if request.content_length is not None and request.content_length > limits.max_request_bytes:
             return _error(413, too_large)
         try:
-            body = await request.read()
+            async with asyncio.timeout(config.body_timeout):
+                body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _error(413, too_large)
+        except TimeoutError:
+            return _error(408, f"the request body took longer than {config.body_timeout:g} s")
         try:
             document = json.loads(body)
         except (ValueError, RecursionError) as exc:
@@ -369,7 +712,9 @@ def create_app(config: HelperConfig) -> web.Application:
             result = await measure(targets, config, request.remote)
         return web.json_response(encode_response(result))
 
-    app = web.Application(client_max_size=limits.max_request_bytes)
+    app = web.Application(
+        client_max_size=limits.max_request_bytes, middlewares=[one_request_per_connection]
+    )
     app.on_startup.append(check_loop)
     app.router.add_get("/healthz", healthz)
     app.router.add_post(f"/{MEASURE_PATH}", measure_batch)
@@ -384,17 +729,41 @@ async def running(
     *,
     ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[str]:
-    """Serve the helper on host:port (0: a free port) while the block runs; yields its base URL."""
-    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=1.0)
+    """Serve the helper on host:port (0: a free port) while the block runs; yields its base URL.
+    Every connection passes the admission rules (_Connections) before aiohttp sees it."""
+    connections = _Connections(
+        config.max_connections, config.max_connections_per_peer, config.header_timeout
+    )
+    runner = web.AppRunner(
+        create_app(config, connections),
+        access_log=None,
+        shutdown_timeout=1.0,
+        keepalive_timeout=config.header_timeout,
+    )
     await runner.setup()
+    loop = asyncio.get_running_loop()
+    server: asyncio.Server | None = None
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        bound_host, bound_port = runner.addresses[0][:2]
+        handlers = runner.server
+        assert handlers is not None
+        server = await loop.create_server(
+            lambda: _GuardedConnection(handlers(), connections),
+            host,
+            port,
+            ssl=ssl_context,
+            # A TLS handshake that never completes holds a descriptor like an idle connection.
+            ssl_handshake_timeout=config.header_timeout if ssl_context is not None else None,
+            reuse_address=True,
+        )
+        bound_host, bound_port = server.sockets[0].getsockname()[:2]
         scheme = "https" if ssl_context is not None else "http"
         yield f"{scheme}://{format_endpoint(str(bound_host), int(bound_port))}"
     finally:
+        if server is not None:
+            server.close()
         await runner.cleanup()
+        if server is not None:
+            await server.wait_closed()
 
 
 def serve(
@@ -417,5 +786,13 @@ def serve(
                 ready(url)
             await stop.wait()
 
+    # Keep the connections within the descriptors: half of what is left after a reserve goes
+    # to connections, the rest to the measurements' own sockets. Past the limit accept() fails
+    # with EMFILE for everyone, the probes included, and asyncio logs each failure.
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY:
+        fit = max(16, (soft - _RESERVED_DESCRIPTORS) // 2)
+        if fit < config.max_connections:
+            config = dataclasses.replace(config, max_connections=fit)
     with asyncio.Runner(loop_factory=GuardedEventLoop) as runner:
         runner.run(main())
