@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.report import build_report
+from analysis.report.build import build_report
 from analysis.summaries import summarise
 from analysis.synthetic import Censorship, Network, SyntheticSpec, generate
 from probe.model import Layer, NetworkInfo, Run

@@ -5,6 +5,8 @@ filters, the [events] settings, and databases that hold measurements only."""
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analysis.events import DetectorParams
-from analysis.report import build_report
+from analysis.report.build import build_report
 from analysis.synthetic import (
     Censorship,
     Network,
@@ -283,3 +285,15 @@ def test_new_commands_have_help() -> None:
         assert code == 0 and "Usage" in out
     _, out, _ = invoke("report", "--help")
     assert "--html" in out and "--network" in out and "--since" in out
+
+
+def test_importing_the_report_package_loads_no_rich() -> None:
+    # Terminal rendering lives in probe.cli.render: analysis stays usable without rich.
+    code = (
+        "import sys\nimport analysis.report.build, analysis.report.page\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from analysis.report import build_report, render_html, report_tables
+from analysis.report.build import build_report
+from analysis.report.page import render_html
 from probe.cli.base import err, user_errors
 from probe.cli.common import (
     ConfigOption,
@@ -25,6 +26,7 @@ from probe.cli.common import (
     parse_when,
     settings_from,
 )
+from probe.cli.render import report_tables
 
 
 def register(app: typer.Typer) -> None:
