@@ -92,14 +92,14 @@ def test_version_1_database_is_upgraded_to_the_latest_and_keeps_its_data(tmp_pat
     write_version_1(path)
 
     with Store.open(str(path)) as store:
-        assert store.schema_version() == 3 == latest_version()
+        assert store.schema_version() == 4 == latest_version()
         assert list(store.verdicts()) == []
         assert store.probe_id() == PROBE_ID
         (run,) = store.runs()
         (measurement,) = store.measurements()
         assert store.latest_status() == [measurement]
 
-    assert meta_value(path, "schema_version") == "3"
+    assert meta_value(path, "schema_version") == "4"
     assert run.id == RUN_ID
     assert run.started_at == datetime(2024, 11, 20, 9, 30, tzinfo=UTC)
     assert run.connectivity is Connectivity.OK
@@ -176,3 +176,40 @@ def test_meta_without_a_schema_version_is_not_a_probe_database(tmp_path: Path) -
     conn.close()
     with pytest.raises(StoreError, match=r"odd\.db is not a probe database \(meta.schema_version"):
         Store.open(str(path))
+
+
+def write_version_3(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version 1 file brought to version 3 by the steps of that release, with one verdict."""
+    write_version_1(path)
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:2])
+        Store.open(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO verdicts VALUES (?, 'telegram', 'dc1', ?, "
+            "'2024-11-20T09:30:00.000000+00:00', 58224, 'IR', 'inconclusive', NULL, NULL, "
+            "'control.missing', '2025.4', ?, 'the target failed and no control measured it')",
+            (RUN_ID, PROBE_ID, f'["{MEASUREMENT_ID}"]'),
+        )
+    conn.close()
+
+
+def test_version_3_database_gains_the_upload_tables_and_keeps_its_verdicts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, fresh = tmp_path / "v3.db", tmp_path / "fresh.db"
+    write_version_3(path, monkeypatch)
+    assert meta_value(path, "schema_version") == "3"
+
+    with Store.open(str(path)) as store:
+        assert store.schema_version() == 4
+        (verdict,) = store.verdicts()
+        (run,) = store.runs()
+    Store.open(str(fresh)).close()
+
+    assert verdict.rule_id == "control.missing" and verdict.evidence == (MEASUREMENT_ID,)
+    assert run.id == RUN_ID
+    migrated = shape(f"sqlite:///{path}")
+    assert migrated == shape(f"sqlite:///{fresh}")
+    assert {"upload_tokens", "probe_owners", "cross_verdicts", "upload_progress"} <= set(migrated)
+    assert ("ux_upload_tokens_hash", ("token_hash",)) in migrated["upload_tokens"]["indexes"]

@@ -78,7 +78,7 @@ def test_version_1_postgres_database_is_upgraded_and_keeps_its_data(database_url
         conn.execute(VERSION_1_POSTGRES.encode())
 
     with Store.open(database_url) as store:
-        assert store.schema_version() == latest_version() == 3
+        assert store.schema_version() == latest_version() == 4
         assert list(store.verdicts()) == []
         assert store.probe_id() == PROBE_ID
         (run,) = store.runs()

@@ -88,6 +88,66 @@ def _add_verdict_tables(conn: Connection) -> None:
     )
 
 
+def _add_upload_tables(conn: Connection) -> None:
+    timestamp = "VARCHAR(32)" if conn.dialect.name == "sqlite" else "TIMESTAMP WITH TIME ZONE"
+    conn.execute(
+        text(
+            "CREATE TABLE upload_tokens ("
+            "id VARCHAR NOT NULL, "
+            "name VARCHAR NOT NULL, "
+            "token_hash VARCHAR NOT NULL, "
+            f"created_at {timestamp} NOT NULL, "
+            f"revoked_at {timestamp}, "
+            "PRIMARY KEY (id))"
+        )
+    )
+    conn.execute(text("CREATE UNIQUE INDEX ux_upload_tokens_name ON upload_tokens (name)"))
+    conn.execute(text("CREATE UNIQUE INDEX ux_upload_tokens_hash ON upload_tokens (token_hash)"))
+    conn.execute(
+        text(
+            "CREATE TABLE probe_owners ("
+            "probe_id VARCHAR NOT NULL, "
+            "token_id VARCHAR NOT NULL REFERENCES upload_tokens (id), "
+            f"claimed_at {timestamp} NOT NULL, "
+            "PRIMARY KEY (probe_id))"
+        )
+    )
+    conn.execute(
+        text(
+            "CREATE TABLE cross_verdicts ("
+            "run_id VARCHAR NOT NULL REFERENCES runs (id), "
+            "platform VARCHAR NOT NULL, "
+            "target VARCHAR NOT NULL, "
+            "probe_id VARCHAR NOT NULL, "
+            f"measured_at {timestamp} NOT NULL, "
+            "asn BIGINT, "
+            "country VARCHAR, "
+            "status VARCHAR NOT NULL, "
+            "technique VARCHAR, "
+            "confidence VARCHAR, "
+            "rule_id VARCHAR NOT NULL, "
+            "rules_version VARCHAR NOT NULL, "
+            "evidence TEXT NOT NULL, "
+            "controls TEXT NOT NULL, "
+            "detail TEXT NOT NULL, "
+            "PRIMARY KEY (run_id, platform, target))"
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_cross_verdicts_measured_at ON cross_verdicts (measured_at)"))
+    conn.execute(
+        text(
+            "CREATE TABLE upload_progress ("
+            "run_id VARCHAR NOT NULL REFERENCES runs (id), "
+            "measurements_through VARCHAR, "
+            f"done_at {timestamp}, "
+            "attempts BIGINT NOT NULL, "
+            f"last_attempt_at {timestamp}, "
+            "last_error TEXT, "
+            "PRIMARY KEY (run_id))"
+        )
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=2,
@@ -100,6 +160,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         description="verdicts and platform summaries, stored beside the measurements they "
         "rest on, with the rules version that decided them",
         apply=_add_verdict_tables,
+    ),
+    Migration(
+        version=4,
+        description="uploads: the collector's tokens (hashes only) and probe ownership, "
+        "verdicts derived across networks, and the probe's upload progress per run",
+        apply=_add_upload_tables,
     ),
 )
 

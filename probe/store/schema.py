@@ -164,3 +164,71 @@ platform_summaries = Table(
     Column("details", Text, nullable=False),  # JSON: groups, suspicious answers
     Column("detail", Text, nullable=False),
 )
+
+# -- collector side (added by migration 4) -------------------------------------------------------
+
+# Upload credentials. Only a hash of the token is kept (sha256 hex of the random token; the token
+# itself is shown once by `probe collector token add`), so a leaked database leaks no credential.
+upload_tokens = Table(
+    "upload_tokens",
+    metadata,
+    Column("id", String, primary_key=True),  # short random hex, shown by `token list`
+    Column("name", String, nullable=False),
+    Column("token_hash", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index("ux_upload_tokens_name", "name", unique=True),
+    Index("ux_upload_tokens_hash", "token_hash", unique=True),
+)
+
+# Which token a probe id belongs to: the first token that uploads a probe id claims it, and only
+# that token may add runs of that probe afterwards (no injecting runs into another probe's data).
+probe_owners = Table(
+    "probe_owners",
+    metadata,
+    Column("probe_id", String, primary_key=True),
+    Column("token_id", String, ForeignKey("upload_tokens.id"), nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+)
+
+# Verdicts `probe analyse` derived for runs one probe could not decide, from measurements of the
+# same target taken on other networks at about the same time. Kept apart from `verdicts`, which
+# always hold what the probe itself decided. `controls`: JSON list of the other networks'
+# measurement ids the derived verdict rests on. Added by migration 4.
+cross_verdicts = Table(
+    "cross_verdicts",
+    metadata,
+    Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
+    Column("platform", String, primary_key=True),
+    Column("target", String, primary_key=True),
+    Column("probe_id", String, nullable=False),
+    Column("measured_at", UTCDateTime, nullable=False),
+    Column("asn", BigInteger, nullable=True),
+    Column("country", String, nullable=True),
+    Column("status", String, nullable=False),
+    Column("technique", String, nullable=True),
+    Column("confidence", String, nullable=True),
+    Column("rule_id", String, nullable=False),
+    Column("rules_version", String, nullable=False),
+    Column("evidence", Text, nullable=False),  # JSON list: this run's measurement ids
+    Column("controls", Text, nullable=False),  # JSON list: other networks' measurement ids
+    Column("detail", Text, nullable=False),
+    Index("ix_cross_verdicts_measured_at", "measured_at"),
+)
+
+# -- probe side (added by migration 4) -----------------------------------------------------------
+
+# The upload outbox: one row per finished run once the uploader has seen it. A run is queued
+# until `done_at` is set (the collector acknowledged its run record, every measurement and its
+# verdicts). `measurements_through` is the greatest measurement id acknowledged so far (the
+# uploader sends a run's measurements in id order), so an interrupted upload resumes there.
+upload_progress = Table(
+    "upload_progress",
+    metadata,
+    Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
+    Column("measurements_through", String, nullable=True),
+    Column("done_at", UTCDateTime, nullable=True),
+    Column("attempts", BigInteger, nullable=False),
+    Column("last_attempt_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+)
