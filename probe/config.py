@@ -56,6 +56,10 @@ class Settings:
     test_lists: tuple[Path, ...] = ()
     helper_url: str | None = None
     helper_token: str | None = None
+    # [upload]: the collector this probe uploads to (probe.collector.uploader).
+    upload_url: str | None = None
+    upload_token: str | None = None
+    upload_proxy: str | None = None
     events: Mapping[str, Any] = field(default_factory=dict)
     mmdb: tuple[Path, ...] = ()
     public_addresses: tuple[str, ...] = ()
@@ -66,6 +70,7 @@ class Settings:
         data = asdict(self)
         data.pop("source")
         data.pop("helper_token")
+        data.pop("upload_token")
         # A hash of an IPv4 address is brute-forced in seconds: keep the probe's address out.
         data.pop("public_addresses")
         # Each resolver by its canonical text (what the config said, normalised).
@@ -183,7 +188,7 @@ MAX_USER_AGENT = 512  # characters
 
 
 _TABLES = frozenset(
-    {"probe", "timeouts", "dns", "tls", "http", "catalog", "helper", "events", "network"}
+    {"probe", "timeouts", "dns", "tls", "http", "catalog", "helper", "events", "network", "upload"}
 )
 
 
@@ -205,6 +210,7 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
         table(k) for k in ("probe", "timeouts", "dns", "tls", "http")
     )
     catalog, helper, network = table("catalog"), table("helper"), table("network")
+    upload = table("upload")
     database = probe.string("database", None)
     if database and "://" not in database:
         database = str(path(database))
@@ -224,11 +230,21 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
         _check_ca_file(ca_file, f"{name}: [tls] ca_file = {ca_file}")
     helper_url = helper.string("url", None)
     if helper_url:
-        _check_helper_url(helper_url, f"{name}: [helper] url = {helper_url!r:.200}")
+        _check_service_url(helper_url, f"{name}: [helper] url = {helper_url!r:.200}")
     helper_token = helper.string("token", None)
-    if helper_token is not None and (not helper_token.isprintable() or " " in helper_token):
-        # It travels in an Authorization header: a line break there is a header injection.
-        raise ConfigError(f"{name}: [helper] token: must be printable, without spaces")
+    _check_token(helper_token, f"{name}: [helper] token")
+    upload_url, upload_token = upload.string("url", None), upload.string("token", None)
+    upload_proxy = upload.string("proxy", None)
+    if upload_url:
+        _check_service_url(upload_url, f"{name}: [upload] url = {upload_url!r:.200}", "upload")
+    _check_token(upload_token, f"{name}: [upload] token")
+    if upload_proxy and urlsplit(upload_proxy).scheme not in ("http", "https"):
+        raise ConfigError(f"{name}: [upload] proxy must start with http:// or https://")
+    if bool(upload_url) != bool(upload_token):
+        raise ConfigError(
+            f"{name}: [upload] give both url and token (the collector's operator gives you the "
+            "token)"
+        )
     user_agent = http.string("user_agent", defaults.user_agent) or defaults.user_agent
     if len(user_agent) > MAX_USER_AGENT or not user_agent.isprintable():
         raise ConfigError(
@@ -266,12 +282,15 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
         test_lists=tuple(p for p in map(path, catalog.strings("test_lists", ())) if p),
         helper_url=helper_url,
         helper_token=helper_token,
+        upload_url=upload_url,
+        upload_token=upload_token,
+        upload_proxy=upload_proxy,
         events=dict(table("events").data),
         mmdb=_existing_files(network.strings("mmdb", ()), path, f"{name}: [network] mmdb"),
         public_addresses=_addresses(network.strings("public_addresses", ()), name),
         source=source,
     )
-    for t in (probe, timeouts, dns, tls, http, catalog, helper, network):
+    for t in (probe, timeouts, dns, tls, http, catalog, helper, network, upload):
         t.finish()
     return settings
 
@@ -290,8 +309,15 @@ def _check_ca_file(ca_file: Path, where: str) -> None:
         raise ConfigError(f"{where}: cannot read it ({exc})") from None
 
 
-def _check_helper_url(url: str, where: str) -> None:
-    """http(s)://host[:port][/path], nothing else: the probe posts its targets there."""
+def _check_token(token: str | None, where: str) -> None:
+    # It travels in an Authorization header: a line break there is a header injection.
+    if token is not None and (not token.isprintable() or " " in token):
+        raise ConfigError(f"{where}: must be printable, without spaces")
+
+
+def _check_service_url(url: str, where: str, table: str = "helper") -> None:
+    """http(s)://host[:port][/path], nothing else: the probe posts its targets (or, for the
+    [upload] collector, its measurements) there."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -304,7 +330,7 @@ def _check_helper_url(url: str, where: str) -> None:
     if port == 0:
         raise ConfigError(f"{where}: port 0 is not a port")
     if parts.username is not None or parts.password is not None:
-        raise ConfigError(f"{where}: put the credentials in [helper] token, not in the URL")
+        raise ConfigError(f"{where}: put the credentials in [{table}] token, not in the URL")
     if parts.query or parts.fragment or not url.isprintable() or " " in url:
         raise ConfigError(f"{where}: must be http(s)://host[:port][/path] (no query, no spaces)")
 

@@ -36,8 +36,10 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
 
 from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
 from probe.records import Confidence, GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
@@ -117,20 +119,7 @@ class Store:
 
     def start_run(self, run: Run) -> None:
         """Record a run as it starts (its finish and network may be filled in later)."""
-        _require_aware(run.started_at, "Run.started_at")
-        if run.finished_at is not None:
-            _require_aware(run.finished_at, "Run.finished_at")
-        row = {
-            "id": run.id,
-            "probe_id": run.probe_id,
-            "started_at": run.started_at,
-            "finished_at": run.finished_at,
-            "software_version": run.software_version,
-            "config_digest": run.config_digest,
-            "connectivity": str(run.connectivity),
-            "interrupted": run.interrupted,
-            **_network_columns(run.network),
-        }
+        row = _run_row(run)
         with self._transaction(write=True) as conn:
             conn.execute(schema.runs.insert(), row)
 
@@ -319,6 +308,15 @@ def _filtered(
     return stmt
 
 
+def insert_missing(conn: Connection, table: Table) -> Insert:
+    """INSERT that skips rows whose primary key is already there: copying rows between
+    databases (merge, upload) is idempotent because ids are global."""
+    if conn.dialect.name == "postgresql":
+        keys = list(table.primary_key.columns)
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
 def _resolve(url_or_path: str | Path) -> tuple[URL, str]:
     """The SQLAlchemy URL for a path or URL, and how to name it in messages."""
     if isinstance(url_or_path, str) and "://" in url_or_path:
@@ -420,6 +418,23 @@ def _network_columns(network: NetworkInfo) -> dict[str, Any]:
         "resolver_country": network.resolver_country,
         "vpn_suspected": network.vpn_suspected,
         "network_source": network.source,
+    }
+
+
+def _run_row(run: Run) -> dict[str, Any]:
+    _require_aware(run.started_at, "Run.started_at")
+    if run.finished_at is not None:
+        _require_aware(run.finished_at, "Run.finished_at")
+    return {
+        "id": run.id,
+        "probe_id": run.probe_id,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "software_version": run.software_version,
+        "config_digest": run.config_digest,
+        "connectivity": str(run.connectivity),
+        "interrupted": run.interrupted,
+        **_network_columns(run.network),
     }
 
 

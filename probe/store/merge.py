@@ -30,11 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Table, func, select
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.dml import Insert
 
 from probe.store import schema
-from probe.store.database import Store
+from probe.store.database import Store, insert_missing
 from probe.store.errors import NotAProbeDatabaseError, StoreError
 
 # Parents before children: a measurement's run must be in place before the measurement.
@@ -184,7 +182,7 @@ def _merge_one(
     with target._transaction(write=True) as conn:
         for table in MERGED_TABLES:
             before = _count(conn, table)
-            insert = _insert_missing(conn, table)
+            insert = insert_missing(conn, table)
             copied = 0
             for batch in _batches(source, table, batch_rows):
                 conn.execute(insert, batch)
@@ -201,14 +199,6 @@ def _merge_one(
 
 def _count(conn: Connection, table: Table) -> int:
     return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-
-
-def _insert_missing(conn: Connection, table: Table) -> Insert:
-    """INSERT that skips rows whose primary key is already there (the merge's idempotence)."""
-    if conn.dialect.name == "postgresql":
-        keys = list(table.primary_key.columns)
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
-    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _batches(source: Store, table: Table, size: int) -> Iterator[list[dict[str, Any]]]:

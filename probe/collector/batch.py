@@ -1,0 +1,226 @@
+"""The upload document: one batch of runs, measurements and verdicts, as gzip-compressed JSON.
+
+    {"format": "censorprobe-upload", "version": 1,
+     "runs": [codec.encode_run(...)], "measurements": [...], "verdicts": [...]}
+
+Each record is the measurement codec's object (probe.codec), so the collector parses exactly what
+the store and the helper speak. `decode_batch` is the collector's gate: the body is decompressed
+with a hard output bound (a compression bomb stops at the bound, it is never inflated whole), every
+record is parsed by the codec, and the batch is checked as a whole: ids are uuid4 hex, strings
+bounded, no time in the future beyond a small clock skew, every measurement and verdict belongs to
+a run of the batch. A batch that fails any check raises BatchError naming the first bad field.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from probe.codec import (
+    CodecError,
+    decode_measurement,
+    decode_run,
+    decode_verdict,
+    encode_measurement,
+    encode_run,
+    encode_verdict,
+)
+from probe.store.uploads import Batch
+
+FORMAT = "censorprobe-upload"
+VERSION = 1
+
+# Ids the probe makes: uuid4().hex (probe.model, probe.store.migrations).
+_ID = re.compile(r"[0-9a-f]{32}\Z")
+# Names, endpoints, failure strings: generous, but a record is never a megabyte of one string.
+MAX_SHORT_TEXT = 1024
+MAX_DETAIL_TEXT = 16 * 1024
+MAX_EVIDENCE_IDS = 10_000
+
+
+class BatchError(ValueError):
+    """The upload is not a valid batch; the message names the first problem (a 400)."""
+
+
+class BatchTooLargeError(BatchError):
+    """The upload is larger than the collector accepts (a 413)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    """What one batch may hold. The probe's uploader stays well below these."""
+
+    max_decompressed_bytes: int = 16 * 1024 * 1024
+    max_runs: int = 1000
+    max_measurements: int = 10_000
+    max_verdicts: int = 10_000
+    # How far ahead of the collector's clock a timestamp may be (probes' clocks drift).
+    clock_skew: timedelta = timedelta(minutes=10)
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """The batch as the JSON document (uncompressed)."""
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "runs": [encode_run(run) for run in batch.runs],
+        "measurements": [encode_measurement(m) for m in batch.measurements],
+        "verdicts": [encode_verdict(v) for v in batch.verdicts],
+    }
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+def compress(document: bytes) -> bytes:
+    # Level 6: most of level 9's ratio on JSON at a fraction of its CPU.
+    return gzip.compress(document, compresslevel=6, mtime=0)
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body as sent (Content-Encoding gzip or identity), refusing more than `limit` bytes
+    out, without ever producing more than limit + 1."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        if len(body) > limit:
+            raise BatchTooLargeError(f"the batch is larger than {limit} bytes")
+        return body
+    if encoding != "gzip":
+        raise BatchError(f"unsupported Content-Encoding {encoding[:40]!r}: send gzip")
+    inflater = zlib.decompressobj(wbits=31)  # 31: gzip header and trailer
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BatchError(f"the body is not valid gzip ({exc})") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BatchTooLargeError(f"the batch inflates to more than {limit} bytes")
+    if not inflater.eof:
+        raise BatchError("the body is not valid gzip (truncated)")
+    if inflater.unused_data:
+        raise BatchError("the body holds data after the gzip stream")
+    return out
+
+
+R = TypeVar("R")
+
+
+def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = None) -> Batch:
+    """Parse and check a decompressed upload document; raise BatchError naming what is wrong."""
+    limits = limits or BatchLimits()
+    if len(document) > limits.max_decompressed_bytes:
+        raise BatchTooLargeError(f"the batch is larger than {limits.max_decompressed_bytes} bytes")
+    try:
+        parsed = json.loads(document)
+    except (ValueError, RecursionError) as exc:
+        raise BatchError(f"the body is not JSON ({str(exc)[:120]})") from None
+    if not isinstance(parsed, Mapping):
+        raise BatchError("$: expected an object")
+    if parsed.get("format") != FORMAT:
+        raise BatchError(f"$.format: expected {FORMAT!r}")
+    if parsed.get("version") != VERSION or isinstance(parsed.get("version"), bool):
+        raise BatchError(f"$.version: expected {VERSION}, got {str(parsed.get('version'))[:20]}")
+    latest = now + limits.clock_skew
+    try:
+        runs = _records(parsed, "runs", decode_run, limits.max_runs)
+        measurements = _records(parsed, "measurements", decode_measurement, limits.max_measurements)
+        verdicts = _records(parsed, "verdicts", decode_verdict, limits.max_verdicts)
+    except CodecError as exc:
+        raise BatchError(str(exc)) from None
+    if not runs:
+        raise BatchError("$.runs: a batch carries at least one run")
+    run_probes: dict[str, str] = {}
+    for i, run in enumerate(runs):
+        where = f"$.runs[{i}]"
+        _id(run.id, f"{where}.id")
+        _id(run.probe_id, f"{where}.probe_id")
+        if run.id in run_probes:
+            raise BatchError(f"{where}.id: run {run.id} appears twice")
+        run_probes[run.id] = run.probe_id
+        _not_future(run.started_at, latest, f"{where}.started_at")
+        if run.finished_at is not None:
+            _not_future(run.finished_at, latest, f"{where}.finished_at")
+            if run.finished_at < run.started_at:
+                raise BatchError(f"{where}.finished_at: before the run started")
+        for name in ("software_version", "config_digest"):
+            _short(getattr(run, name), f"{where}.{name}")
+        network = run.network
+        for name in ("as_name", "country", "resolver_as_name", "resolver_country", "source"):
+            value = getattr(network, name)
+            if value is not None:
+                _short(value, f"{where}.network.{name}")
+        for name in ("asn", "resolver_asn"):
+            value = getattr(network, name)
+            if value is not None and not 0 <= value < 2**32:
+                raise BatchError(f"{where}.network.{name}: not an AS number")
+    seen: set[str] = set()
+    for i, m in enumerate(measurements):
+        where = f"$.measurements[{i}]"
+        _id(m.id, f"{where}.id")
+        if m.id in seen:
+            raise BatchError(f"{where}.id: measurement {m.id} appears twice")
+        seen.add(m.id)
+        if m.run_id not in run_probes:
+            raise BatchError(f"{where}.run_id: run {m.run_id[:40]} is not in this batch")
+        for name, value in (("platform", m.platform), ("target", m.target)):
+            _short(value, f"{where}.{name}")
+        obs = m.observation
+        _short(obs.endpoint, f"{where}.observation.endpoint")
+        if obs.failure is not None:
+            _short(obs.failure, f"{where}.observation.failure")
+        _not_future(obs.started_at, latest, f"{where}.observation.started_at")
+    keys: set[tuple[str, str, str]] = set()
+    for i, v in enumerate(verdicts):
+        where = f"$.verdicts[{i}]"
+        probe = run_probes.get(v.run_id)
+        if probe is None:
+            raise BatchError(f"{where}.run_id: run {v.run_id[:40]} is not in this batch")
+        if v.probe_id != probe:
+            raise BatchError(f"{where}.probe_id: not the probe of run {v.run_id}")
+        key = (v.run_id, v.platform, v.target)
+        if key in keys:
+            raise BatchError(f"{where}: a second verdict for {v.platform}/{v.target[:40]}")
+        keys.add(key)
+        for name in ("platform", "target", "rule_id", "rules_version"):
+            _short(getattr(v, name), f"{where}.{name}")
+        if v.technique is not None:
+            _short(v.technique, f"{where}.technique")
+        if v.country is not None:
+            _short(v.country, f"{where}.country")
+        if len(v.detail) > MAX_DETAIL_TEXT:
+            raise BatchError(f"{where}.detail: longer than {MAX_DETAIL_TEXT} characters")
+        if len(v.evidence) > MAX_EVIDENCE_IDS:
+            raise BatchError(f"{where}.evidence: more than {MAX_EVIDENCE_IDS} ids")
+        for j, evidence in enumerate(v.evidence):
+            _id(evidence, f"{where}.evidence[{j}]")
+        _not_future(v.measured_at, latest, f"{where}.measured_at")
+    return Batch(tuple(runs), tuple(measurements), tuple(verdicts))
+
+
+def _records(
+    document: Mapping[str, Any], key: str, decode: Callable[[Any, str], R], limit: int
+) -> Sequence[R]:
+    entries = document.get(key, [])
+    if not isinstance(entries, list):
+        raise BatchError(f"$.{key}: expected a list")
+    if len(entries) > limit:
+        raise BatchTooLargeError(f"$.{key}: more than {limit} records in one batch")
+    return [decode(entry, f"$.{key}[{i}]") for i, entry in enumerate(entries)]
+
+
+def _id(value: str, where: str) -> None:
+    if not _ID.match(value):
+        raise BatchError(f"{where}: {value[:40]!r} is not an id (32 lowercase hex digits)")
+
+
+def _short(value: str, where: str) -> None:
+    if len(value) > MAX_SHORT_TEXT:
+        raise BatchError(f"{where}: longer than {MAX_SHORT_TEXT} characters")
+
+
+def _not_future(moment: datetime, latest: datetime, where: str) -> None:
+    if moment > latest:
+        raise BatchError(f"{where}: {moment.isoformat()} is in the future")

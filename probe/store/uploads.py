@@ -1,0 +1,395 @@
+"""Uploads at both ends, in SQL: the collector's tokens, probe ownership and batch ingestion, and
+the probe's outbox (which finished runs the collector has not acknowledged yet).
+
+Collector side. A token is 32 random bytes (URL-safe base64), shown once; the database keeps only
+its sha256, so a copy of the database holds no usable credential. The first token to upload a
+probe id claims it (`probe_owners`); afterwards only that token may add runs of that probe. A batch
+is ingested in one transaction: every check passes and every new row is written, or nothing is.
+Rows whose id is already stored are skipped (INSERT ... ON CONFLICT DO NOTHING, as `probe merge`
+does), so a replayed batch adds nothing; a skipped id that belongs to something else (another
+probe's run, a measurement of another run) refuses the whole batch instead.
+
+Probe side. A finished run stays queued until the collector has acknowledged its run record, all
+its measurements and its verdicts (`upload_progress.done_at`); measurements go in id order and
+`measurements_through` remembers the last acknowledged one, so an interrupted upload resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Table, func, or_, select
+
+from analysis.model import Verdict
+from probe.model import Measurement, Run, utcnow
+from probe.store import schema
+from probe.store.database import (
+    Store,
+    _measurement_from_row,
+    _measurement_row,
+    _run_from_row,
+    _run_row,
+    _verdict_row,
+    insert_missing,
+)
+from probe.store.errors import StoreError
+
+TOKEN_BYTES = 32
+# A run that started this long ago and never finished belongs to a probe that crashed mid-run:
+# upload what it measured rather than keep it queued forever.
+ABANDONED_RUN_AGE = timedelta(days=1)
+# Ids per `IN (...)` list: far below SQLite's and PostgreSQL's bound-parameter limits.
+_IN_CHUNK = 500
+
+
+class UploadRefusedError(StoreError):
+    """The batch breaks an ownership rule and was not stored (nothing of it was)."""
+
+
+class ForeignProbeError(UploadRefusedError):
+    """The batch holds runs of a probe id that another token uploads."""
+
+
+class IdConflictError(UploadRefusedError):
+    """An id in the batch is already stored as part of something else."""
+
+
+# -- tokens -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token as `token list` shows it: never the token itself (the database does not have it)."""
+
+    id: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+    probes: int
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def add_token(store: Store, name: str) -> tuple[TokenInfo, str]:
+    """Create a token named `name`; return it with the token text (shown once, never stored)."""
+    name = name.strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        raise StoreError("a token name must be 1-100 printable characters")
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    info = TokenInfo(secrets.token_hex(4), name, utcnow(), None, 0)
+    with store._transaction(write=True) as conn:
+        taken = conn.execute(
+            select(schema.upload_tokens.c.id).where(schema.upload_tokens.c.name == name)
+        ).first()
+        if taken is not None:
+            raise StoreError(f"{store.location} already has a token named {name!r}")
+        conn.execute(
+            schema.upload_tokens.insert(),
+            {
+                "id": info.id,
+                "name": name,
+                "token_hash": hash_token(token),
+                "created_at": info.created_at,
+                "revoked_at": None,
+            },
+        )
+    return info, token
+
+
+def list_tokens(store: Store) -> list[TokenInfo]:
+    tokens, owners = schema.upload_tokens, schema.probe_owners
+    probes = (
+        select(owners.c.token_id, func.count().label("probes"))
+        .group_by(owners.c.token_id)
+        .subquery()
+    )
+    stmt = (
+        select(tokens, func.coalesce(probes.c.probes, 0))
+        .outerjoin(probes, probes.c.token_id == tokens.c.id)
+        .order_by(tokens.c.created_at, tokens.c.name)
+    )
+    with store._transaction() as conn:
+        rows = conn.execute(stmt).all()
+    return [
+        TokenInfo(row.id, row.name, row.created_at, row.revoked_at, int(row[-1])) for row in rows
+    ]
+
+
+def revoke_token(store: Store, name_or_id: str) -> TokenInfo:
+    """Revoke a token (by name or id): it authenticates no more; its probes stay its own."""
+    tokens = schema.upload_tokens
+    match = or_(tokens.c.name == name_or_id, tokens.c.id == name_or_id)
+    with store._transaction(write=True) as conn:
+        row = conn.execute(select(tokens).where(match)).first()
+        if row is None:
+            raise StoreError(f"{store.location} has no token named {name_or_id!r}")
+        revoked = row.revoked_at or utcnow()
+        conn.execute(tokens.update().where(tokens.c.id == row.id).values(revoked_at=revoked))
+    return TokenInfo(row.id, row.name, row.created_at, revoked, 0)
+
+
+def authenticate(store: Store, token: str) -> str | None:
+    """The id of the live token `token` is, or None. Looked up by its hash (the database has
+    nothing else), then compared in constant time."""
+    digest = hash_token(token)
+    tokens = schema.upload_tokens
+    stmt = select(tokens.c.id, tokens.c.token_hash).where(
+        tokens.c.token_hash == digest, tokens.c.revoked_at.is_(None)
+    )
+    with store._transaction() as conn:
+        row = conn.execute(stmt).first()
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    return str(row.id)
+
+
+# -- ingestion ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one upload carries: runs, and measurements and verdicts of those runs only."""
+
+    runs: tuple[Run, ...]
+    measurements: tuple[Measurement, ...] = ()
+    verdicts: tuple[Verdict, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """Rows a batch added (a replay adds none)."""
+
+    runs: int
+    measurements: int
+    verdicts: int
+
+
+def ingest_batch(store: Store, token_id: str, batch: Batch) -> Ingested:
+    """Store a validated batch for `token_id` in one transaction, or refuse it whole.
+
+    The batch must already be self-consistent (the collector's validation: measurements and
+    verdicts belong to its runs). Raises ForeignProbeError or IdConflictError, with nothing
+    written, when the batch would touch another token's data.
+    """
+    run_rows = [_run_row(run) for run in batch.runs]
+    measurement_rows = [_measurement_row(m) for m in batch.measurements]
+    verdict_rows = [_verdict_row(v) for v in batch.verdicts]
+    probe_ids = sorted({run.probe_id for run in batch.runs})
+    with store._transaction(write=True) as conn:
+        _claim_probes(conn, token_id, probe_ids)
+        _check_runs(conn, batch.runs)
+        runs = _insert_returning(conn, schema.runs, run_rows)
+        added = _insert_returning(conn, schema.measurements, measurement_rows)
+        if len(added) < len(measurement_rows):
+            _check_measurements(conn, batch.measurements, added)
+        verdicts = _insert_count(conn, schema.verdicts, verdict_rows)
+    return Ingested(len(runs), len(added), verdicts)
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def _claim_probes(conn: Connection, token_id: str, probe_ids: Sequence[str]) -> None:
+    owners = schema.probe_owners
+    if not probe_ids:
+        return
+    now = utcnow()
+    # Concurrent first uploads of one probe id: PostgreSQL makes the second INSERT wait for the
+    # first transaction, then skip; the SELECT below then reads the committed owner.
+    conn.execute(
+        insert_missing(conn, owners),
+        [{"probe_id": p, "token_id": token_id, "claimed_at": now} for p in probe_ids],
+    )
+    for chunk in _chunks(probe_ids):
+        rows = conn.execute(
+            select(owners.c.probe_id, owners.c.token_id).where(owners.c.probe_id.in_(chunk))
+        ).all()
+        foreign = sorted(row.probe_id for row in rows if row.token_id != token_id)
+        if foreign:
+            raise ForeignProbeError(
+                f"probe id {foreign[0]} is uploaded with another token: this token may only add "
+                "runs of the probe ids it uploaded first"
+            )
+
+
+def _check_runs(conn: Connection, runs: Sequence[Run]) -> None:
+    """A run id already stored must be the same probe's run (a replay), never another's."""
+    wanted = {run.id: run.probe_id for run in runs}
+    table = schema.runs
+    for chunk in _chunks(sorted(wanted)):
+        rows = conn.execute(select(table.c.id, table.c.probe_id).where(table.c.id.in_(chunk)))
+        for row in rows:
+            if row.probe_id != wanted[row.id]:
+                raise IdConflictError(f"run id {row.id} is already stored for another probe")
+
+
+def _check_measurements(
+    conn: Connection, measurements: Sequence[Measurement], added: set[str]
+) -> None:
+    """A skipped measurement id must be the same run's measurement (a replay)."""
+    skipped = {m.id: m.run_id for m in measurements if m.id not in added}
+    table = schema.measurements
+    for chunk in _chunks(sorted(skipped)):
+        rows = conn.execute(select(table.c.id, table.c.run_id).where(table.c.id.in_(chunk)))
+        for row in rows:
+            if row.run_id != skipped[row.id]:
+                raise IdConflictError(
+                    f"measurement id {row.id} is already stored as part of another run"
+                )
+
+
+def _insert_returning(conn: Connection, table: Table, rows: list[dict[str, object]]) -> set[str]:
+    """Insert the rows not already there; return the ids of those inserted."""
+    if not rows:
+        return set()
+    stmt = insert_missing(conn, table).returning(table.c.id)
+    return {row[0] for row in conn.execute(stmt, rows)}
+
+
+def _insert_count(conn: Connection, table: Table, rows: list[dict[str, object]]) -> int:
+    if not rows:
+        return 0
+    before = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    conn.execute(insert_missing(conn, table), rows)
+    after = conn.execute(select(func.count()).select_from(table)).scalar_one()
+    return int(after - before)
+
+
+# -- the probe's outbox -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRun:
+    """A run the collector has not fully acknowledged, and how far its upload got."""
+
+    run: Run
+    measurements_through: str | None
+    attempts: int
+    last_attempt_at: datetime | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """What the collector acknowledged of one run in one batch."""
+
+    run_id: str
+    measurements_through: str | None
+    done: bool
+
+
+def queued_runs(store: Store, *, limit: int | None = None) -> list[QueuedRun]:
+    """Finished (or abandoned) runs not yet fully acknowledged, oldest first."""
+    runs, progress = schema.runs, schema.upload_progress
+    uploadable = or_(
+        runs.c.finished_at.is_not(None), runs.c.started_at < utcnow() - ABANDONED_RUN_AGE
+    )
+    stmt = (
+        select(
+            runs,
+            progress.c.measurements_through,
+            progress.c.attempts,
+            progress.c.last_attempt_at,
+            progress.c.last_error,
+        )
+        .outerjoin(progress, progress.c.run_id == runs.c.id)
+        .where(uploadable, progress.c.done_at.is_(None))
+        .order_by(runs.c.started_at, runs.c.id)
+        .limit(limit)
+    )
+    with store._transaction() as conn:
+        rows = conn.execute(stmt).all()
+    width = len(runs.columns)
+    return [
+        QueuedRun(
+            run=_run_from_row(row),
+            measurements_through=row[width],
+            attempts=int(row[width + 1] or 0),
+            last_attempt_at=row[width + 2],
+            last_error=row[width + 3],
+        )
+        for row in rows
+    ]
+
+
+def measurements_after(
+    store: Store, run_id: str, after: str | None, limit: int
+) -> list[Measurement]:
+    """Up to `limit` measurements of a run with ids greater than `after`, in id order."""
+    table = schema.measurements
+    stmt = select(table).where(table.c.run_id == run_id)
+    if after is not None:
+        stmt = stmt.where(table.c.id > after)
+    stmt = stmt.order_by(table.c.id).limit(limit)
+    with store._transaction() as conn:
+        return [_measurement_from_row(row) for row in conn.execute(stmt)]
+
+
+def unacknowledged_measurements(store: Store) -> int:
+    """Measurements of queued runs the collector has not acknowledged (for `--status`)."""
+    runs, progress, table = schema.runs, schema.upload_progress, schema.measurements
+    stmt = (
+        select(func.count())
+        .select_from(table.join(runs, runs.c.id == table.c.run_id))
+        .outerjoin(progress, progress.c.run_id == runs.c.id)
+        .where(
+            progress.c.done_at.is_(None),
+            or_(
+                progress.c.measurements_through.is_(None),
+                table.c.id > progress.c.measurements_through,
+            ),
+        )
+    )
+    with store._transaction() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def acknowledge(store: Store, acks: Sequence[Acknowledged]) -> None:
+    """Record what the collector acknowledged (one transaction for the whole batch)."""
+    now = utcnow()
+    with store._transaction(write=True) as conn:
+        for ack in acks:
+            values = {
+                "measurements_through": ack.measurements_through,
+                "done_at": now if ack.done else None,
+                "last_attempt_at": now,
+                "last_error": None,
+            }
+            _upsert_progress(conn, ack.run_id, values)
+
+
+def record_failure(store: Store, run_ids: Iterable[str], error: str) -> None:
+    """Note a failed attempt on these runs (they stay queued)."""
+    now = utcnow()
+    with store._transaction(write=True) as conn:
+        for run_id in run_ids:
+            _upsert_progress(conn, run_id, {"last_attempt_at": now, "last_error": error[:500]})
+
+
+def _upsert_progress(conn: Connection, run_id: str, values: Mapping[str, object]) -> None:
+    table = schema.upload_progress
+    updated = conn.execute(
+        table.update()
+        .where(table.c.run_id == run_id)
+        .values(attempts=table.c.attempts + 1, **values)
+    ).rowcount
+    if not updated:
+        row: dict[str, object] = {
+            "run_id": run_id,
+            "measurements_through": None,
+            "done_at": None,
+            "attempts": 1,
+            "last_attempt_at": None,
+            "last_error": None,
+        }
+        row.update(values)
+        conn.execute(table.insert(), row)
