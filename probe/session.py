@@ -22,10 +22,11 @@ from analysis.analyse import RunAnalysis, analyse_run
 from analysis.controls import ControlEvidence, controls_from_helper_targets
 from probe import __version__
 from probe.checks import CheckContext, default_ssl_context
+from probe.collector.uploader import AFTER_RUN_POLICY, upload_summary, upload_target
 from probe.config import Settings, database_location
 from probe.helper.client import HelperUnavailable, query_helper
 from probe.helper.protocol import HelperResult
-from probe.model import Run, new_run_id, utcnow
+from probe.model import Connectivity, Run, new_run_id, utcnow
 from probe.netid import (
     AsnDatabase,
     HelperView,
@@ -49,6 +50,7 @@ class NoteKind(StrEnum):
     NO_HELPER = "no_helper"  # a helper is configured but gave no controls this run
     VPN_SUSPECTED = "vpn_suspected"  # the network looks like a VPN or proxy: flagged
     ADDRESS_UNKNOWN = "address_unknown"  # the public address is unknown: it cannot be scrubbed
+    UPLOAD = "upload"  # what the upload to the [upload] collector after the run did
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +186,19 @@ def run_once(
         store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
         analysis = _analyse(settings, store, record.id, controls, plan)
     return RunReport(record, outcome, analysis, helper, tuple(given))
+
+
+def upload_after_run(settings: Settings, report: RunReport, db: str | None = None) -> Note | None:
+    """After a finished run, send the outbox to the [upload] collector (every run not yet
+    acknowledged, this one included), bounded to AFTER_RUN_POLICY's few seconds: a collector
+    that is down, slow or blocked never fails or holds up a run; its data stays queued. None
+    when no collector is configured, or the run was interrupted or had no connectivity."""
+    target = upload_target(settings)
+    outcome = report.outcome
+    if target is None or outcome.interrupted or outcome.connectivity is Connectivity.NONE:
+        return None
+    with Store.open(database_location(settings, db)) as store:
+        return Note(NoteKind.UPLOAD, upload_summary(store, target, AFTER_RUN_POLICY))
 
 
 @contextmanager

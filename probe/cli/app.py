@@ -12,7 +12,18 @@ from typing import Annotated
 import typer
 
 from probe import __version__
-from probe.cli import export, helper, locate, merge, report, run, schedule, targets
+from probe.cli import (
+    collector,
+    export,
+    helper,
+    locate,
+    merge,
+    report,
+    run,
+    schedule,
+    targets,
+    upload,
+)
 from probe.cli.base import EXIT_INTERRUPTED, err
 
 app = typer.Typer(
@@ -40,7 +51,7 @@ def _root(
     """Measure censorship of messaging and social platforms from this network."""
 
 
-for _module in (run, report, export, merge, targets, schedule, helper, locate):
+for _module in (run, upload, report, export, merge, targets, schedule, helper, locate, collector):
     _module.register(app)
 
 

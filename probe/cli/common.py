@@ -135,3 +135,18 @@ def parse_when(text: str | None, option: str) -> datetime | None:
 
 
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT or [IPv6]:PORT."""
+    host, colon, port_text = text.rpartition(":")
+    if not colon or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+        raise typer.BadParameter(
+            f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
+            param_hint="--listen",
+        )
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise typer.BadParameter(f"{text!r}: no host before the port", param_hint="--listen")
+    return host, int(port_text)

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from probe.cli.base import err, user_errors
-from probe.cli.common import ConfigOption, settings_from
+from probe.cli.common import ConfigOption, parse_listen, settings_from
 from probe.config import ConfigError
 from probe.helper.server import HelperConfig, serve
 from probe.netid import AsnDatabase
@@ -27,21 +27,6 @@ TOKEN_ENV = "PROBE_HELPER_TOKEN"
 # A guessable token turns the helper into anyone's free scanner: ask for a real secret.
 MIN_TOKEN_LENGTH = 16
 _TOKEN_HINT = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """HOST:PORT or [IPv6]:PORT."""
-    host, colon, port_text = text.rpartition(":")
-    if not colon or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-        raise typer.BadParameter(
-            f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080",
-            param_hint="--listen",
-        )
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not host:
-        raise typer.BadParameter(f"{text!r}: no host before the port", param_hint="--listen")
-    return host, int(port_text)
 
 
 def read_token(token_file: Path | None) -> str:

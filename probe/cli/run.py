@@ -36,7 +36,7 @@ from probe.consent import default_consent_path, require_consent
 from probe.lock import RunInProgressError, RunLock
 from probe.model import Connectivity, utcnow
 from probe.schedule import trim_log
-from probe.session import Note, NoteKind, RunReport, plan_run, run_once
+from probe.session import Note, NoteKind, RunReport, plan_run, run_once, upload_after_run
 
 # How each kind of note reads on the terminal (rich markup; the note's text is plain text).
 _NOTE_PREFIX = {
@@ -45,6 +45,7 @@ _NOTE_PREFIX = {
     NoteKind.NO_HELPER: "[yellow]no test helper this run:[/yellow] ",
     NoteKind.VPN_SUSPECTED: "[yellow]VPN or proxy suspected:[/yellow] ",
     NoteKind.ADDRESS_UNKNOWN: "note: ",
+    NoteKind.UPLOAD: "upload: ",
 }
 
 
@@ -128,6 +129,9 @@ def register(app: typer.Typer) -> None:
             lock.release()
         _render(report, as_json)
         outcome = report.outcome
+        uploaded = upload_after_run(settings, report, db)
+        if uploaded is not None:
+            _show(uploaded)
         if outcome.interrupted:
             err.print(
                 f"interrupted: {outcome.measurements} finished measurements were kept "

@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from analysis.model import Verdict
+from probe.checks import default_ssl_context
 from probe.collector.batch import compress, encode_batch
 from probe.collector.server import BATCHES_PATH
+from probe.config import Settings
 from probe.model import Measurement, Run
 from probe.store import Store, StoreError
 from probe.store.uploads import (
@@ -154,9 +156,12 @@ def _assemble(
 
 
 class _Transient(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, deadline: bool = False
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.deadline = deadline  # the call's own deadline cut it short, not the collector
 
 
 class _Refusal(Exception):
@@ -185,6 +190,7 @@ async def upload(
         timeout=timeout, connector=connector, trust_env=False
     ) as session:
         attempt = 0
+        last_reason: str | None = None  # what the collector did, not our deadline
         while True:
             prepared = await asyncio.to_thread(prepare_batch, store, policy)
             if prepared is None:
@@ -197,14 +203,16 @@ async def upload(
                 await asyncio.to_thread(record_failure, store, run_ids, str(exc))
                 break
             except _Transient as exc:
+                if not exc.deadline or last_reason is None:
+                    last_reason = str(exc)
                 delay = min(policy.backoff_cap_s, policy.backoff_base_s * 2**attempt)
                 delay = random.uniform(0, delay)  # full jitter: probes never retry in step
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, policy.backoff_cap_s))
                 attempt += 1
                 if time.monotonic() + delay >= deadline:
-                    report.error = str(exc)
-                    await asyncio.to_thread(record_failure, store, run_ids, str(exc))
+                    report.error = last_reason
+                    await asyncio.to_thread(record_failure, store, run_ids, last_reason)
                     break
                 await asyncio.sleep(delay)
                 continue
@@ -229,7 +237,7 @@ async def _post(
     """POST one batch; return the measurements the collector added."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        raise _Transient("the upload ran out of time")
+        raise _Transient("the upload ran out of time", deadline=True)
     try:
         async with asyncio.timeout(remaining):
             async with session.post(
@@ -240,7 +248,8 @@ async def _post(
                 retry_after = _retry_after(response.headers.get("Retry-After"))
                 document = await _json(response) if status == 200 else None
     except TimeoutError:
-        raise _Transient("the collector did not answer in time") from None
+        cut = deadline - time.monotonic() <= 0.05
+        raise _Transient("the collector did not answer in time", deadline=cut) from None
     except aiohttp.ClientError as exc:
         raise _Transient(f"cannot reach the collector ({type(exc).__name__}: {exc})") from None
     if status == 200:
@@ -299,10 +308,22 @@ def upload_status(store: Store) -> UploadStatus:
     return UploadStatus(queued_runs(store), unacknowledged_measurements(store))
 
 
-def upload_after_run(store: Store, target: UploadTarget) -> str:
-    """Upload after a run, within AFTER_RUN_POLICY's few seconds; never raises: a one-line note."""
+def upload_summary(store: Store, target: UploadTarget, policy: UploadPolicy) -> str:
+    """Upload within `policy`; never raises for a collector or store problem: a one-line note."""
     try:
-        report = upload_now(store, target, AFTER_RUN_POLICY)
+        return upload_now(store, target, policy).describe()
     except StoreError as exc:
         return f"upload skipped: {exc}"
-    return report.describe()
+
+
+def upload_target(settings: Settings) -> UploadTarget | None:
+    """The [upload] collector of the settings (trust store: [tls] ca_file, else the system's), or
+    None when none is configured."""
+    if not (settings.upload_url and settings.upload_token):
+        return None
+    return UploadTarget(
+        settings.upload_url,
+        settings.upload_token,
+        settings.upload_proxy,
+        default_ssl_context(settings.ca_file),
+    )
