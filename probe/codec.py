@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from analysis.model import Confidence, Status, Verdict
 from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.records import Confidence, Status, Verdict
 
 JsonValue = Any
 

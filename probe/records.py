@@ -67,6 +67,20 @@ class Verdict:
             raise ValueError(f"Verdict.measured_at must be UTC-aware, got {self.measured_at!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class CrossVerdict:
+    """A verdict `probe analyse` derived for a target one probe could not decide, from
+    measurements of the same target taken on other networks at about the same time.
+
+    `verdict` carries the derived status with its own rule id (analysis.crossnet), the run's
+    identity and its own measurement ids as evidence; `controls` holds the ids of the other
+    networks' measurements it rests on. The probe's own verdict is kept as it was.
+    """
+
+    verdict: Verdict
+    controls: tuple[str, ...]
+
+
 class PlatformStatus(StrEnum):
     """A platform's (or group's) state in one run.
 

@@ -13,6 +13,7 @@ import typer
 
 from probe import __version__
 from probe.cli import (
+    analyse,
     collector,
     export,
     helper,
@@ -51,7 +52,19 @@ def _root(
     """Measure censorship of messaging and social platforms from this network."""
 
 
-for _module in (run, upload, report, export, merge, targets, schedule, helper, locate, collector):
+for _module in (
+    run,
+    upload,
+    analyse,
+    report,
+    export,
+    merge,
+    targets,
+    schedule,
+    helper,
+    locate,
+    collector,
+):
     _module.register(app)
 
 

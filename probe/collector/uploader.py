@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from analysis.model import Verdict
 from probe.checks import default_ssl_context
 from probe.collector.batch import compress, encode_batch
 from probe.collector.server import BATCHES_PATH
 from probe.config import Settings
 from probe.model import Measurement, Run
+from probe.records import Verdict
 from probe.store import Store, StoreError
 from probe.store.uploads import (
     Acknowledged,

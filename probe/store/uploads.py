@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Table, func, or_, select
 
-from analysis.model import Verdict
 from probe.model import Measurement, Run, utcnow
+from probe.records import Verdict
 from probe.store import schema
 from probe.store.database import (
     Store,

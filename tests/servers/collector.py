@@ -13,8 +13,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analysis.model import Status, Verdict
 from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.records import Status, Verdict
 from probe.store import Store
 
 START_TIMEOUT_S = 30.0

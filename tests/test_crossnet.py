@@ -1,0 +1,116 @@
+"""Cross-network controls (`probe analyse`): a probe's undecided failures become blocked when other
+networks reached the same target at the same time, down when they failed too; the probe's own
+verdicts stay as they were."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from analysis.crossnet import FAILING_EVERYWHERE, REACHABLE_ELSEWHERE, analyse_across_networks
+from probe.cli.app import app
+from probe.records import Confidence, Status
+from probe.store import Store
+from probe.store.crossnet import cross_verdicts
+from tests.servers.collector import fill_probe
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+CENSORED, FREE, OTHER = 58224, 3320, 13335
+
+
+def pooled(path: Path, *, elsewhere_failure: str | None, offset: timedelta = timedelta(0)) -> Store:
+    """One database holding a censored probe's failures and another network's attempts."""
+    store = Store.open(path)
+    fill_probe(store, runs=1, measurements=3, asn=CENSORED, start=T0)
+    fill_probe(
+        store,
+        runs=1,
+        measurements=3,
+        asn=FREE,
+        start=T0 + offset,
+        failure=elsewhere_failure,
+        with_verdicts=False,
+    )
+    return store
+
+
+def test_failure_reached_from_another_network_becomes_blocked_citing_its_measurements(
+    tmp_path: Path,
+) -> None:
+    with pooled(tmp_path / "pool.db", elsewhere_failure=None) as store:
+        before = list(store.verdicts())
+        report = analyse_across_networks(store)
+        stored = cross_verdicts(store)
+        free_ids = {
+            m.id for m in store.measurements() if m.run_id not in {v.run_id for v in before}
+        }
+        after = list(store.verdicts())
+
+    assert report.examined == 3 and report.count(Status.BLOCKED) == 3
+    assert after == before  # the probe's own verdicts are kept
+    assert len(stored) == 3
+    for item in stored:
+        v = item.verdict
+        assert v.status is Status.BLOCKED and v.confidence is Confidence.ANOMALY
+        assert v.rule_id == REACHABLE_ELSEWHERE.rule_id and v.technique == "tls.reset"
+        assert v.asn == CENSORED and f"AS{FREE}" in v.detail
+        assert item.controls and set(item.controls) <= free_ids
+        own = next(o for o in before if o.target == v.target)
+        assert v.evidence == own.evidence and v.run_id == own.run_id
+
+
+def test_failure_seen_on_every_network_becomes_down(tmp_path: Path) -> None:
+    with pooled(tmp_path / "pool.db", elsewhere_failure="generic_timeout_error") as store:
+        report = analyse_across_networks(store)
+    assert report.count(Status.DOWN) == 3 and report.count(Status.BLOCKED) == 0
+    assert {item.verdict.rule_id for item in report.derived} == {FAILING_EVERYWHERE.rule_id}
+    assert all(item.verdict.technique is None for item in report.derived)
+
+
+def test_measurements_outside_the_window_are_no_control(tmp_path: Path) -> None:
+    with pooled(tmp_path / "pool.db", elsewhere_failure=None, offset=timedelta(hours=3)) as store:
+        narrow = analyse_across_networks(store, window=timedelta(hours=1))
+        wide = analyse_across_networks(store, window=timedelta(hours=4))
+    assert narrow.examined == 3 and narrow.derived == ()
+    assert wide.count(Status.BLOCKED) == 3
+
+
+def test_same_network_and_vpn_runs_are_no_control(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "pool.db") as store:
+        fill_probe(store, runs=1, measurements=2, asn=CENSORED, start=T0)
+        fill_probe(store, runs=1, measurements=2, asn=CENSORED, start=T0, failure=None)
+        (vpn_run,) = fill_probe(store, runs=1, measurements=2, asn=OTHER, start=T0, failure=None)
+        with store._transaction(write=True) as conn:
+            conn.execute(
+                text("UPDATE runs SET vpn_suspected = 1 WHERE id = :id"), {"id": vpn_run.id}
+            )
+        report = analyse_across_networks(store)
+    # The censored network's own verdicts (2) and the second run's (2, also inconclusive with
+    # the same ASN) were examined; nothing elsewhere counts.
+    assert report.examined == 6 and report.derived == ()
+
+
+def test_probe_analyse_command_prints_and_stores_the_derived_verdicts(tmp_path: Path) -> None:
+    path = tmp_path / "pool.db"
+    pooled(path, elsewhere_failure=None).close()
+    result = CliRunner().invoke(app, ["analyse", "--db", str(path), "--since", "2026-11-01"])
+    assert result.exit_code == 0, result.output
+    assert "3 blocked and 0 down" in result.output
+    assert "cross.reachable_elsewhere" in result.stdout and f"AS{CENSORED}" in result.stdout
+    with Store.open(path) as store:
+        assert len(cross_verdicts(store)) == 3
+    later = CliRunner().invoke(app, ["analyse", "--db", str(path), "--since", "2026-12-01"])
+    assert later.exit_code == 0 and "examined 0 undecided" in later.output
+
+
+def test_unknown_network_is_not_rejudged(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "pool.db") as store:
+        fill_probe(store, runs=1, measurements=2, asn=None, start=T0)
+        fill_probe(
+            store, runs=1, measurements=2, asn=FREE, start=T0, failure=None, with_verdicts=False
+        )
+        report = analyse_across_networks(store)
+    assert report.examined == 2 and report.derived == ()
