@@ -256,12 +256,12 @@ def _insert_returning(conn: Connection, table: Table, rows: list[dict[str, objec
 
 
 def _insert_count(conn: Connection, table: Table, rows: list[dict[str, object]]) -> int:
+    """Insert the rows not already there; return how many were (RETURNING, never a count(*))."""
     if not rows:
         return 0
-    before = conn.execute(select(func.count()).select_from(table)).scalar_one()
-    conn.execute(insert_missing(conn, table), rows)
-    after = conn.execute(select(func.count()).select_from(table)).scalar_one()
-    return int(after - before)
+    first_key = next(iter(table.primary_key.columns))
+    stmt = insert_missing(conn, table).returning(first_key)
+    return len(conn.execute(stmt, rows).all())
 
 
 # -- the probe's outbox -------------------------------------------------------------------------

@@ -1,0 +1,210 @@
+"""Benchmark: upload ingest into PostgreSQL from many probes at once, and the collector's peak RSS.
+
+A throwaway PostgreSQL server (tests/servers/postgres.py: 127.0.0.1, fsync and synchronous_commit
+off, as the tests run it, so the figures are an upper bound for a durable server) and one
+collector process (`probe.collector.server.serve`, the same code as `probe collector serve`, with
+the per-token rate limit lifted so that the benchmark measures ingest, not throttling). 50 probes,
+each with its own token, upload concurrently from a second process: every probe sends `--batches`
+gzip batches of `--batch-size` measurements (TLS handshakes with realistic details) and one
+verdict per 4 measurements, as the uploader builds them. The batches are encoded before the clock
+starts; the figure is measurements stored per second of wall time from the first request to the
+last acknowledgement, checked against the rows in PostgreSQL afterwards. Peak RSS is the
+collector's VmHWM (/proc/PID/status).
+
+    python3 benchmarks/collector_benchmark.py [--probes 50] [--batches 20] [--batch-size 1000]
+
+Default scale: 50 probes x 20 batches x 1,000 = 1,000,000 measurements (and 250,000 verdicts).
+Goals: >= 20,000 measurements/s; collector peak RSS < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from probe.collector.batch import compress, encode_batch
+from probe.collector.server import BATCHES_PATH
+from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.records import Status, Verdict
+from probe.store import Store
+from probe.store.uploads import Batch, add_token
+from tests.servers.postgres import PostgresServer, find_binaries
+
+GOAL_RATE = 20_000.0
+GOAL_RSS = 300 * 1024 * 1024
+
+_COLLECTOR = textwrap.dedent(
+    """
+    import sys
+    from probe.collector.server import CollectorLimits, serve
+    limits = CollectorLimits(rate_per_s=1e6, burst=1_000_000)
+    def ready(port):
+        print(port, flush=True)
+    serve(sys.argv[1], "127.0.0.1", 0, limits=limits, ready=ready)
+    """
+)
+
+
+def _id() -> str:
+    return uuid.uuid4().hex
+
+
+def probe_batches(probe: int, batches: int, size: int, start: datetime) -> list[bytes]:
+    """One probe's upload bodies: a run per batch, `size` measurements, size/4 verdicts."""
+    probe_id = _id()
+    bodies = []
+    for b in range(batches):
+        began = start + timedelta(minutes=b)
+        run = Run(
+            id=_id(),
+            probe_id=probe_id,
+            started_at=began,
+            software_version="0.1.0",
+            config_digest="bench",
+            network=NetworkInfo(asn=10_000 + probe, country="IR", source="helper"),
+            finished_at=began + timedelta(seconds=50),
+            connectivity=Connectivity.OK,
+        )
+        measurements = [
+            Measurement(
+                run_id=run.id,
+                platform="telegram",
+                target=f"target-{i % 40}",
+                id=_id(),
+                observation=Observation(
+                    layer=Layer.TLS,
+                    endpoint=f"149.154.{i % 200}.{i % 250}:443",
+                    started_at=began + timedelta(milliseconds=i),
+                    duration_ms=31.25 + i % 17,
+                    failure="connection_reset" if i % 3 else None,
+                    failed_operation=Operation.TLS_HANDSHAKE if i % 3 else None,
+                    details={
+                        "address": f"149.154.{i % 200}.{i % 250}",
+                        "port": 443,
+                        "sni": f"t{i % 40}.example.org",
+                        "tls_version": None if i % 3 else "TLSv1.3",
+                        "cipher": None if i % 3 else "TLS_AES_128_GCM_SHA256",
+                        "certificates": [] if i % 3 else [{"subject": "CN=example.org"}],
+                    },
+                ),
+            )
+            for i in range(size)
+        ]
+        verdicts = [
+            Verdict(
+                run_id=run.id,
+                probe_id=probe_id,
+                measured_at=began,
+                asn=run.network.asn,
+                country="IR",
+                platform="telegram",
+                target=f"target-{t}",
+                status=Status.BLOCKED,
+                technique="tls.sni_reset",
+                confidence=None,
+                rule_id="tls.sni_reset",
+                rules_version="2025.4",
+                evidence=tuple(m.id for m in measurements[t::40][:5]),
+                detail="",
+            )
+            for t in range(size // 4 if size >= 4 else 0)
+        ]
+        bodies.append(compress(encode_batch(Batch((run,), tuple(measurements), tuple(verdicts)))))
+    return bodies
+
+
+async def upload_all(url: str, tokens: list[str], bodies: list[list[bytes]]) -> float:
+    async def one(token: str, mine: list[bytes], session: aiohttp.ClientSession) -> None:
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+        }
+        for body in mine:
+            async with session.post(url + BATCHES_PATH, data=body, headers=headers) as response:
+                text = await response.text()
+                if response.status != 200:
+                    raise RuntimeError(f"upload failed: {response.status} {text}")
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        began = time.perf_counter()
+        await asyncio.gather(*(one(t, b, session) for t, b in zip(tokens, bodies, strict=True)))
+        return time.perf_counter() - began
+
+
+def peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probes", type=int, default=50)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+    bindir = find_binaries()
+    if bindir is None:
+        print("PostgreSQL binaries not found")
+        return 2
+    total = args.probes * args.batches * args.batch_size
+    print(
+        f"scale: {args.probes} probes x {args.batches} batches x {args.batch_size} "
+        f"measurements = {total:,} measurements, {total // 4:,} verdicts"
+    )
+    began = time.perf_counter()
+    start = datetime.now(UTC) - timedelta(days=2)
+    bodies = [probe_batches(p, args.batches, args.batch_size, start) for p in range(args.probes)]
+    size = sum(len(b) for probe in bodies for b in probe)
+    print(f"encoded in {time.perf_counter() - began:.1f} s: {size / 1e6:.1f} MB gzip on the wire")
+
+    server = PostgresServer(bindir)
+    server.start()
+    collector: subprocess.Popen[str] | None = None
+    try:
+        url = server.create_database()
+        with Store.open(url) as store:
+            tokens = [add_token(store, f"probe-{p}")[1] for p in range(args.probes)]
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        collector = subprocess.Popen(
+            [sys.executable, "-c", _COLLECTOR, url], stdout=subprocess.PIPE, text=True, env=env
+        )
+        assert collector.stdout is not None
+        port = int(collector.stdout.readline())
+        seconds = asyncio.run(upload_all(f"http://127.0.0.1:{port}", tokens, bodies))
+        rss = peak_rss(collector.pid)
+        with Store.open(url) as store, store._transaction() as conn:
+            stored = conn.exec_driver_sql("SELECT count(*) FROM measurements").scalar_one()
+            verdicts = conn.exec_driver_sql("SELECT count(*) FROM verdicts").scalar_one()
+    finally:
+        if collector is not None:
+            collector.terminate()
+            collector.wait()
+        server.stop()
+    rate = total / seconds
+    print(f"stored {stored:,} measurements and {verdicts:,} verdicts in {seconds:.1f} s")
+    print(f"ingest: {rate:,.0f} measurements/s (goal >= {GOAL_RATE:,.0f})")
+    print(f"collector peak RSS: {rss / 2**20:.0f} MB (goal < {GOAL_RSS / 2**20:.0f} MB)")
+    ok = stored == total and rate >= GOAL_RATE and rss < GOAL_RSS
+    print("goals met" if ok else "goals NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
