@@ -50,6 +50,13 @@ def register(app: typer.Typer) -> None:
         tls_key: Annotated[
             str | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")
         ] = None,
+        reuse_port: Annotated[
+            bool,
+            typer.Option(
+                "--reuse-port",
+                help="Share the port with other collector processes (one per core; SO_REUSEPORT).",
+            ),
+        ] = False,
     ) -> None:
         """Receive uploads until interrupted (no access log; client addresses are never kept)."""
         host, port = parse_listen(listen)
@@ -59,7 +66,15 @@ def register(app: typer.Typer) -> None:
             err.print(f"collector listening on {scheme}://{escape(host)}:{bound}")
 
         try:
-            serve(db, host, port, tls_cert=tls_cert, tls_key=tls_key, ready=ready)
+            serve(
+                db,
+                host,
+                port,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                reuse_port=reuse_port,
+                ready=ready,
+            )
         except KeyboardInterrupt:
             err.print("collector stopped")
         except OSError as exc:

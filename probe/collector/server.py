@@ -240,6 +240,8 @@ async def start(
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> tuple[web.AppRunner, int]:
     """Start serving; return the runner (await runner.cleanup() to stop) and the bound port."""
     runner = web.AppRunner(
@@ -251,7 +253,9 @@ async def start(
         handle_signals=False,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=512)
+    site = web.TCPSite(
+        runner, host, port, ssl_context=ssl_context, backlog=512, reuse_port=reuse_port or None
+    )
     await site.start()
     bound = port
     for address in runner.addresses:  # the port the OS chose for port 0
@@ -268,9 +272,13 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     limits: CollectorLimits | None = None,
+    reuse_port: bool = False,
     ready: Callable[[int], Awaitable[None] | None] | None = None,
 ) -> None:
-    """Run the collector until interrupted (the `probe collector serve` command)."""
+    """Run the collector until interrupted (the `probe collector serve` command).
+
+    `reuse_port` (SO_REUSEPORT) lets several collector processes listen on one port, the kernel
+    spreading connections over them: one process per core, as the collector is stateless."""
     context = None
     if tls_cert or tls_key:
         if not (tls_cert and tls_key):
@@ -283,7 +291,9 @@ def serve(
 
     async def main() -> None:
         with Store.open(database) as store:
-            runner, bound = await start(Collector(store, limits), host, port, context)
+            runner, bound = await start(
+                Collector(store, limits), host, port, context, reuse_port=reuse_port
+            )
             try:
                 if ready is not None:
                     result = ready(bound)
