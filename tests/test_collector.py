@@ -378,3 +378,38 @@ def test_measurement_codec_round_trips_through_the_batch(probe_store: Store) -> 
     document = json.loads(encode_batch(Batch((run,), (measurement,))))
     assert document["runs"] == [encode_run(run)]
     assert document["measurements"] == [encode_measurement(measurement)]
+
+
+async def test_interrupted_upload_resumes_where_it_stopped(
+    tmp_path: Path, probe_store: Store
+) -> None:
+    (run,) = fill_probe(probe_store, runs=1, measurements=60)
+    path = tmp_path / "c.db"
+    store = Store.open(path)
+    _, token = add_token(store, "v")
+    runner, port = await start(Collector(store), "127.0.0.1", 0)
+    target = UploadTarget(f"http://127.0.0.1:{port}", token)
+    policy = replace(FAST, max_measurements=10, deadline_s=2.0)
+    sending = asyncio.create_task(upload(probe_store, target, policy))
+    for _ in range(4000):  # at most 20 s
+        if len(list(store.measurements())) >= 20:
+            break
+        await asyncio.sleep(0.005)
+    await runner.cleanup()  # the collector goes away part way through the run
+    first = await sending
+    (queued,) = upload_status(probe_store).queued
+    assert first.error is not None and queued.measurements_through is not None
+    sent_before = first.measurements_sent
+    assert 20 <= sent_before < 60
+
+    runner, _ = await start(Collector(store), "127.0.0.1", port)
+    try:
+        second = await upload(probe_store, target, replace(policy, deadline_s=10.0))
+    finally:
+        await runner.cleanup()
+    assert second.error is None and second.runs_done == 1
+    # Resumed, not started again: at most the batch whose acknowledgement was lost is re-sent.
+    assert second.measurements_sent in (60 - sent_before, 60 - sent_before + 10)
+    assert counts(store) == (1, 60, 60)
+    store.close()
+    assert run.id not in {q.run.id for q in upload_status(probe_store).queued}
