@@ -21,8 +21,11 @@ from typer.testing import CliRunner
 
 from analysis.export import MEASUREMENT_COLUMNS
 from probe.cli.app import app
+from probe.store import Store
+from probe.store.uploads import add_token
 from tests.servers import hostile
 from tests.servers.background import background
+from tests.servers.collector import CollectorProcess
 from tests.servers.dns_server import Behaviour, FakeNameserver
 from tests.servers.tls_certs import Pki
 
@@ -365,3 +368,36 @@ def test_a_test_list_on_the_command_line_adds_its_urls_and_reports_bad_rows(
     assert code == 0, err
     assert "https://news.lo.test/" in out and "testlist" in out
     assert f"{test_list}:3:" in err and "skipped" in err
+
+
+def _with_upload(site: Site, tmp: Path, url: str, token: str) -> Path:
+    config = tmp / "upload.toml"
+    config.write_text(site.config.read_text() + f'\n[upload]\nurl = "{url}"\ntoken = "{token}"\n')
+    return config
+
+
+def test_runs_upload_after_measuring_and_queue_while_the_collector_is_down(
+    site: Site, tmp_path: Path
+) -> None:
+    collector_db = tmp_path / "collector.db"
+    with Store.open(collector_db) as store:
+        _, token = add_token(store, "volunteer")
+    db = str(tmp_path / "probe.db")
+    down = _with_upload(site, tmp_path, f"http://127.0.0.1:{site.refused_port}", token)
+
+    # The collector is unreachable: the run still succeeds, and stays queued.
+    code, _out, err = invoke("run", "--config", str(down), "--db", db)
+    assert code == 0, err
+    assert "upload: uploaded 0 run(s)" in err and "cannot reach the collector" in err
+    code, out, _ = invoke("upload", "--status", "--config", str(down), "--db", db)
+    assert code == 0 and "1 run(s) and" in out
+
+    with CollectorProcess(str(collector_db)) as collector:
+        up = _with_upload(site, tmp_path, collector.url, token)
+        code, _out, err = invoke("run", "--config", str(up), "--db", db)
+        assert code == 0 and "upload: uploaded 2 run(s)" in err, err
+    code, out, _ = invoke("upload", "--status", "--config", str(up), "--db", db)
+    assert "everything is uploaded" in out
+    with Store.open(db) as probe, Store.open(collector_db) as pooled:
+        assert {r.id for r in pooled.runs()} == {r.id for r in probe.runs()}
+        assert len(list(pooled.measurements())) == len(list(probe.measurements()))

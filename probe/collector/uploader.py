@@ -80,8 +80,9 @@ class UploadPolicy:
     backoff_cap_s: float = 30.0
 
 
-# After `probe run`: a few seconds at most, whatever the collector does.
-AFTER_RUN_POLICY = UploadPolicy(deadline_s=20.0, request_timeout_s=10.0, connect_timeout_s=5.0)
+# After `probe run`: ten seconds at most, whatever the collector does (what is left is sent
+# after the next run, or by `probe upload`).
+AFTER_RUN_POLICY = UploadPolicy(deadline_s=10.0, request_timeout_s=8.0, connect_timeout_s=5.0)
 
 
 @dataclass(slots=True)
