@@ -24,6 +24,7 @@ from probe.codec import encode_measurement, encode_run
 from probe.collector.batch import FORMAT, BatchLimits, compress, encode_batch
 from probe.collector.server import BATCHES_PATH, Collector, CollectorLimits, start
 from probe.collector.uploader import UploadPolicy, UploadTarget, upload, upload_status
+from probe.config import ConfigError, parse_settings
 from probe.store import Store
 from probe.store.uploads import Batch, add_token, list_tokens, revoke_token
 from tests.servers.collector import fill_probe, new_id
@@ -413,3 +414,26 @@ async def test_interrupted_upload_resumes_where_it_stopped(
     assert counts(store) == (1, 60, 60)
     store.close()
     assert run.id not in {q.run.id for q in upload_status(probe_store).queued}
+
+
+@pytest.mark.parametrize(
+    ("upload", "message"),
+    [
+        ({"url": "https://c.example"}, "give both url and token"),
+        ({"url": "ftp://c.example", "token": "t"}, "must start with http:// or https://"),
+        ({"url": "https://u:p@c.example", "token": "t"}, "[upload] token, not in the URL"),
+        ({"url": "https://c.example", "token": "a\nb"}, "must be printable"),
+        ({"url": "https://c.example", "token": "t", "proxy": "socks5://p"}, "proxy must start"),
+        ({"url": "https://c.example", "token": "t", "retries": 3}, "unknown key(s) retries"),
+    ],
+)
+def test_bad_upload_config_is_a_one_line_error(upload: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_settings({"upload": upload})
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_upload_token_stays_out_of_the_config_digest() -> None:
+    one = parse_settings({"upload": {"url": "https://c.example", "token": "secret-1"}})
+    two = parse_settings({"upload": {"url": "https://c.example", "token": "secret-2"}})
+    assert one.upload_token == "secret-1" and one.digest() == two.digest()
