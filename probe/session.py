@@ -27,14 +27,10 @@ from probe.config import Settings, database_location
 from probe.helper.client import HelperUnavailable, query_helper
 from probe.helper.protocol import HelperResult
 from probe.model import Connectivity, Run, new_run_id, utcnow
-from probe.netid import (
-    AsnDatabase,
-    HelperView,
-    NetworkIdentity,
-    identify_network,
-    read_local_network,
-    resolver_addresses,
-)
+from probe.netid.helper_view import HelperView
+from probe.netid.identify import NetworkIdentity, identify_network, resolver_addresses
+from probe.netid.local import read_local_network
+from probe.netid.mmdb import AsnDatabase
 from probe.privacy import Scrubber, ScrubbingSink
 from probe.rawnet import raw_capability
 from probe.runner import Progress, RunOutcome, RunPlan, execute

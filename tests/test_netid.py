@@ -14,16 +14,10 @@ from pathlib import Path
 import pytest
 
 from probe.config import ConfigError
-from probe.netid import (
-    AsnDatabase,
-    AsnRecord,
-    HelperView,
-    Interface,
-    LocalNetwork,
-    identify_network,
-    read_local_network,
-    resolver_addresses,
-)
+from probe.netid.helper_view import HelperView
+from probe.netid.identify import identify_network, resolver_addresses
+from probe.netid.local import Interface, LocalNetwork, read_local_network
+from probe.netid.mmdb import AsnDatabase, AsnRecord
 from probe.resolvers import parse_resolver
 from tests.servers.mmdb import write_mmdb
 
@@ -362,7 +356,8 @@ def test_openvpn_split_routes_on_a_tun_device_are_read_from_proc(tmp_path: Path)
 
 _READ_IN_NAMESPACE = """
 import json
-from probe.netid import identify_network, read_local_network
+from probe.netid.identify import identify_network
+from probe.netid.local import read_local_network
 local = read_local_network(env={})
 identity = identify_network(local=local)
 print(json.dumps({"egress": local.egress, "reasons": identity.vpn_reasons,

@@ -24,25 +24,17 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import probe.schedule
+import probe.schedule.systemd
 from probe.cli.base import EXIT_NO_CONSENT
 from probe.cli.schedule import register
 from probe.consent import REFUSAL_MESSAGE
-from probe.schedule import (
-    CRON_BEGIN,
-    CRON_END,
-    LOG_MAX_BYTES,
-    Cadence,
-    ScheduleError,
-    cron_block,
-    format_duration,
-    install,
-    parse_duration,
-    probe_job,
-    service_unit,
-    timer_unit,
-    trim_log,
-)
+from probe.schedule.cadence import Cadence, format_duration, parse_duration
+from probe.schedule.commands import Backend, install
+from probe.schedule.cron import CRON_BEGIN, CRON_END, cron_block
+from probe.schedule.job import probe_job
+from probe.schedule.log import LOG_MAX_BYTES, trim_log
+from probe.schedule.systemd import service_unit, timer_unit
+from probe.schedule.tools import ScheduleError
 
 USER_CRONTAB = (
     "MAILTO=volunteer@example.org\n"
@@ -130,7 +122,7 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
     monkeypatch.delenv("PROBE_CONFIG", raising=False)
     monkeypatch.setenv("FAKE_TOOL_LOG", str(host.tool_log))
     monkeypatch.setenv("FAKE_CRONTAB", str(host.crontab))
-    monkeypatch.setattr(probe.schedule, "LINGER_DIR", tmp_path / "linger")
+    monkeypatch.setattr(probe.schedule.systemd, "LINGER_DIR", tmp_path / "linger")
     monkeypatch.chdir(tmp_path)
     host.systemd(up=False)
     yield host
@@ -355,7 +347,7 @@ def test_cron_line_runs_under_sh_sleeps_a_random_while_and_logs(host: Host, tmp_
         '#!/bin/sh\necho "args: $*"\necho "state: $XDG_STATE_HOME"\necho "oops" >&2\n',
     )
     job = probe_job(config=None, db=None, python=str(recorder))
-    install(Cadence(every=300, jitter=1, offset=0), job, probe.schedule.Backend.CRON)
+    install(Cadence(every=300, jitter=1, offset=0), job, Backend.CRON)
     line = next(ln for ln in host.crontab.read_text().splitlines() if ln[:1].isdigit())
     command = line.split(" ", 5)[5].replace("\\%", "%")  # what cron hands to /bin/sh
     env = {"HOME": str(host.root / "home"), "PATH": "/usr/bin:/bin", "SHELL": "/bin/sh"}

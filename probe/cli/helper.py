@@ -20,7 +20,7 @@ from probe.cli.base import err, user_errors
 from probe.cli.common import ConfigOption, parse_listen, settings_from
 from probe.config import ConfigError
 from probe.helper.server import HelperConfig, serve
-from probe.netid import AsnDatabase
+from probe.netid.mmdb import AsnDatabase
 from probe.session import check_context, raise_file_limit
 
 TOKEN_ENV = "PROBE_HELPER_TOKEN"

@@ -35,7 +35,7 @@ from probe.cli.render import control_note, no_connectivity_message, verdict_tabl
 from probe.consent import default_consent_path, require_consent
 from probe.lock import RunInProgressError, RunLock
 from probe.model import Connectivity, utcnow
-from probe.schedule import trim_log
+from probe.schedule.log import trim_log
 from probe.session import Note, NoteKind, RunReport, plan_run, run_once, upload_after_run
 
 # How each kind of note reads on the terminal (rich markup; the note's text is plain text).

@@ -14,17 +14,10 @@ from probe.cli.base import EXIT_ERROR, EXIT_NO_CONSENT, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, RisksOption
 from probe.config import find_config, load_settings
 from probe.consent import default_consent_path, require_consent
-from probe.schedule import (
-    Backend,
-    Cadence,
-    ScheduleError,
-    ScheduleStatus,
-    install,
-    parse_duration,
-    probe_job,
-    remove,
-    status,
-)
+from probe.schedule.cadence import Cadence, parse_duration
+from probe.schedule.commands import Backend, ScheduleStatus, install, remove, status
+from probe.schedule.job import probe_job
+from probe.schedule.tools import ScheduleError
 
 P = ParamSpec("P")
 R = TypeVar("R")

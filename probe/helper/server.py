@@ -63,7 +63,7 @@ from probe.helper.protocol import (
     parse_request,
 )
 from probe.model import Layer, Measurement, Observation, Target, new_run_id
-from probe.netid import AsnDatabase, AsnRecord
+from probe.netid.mmdb import AsnDatabase, AsnRecord
 from probe.resolvers import SYSTEM_RESOLVER, ResolverSpec
 from probe.runner import RunPlan, execute
 
