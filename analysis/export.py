@@ -29,7 +29,10 @@ Data dictionary (MEASUREMENT_COLUMNS, in order):
     http_status       http: final status code
     http_body_length  http: body bytes read (capped; see details.body_truncated)
     http_title        http: the page <title>, whitespace collapsed to single spaces
-    details_json      the full Observation.details as compact JSON (ASCII, escapes for the rest)
+    failure_detail    unknown_failure only: the free text of the error (a dependency's message,
+                      which may change between versions; join on `failure`, never on this)
+    details_json      the full Observation.details as compact JSON (ASCII, escapes for the rest),
+                      written by probe.codec: its keys are documented in docs/details.md
 
 Flattened columns are empty for other layers. No cell contains a line break (text is joined onto
 one line; the original stays in details_json), so a file splits into rows on newlines alone.
@@ -83,7 +86,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
 from analysis.model import Event
-from probe.model import Layer, Measurement, Run
+from probe.codec import encode_details
+from probe.model import DnsQuery, HttpTransaction, Measurement, Run, TlsHandshake
 from probe.records import Verdict
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
@@ -106,6 +110,7 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "http_status",
     "http_body_length",
     "http_title",
+    "failure_detail",
     "details_json",
 )
 
@@ -387,19 +392,21 @@ def _values(measurement: Measurement, run: _RunNetwork) -> list[Any]:
     details = observation.details
     layer = observation.layer
     operation = observation.failed_operation
-    kind = details.get("differential_kind")
-    dns_addresses = tls_version = http_status = http_body_length = http_title = None
-    if layer is Layer.DNS:
-        addresses = details.get("addresses")
-        if isinstance(addresses, list):
-            dns_addresses = " ".join(str(address) for address in addresses)
-    elif layer is Layer.TLS:
-        tls_version = _one_line(details.get("version"))
-    elif layer is Layer.HTTP:
-        http_status = details.get("status")
-        http_body_length = details.get("body_length")
-        title = details.get("title")
-        http_title = None if title is None else " ".join(str(title).split())
+    kind = observation.differential_kind
+    dns_addresses: str | None = None
+    tls_version: str | None = None
+    http_status: int | None = None
+    http_body_length: int | None = None
+    http_title: str | None = None
+    if isinstance(details, DnsQuery):
+        dns_addresses = " ".join(details.addresses)
+    elif isinstance(details, TlsHandshake):
+        tls_version = _one_line(details.version)
+    elif isinstance(details, HttpTransaction):
+        http_status = details.status
+        http_body_length = details.body_length
+        http_title = None if details.title is None else " ".join(details.title.split())
+    detail = observation.failure_detail
     return [
         measurement.id,
         measurement.run_id,
@@ -410,7 +417,7 @@ def _values(measurement: Measurement, run: _RunNetwork) -> list[Any]:
         _one_line_cached(measurement.target),
         _one_line_cached(observation.endpoint),
         layer.value,
-        _one_line_cached(kind) if isinstance(kind, str) else None,
+        None if kind is None else kind.value,
         format_timestamp(observation.started_at),
         observation.duration_ms,
         None if observation.failure is None else _one_line_cached(observation.failure),
@@ -420,7 +427,8 @@ def _values(measurement: Measurement, run: _RunNetwork) -> list[Any]:
         http_status,
         http_body_length,
         http_title,
-        details,
+        None if detail is None else _one_line(detail),
+        encode_details(details),
     ]
 
 

@@ -84,7 +84,6 @@ class Facts:
     platform: str
     target: str
     host: str | None = None
-    literal: bool = False
     measured: bool = True
     # The run.
     connectivity: Connectivity = Connectivity.UNKNOWN

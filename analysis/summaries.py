@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from analysis.controls import is_control_resolver
 from analysis.model import AsnLookup
-from probe.model import Layer, Measurement, Target
+from probe.model import DnsQuery, Measurement, Target
 from probe.records import GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
 
 # The group whose full blocking makes the app unusable, whatever its web front ends do: the app
@@ -77,12 +77,16 @@ def _suspicious_answers(
     found: dict[str, None] = {}
     for m in measurements:
         details = m.observation.details
-        if m.platform != platform or m.layer is not Layer.DNS or is_control_resolver(details):
+        if (
+            m.platform != platform
+            or not isinstance(details, DnsQuery)
+            or is_control_resolver(details)
+        ):
             continue
-        for address in details.get("addresses") or ():
-            asn = asn_of(str(address))
+        for address in details.addresses:
+            asn = asn_of(address)
             if asn is not None and asn not in expected:
-                found[f"{details.get('query', m.target)} -> {address} (AS{asn})"] = None
+                found[f"{details.query or m.target} -> {address} (AS{asn})"] = None
     return tuple(found)
 
 

@@ -39,7 +39,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.summaries import summarise
 from analysis.synthetic import generate, month_spec
-from probe.model import Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.model import (
+    Certificate,
+    Details,
+    DnsAnswer,
+    DnsQuery,
+    HttpTransaction,
+    Layer,
+    Measurement,
+    NetworkInfo,
+    Observation,
+    Operation,
+    Run,
+    TcpConnect,
+    TlsHandshake,
+)
 from probe.records import Status, Verdict
 from probe.store import Store
 
@@ -67,51 +81,50 @@ def measurement_for(verdict: Verdict) -> Measurement:
     failure: str | None = None
     operation: Operation | None = None
     is_address = target[0].isdigit()
+    details: Details
     if technique == "dns.bogon":
         layer, endpoint = Layer.DNS, "udp://185.51.200.2:53"
-        details: dict[str, object] = {
-            "query": target,
-            "qtype": "A",
-            "resolver": endpoint,
-            "rcode": "NOERROR",
-            "addresses": ["10.10.34.34"],
-            "answers": 1,
-            "ttl": [59],
-        }
+        details = DnsQuery(
+            target,
+            endpoint,
+            "udp",
+            rcode="NOERROR",
+            addresses=("10.10.34.34",),
+            answers=(DnsAnswer("A", "10.10.34.34", 59, target),),
+        )
     elif technique == "http.blockpage":
         layer, endpoint = Layer.HTTP, f"https://{target}/"
-        details = {
-            "method": "GET",
-            "address": "10.10.34.35",
-            "status": 403,
-            "body_length": 312,
-            "body_sha256": "5b3a" * 16,
-            "title": "Blocked",
-            "headers": {"Content-Type": "text/html", "Server": "Peyvandha"},
-            "body_prefix": '<html><iframe src="http://10.10.34.34?type=Invalid Site">',
-        }
+        details = HttpTransaction(
+            endpoint,
+            address="10.10.34.35",
+            status=403,
+            body_length=312,
+            body_sha256="5b3a" * 16,
+            title="Blocked",
+            headers=(("Content-Type", "text/html"), ("Server", "Peyvandha")),
+            body_prefix='<html><iframe src="http://10.10.34.34?type=Invalid Site">',
+        )
     elif is_address or technique == "tcp.timeout":
         layer, endpoint = Layer.TCP, f"{target}:443" if is_address else "157.240.1.35:443"
-        details = {"address": endpoint.rsplit(":", 1)[0], "port": 443, "family": "ipv4"}
+        details = TcpConnect(endpoint.rsplit(":", 1)[0], 443)
     else:
         layer, endpoint = Layer.TLS, "157.240.1.35:443"
-        details = {
-            "address": "157.240.1.35",
-            "port": 443,
-            "sni": target,
-            "version": "TLSv1.3",
-            "cipher": "TLS_AES_128_GCM_SHA256",
-            "alpn": "h2",
-            "chain": [{"sha256": "9f2c" * 16, "subject": f"CN={target}", "issuer": "CN=R3"}],
-            "verified": True,
-        }
+        reset = verdict.status is Status.BLOCKED and technique == "tls.sni_reset"
+        details = TlsHandshake(
+            "157.240.1.35",
+            443,
+            target,
+            version=None if reset else "TLSv1.3",
+            cipher=None if reset else "TLS_AES_128_GCM_SHA256",
+            alpn="h2",
+            certificates=(Certificate("9f2c" * 16, f"CN={target}", "CN=R3"),),
+            verified=True,
+        )
     if verdict.status is Status.BLOCKED:
         if technique == "tcp.timeout":
             failure, operation = "generic_timeout_error", Operation.CONNECT
         elif technique == "tls.sni_reset":
             failure, operation = "connection_reset", Operation.TLS_HANDSHAKE
-            details.pop("version", None)
-            details.pop("cipher", None)
     elif verdict.status in (Status.DOWN, Status.INCONCLUSIVE):
         failure, operation = "generic_timeout_error", Operation.CONNECT
     return Measurement(

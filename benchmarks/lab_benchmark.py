@@ -48,7 +48,7 @@ def _end(m: Measurement) -> datetime:
 
 def _label(m: Measurement) -> str:
     o = m.observation
-    kind = o.details.get("differential_kind")
+    kind = o.differential_kind
     what = f"{o.layer.value}{'/' + str(kind) if kind else ''} {o.endpoint}"
     outcome = "ok" if o.failure is None else f"{o.failure} ({o.failed_operation})"
     return f"{what} -> {outcome}"

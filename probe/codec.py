@@ -1,30 +1,103 @@
-"""The measurement codec: runs, measurements and verdicts <-> JSON objects, versioned.
+"""The measurement codec: the typed records of probe.model <-> JSON, versioned (CODEC_VERSION).
 
-Stand-in on the collector branch for the codec of issue 10 (same function names and shapes);
-replaced by that module when it lands, keeping encode_verdict/decode_verdict.
+One codec for every boundary a measurement crosses: the store's `details` column, the test
+helper's protocol, the exports' details_json, the collector's upload batches (runs, measurements
+and verdicts), and (next) the OONI importer.
+The JSON keys of a record are its field names (DnsPerType's are "A" and "AAAA"), which are the
+keys the checks wrote before the records existed, so rows stored before them decode as they are.
 
-Decoding is strict about types: a value of the wrong type raises CodecError (a ValueError) whose
-message names the path of the field, e.g. `$.measurements[3].started_at: expected a string, got 3`.
+Decoding is strict about types and lenient about absence: a key that is missing takes the
+field's default (older writers left some out), a key of a later writer is ignored, and a value
+of the wrong type raises CodecError (a ValueError) whose message names the path of the field,
+e.g. `$.details.responses[1].rcode: expected a string, got 3`.
+
+Which record a details object is comes from the observation's layer and its `differential_kind`:
+
+    dns   RawCapture when differential_kind is "raw", else DnsQuery
+    tcp   RawCapture ("raw"), ProtocolProbe ("protocol"), else TcpConnect
+    tls   TlsHandshake
+    http  HttpTransaction
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.model import (
+    DETAIL_RECORDS,
+    UNKNOWN_FAILURE,
+    UNKNOWN_FAILURE_PREFIX,
+    Connectivity,
+    Details,
+    DifferentialKind,
+    DnsPerType,
+    DnsQuery,
+    HttpTransaction,
+    JsonValue,
+    Layer,
+    Measurement,
+    NetworkInfo,
+    Observation,
+    Operation,
+    ProtocolProbe,
+    RawCapture,
+    Run,
+    TcpConnect,
+    TlsHandshake,
+)
 from probe.records import Confidence, Status, Verdict
 
-JsonValue = Any
+__all__ = [
+    "CODEC_VERSION",
+    "CodecError",
+    "data_dictionary",
+    "decode_details",
+    "decode_details_column",
+    "decode_measurement",
+    "decode_observation",
+    "decode_run",
+    "decode_verdict",
+    "encode_details",
+    "encode_details_column",
+    "encode_measurement",
+    "encode_observation",
+    "encode_run",
+    "encode_verdict",
+    "split_failure",
+]
 
+# Bump when a record's meaning changes; a reader refuses documents of another version.
 CODEC_VERSION = 1
+
+# Keys written only when set: the runner's annotations, and fields only some writers have. A
+# null would say nothing more than the absence, and today's stored rows lack them.
+_OMITTED_WHEN_NULL = frozenset(
+    {
+        "primary",
+        "address_source",
+        "differential_kind",
+        "target_sni",
+        "target_host",
+        "rcodes",
+        "attempt",
+        "http_status",
+    }
+)
+# JSON keys that are not the field's name.
+_KEYS: Mapping[type[Any], Mapping[str, str]] = {DnsPerType: {"a": "A", "aaaa": "AAAA"}}
+# The key in the store's details column that holds Observation.failure_detail.
+FAILURE_DETAIL_KEY = "failure_detail"
 
 
 class CodecError(ValueError):
-    """A document or stored row is not a valid record; the message names the path."""
+    """A document or stored row is not a valid measurement record; the message names the path."""
 
 
 def _fail(path: str, message: str) -> CodecError:
@@ -38,6 +111,49 @@ def _shown(value: object) -> str:
 def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
+
+# -- encoding ------------------------------------------------------------------------------------
+
+
+def _encode_value(value: Any) -> JsonValue:
+    if isinstance(value, StrEnum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _encode_record(value)
+    if isinstance(value, tuple):
+        return [_encode_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _encode_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode_value(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _encode_record(record: Any) -> dict[str, JsonValue]:
+    keys = _KEYS.get(type(record), {})
+    out: dict[str, JsonValue] = {}
+    for f in dataclasses.fields(record):
+        value = getattr(record, f.name)
+        if f.name == "capture" and isinstance(record, RawCapture):
+            continue
+        if value is None and f.name in _OMITTED_WHEN_NULL:
+            continue
+        out[keys.get(f.name, f.name)] = _encode_value(value)
+    if isinstance(record, RawCapture):
+        # rawnet's own keys sit beside the typed ones, as rawnet wrote them.
+        for key, value in record.capture.items():
+            out.setdefault(key, value)
+    return out
+
+
+def encode_details(details: Details) -> dict[str, JsonValue]:
+    """A details record as a JSON object (today's details keys)."""
+    return _encode_record(details)
+
+
+# -- decoding ------------------------------------------------------------------------------------
 
 _Decoder = Callable[[Any, str], Any]
 
@@ -70,9 +186,39 @@ def _decode_bool(value: Any, path: str) -> bool:
     return value
 
 
+def _decode_json(value: Any, path: str) -> JsonValue:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list):
+        return [_decode_json(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {str(k): _decode_json(v, f"{path}.{k}") for k, v in value.items()}
+    raise _fail(path, f"expected JSON, got {_kind(value)}")
+
+
 def _optional(inner: _Decoder) -> _Decoder:
     def decode(value: Any, path: str) -> Any:
         return None if value is None else inner(value, path)
+
+    return decode
+
+
+def _sequence(inner: _Decoder) -> _Decoder:
+    def decode(value: Any, path: str) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise _fail(path, f"expected a list, got {_kind(value)}")
+        return tuple(inner(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+    return decode
+
+
+def _fixed(inners: tuple[_Decoder, ...]) -> _Decoder:
+    def decode(value: Any, path: str) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple) or len(value) != len(inners):
+            raise _fail(path, f"expected a list of {len(inners)}, got {_shown(value)}")
+        return tuple(
+            d(v, f"{path}[{i}]") for i, (d, v) in enumerate(zip(inners, value, strict=True))
+        )
 
     return decode
 
@@ -86,6 +232,148 @@ def _enum(cls: type[StrEnum]) -> _Decoder:
         return values[value]
 
     return decode
+
+
+def _decoder(hint: Any) -> _Decoder:
+    """The decoder of one annotated type (the shapes the records use, nothing more)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(inner) != 1:
+            raise TypeError(f"unsupported union {hint}")
+        return _optional(_decoder(inner[0]))
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return _sequence(_decoder(args[0]))
+        return _fixed(tuple(_decoder(a) for a in args))
+    if origin is not None and origin in (Mapping, dict):
+        return _decode_json
+    if hint is str:
+        return _decode_str
+    if hint is bool:
+        return _decode_bool
+    if hint is int:
+        return _decode_int
+    if hint is float:
+        return _decode_float
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return _enum(hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _record_decoder(hint)
+    raise TypeError(f"unsupported field type {hint}")
+
+
+_MISSING = object()
+
+
+_DECODERS: dict[type[Any], _Decoder] = {}
+
+
+def _record_decoder(cls: type[Any]) -> _Decoder:
+    """The decoder of one record type, built once."""
+    decoder = _DECODERS.get(cls)
+    if decoder is None:
+        decoder = _DECODERS[cls] = _build_record_decoder(cls)
+    return decoder
+
+
+def _build_record_decoder(cls: type[Any]) -> _Decoder:
+    hints = typing.get_type_hints(cls)
+    keys = _KEYS.get(cls, {})
+    plan: list[tuple[str, str, _Decoder, bool]] = []
+    for f in dataclasses.fields(cls):
+        if cls is RawCapture and f.name == "capture":
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        plan.append((f.name, keys.get(f.name, f.name), _decoder(hints[f.name]), required))
+    typed_keys = frozenset(key for _name, key, _d, _r in plan)
+
+    def decode(value: Any, path: str) -> Any:
+        if not isinstance(value, Mapping):
+            raise _fail(path, f"expected an object, got {_kind(value)}")
+        kwargs: dict[str, Any] = {}
+        for name, key, decoder, required in plan:
+            raw = value.get(key, _MISSING)
+            if raw is _MISSING:
+                if required:
+                    raise _fail(f"{path}.{key}", "missing")
+                continue
+            if raw is None and name in _OMITTED_WHEN_NULL:
+                continue
+            kwargs[name] = decoder(raw, f"{path}.{key}")
+        if cls is RawCapture:
+            extra = {k: v for k, v in value.items() if k not in typed_keys}
+            kwargs["capture"] = types.MappingProxyType(
+                {k: _decode_json(v, f"{path}.{k}") for k, v in extra.items()}
+            )
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise _fail(path, str(exc)) from None
+
+    return decode
+
+
+def record_for(layer: Layer, details: Mapping[str, Any]) -> type[Details]:
+    """The record type of a details object of `layer` (see the module docstring)."""
+    kind = details.get("differential_kind")
+    if kind == DifferentialKind.RAW and layer in (Layer.DNS, Layer.TCP):
+        return RawCapture
+    if layer is Layer.DNS:
+        return DnsQuery
+    if layer is Layer.TCP:
+        return ProtocolProbe if kind == DifferentialKind.PROTOCOL else TcpConnect
+    if layer is Layer.TLS:
+        return TlsHandshake
+    return HttpTransaction
+
+
+def decode_details(layer: Layer, data: Any, path: str = "$.details") -> Details:
+    """The details record of an observation of `layer`; CodecError names the bad field."""
+    if not isinstance(data, Mapping):
+        raise _fail(path, f"expected an object, got {_kind(data)}")
+    cls: type[Any] = record_for(layer, data)
+    record: Details = _record_decoder(cls)(data, path)
+    return record
+
+
+# -- failures ------------------------------------------------------------------------------------
+
+
+def split_failure(failure: str | None, detail: str | None = None) -> tuple[str | None, str | None]:
+    """(failure, failure_detail) with the free text out of the join key: a stored
+    "unknown_failure: <text>" (written before failure_detail existed) becomes
+    ("unknown_failure", "<text>")."""
+    if failure is not None and failure.startswith(UNKNOWN_FAILURE_PREFIX):
+        text = failure[len(UNKNOWN_FAILURE_PREFIX) :]
+        return UNKNOWN_FAILURE, detail if detail is not None else text
+    return failure, detail
+
+
+# -- the store's details column ----------------------------------------------------------------
+
+
+def encode_details_column(observation: Observation[Details]) -> dict[str, JsonValue]:
+    """What the store keeps in its details column: the record's keys, and failure_detail when
+    there is one (the schema has no column for it; v3 stays as it is)."""
+    out = encode_details(observation.details)
+    if observation.failure_detail is not None:
+        out[FAILURE_DETAIL_KEY] = observation.failure_detail
+    return out
+
+
+def decode_details_column(layer: Layer, data: Any) -> tuple[Details, str | None]:
+    """The details record and failure_detail of a stored details column."""
+    if not isinstance(data, Mapping):
+        raise _fail("$.details", f"expected an object, got {_kind(data)}")
+    detail = data.get(FAILURE_DETAIL_KEY)
+    if detail is not None and not isinstance(detail, str):
+        raise _fail(f"$.details.{FAILURE_DETAIL_KEY}", f"expected a string, got {_shown(detail)}")
+    return decode_details(layer, data), detail
+
+
+# -- observations, measurements, runs -------------------------------------------------------------
 
 
 def _time(value: Any, path: str) -> datetime:
@@ -103,10 +391,59 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+def encode_observation(observation: Observation[Details]) -> dict[str, JsonValue]:
+    """An observation as a JSON object (the helper protocol's measurement entries)."""
+    operation = observation.failed_operation
+    out: dict[str, JsonValue] = {
+        "layer": observation.layer.value,
+        "endpoint": observation.endpoint,
+        "started_at": _iso(observation.started_at),
+        "duration_ms": observation.duration_ms,
+        "failure": observation.failure,
+        "failed_operation": operation.value if operation is not None else None,
+        "details": encode_details(observation.details),
+    }
+    if observation.failure_detail is not None:
+        out[FAILURE_DETAIL_KEY] = observation.failure_detail
+    return out
+
+
+_decode_layer = _enum(Layer)
+_decode_operation = _optional(_enum(Operation))
+_decode_optional_str = _optional(_decode_str)
+
+
 def _object(value: Any, path: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise _fail(path, f"expected an object, got {_kind(value)}")
     return value
+
+
+def decode_observation(doc: Any, path: str = "$") -> Observation[Details]:
+    """An observation from its JSON object; CodecError names the bad field."""
+    entry = _object(doc, path)
+    layer = Layer(_decode_layer(entry.get("layer"), f"{path}.layer"))
+    duration = _decode_float(entry.get("duration_ms"), f"{path}.duration_ms")
+    if duration < 0:
+        raise _fail(f"{path}.duration_ms", f"expected a non-negative number, got {duration}")
+    raw_operation = _decode_operation(entry.get("failed_operation"), f"{path}.failed_operation")
+    failure, detail = split_failure(
+        _decode_optional_str(entry.get("failure"), f"{path}.failure"),
+        _decode_optional_str(entry.get(FAILURE_DETAIL_KEY), f"{path}.{FAILURE_DETAIL_KEY}"),
+    )
+    endpoint = _decode_str(entry.get("endpoint"), f"{path}.endpoint")
+    if not endpoint.strip():
+        raise _fail(f"{path}.endpoint", "expected a non-empty string")
+    return Observation(
+        layer=layer,
+        endpoint=endpoint,
+        started_at=_time(entry.get("started_at"), f"{path}.started_at"),
+        duration_ms=duration,
+        details=decode_details(layer, entry.get("details"), f"{path}.details"),
+        failure=failure,
+        failed_operation=None if raw_operation is None else Operation(raw_operation),
+        failure_detail=detail,
+    )
 
 
 def _version(entry: Mapping[str, Any], path: str) -> None:
@@ -115,66 +452,37 @@ def _version(entry: Mapping[str, Any], path: str) -> None:
         raise _fail(f"{path}.version", f"expected {CODEC_VERSION}, got {_shown(version)}")
 
 
-_decode_layer = _enum(Layer)
-_decode_operation = _optional(_enum(Operation))
-_decode_optional_str = _optional(_decode_str)
-_decode_optional_int = _optional(_decode_int)
-_decode_optional_bool = _optional(_decode_bool)
-
-
 def encode_measurement(m: Measurement) -> dict[str, JsonValue]:
-    obs = m.observation
+    """A measurement as a self-describing JSON object (its codec version included)."""
     return {
         "version": CODEC_VERSION,
         "id": m.id,
         "run_id": m.run_id,
         "platform": m.platform,
         "target": m.target,
-        "observation": {
-            "layer": obs.layer.value,
-            "endpoint": obs.endpoint,
-            "started_at": _iso(obs.started_at),
-            "duration_ms": obs.duration_ms,
-            "failure": obs.failure,
-            "failed_operation": None
-            if obs.failed_operation is None
-            else obs.failed_operation.value,
-            "details": obs.details,
-        },
+        "observation": encode_observation(m.observation),
     }
 
 
 def decode_measurement(doc: Any, path: str = "$") -> Measurement:
+    """A measurement from encode_measurement's object; CodecError names the bad field."""
     entry = _object(doc, path)
     _version(entry, path)
-    obs_path = f"{path}.observation"
-    obs = _object(entry.get("observation"), obs_path)
-    duration = _decode_float(obs.get("duration_ms"), f"{obs_path}.duration_ms")
-    if duration < 0:
-        raise _fail(f"{obs_path}.duration_ms", f"expected a non-negative number, got {duration}")
-    operation = _decode_operation(obs.get("failed_operation"), f"{obs_path}.failed_operation")
     return Measurement(
         run_id=_decode_str(entry.get("run_id"), f"{path}.run_id"),
         platform=_decode_str(entry.get("platform"), f"{path}.platform"),
         target=_decode_str(entry.get("target"), f"{path}.target"),
-        observation=Observation(
-            layer=Layer(_decode_layer(obs.get("layer"), f"{obs_path}.layer")),
-            endpoint=_decode_str(obs.get("endpoint"), f"{obs_path}.endpoint"),
-            started_at=_time(obs.get("started_at"), f"{obs_path}.started_at"),
-            duration_ms=duration,
-            failure=_decode_optional_str(obs.get("failure"), f"{obs_path}.failure"),
-            failed_operation=None if operation is None else Operation(operation),
-            details=dict(_object(obs.get("details", {}), f"{obs_path}.details")),
-        ),
+        observation=decode_observation(entry.get("observation"), f"{path}.observation"),
         id=_decode_str(entry.get("id"), f"{path}.id"),
     )
 
 
+_decode_network = _record_decoder(NetworkInfo)
 _decode_connectivity = _enum(Connectivity)
 
 
 def encode_run(run: Run) -> dict[str, JsonValue]:
-    n = run.network
+    """A run as a self-describing JSON object."""
     return {
         "version": CODEC_VERSION,
         "id": run.id,
@@ -183,49 +491,25 @@ def encode_run(run: Run) -> dict[str, JsonValue]:
         "finished_at": None if run.finished_at is None else _iso(run.finished_at),
         "software_version": run.software_version,
         "config_digest": run.config_digest,
-        "network": {
-            "asn": n.asn,
-            "as_name": n.as_name,
-            "country": n.country,
-            "resolver_asn": n.resolver_asn,
-            "resolver_as_name": n.resolver_as_name,
-            "resolver_country": n.resolver_country,
-            "vpn_suspected": n.vpn_suspected,
-            "source": n.source,
-        },
+        "network": _encode_record(run.network),
         "connectivity": run.connectivity.value,
         "interrupted": run.interrupted,
     }
 
 
 def decode_run(doc: Any, path: str = "$") -> Run:
+    """A run from encode_run's object; CodecError names the bad field."""
     entry = _object(doc, path)
     _version(entry, path)
     finished = entry.get("finished_at")
-    net_path = f"{path}.network"
-    net = _object(entry.get("network", {}), net_path)
+    network: NetworkInfo = _decode_network(entry.get("network", {}), f"{path}.network")
     return Run(
         id=_decode_str(entry.get("id"), f"{path}.id"),
         probe_id=_decode_str(entry.get("probe_id"), f"{path}.probe_id"),
         started_at=_time(entry.get("started_at"), f"{path}.started_at"),
         software_version=_decode_str(entry.get("software_version"), f"{path}.software_version"),
         config_digest=_decode_str(entry.get("config_digest"), f"{path}.config_digest"),
-        network=NetworkInfo(
-            asn=_decode_optional_int(net.get("asn"), f"{net_path}.asn"),
-            as_name=_decode_optional_str(net.get("as_name"), f"{net_path}.as_name"),
-            country=_decode_optional_str(net.get("country"), f"{net_path}.country"),
-            resolver_asn=_decode_optional_int(net.get("resolver_asn"), f"{net_path}.resolver_asn"),
-            resolver_as_name=_decode_optional_str(
-                net.get("resolver_as_name"), f"{net_path}.resolver_as_name"
-            ),
-            resolver_country=_decode_optional_str(
-                net.get("resolver_country"), f"{net_path}.resolver_country"
-            ),
-            vpn_suspected=_decode_optional_bool(
-                net.get("vpn_suspected"), f"{net_path}.vpn_suspected"
-            ),
-            source=_decode_str(net.get("source", "unknown"), f"{net_path}.source"),
-        ),
+        network=network,
         finished_at=None if finished is None else _time(finished, f"{path}.finished_at"),
         connectivity=Connectivity(
             _decode_connectivity(entry.get("connectivity", "unknown"), f"{path}.connectivity")
@@ -273,7 +557,7 @@ def decode_verdict(doc: Any, path: str = "$") -> Verdict:
         run_id=_decode_str(entry.get("run_id"), f"{path}.run_id"),
         probe_id=_decode_str(entry.get("probe_id"), f"{path}.probe_id"),
         measured_at=_time(entry.get("measured_at"), f"{path}.measured_at"),
-        asn=_decode_optional_int(entry.get("asn"), f"{path}.asn"),
+        asn=_optional(_decode_int)(entry.get("asn"), f"{path}.asn"),
         country=_decode_optional_str(entry.get("country"), f"{path}.country"),
         platform=_decode_str(entry.get("platform"), f"{path}.platform"),
         target=_decode_str(entry.get("target"), f"{path}.target"),
@@ -287,3 +571,103 @@ def decode_verdict(doc: Any, path: str = "$") -> Verdict:
         ),
         detail=_decode_str(entry.get("detail", ""), f"{path}.detail"),
     )
+
+
+# -- the data dictionary -------------------------------------------------------------------------
+
+
+def _type_name(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return f"{_type_name(inner[0])} or null"
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_type_name(args[0])}"
+        return "[" + ", ".join(_type_name(a) for a in args) + "]"
+    if origin is not None and origin in (Mapping, dict):
+        return "object"
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return " | ".join(f'"{m.value}"' for m in hint)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint.__name__
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(hint, str(hint))
+
+
+def _field_comments(cls: type[Any]) -> dict[str, str]:
+    """The trailing `# comment` of each field in the record's source (its one-line meaning)."""
+    import inspect
+
+    comments: dict[str, str] = {}
+    for line in inspect.getsource(cls).splitlines():
+        name, colon, rest = line.strip().partition(":")
+        if colon and name.isidentifier() and "  # " in rest:
+            comments[name] = rest.split("  # ", 1)[1].strip()
+    return comments
+
+
+def _records_in_order() -> Iterator[type[Any]]:
+    """Every record reachable from the details records, each once, parents first."""
+    seen: list[type[Any]] = []
+
+    def visit(cls: type[Any]) -> None:
+        if cls in seen:
+            return
+        seen.append(cls)
+        for hint in typing.get_type_hints(cls).values():
+            for arg in (hint, *typing.get_args(hint), *_nested_args(hint)):
+                if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+                    visit(arg)
+
+    for cls in DETAIL_RECORDS:
+        visit(cls)
+    yield from seen
+
+
+def _nested_args(hint: Any) -> Iterator[Any]:
+    for arg in typing.get_args(hint):
+        yield arg
+        yield from _nested_args(arg)
+
+
+def data_dictionary() -> str:
+    """docs/details.md: every details record, its JSON keys, types and meaning (generated)."""
+    lines = [
+        "# The `details` of a measurement (generated: do not edit)",
+        "",
+        "Written by `python3 -m probe.codec > docs/details.md` from the records in",
+        "probe/model.py; tests/test_codec.py fails when this file and the records differ.",
+        f"Codec version {CODEC_VERSION}. Which record a measurement's details is follows from its",
+        "layer and `differential_kind` (see probe/codec.py). Keys whose value would be null are",
+        "left out for the runner's annotations (primary, address_source, differential_kind,",
+        "target_sni, target_host) and for rcodes, attempt and http_status. A stored row may also",
+        f"carry `{FAILURE_DETAIL_KEY}`: the free text of an unknown_failure.",
+        "",
+    ]
+    for cls in _records_in_order():
+        doc = " ".join((cls.__doc__ or "").split())
+        lines += [
+            f"## {cls.__name__}",
+            "",
+            doc,
+            "",
+            "| key | type | meaning |",
+            "| --- | --- | --- |",
+        ]
+        hints = typing.get_type_hints(cls)
+        comments = _field_comments(cls)
+        keys = _KEYS.get(cls, {})
+        for f in dataclasses.fields(cls):
+            meaning = comments.get(f.name, "")
+            if cls is RawCapture and f.name == "capture":
+                lines.append(f"| (other keys) | JSON | {meaning} |")
+                continue
+            key = keys.get(f.name, f.name)
+            lines.append(f"| `{key}` | {_type_name(hints[f.name])} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(data_dictionary(), end="")

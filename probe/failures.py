@@ -19,7 +19,11 @@ hierarchy this walks, from the leaves up:
     OSError by errno .................................. host_unreachable, network_unreachable, ...
     dns.resolver.NXDOMAIN / NoAnswer / NoNameservers .. dns_nxdomain_error / dns_no_answer / ...
     socket.gaierror by EAI code ....................... dns_nxdomain_error / dns_temporary_failure
-    anything else ..................................... unknown_failure: <scrubbed detail>
+    anything else ..................................... unknown_failure (+ a scrubbed detail)
+
+`classify` gives the failure alone, one of a closed set of strings (probe.model.Failure, or
+"unknown_failure"); `describe` gives it with the free text of an unknown failure, which the
+checks keep in Observation.failure_detail: the join key never holds a dependency's message.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import aiohttp
 import dns.exception
 import dns.resolver
 
-from probe.model import UNKNOWN_FAILURE_PREFIX, Failure
+from probe.model import UNKNOWN_FAILURE, UNKNOWN_FAILURE_PREFIX, Failure
 
 # OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) that mean "who signed this is unknown".
 _UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21, 27})
@@ -72,9 +76,16 @@ def scrub(text: str) -> str:
 
 
 def unknown(detail: str) -> str:
-    """An `unknown_failure: <detail>` string, scrubbed and kept short."""
+    """An `unknown_failure: <detail>` string, scrubbed and kept short (split by `split`)."""
     detail = scrub(" ".join(detail.split()))[:200] or "no detail"
     return f"{UNKNOWN_FAILURE_PREFIX}{detail}"
+
+
+def split(failure: str) -> tuple[str, str | None]:
+    """(failure, detail): "unknown_failure: <text>" becomes ("unknown_failure", "<text>")."""
+    if failure.startswith(UNKNOWN_FAILURE_PREFIX):
+        return UNKNOWN_FAILURE, failure[len(UNKNOWN_FAILURE_PREFIX) :]
+    return failure, None
 
 
 def _certificate(exc: BaseException) -> str:
@@ -128,7 +139,7 @@ def _wrapped(exc: BaseException) -> str:
     if inner is None or inner is exc:
         inner = exc.__cause__
     if isinstance(inner, BaseException) and inner is not exc:
-        return classify(inner)
+        return _mapped(inner)
     return unknown(f"{type(exc).__name__}: {exc}")
 
 
@@ -146,7 +157,7 @@ def _payload(exc: BaseException) -> str:
     """A body cut short: a reset or EOF underneath stays that; otherwise the body was garbage."""
     cause = exc.__cause__
     if isinstance(cause, OSError | EOFError | TimeoutError):
-        return classify(cause)
+        return _mapped(cause)
     return _http_garbage(exc)
 
 
@@ -195,9 +206,20 @@ EXCEPTION_MAP: tuple[tuple[type[BaseException], Callable[[BaseException], str]],
 )
 
 
-def classify(exc: BaseException) -> str:
-    """The OONI failure string for a network exception (never raises)."""
+def _mapped(exc: BaseException) -> str:
     for cls, mapper in EXCEPTION_MAP:
         if isinstance(exc, cls):
             return mapper(exc)
     return unknown(f"{type(exc).__name__}: {exc}")
+
+
+def describe(exc: BaseException) -> tuple[str, str | None]:
+    """The OONI failure string for a network exception, and the free text of an unknown one
+    (None for a known failure). Never raises."""
+    return split(_mapped(exc))
+
+
+def classify(exc: BaseException) -> str:
+    """The OONI failure string for a network exception (never raises): a Failure value or
+    "unknown_failure"."""
+    return describe(exc)[0]

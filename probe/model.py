@@ -1,17 +1,26 @@
-"""The probe's records: what is tested (Target), what one check saw (Observation) and what is stored
-(Measurement), with the field's failure vocabulary (OONI df-007) as enums.
+"""The probe's records: what is tested (Target), what one check saw (Observation, with one typed
+per-layer record as its `details`) and what is stored (Measurement), with the field's failure
+vocabulary (OONI df-007) and the A/B kind as enums.
 
 Network outcomes are data: a check returns an Observation whose `failure` is one of the OONI
 strings below, or None on success. Exceptions are for bugs and bad configuration.
+
+The per-layer records (DnsQuery, TcpConnect, ProtocolProbe, TlsHandshake, HttpTransaction,
+RawCapture) are the measurement contract: probe.codec turns them into JSON and back (the store,
+the helper protocol and the exports use it), their field names are the JSON keys, and
+docs/details.md is generated from them (probe.codec.data_dictionary). The field comments below
+are that dictionary's text: keep them one line each.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from types import MappingProxyType
+from typing import Generic, TypeVar
 
 
 class Failure(StrEnum):
@@ -38,6 +47,12 @@ class Failure(StrEnum):
     SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
 
 
+# OONI writes an unknown error as "unknown_failure: <text>" (df-007); that text comes from a
+# dependency (aiohttp's parser messages, an exception's str) and changes when it is upgraded, which
+# would split one failure into as many join keys as there are versions. Here `failure` is the bare
+# UNKNOWN_FAILURE and the text goes to Observation.failure_detail. Rows written before that split
+# carry the prefixed form; probe.codec.split_failure reads them back into the two fields.
+UNKNOWN_FAILURE = "unknown_failure"
 UNKNOWN_FAILURE_PREFIX = "unknown_failure: "
 
 
@@ -61,6 +76,16 @@ class Layer(StrEnum):
     TCP = "tcp"
     TLS = "tls"
     HTTP = "http"
+
+
+class DifferentialKind(StrEnum):
+    """Why the runner made an extra measurement beside a target's own pipeline (the JSON key
+    `differential_kind`): the harmless-name half of an A/B test, a protocol probe, or a capture."""
+
+    SNI = "sni"  # a TLS handshake to the same address:port with a harmless SNI
+    HOST = "host"  # a plain-HTTP request to the same address:port with a harmless Host header
+    PROTOCOL = "protocol"  # a TCP flow whose first data is random bytes (protocol allowlist)
+    RAW = "raw"  # a raw-packet capture (probe.rawnet): IP TTL / IP-ID evidence
 
 
 class TargetKind(StrEnum):
@@ -108,21 +133,223 @@ class Target:
         return f"{scheme}://{netloc}{self.path}"
 
 
+# -- the per-layer records (Observation.details) -------------------------------------------------
+
+JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+
+
+def _no_extra() -> Mapping[str, JsonValue]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
-class Observation:
-    """What one check saw. `failure` is an OONI string or None; `details` is JSON-serialisable."""
+class DnsAnswer:
+    """One A, AAAA or CNAME record of an answer section."""
+
+    type: str  # A, AAAA or CNAME
+    value: str  # the address, or the CNAME's target
+    ttl: int  # the record's TTL in seconds
+    name: str  # the owner name, without the final dot
+
+
+@dataclass(frozen=True, slots=True)
+class DnsResponse:
+    """A valid response to one query type, in arrival order."""
+
+    received_ms: float  # since the query was sent
+    rcode: str  # NOERROR, NXDOMAIN, ...
+    addresses: tuple[str, ...]  # addresses of the query's type in the answer
+    truncated: bool  # the TC flag (the answer is then retried over TCP)
+    attempt: int | None = None  # UDP: which send (1 = first) this answers
+
+
+@dataclass(frozen=True, slots=True)
+class DnsUnexpected:
+    """A reply that did not parse or did not match the query."""
+
+    received_ms: float  # since the query was sent
+    length: int  # bytes received
+    reason: str | None  # why it is not a reply to the query
+    query: str | None = None  # A or AAAA: which query it came to
+    http_status: int | None = None  # DoH: the HTTP status, when not 200
+
+
+@dataclass(frozen=True, slots=True)
+class DnsPerType:
+    """One value per query type (the JSON keys are "A" and "AAAA")."""
+
+    a: str | None = None  # the A query's value
+    aaaa: str | None = None  # the AAAA query's value
+
+
+@dataclass(frozen=True, slots=True)
+class DnsQuery:
+    """Layer dns: one name resolved (A and AAAA) through one resolver."""
+
+    query: str  # the name asked for
+    resolver: str  # the resolver's canonical spec (also the endpoint)
+    transport: str  # system, udp, tcp or doh
+    rcode: str | None = None  # the rcode of the response whose records count
+    addresses: tuple[str, ...] = ()  # the addresses a stub resolver would use (first response)
+    answers: tuple[DnsAnswer, ...] = ()  # A, AAAA and CNAME records of the answers, deduplicated
+    responses: tuple[DnsResponse, ...] = ()  # every valid response to the A query
+    aaaa_responses: tuple[DnsResponse, ...] = ()  # every valid response to the AAAA query
+    second_answer: bool = False  # UDP: more than one response to one query (injection's sign)
+    per_type: DnsPerType = field(default_factory=DnsPerType)  # each type's failure (null: ok)
+    rcodes: DnsPerType | None = None  # each type's rcode (resolvers spoken to directly)
+    retried_over_tcp: bool = False  # a truncated UDP answer was asked again over TCP
+    unexpected_responses: tuple[DnsUnexpected, ...] = ()  # replies that were no valid answer
+    primary: bool | None = None  # runner: the first configured resolver (false: a control)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConnect:
+    """Layer tcp: one TCP connect to an address and port."""
+
+    address: str  # the IP address connected to
+    port: int  # the TCP port
+    address_source: str | None = None  # runner: the resolver that gave the address, or literal
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolProbe:
+    """Layer tcp, differential_kind protocol: a connect, then bytes that are no known protocol."""
+
+    address: str  # the IP address connected to
+    port: int  # the TCP port
+    payload: str = "random"  # what was sent
+    payload_bytes: int = 0  # how many bytes were sent
+    response_bytes: int = 0  # how many bytes came back
+    differential_kind: DifferentialKind = DifferentialKind.PROTOCOL  # always protocol
+    address_source: str | None = None  # runner: the resolver that gave the address, or literal
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """One certificate the server presented."""
+
+    sha256: str  # of the DER encoding, hex
+    subject: str = ""  # distinguished name, short attribute names
+    issuer: str = ""  # distinguished name, short attribute names
+    sans: tuple[str, ...] = ()  # DNS names and IP addresses; other kinds as "kind:value"
+    not_before: str | None = None  # ISO 8601, UTC
+    not_after: str | None = None  # ISO 8601, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class TlsHandshake:
+    """Layer tls: a TCP connect, then a TLS handshake with a chosen SNI."""
+
+    address: str  # the IP address connected to
+    port: int  # the TCP port
+    sni: str  # the server name sent
+    version: str | None = None  # the negotiated TLS version
+    cipher: str | None = None  # the negotiated cipher suite
+    alpn: str | None = None  # the protocol the server chose
+    certificates: tuple[Certificate, ...] = ()  # the chain presented, leaf first
+    verified: bool = False  # the chain verified for the SNI
+    verify_failure: str | None = None  # the ssl_* failure when the certificate was rejected
+    connect_ms: float | None = None  # the TCP connect's duration
+    handshake_ms: float | None = None  # the handshake's duration
+    unverified_handshake_failure: str | None = None  # how the non-verifying retry ended
+    differential_kind: DifferentialKind | None = None  # runner: sni for the harmless-SNI half
+    target_sni: str | None = None  # runner: the target's name, on the harmless-SNI half
+    address_source: str | None = None  # runner: the resolver that gave the address, or literal
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """One redirect followed."""
+
+    url: str  # the URL that answered with a redirect
+    status: int  # its status (301, 302, 303, 307, 308)
+    location: str  # its Location header
+
+
+@dataclass(frozen=True, slots=True)
+class HttpTimings:
+    """The final request's phases, in milliseconds."""
+
+    connect_ms: float | None = None  # connection set-up (TCP, and TLS for https)
+    ttfb_ms: float | None = None  # request sent to response headers
+    total_ms: float | None = None  # the whole fetch, redirects included
+
+
+@dataclass(frozen=True, slots=True)
+class HttpTransaction:
+    """Layer http: one HTTP(S) request, redirects followed, the body read up to a cap."""
+
+    url: str  # the URL requested
+    method: str = "GET"  # the request method
+    address: str | None = None  # the IP the URL's host was pinned to
+    host_header: str | None = None  # the Host header sent
+    status: int | None = None  # the final response's status (null: no response)
+    headers: tuple[tuple[str, str], ...] = ()  # the final response's headers, [name, value]
+    body_length: int = 0  # body bytes read (capped)
+    body_truncated: bool = False  # the cap was reached with bytes still pending
+    body_sha256: str | None = None  # of the bytes read, hex
+    title: str | None = None  # the page's <title>, whitespace collapsed
+    body_prefix: str = ""  # the body's first bytes, decoded
+    redirects: tuple[Redirect, ...] = ()  # the redirects followed, in order
+    final_url: str | None = None  # the URL of the final response
+    timings: HttpTimings = field(default_factory=HttpTimings)  # the final request's phases
+    throughput_kbps: float | None = None  # the body's download rate, kbit/s
+    differential_kind: DifferentialKind | None = None  # runner: host for the harmless-Host half
+    target_host: str | None = None  # runner: the target's name, on the harmless-Host half
+    address_source: str | None = None  # runner: the resolver that gave the address, or literal
+
+
+@dataclass(frozen=True, slots=True)
+class RawCapture:
+    """Layer dns or tcp, differential_kind raw: the packets behind a suspicious result
+    (probe.rawnet's DNS answers or TCP segments with their IP TTL and IP-ID)."""
+
+    available: bool = False  # a capture could be taken
+    failure: str | None = None  # what the capture's own exchange saw
+    note: str | None = None  # a reader's summary, or why no capture was taken
+    evidence: str | None = None  # dns_packets or tcp_packets
+    differential_kind: DifferentialKind = DifferentialKind.RAW  # always raw
+    # Everything else rawnet recorded (responses, segments, TTLs), as it recorded it.
+    capture: Mapping[str, JsonValue] = field(default_factory=_no_extra)
+
+
+Details = DnsQuery | TcpConnect | ProtocolProbe | TlsHandshake | HttpTransaction | RawCapture
+DETAIL_RECORDS: tuple[type[Details], ...] = (
+    DnsQuery,
+    TcpConnect,
+    ProtocolProbe,
+    TlsHandshake,
+    HttpTransaction,
+    RawCapture,
+)
+
+D = TypeVar("D", bound=Details, covariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation(Generic[D]):
+    """What one check saw: `failure` is an OONI string or None, `details` the layer's record.
+
+    `failure_detail` is free text (a parser's message, an unknown exception) kept beside the
+    failure, never in it, so the join key `failure` is one of a closed set of strings."""
 
     layer: Layer
     endpoint: str
     started_at: datetime
     duration_ms: float
+    details: D
     failure: str | None = None
     failed_operation: Operation | None = None
-    details: dict[str, Any] = field(default_factory=dict)
+    failure_detail: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+    @property
+    def differential_kind(self) -> DifferentialKind | None:
+        """The A/B kind of a runner's extra measurement, None for a target's own."""
+        return getattr(self.details, "differential_kind", None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +359,7 @@ class Measurement:
     run_id: str
     platform: str
     target: str
-    observation: Observation
+    observation: Observation[Details]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property

@@ -19,10 +19,14 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from probe.model import Measurement, Observation
+from probe.model import Details, Measurement, Observation
+
+D = TypeVar("D", bound=Details)
 
 if TYPE_CHECKING:
     from probe.runner import MeasurementSink
@@ -178,23 +182,34 @@ class Scrubber:
     # -- records -----------------------------------------------------------------------------
 
     def value(self, value: Any) -> Any:
-        """A JSON-like value (str, list, dict, numbers...) scrubbed throughout, keys included."""
+        """A value scrubbed throughout: a string, a record (every field), a tuple, list or
+        mapping (keys included); enums and numbers are left as they are."""
+        if isinstance(value, StrEnum) or not isinstance(value, str | tuple | list | Mapping):
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                changes = {
+                    f.name: self.value(getattr(value, f.name)) for f in dataclasses.fields(value)
+                }
+                return dataclasses.replace(value, **changes)
+            return value
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, dict):
-            return {self.value(k): self.value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
+        if isinstance(value, tuple):
+            return tuple(self.value(v) for v in value)
+        if isinstance(value, list):
             return [self.value(v) for v in value]
-        return value
+        scrubbed = {self.value(k): self.value(v) for k, v in value.items()}
+        return MappingProxyType(scrubbed) if isinstance(value, MappingProxyType) else scrubbed
 
-    def scrub_observation(self, obs: Observation) -> Observation:
-        """The observation with its endpoint, failure string and details scrubbed."""
+    def scrub_observation(self, obs: Observation[D]) -> Observation[D]:
+        """The observation with its endpoint, failure strings and details scrubbed."""
         if not self:
             return obs
+        detail = obs.failure_detail
         return dataclasses.replace(
             obs,
             endpoint=self.text(obs.endpoint),
             failure=None if obs.failure is None else self.text(obs.failure),
+            failure_detail=None if detail is None else self.text(detail),
             details=self.value(obs.details),
         )
 

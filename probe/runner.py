@@ -16,20 +16,26 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from probe.checks import CheckContext, Stopwatch, http, tcp, tls
 from probe.checks.dns import resolve
-from probe.failures import classify
+from probe.codec import CodecError, decode_details
+from probe.failures import describe
 from probe.model import (
     Connectivity,
+    Details,
+    DifferentialKind,
+    DnsQuery,
+    HttpTransaction,
     Layer,
     Measurement,
     Observation,
     Operation,
+    RawCapture,
     Target,
     TargetKind,
+    TcpConnect,
 )
 from probe.resolvers import ResolverSpec
 
@@ -38,12 +44,33 @@ FLUSH_INTERVAL = 0.2  # seconds: how long a finished measurement may wait before
 # Raw captures per run and layer: each runs a sniffer thread, and a handful of packets per
 # technique is the evidence (a censor answers every blocked endpoint the same way).
 RAW_EVIDENCE_BUDGET = 4
-RAW_EVIDENCE = "raw"
 RAW_TCP_FAILURES = frozenset({"connection_refused", "connection_reset"})
 
 
-def rawnet() -> ModuleType:
-    """probe.rawnet, looked up when a capture starts (it imports scapy only then)."""
+class PacketEvidence(Protocol):
+    """What the runner needs of probe.rawnet (the module satisfies it; tests pass a fake, since
+    raw sockets need root)."""
+
+    async def dns_packet_evidence(
+        self,
+        resolver_ip: str,
+        port: int,
+        qname: str,
+        timeout: float,  # noqa: ASYNC109 (how long the capture listens: part of what it measures)
+        window: float,
+    ) -> dict[str, Any]: ...
+
+    async def tcp_reset_evidence(
+        self,
+        address: str,
+        port: int,
+        payload: bytes | None,
+        timeout: float,  # noqa: ASYNC109 (as above)
+    ) -> dict[str, Any]: ...
+
+
+def _rawnet() -> PacketEvidence:
+    """probe.rawnet, imported when the first capture starts (it imports scapy only then)."""
     import probe.rawnet
 
     return probe.rawnet
@@ -106,6 +133,11 @@ class RunPlan:
     # Raw-packet evidence (probe.rawnet: IP TTL / IP-ID of DNS answers and of TCP resets), when
     # the process may open raw sockets; at most RAW_EVIDENCE_BUDGET captures per run and layer.
     raw_evidence: bool = False
+    # Who takes the captures: probe.rawnet unless given (a test's fake).
+    rawnet: PacketEvidence | None = None
+
+    def packet_evidence(self) -> PacketEvidence:
+        return self.rawnet if self.rawnet is not None else _rawnet()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +201,17 @@ def _is_ip(host: str) -> bool:
 
 
 _Capture = Callable[[], Awaitable[dict[str, Any]]]
+D = TypeVar("D", bound=Details)
+
+
+def _raw_record(layer: Layer, evidence: dict[str, Any]) -> RawCapture:
+    """probe.rawnet's evidence as the RawCapture record (through the codec, which checks it)."""
+    try:
+        record = decode_details(layer, {**evidence, "differential_kind": DifferentialKind.RAW})
+    except CodecError as exc:
+        return RawCapture(available=False, note=f"capture not recorded: {exc}")
+    assert isinstance(record, RawCapture)
+    return record
 
 
 class _RawEvidence:
@@ -178,13 +221,13 @@ class _RawEvidence:
 
     def __init__(self) -> None:
         self.left = {Layer.DNS: RAW_EVIDENCE_BUDGET, Layer.TCP: RAW_EVIDENCE_BUDGET}
-        self.pending: list[tuple[_TargetRun, Observation, _Capture]] = []
+        self.pending: list[tuple[_TargetRun, Observation[Details], _Capture]] = []
         self.seen: set[tuple[object, ...]] = set()
 
     def want(
         self,
         target_run: _TargetRun,
-        observation: Observation,
+        observation: Observation[Details],
         key: tuple[object, ...],
         capture: _Capture,
     ) -> None:
@@ -198,24 +241,28 @@ class _RawEvidence:
     async def capture(self) -> None:
         slots = asyncio.Semaphore(2)
 
-        async def one(target_run: _TargetRun, observation: Observation, capture: _Capture) -> None:
+        async def one(
+            target_run: _TargetRun, observation: Observation[Details], capture: _Capture
+        ) -> None:
+            detail: str | None = None
             async with slots:
                 watch = Stopwatch()
                 try:
-                    evidence = await capture()
+                    record = _raw_record(observation.layer, await capture())
                 except Exception as exc:
                     # A capture that breaks (a scapy or kernel surprise) is recorded, and the
                     # run goes on to its verdicts with every measurement already stored.
-                    evidence = {"available": False, "failure": classify(exc), "note": repr(exc)}
-            failure = evidence.get("failure")
+                    failure, detail = describe(exc)
+                    record = RawCapture(available=False, failure=failure, note=repr(exc))
             target_run.record(
                 Observation(
                     layer=observation.layer,
                     endpoint=observation.endpoint,
                     started_at=watch.started_at,
                     duration_ms=watch.elapsed_ms(),
-                    failure=failure if isinstance(failure, str) else None,
-                    details={**evidence, "differential_kind": RAW_EVIDENCE},
+                    failure=record.failure,
+                    failure_detail=detail,
+                    details=record,
                 )
             )
 
@@ -247,52 +294,63 @@ class _TargetRun:
         self.failed_layer: Layer | None = None
         self.raw: _RawEvidence | None = None
 
-    def _want_raw_evidence(self, observation: Observation) -> None:
+    def _want_raw_evidence(self, observation: Observation[Details]) -> None:
         """Queue a capture of the packets behind a suspicious result (an extra UDP answer, a
         refused or reset connect): their IP TTL and IP-ID tell an injected packet from the
         server's."""
-        if self.raw is not None and not observation.details.get("differential_kind"):
+        if self.raw is not None and observation.differential_kind is None:
             wanted = self._raw_capture(observation)
             if wanted is not None:
                 self.raw.want(self, observation, *wanted)
 
-    def _raw_capture(self, observation: Observation) -> tuple[tuple[object, ...], _Capture] | None:
+    def _raw_capture(
+        self, observation: Observation[Details]
+    ) -> tuple[tuple[object, ...], _Capture] | None:
         """What to capture for `observation` (a key naming the endpoint, and the capture)."""
         details = observation.details
         context = self.plan.context
-        if observation.layer is Layer.DNS and details.get("second_answer"):
-            spec = next((r for r in self.plan.resolvers if r.spec == details.get("resolver")), None)
+        if isinstance(details, DnsQuery) and details.second_answer:
+            spec = next((r for r in self.plan.resolvers if r.spec == details.resolver), None)
             if spec is None or spec.transport != "udp" or not spec.address:
                 return None
-            resolver, port, query = spec.address, spec.port or 53, str(details.get("query"))
+            resolver, port, query = spec.address, spec.port or 53, details.query
             timeout, window = context.timeouts.dns, context.dns_second_answer_window
-            return (Layer.DNS, resolver, port, query), lambda: rawnet().dns_packet_evidence(
+            return (
+                Layer.DNS,
+                resolver,
+                port,
+                query,
+            ), lambda: self.plan.packet_evidence().dns_packet_evidence(
                 resolver, port, query, timeout, window
             )
-        if observation.layer is Layer.TCP and observation.failure in RAW_TCP_FAILURES:
-            address, tcp_port = details.get("address"), details.get("port")
-            if not isinstance(address, str) or not isinstance(tcp_port, int):
-                return None
+        if isinstance(details, TcpConnect) and observation.failure in RAW_TCP_FAILURES:
+            address, tcp_port = details.address, details.port
             connect = context.timeouts.connect
-            return (Layer.TCP, address, tcp_port), lambda: rawnet().tcp_reset_evidence(
+            return (
+                Layer.TCP,
+                address,
+                tcp_port,
+            ), lambda: self.plan.packet_evidence().tcp_reset_evidence(
                 address, tcp_port, None, connect
             )
         return None
 
-    def record(self, observation: Observation) -> None:
+    def record(self, observation: Observation[Details]) -> None:
         target = self.target
         self.writer.add(Measurement(self.run_id, target.platform, target.name, observation))
         self.count += 1
 
     async def _check(
-        self, call: Awaitable[Observation], *, differential: bool = False, **extra: object
-    ) -> Observation:
-        """Run one check under the semaphore and record it. A differential measurement (the
-        harmless-name half of an A/B test) is stored but does not count as the target's progress."""
+        self, call: Awaitable[Observation[D]], *, differential: bool = False, **annotations: Any
+    ) -> Observation[D]:
+        """Run one check under the semaphore and record it, with the runner's `annotations` set
+        on its record (address_source, primary, differential_kind, target_sni, target_host). A
+        differential measurement (the harmless-name half of an A/B test) is stored but does not
+        count as the target's progress."""
         async with self.limiter:
             observation = await call
-        if extra:
-            details = {**observation.details, **extra}
+        if annotations:
+            details = dataclasses.replace(observation.details, **annotations)
             observation = dataclasses.replace(observation, details=details)
         self.record(observation)
         if differential:
@@ -330,7 +388,7 @@ class _TargetRun:
         ]
         for spec, lookup in zip(self.plan.resolvers, lookups, strict=True):
             observation = await lookup
-            found = [(a, spec.spec) for a in observation.details.get("addresses", [])]
+            found = [(a, spec.spec) for a in observation.details.addresses]
             if found:
                 return found[: self.plan.max_addresses]
         return []
@@ -402,7 +460,6 @@ class _TargetRun:
                 await self._check(
                     tcp.protocol_probe(address, port, self.plan.context),
                     differential=True,
-                    differential_kind="protocol",
                     address_source=source,
                 )
                 return
@@ -414,7 +471,7 @@ class _TargetRun:
         await self._check(
             tls.handshake(address, port, name, self.plan.context),
             differential=True,
-            differential_kind="sni",
+            differential_kind=DifferentialKind.SNI,
             target_sni=self.target.host,
             address_source=source,
         )
@@ -431,13 +488,13 @@ class _TargetRun:
         await self._check(
             fetch,
             differential=True,
-            differential_kind="host",
+            differential_kind=DifferentialKind.HOST,
             target_host=self.target.host,
             address_source=source,
         )
 
 
-def _looks_interfered(observation: Observation) -> bool:
+def _looks_interfered(observation: Observation[HttpTransaction]) -> bool:
     """A plain-HTTP answer worth an A/B test: cut off before the response, or refused with a
     4xx/5xx status. A body cut mid-read is not: the request got its answer, and the verdict rules
     pair only failures before the response with a harmless Host (a throttled download would
@@ -447,8 +504,8 @@ def _looks_interfered(observation: Observation) -> bool:
             observation.failure in INTERFERENCE_FAILURES
             and observation.failed_operation is not Operation.READ
         )
-    status = observation.details.get("status")
-    return isinstance(status, int) and status >= 400
+    status = observation.details.status
+    return status is not None and status >= 400
 
 
 async def execute(

@@ -33,8 +33,9 @@ from probe.helper.protocol import (
     parse_request,
 )
 from probe.helper.server import HelperConfig, interface_addresses, non_public_reason
-from probe.model import Target, TargetKind
+from probe.model import DnsQuery, Target, TargetKind
 from probe.resolvers import parse_resolver
+from tests.builders import record
 from tests.servers.dns_server import Behaviour, FakeNameserver
 from tests.servers.helper import guarded_helper
 
@@ -200,7 +201,7 @@ async def test_internal_names_are_answered_as_refused_without_their_addresses(
     assert all("127.0.0.1" not in r.reason for r in result.refused)
     # Negative control: a public name's answer comes back as a control, address and all.
     (public,) = result.targets
-    assert public.measurements[0].details["addresses"] == ["149.154.167.51"]
+    assert record(DnsQuery, public.measurements[0]).addresses == ("149.154.167.51",)
 
 
 # -- scanning: connections per request ----------------------------------------------------------

@@ -20,7 +20,8 @@ import pytest
 
 from probe.checks import CheckContext, Timeouts
 from probe.checks.dns import resolve
-from probe.model import Layer, Operation
+from probe.codec import encode_details
+from probe.model import DnsAnswer, DnsPerType, Layer, Operation
 from probe.resolvers import ResolverSpec, parse_resolver
 from tests.servers.dns_server import Behaviour, FakeNameserver
 
@@ -165,56 +166,51 @@ async def test_answer_lists_a_then_aaaa_addresses(
     assert observation.layer is Layer.DNS
     assert observation.endpoint == resolver.spec
     assert observation.failed_operation is None
-    assert details["addresses"] == ["192.0.2.1", "192.0.2.2", "2001:db8::1"]
-    assert details["rcode"] == "NOERROR"
-    assert details["query"] == "ok.example"
-    assert details["resolver"] == resolver.spec
-    assert details["transport"] == resolver.transport
-    assert details["per_type"] == {"A": None, "AAAA": None}
-    assert details["second_answer"] is False
-    assert details["retried_over_tcp"] is False
-    assert [r["addresses"] for r in details["responses"]] == [["192.0.2.1", "192.0.2.2"]]
-    assert {(a["type"], a["value"], a["ttl"]) for a in details["answers"]} == {
+    assert details.addresses == ("192.0.2.1", "192.0.2.2", "2001:db8::1")
+    assert details.rcode == "NOERROR"
+    assert details.query == "ok.example"
+    assert details.resolver == resolver.spec
+    assert details.transport == resolver.transport
+    assert details.per_type == DnsPerType(None, None)
+    assert details.second_answer is False
+    assert details.retried_over_tcp is False
+    assert [r.addresses for r in details.responses] == [("192.0.2.1", "192.0.2.2")]
+    assert {(a.type, a.value, a.ttl) for a in details.answers} == {
         ("A", "192.0.2.1", 300),
         ("A", "192.0.2.2", 300),
         ("AAAA", "2001:db8::1", 300),
     }
-    json.dumps(details)  # stored as JSON: must serialise as it is
+    json.dumps(encode_details(details))  # stored as JSON: must serialise as it is
 
 
 async def test_cname_chain_is_recorded_in_answers(
     resolver: ResolverSpec, ctx: CheckContext
 ) -> None:
     observation = await resolve("cdn.example", resolver, ctx)
-    answers = observation.details["answers"]
-    assert observation.details["addresses"] == ["192.0.2.3", "2001:db8::3"]
-    assert answers[0] == {
-        "type": "CNAME",
-        "value": "edge.cdn.test",
-        "ttl": 300,
-        "name": "cdn.example",
-    }
-    assert [a["type"] for a in answers] == ["CNAME", "A", "AAAA"]  # the CNAME once, not per query
+    answers = observation.details.answers
+    assert observation.details.addresses == ("192.0.2.3", "2001:db8::3")
+    assert answers[0] == DnsAnswer(type="CNAME", value="edge.cdn.test", ttl=300, name="cdn.example")
+    assert [a.type for a in answers] == ["CNAME", "A", "AAAA"]  # the CNAME once, not per query
 
 
 async def test_nxdomain_is_dns_nxdomain_error(resolver: ResolverSpec, ctx: CheckContext) -> None:
     observation = await resolve("nx.example", resolver, ctx)
     assert observation.failure == "dns_nxdomain_error"
     assert observation.failed_operation is Operation.DNS_ROUND_TRIP
-    assert observation.details["rcode"] == "NXDOMAIN"
-    assert observation.details["addresses"] == []
+    assert observation.details.rcode == "NXDOMAIN"
+    assert observation.details.addresses == ()
 
 
 async def test_servfail_is_dns_servfail_error(resolver: ResolverSpec, ctx: CheckContext) -> None:
     observation = await resolve("servfail.example", resolver, ctx)
     assert observation.failure == "dns_servfail_error"
-    assert observation.details["rcode"] == "SERVFAIL"
+    assert observation.details.rcode == "SERVFAIL"
 
 
 async def test_refused_is_dns_refused_error(resolver: ResolverSpec, ctx: CheckContext) -> None:
     observation = await resolve("refused.example", resolver, ctx)
     assert observation.failure == "dns_refused_error"
-    assert observation.details["rcode"] == "REFUSED"
+    assert observation.details.rcode == "REFUSED"
 
 
 async def test_noerror_without_addresses_is_dns_no_answer(
@@ -222,8 +218,8 @@ async def test_noerror_without_addresses_is_dns_no_answer(
 ) -> None:
     observation = await resolve("empty.example", resolver, ctx)
     assert observation.failure == "dns_no_answer"
-    assert observation.details["rcode"] == "NOERROR"
-    assert observation.details["per_type"] == {"A": "dns_no_answer", "AAAA": "dns_no_answer"}
+    assert observation.details.rcode == "NOERROR"
+    assert observation.details.per_type == DnsPerType("dns_no_answer", "dns_no_answer")
 
 
 async def test_silent_resolver_times_out_within_the_dns_timeout(
@@ -234,8 +230,8 @@ async def test_silent_resolver_times_out_within_the_dns_timeout(
     elapsed = time.monotonic() - started
     assert observation.failure == "generic_timeout_error"
     assert observation.failed_operation is Operation.DNS_ROUND_TRIP
-    assert observation.details["rcode"] is None
-    assert observation.details["responses"] == []
+    assert observation.details.rcode is None
+    assert observation.details.responses == ()
     # A and AAAA run concurrently: the whole check costs one timeout, not two.
     assert DNS_TIMEOUT * 0.9 <= elapsed < DNS_TIMEOUT + 0.4
 
@@ -246,20 +242,20 @@ async def test_garbage_reply_is_dns_server_misbehaving(
     started = time.monotonic()
     observation = await resolve("junk.example", resolver, ctx)
     assert observation.failure == "dns_server_misbehaving"
-    assert observation.details["addresses"] == []
+    assert observation.details.addresses == ()
     # Over UDP garbage opens the same short window a first answer does; no full timeout.
     assert time.monotonic() - started < DNS_TIMEOUT
     if resolver.transport != "tcp":
-        reasons = [n["reason"] for n in observation.details["unexpected_responses"]]
-        assert reasons and all(r.startswith("unparseable") for r in reasons)
+        reasons = [n.reason for n in observation.details.unexpected_responses]
+        assert reasons and all((r or "").startswith("unparseable") for r in reasons)
 
 
 async def test_a_answer_succeeds_when_aaaa_fails(resolver: ResolverSpec, ctx: CheckContext) -> None:
     observation = await resolve("v4only.example", resolver, ctx)
     assert observation.ok
-    assert observation.details["addresses"] == ["192.0.2.11"]
-    assert observation.details["per_type"] == {"A": None, "AAAA": "dns_servfail_error"}
-    assert observation.details["rcodes"] == {"A": "NOERROR", "AAAA": "SERVFAIL"}
+    assert observation.details.addresses == ("192.0.2.11",)
+    assert observation.details.per_type == DnsPerType(None, "dns_servfail_error")
+    assert observation.details.rcodes == DnsPerType("NOERROR", "SERVFAIL")
 
 
 async def test_aaaa_answer_succeeds_when_a_is_refused(
@@ -267,8 +263,8 @@ async def test_aaaa_answer_succeeds_when_a_is_refused(
 ) -> None:
     observation = await resolve("v6only.example", resolver, ctx)
     assert observation.ok
-    assert observation.details["addresses"] == ["2001:db8::12"]
-    assert observation.details["per_type"] == {"A": "dns_refused_error", "AAAA": None}
+    assert observation.details.addresses == ("2001:db8::12",)
+    assert observation.details.per_type == DnsPerType("dns_refused_error", None)
 
 
 async def test_unreachable_resolver_port_is_connection_refused(ctx: CheckContext) -> None:
@@ -287,26 +283,26 @@ async def test_udp_injected_answer_is_recorded_before_the_real_one(
 ) -> None:
     observation = await resolve("blocked.example", spec_for(nameserver, "udp"), ctx)
     details = observation.details
-    first, second = details["responses"]
-    assert details["second_answer"] is True
+    first, second = details.responses
+    assert details.second_answer is True
     # The stub resolver's view: the first answer wins, and that is the forged one.
-    assert details["addresses"] == [FORGED]
-    assert first["addresses"] == [FORGED]
-    assert second["addresses"] == ["192.0.2.7"]
-    assert first["rcode"] == second["rcode"] == "NOERROR"
-    assert second["received_ms"] - first["received_ms"] >= 40.0
-    json.dumps(details)
+    assert details.addresses == (FORGED,)
+    assert first.addresses == (FORGED,)
+    assert second.addresses == ("192.0.2.7",)
+    assert first.rcode == second.rcode == "NOERROR"
+    assert second.received_ms - first.received_ms >= 40.0
+    json.dumps(encode_details(details))
 
 
 async def test_udp_duplicate_identical_answer_is_recorded_as_a_second_answer(
     nameserver: FakeNameserver, ctx: CheckContext
 ) -> None:
     observation = await resolve("twice.example", spec_for(nameserver, "udp"), ctx)
-    responses = observation.details["responses"]
-    assert observation.details["second_answer"] is True
+    responses = observation.details.responses
+    assert observation.details.second_answer is True
     assert len(responses) == 2
-    assert responses[0]["addresses"] == responses[1]["addresses"] == ["192.0.2.9"]
-    assert observation.details["addresses"] == ["192.0.2.9"]
+    assert responses[0].addresses == responses[1].addresses == ("192.0.2.9",)
+    assert observation.details.addresses == ("192.0.2.9",)
 
 
 async def test_udp_answer_after_the_listening_window_is_not_recorded(
@@ -314,8 +310,8 @@ async def test_udp_answer_after_the_listening_window_is_not_recorded(
 ) -> None:
     # The real answer comes 0.4 s after the forged one, past the 0.2 s window.
     observation = await resolve("late-forgery.example", spec_for(nameserver, "udp"), ctx)
-    assert [r["addresses"] for r in observation.details["responses"]] == [[FORGED]]
-    assert observation.details["second_answer"] is False
+    assert [r.addresses for r in observation.details.responses] == [(FORGED,)]
+    assert observation.details.second_answer is False
     assert observation.duration_ms < (WINDOW + 0.15) * 1000
 
 
@@ -323,8 +319,8 @@ async def test_udp_single_answer_waits_out_the_window_and_reports_no_second_answ
     nameserver: FakeNameserver, ctx: CheckContext
 ) -> None:
     observation = await resolve("ok.example", spec_for(nameserver, "udp"), ctx)
-    assert len(observation.details["responses"]) == 1
-    assert observation.details["second_answer"] is False
+    assert len(observation.details.responses) == 1
+    assert observation.details.second_answer is False
     assert observation.duration_ms >= WINDOW * 1000 * 0.9
 
 
@@ -333,9 +329,9 @@ async def test_tcp_and_doh_see_only_the_real_answer_an_injector_forges_over_udp(
     nameserver: FakeNameserver, ctx: CheckContext, transport: str
 ) -> None:
     observation = await resolve("blocked.example", spec_for(nameserver, transport), ctx)
-    assert observation.details["addresses"] == ["192.0.2.7"]
-    assert observation.details["second_answer"] is False
-    assert len(observation.details["responses"]) == 1
+    assert observation.details.addresses == ("192.0.2.7",)
+    assert observation.details.second_answer is False
+    assert len(observation.details.responses) == 1
 
 
 async def test_truncated_udp_answer_is_retried_over_tcp(
@@ -344,10 +340,10 @@ async def test_truncated_udp_answer_is_retried_over_tcp(
     observation = await resolve("big.example", spec_for(nameserver, "udp"), ctx)
     details = observation.details
     assert observation.ok
-    assert details["retried_over_tcp"] is True
-    assert details["addresses"] == ["192.0.2.10", "2001:db8::10"]
-    assert details["responses"][0]["truncated"] is True
-    assert details["responses"][0]["addresses"] == []
+    assert details.retried_over_tcp is True
+    assert details.addresses == ("192.0.2.10", "2001:db8::10")
+    assert details.responses[0].truncated is True
+    assert details.responses[0].addresses == ()
     transports = {(q.transport, q.rdtype) for q in nameserver.queries_for("big.example")}
     assert {("udp", "A"), ("tcp", "A"), ("udp", "AAAA"), ("tcp", "AAAA")} <= transports
 
@@ -360,7 +356,7 @@ async def test_ipv6_loopback_resolver_answers_over_udp() -> None:
         observation = await resolve("ok.example", resolver, ctx)
     assert resolver.spec.startswith("udp://[::1]:")
     assert observation.ok
-    assert observation.details["addresses"] == ["192.0.2.1"]
+    assert observation.details.addresses == ("192.0.2.1",)
 
 
 # -- DoH specifics -------------------------------------------------------------------------------
@@ -373,7 +369,7 @@ async def test_doh_http_error_status_is_dns_server_misbehaving(
     observation = await resolve("ok.example", resolver, ctx)
     assert observation.failure == "dns_server_misbehaving"
     assert observation.failed_operation is Operation.DNS_ROUND_TRIP
-    statuses = {n["http_status"] for n in observation.details["unexpected_responses"]}
+    statuses = {n.http_status for n in observation.details.unexpected_responses}
     assert statuses == {404}
 
 
@@ -385,7 +381,7 @@ async def test_doh_server_with_an_untrusted_certificate_is_ssl_unknown_authority
     ctx = CheckContext(timeouts=Timeouts(dns=DNS_TIMEOUT), ssl_context=untrusting)
     observation = await resolve("ok.example", spec_for(nameserver, "doh"), ctx)
     assert observation.failure == "ssl_unknown_authority"
-    assert observation.details["addresses"] == []
+    assert observation.details.addresses == ()
 
 
 # -- IP literals and the system resolver ---------------------------------------------------------
@@ -402,9 +398,9 @@ async def test_ip_literal_is_returned_without_a_query(
     before = len(nameserver.queries)
     observation = await resolve(host, resolver, ctx)
     assert observation.ok
-    assert observation.details["addresses"] == [expected]
-    assert observation.details["rcode"] is None
-    assert observation.details["transport"] == transport
+    assert observation.details.addresses == (expected,)
+    assert observation.details.rcode is None
+    assert observation.details.transport == transport
     assert len(nameserver.queries) == before
 
 
@@ -412,10 +408,10 @@ async def test_system_resolver_answers_localhost_from_etc_hosts(ctx: CheckContex
     observation = await resolve("localhost", parse_resolver("system"), ctx)
     assert observation.ok
     assert observation.endpoint == "system"
-    assert "127.0.0.1" in observation.details["addresses"]
-    assert observation.details["per_type"]["A"] is None
-    assert observation.details["transport"] == "system"
-    json.dumps(observation.details)
+    assert "127.0.0.1" in observation.details.addresses
+    assert observation.details.per_type.a is None
+    assert observation.details.transport == "system"
+    json.dumps(encode_details(observation.details))
 
 
 async def test_system_resolver_unknown_name_is_dns_nxdomain_error(
@@ -429,10 +425,7 @@ async def test_system_resolver_unknown_name_is_dns_nxdomain_error(
     observation = await resolve("nowhere.example", parse_resolver("system"), ctx)
     assert observation.failure == "dns_nxdomain_error"
     assert observation.failed_operation is Operation.RESOLVE
-    assert observation.details["per_type"] == {
-        "A": "dns_nxdomain_error",
-        "AAAA": "dns_nxdomain_error",
-    }
+    assert observation.details.per_type == DnsPerType("dns_nxdomain_error", "dns_nxdomain_error")
 
 
 async def test_system_resolver_that_hangs_times_out_within_the_dns_timeout(
@@ -452,10 +445,10 @@ async def test_a_name_with_no_dns_wire_form_is_a_recorded_failure_without_a_quer
     nameserver: FakeNameserver, ctx: CheckContext
 ) -> None:
     observation = await resolve("a" * 64 + ".example", spec_for(nameserver, "udp"), ctx)
-    assert observation.failure is not None
-    assert observation.failure.startswith("unknown_failure: the name cannot be encoded for DNS")
+    assert observation.failure == "unknown_failure"
+    assert (observation.failure_detail or "").startswith("the name cannot be encoded for DNS")
     assert observation.failed_operation is Operation.RESOLVE
-    assert observation.details["addresses"] == []
+    assert observation.details.addresses == ()
     assert nameserver.queries_for("a" * 64 + ".example") == []
 
 
@@ -496,7 +489,7 @@ async def test_a_lost_udp_query_is_resent_and_the_reply_is_no_second_answer() ->
     finally:
         transport.close()
     assert observation.failure is None
-    assert observation.details["addresses"] == ["192.0.2.44"]
-    assert [r["attempt"] for r in observation.details["responses"]] == [2]
-    assert observation.details["second_answer"] is False
+    assert observation.details.addresses == ("192.0.2.44",)
+    assert [r.attempt for r in observation.details.responses] == [2]
+    assert observation.details.second_answer is False
     assert server.seen[dns.rdatatype.A] == 2

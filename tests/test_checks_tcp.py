@@ -16,7 +16,7 @@ import pytest
 
 from probe.checks import CheckContext, Timeouts
 from probe.checks.tcp import PROTOCOL_PROBE_PAYLOAD, connect, protocol_probe
-from probe.model import Layer, Operation
+from probe.model import Layer, Operation, TcpConnect
 from tests.servers import hostile
 
 FAST = CheckContext(timeouts=Timeouts(connect=0.3))
@@ -45,7 +45,7 @@ async def test_open_port_connects_and_hangs_up_with_a_fin() -> None:
     assert observation.ok
     assert observation.layer is Layer.TCP
     assert observation.endpoint == f"127.0.0.1:{port}"
-    assert observation.details == {"address": "127.0.0.1", "port": port}
+    assert observation.details == TcpConnect("127.0.0.1", port)
     assert observation.failed_operation is None
     assert ends == ["eof"]  # closed cleanly, not reset
 
@@ -66,7 +66,7 @@ async def test_closed_port_is_connection_refused() -> None:
 
     assert observation.failure == "connection_refused"
     assert observation.failed_operation is Operation.CONNECT
-    assert observation.details == {"address": server.host, "port": server.port}
+    assert observation.details == TcpConnect(server.host, server.port)
 
 
 async def test_unanswered_syn_is_generic_timeout_after_the_connect_timeout() -> None:
@@ -128,7 +128,7 @@ def test_no_route_to_the_network_is_network_unreachable() -> None:
 async def test_protocol_probe_answered_by_the_server_is_no_failure() -> None:
     async with hostile.garbage() as server:
         observation = await protocol_probe(server.host, server.port, PROBE)
-    assert observation.failure is None and observation.details["response_bytes"] > 0
+    assert observation.failure is None and observation.details.response_bytes > 0
     assert server.received and server.received[0].startswith(PROTOCOL_PROBE_PAYLOAD[:16])
 
 

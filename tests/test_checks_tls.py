@@ -35,18 +35,19 @@ async def test_valid_certificate_is_verified_with_version_alpn_and_chain(pki: Pk
     assert observation.layer is Layer.TLS
     assert observation.endpoint == f"127.0.0.1:{server.port}"
     details = observation.details
-    assert details["sni"] == SITE
-    assert details["verified"] is True
-    assert details["verify_failure"] is None
-    assert details["version"] == "TLSv1.3"
-    assert details["cipher"].startswith("TLS_")
-    assert details["alpn"] == "h2"  # a browser's offer: h2 first
-    [leaf] = details["certificates"]
-    assert leaf["sha256"] == identity.leaf_sha256
-    assert leaf["sans"] == [SITE, "www.site.example"]
-    assert "O=Probe Test CA" in leaf["issuer"]
-    not_before = datetime.fromisoformat(leaf["not_before"])
-    not_after = datetime.fromisoformat(leaf["not_after"])
+    assert details.sni == SITE
+    assert details.verified is True
+    assert details.verify_failure is None
+    assert details.version == "TLSv1.3"
+    assert details.cipher is not None and details.cipher.startswith("TLS_")
+    assert details.alpn == "h2"  # a browser's offer: h2 first
+    [leaf] = details.certificates
+    assert leaf.sha256 == identity.leaf_sha256
+    assert leaf.sans == (SITE, "www.site.example")
+    assert "O=Probe Test CA" in leaf.issuer
+    assert leaf.not_before is not None and leaf.not_after is not None
+    not_before = datetime.fromisoformat(leaf.not_before)
+    not_after = datetime.fromisoformat(leaf.not_after)
     assert not_before.tzinfo is not None and not_before < not_after
 
 
@@ -59,10 +60,10 @@ async def test_presented_chain_is_recorded_leaf_first(pki: Pki) -> None:
         observation = await handshake(server.host, server.port, SITE, pki.check_context())
 
     assert observation.ok
-    chain = observation.details["certificates"]
-    assert [c["sha256"] for c in chain] == [pem_sha256(p.bytes()) for p in leaf.cert_chain_pems]
-    assert chain[0]["sans"] == [SITE]
-    assert chain[1]["subject"] == chain[0]["issuer"]
+    chain = observation.details.certificates
+    assert [c.sha256 for c in chain] == [pem_sha256(p.bytes()) for p in leaf.cert_chain_pems]
+    assert chain[0].sans == (SITE,)
+    assert chain[1].subject == chain[0].issuer
 
 
 async def test_wrong_name_is_ssl_invalid_hostname_with_the_presented_certificate(
@@ -75,11 +76,11 @@ async def test_wrong_name_is_ssl_invalid_hostname_with_the_presented_certificate
     assert observation.failure == "ssl_invalid_hostname"
     assert observation.failed_operation is Operation.TLS_HANDSHAKE
     details = observation.details
-    assert details["verified"] is False
-    assert details["verify_failure"] == "ssl_invalid_hostname"
-    assert [c["sha256"] for c in details["certificates"]] == [identity.leaf_sha256]
-    assert details["certificates"][0]["sans"] == ["other.example"]
-    assert details["version"] == "TLSv1.3"
+    assert details.verified is False
+    assert details.verify_failure == "ssl_invalid_hostname"
+    assert [c.sha256 for c in details.certificates] == [identity.leaf_sha256]
+    assert details.certificates[0].sans == ("other.example",)
+    assert details.version == "TLSv1.3"
 
 
 async def test_unknown_ca_is_ssl_unknown_authority_and_shows_the_interception_issuer(
@@ -91,10 +92,10 @@ async def test_unknown_ca_is_ssl_unknown_authority_and_shows_the_interception_is
 
     assert observation.failure == "ssl_unknown_authority"
     assert observation.failed_operation is Operation.TLS_HANDSHAKE
-    assert observation.details["verify_failure"] == "ssl_unknown_authority"
-    [leaf] = observation.details["certificates"]
-    assert leaf["sha256"] == identity.leaf_sha256
-    assert "O=Rogue Interception CA" in leaf["issuer"]
+    assert observation.details.verify_failure == "ssl_unknown_authority"
+    [leaf] = observation.details.certificates
+    assert leaf.sha256 == identity.leaf_sha256
+    assert "O=Rogue Interception CA" in leaf.issuer
 
 
 async def test_expired_certificate_is_ssl_invalid_certificate(pki: Pki) -> None:
@@ -105,7 +106,7 @@ async def test_expired_certificate_is_ssl_invalid_certificate(pki: Pki) -> None:
         observation = await handshake(server.host, server.port, SITE, pki.check_context())
 
     assert observation.failure == "ssl_invalid_certificate"
-    assert observation.details["certificates"][0]["not_after"].startswith("2020-02-01")
+    assert (observation.details.certificates[0].not_after or "").startswith("2020-02-01")
 
 
 async def test_reset_after_the_client_hello_is_connection_reset_in_the_handshake(
@@ -118,8 +119,8 @@ async def test_reset_after_the_client_hello_is_connection_reset_in_the_handshake
 
     assert observation.failure == "connection_reset"
     assert observation.failed_operation is Operation.TLS_HANDSHAKE
-    assert observation.details["certificates"] == []
-    assert observation.details["verified"] is False
+    assert observation.details.certificates == ()
+    assert observation.details.verified is False
     # The censor-like server saw a ClientHello carrying the SNI it keyed on.
     assert server.received[0][:1] == b"\x16"
     assert b"blocked.example" in server.received[0]
@@ -132,7 +133,7 @@ async def test_stalled_handshake_is_generic_timeout_after_the_tls_timeout(pki: P
     assert observation.failure == "generic_timeout_error"
     assert observation.failed_operation is Operation.TLS_HANDSHAKE
     assert 450 <= observation.duration_ms < 2000
-    assert observation.details["connect_ms"] is not None
+    assert observation.details.connect_ms is not None
 
 
 async def test_server_closing_during_the_handshake_is_eof_error(pki: Pki) -> None:
@@ -178,7 +179,7 @@ async def test_h2_offer_does_not_leak_into_the_http_checks_context(pki: Pki) -> 
             f"https://{SITE}:{server.port}/", ctx, address=server.host
         )
 
-    assert tls_observation.details["alpn"] == "h2"
+    assert tls_observation.details.alpn == "h2"
     assert http_observation.ok
     assert chosen == ["http/1.1"]
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -17,7 +18,19 @@ from analysis.export import (
     write_measurements_csv,
     write_measurements_jsonl,
 )
-from probe.model import Layer, Measurement, Operation, Run
+from probe.codec import encode_details
+from probe.model import (
+    DifferentialKind,
+    DnsQuery,
+    HttpTransaction,
+    Layer,
+    Measurement,
+    Operation,
+    RawCapture,
+    Run,
+    TcpConnect,
+    TlsHandshake,
+)
 from probe.store import Store
 from tests.test_store import T0, make_measurement, make_run
 
@@ -37,7 +50,13 @@ def fill(store: Store) -> tuple[Run, list[Measurement]]:
             layer=Layer.DNS,
             endpoint="udp://127.0.0.1:5353",
             target="web",
-            details={"query": "web.telegram.org", "addresses": ["10.10.34.34", "d0::11"]},
+            details=DnsQuery(
+                "web.telegram.org",
+                "udp://127.0.0.1:5353",
+                "udp",
+                rcode="NOERROR",
+                addresses=("10.10.34.34", "d0::11"),
+            ),
         ),
         make_measurement(
             run.id,
@@ -45,7 +64,7 @@ def fill(store: Store) -> tuple[Run, list[Measurement]]:
             started_at=T0 + timedelta(seconds=1),
             failure="connection_reset",
             failed_operation=Operation.TLS_HANDSHAKE,
-            details={"address": "149.154.175.50", "port": 443, "sni": "t.me", "version": "TLSv1.3"},
+            details=TlsHandshake("149.154.175.50", 443, "t.me", version="TLSv1.3"),
         ),
         make_measurement(
             run.id,
@@ -53,12 +72,13 @@ def fill(store: Store) -> tuple[Run, list[Measurement]]:
             layer=Layer.HTTP,
             endpoint="http://web.whatsapp.com/",
             started_at=T0 + timedelta(hours=1),
-            details={
-                "status": 403,
-                "body_length": 312,
-                "title": '\n  Blocked,  "page"\r\n here\u2028too ',
-                "body_prefix": '<iframe src="http://10.10.34.34?type=Invalid Site">\n</iframe>',
-            },
+            details=HttpTransaction(
+                "http://web.whatsapp.com/",
+                status=403,
+                body_length=312,
+                title='\n  Blocked,  "page"\r\n here\u2028too ',
+                body_prefix='<iframe src="http://10.10.34.34?type=Invalid Site">\n</iframe>',
+            ),
         ),
     ]
     store.save_measurements(measurements)
@@ -97,7 +117,8 @@ def test_csv_rows_carry_the_run_network_and_flattened_details(store: Store) -> N
     assert (dns["failure"], dns["failed_operation"]) == ("", "")
     assert dns["dns_addresses"] == "10.10.34.34 d0::11"
     assert dns["tls_version"] == dns["http_status"] == dns["http_title"] == ""
-    assert json.loads(dns["details_json"]) == saved[0].observation.details
+    assert json.loads(dns["details_json"]) == encode_details(saved[0].observation.details)
+    assert dns["failure_detail"] == ""
 
     assert (tls["failure"], tls["failed_operation"]) == ("connection_reset", "tls_handshake")
     assert tls["tls_version"] == "TLSv1.3" and tls["dns_addresses"] == ""
@@ -105,7 +126,7 @@ def test_csv_rows_carry_the_run_network_and_flattened_details(store: Store) -> N
 
     assert (http["http_status"], http["http_body_length"]) == ("403", "312")
     assert http["http_title"] == 'Blocked, "page" here too'
-    assert json.loads(http["details_json"]) == saved[2].observation.details
+    assert json.loads(http["details_json"]) == encode_details(saved[2].observation.details)
 
 
 def test_line_breaks_inside_values_never_split_a_row(store: Store) -> None:
@@ -116,9 +137,10 @@ def test_line_breaks_inside_values_never_split_a_row(store: Store) -> None:
                 run.id,
                 target="odd\ntarget",
                 started_at=T0 + timedelta(hours=2),
-                failure="unknown_failure: first line\r\nsecond line",
+                failure="unknown_failure",
+                failure_detail="first line\r\nsecond line",
                 failed_operation=Operation.TOP_LEVEL,
-                details={"note": "a\nb\u2028c\u0085d", "ü": "ß"},
+                details=TcpConnect("149.154.175.50", 443, address_source="a\nb\u2028c\u0085d ü ß"),
             )
         ]
     )
@@ -126,8 +148,10 @@ def test_line_breaks_inside_values_never_split_a_row(store: Store) -> None:
     assert len(text.splitlines()) == count + 1 == 5  # a naive line reader sees one line per row
     last = list(csv.DictReader(io.StringIO(text, newline="")))[-1]
     assert last["target"] == "odd target"
-    assert last["failure"] == "unknown_failure: first line second line"
-    assert json.loads(last["details_json"]) == {"note": "a\nb\u2028c\u0085d", "ü": "ß"}
+    assert last["failure"] == "unknown_failure"
+    assert last["failure_detail"] == "first line second line"
+    details = json.loads(last["details_json"])
+    assert details["address_source"] == "a\nb\u2028c\u0085d ü ß"
 
 
 def test_export_filters_by_half_open_time_window_and_platform(store: Store) -> None:
@@ -171,7 +195,7 @@ def test_jsonl_has_one_object_per_line_with_details_as_an_object(store: Store) -
     assert tls["started_at"] == "2024-11-20T09:30:01.123456Z"
     assert tls["http_status"] is None and tls["tls_version"] == "TLSv1.3"
     assert http["http_status"] == 403
-    assert http["details"] == saved[2].observation.details
+    assert http["details"] == encode_details(saved[2].observation.details)
 
 
 class RecordingSource:
@@ -209,12 +233,17 @@ def test_csv_rows_are_written_as_they_stream_not_collected_first() -> None:
 def test_ab_halves_and_packet_captures_are_told_apart_by_a_column(store: Store) -> None:
     run = make_run(store.probe_id())
     store.start_run(run)
-    own = make_measurement(run.id, layer=Layer.TLS, details={"sni": "t.me"})
+    address = "149.154.175.50"
+    own = make_measurement(run.id, layer=Layer.TLS, details=TlsHandshake(address, 443, "t.me"))
     harmless = make_measurement(
-        run.id, layer=Layer.TLS, details={"sni": "example.com", "differential_kind": "sni"}
+        run.id,
+        layer=Layer.TLS,
+        details=TlsHandshake(address, 443, "example.com", differential_kind=DifferentialKind.SNI),
     )
     capture = make_measurement(
-        run.id, layer=Layer.TCP, details={"reset_ttls": [64], "differential_kind": "raw"}
+        run.id,
+        layer=Layer.TCP,
+        details=RawCapture(available=True, capture=MappingProxyType({"reset_ttls": [64]})),
     )
     store.save_measurements([own, harmless, capture])
     text, _ = export_csv(store)

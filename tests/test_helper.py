@@ -40,8 +40,9 @@ from probe.helper.protocol import (
     parse_response,
 )
 from probe.helper.server import HelperConfig, non_public_reason, running
-from probe.model import Layer, Target, TargetKind
+from probe.model import DnsQuery, HttpTransaction, Layer, Target, TargetKind, TlsHandshake
 from probe.resolvers import parse_resolver
+from tests.builders import record
 from tests.servers import hostile
 from tests.servers.background import background
 from tests.servers.dns_server import Behaviour, FakeNameserver
@@ -159,12 +160,12 @@ async def test_helper_measures_dns_tcp_tls_and_http_from_its_own_vantage(
     assert set(by_layer) == {Layer.DNS, Layer.TCP, Layer.TLS, Layer.HTTP}
     assert all(o.failure is None for o in site.measurements), site.measurements
     assert by_layer[Layer.DNS].endpoint == ns.udp_spec
-    assert by_layer[Layer.DNS].details["addresses"] == ["127.0.0.1"]
+    assert record(DnsQuery, by_layer[Layer.DNS]).addresses == ("127.0.0.1",)
     assert by_layer[Layer.TCP].endpoint == f"127.0.0.1:{https_port}"
-    assert by_layer[Layer.TLS].details["verified"] is True
-    assert by_layer[Layer.TLS].details["sni"] == "site.example"
-    assert by_layer[Layer.HTTP].details["status"] == 200
-    assert by_layer[Layer.HTTP].details["title"] == TITLE
+    handshake = record(TlsHandshake, by_layer[Layer.TLS])
+    assert handshake.verified is True and handshake.sni == "site.example"
+    page = record(HttpTransaction, by_layer[Layer.HTTP])
+    assert page.status == 200 and page.title == TITLE
     assert [o.layer for o in measured["site-dns"].measurements] == [Layer.DNS]
     # The helper resolved through its own resolver, not the probe's.
     assert ns.queries_for("site.example")
@@ -216,6 +217,32 @@ async def test_helper_down_is_unavailable_with_the_connect_failure() -> None:
     )
 
 
+_ANSWER_WITH_A_TCP_CONNECT_WITHOUT_ADDRESS = {
+    "version": 1,
+    "complete": True,
+    "client": {"address": None, "asn": None, "as_name": None, "country": None},
+    "targets": [
+        {
+            "platform": "telegram",
+            "target": "dc2",
+            "host": "149.154.167.51",
+            "measurements": [
+                {
+                    "layer": "tcp",
+                    "endpoint": "149.154.167.51:443",
+                    "started_at": "2025-03-01T12:00:00+00:00",
+                    "duration_ms": 3.0,
+                    "failure": None,
+                    "failed_operation": None,
+                    "details": {"port": 443},
+                }
+            ],
+        }
+    ],
+    "refused": [],
+}
+
+
 def _fixed_answer(body: bytes, content_type: str) -> web.Application:
     async def answer(_request: web.Request) -> web.Response:
         return web.Response(body=body, content_type=content_type)
@@ -237,8 +264,13 @@ def _fixed_answer(body: bytes, content_type: str) -> web.Application:
             json.dumps({"version": 2, "targets": []}).encode(),
             "answered outside protocol v1: $.version: unsupported protocol version 2",
         ),
+        (
+            # Once a HelperResponseError traceback in `probe run` before anything was measured.
+            json.dumps(_ANSWER_WITH_A_TCP_CONNECT_WITHOUT_ADDRESS).encode(),
+            "$.targets[0].measurements[0].details.address: missing",
+        ),
     ],
-    ids=["not-json", "wrong-shape", "wrong-version"],
+    ids=["not-json", "wrong-shape", "wrong-version", "tcp-without-address"],
 )
 async def test_garbage_answer_makes_the_helper_unavailable(body: bytes, expected: str) -> None:
     async with hostile.web_app(_fixed_answer(body, "application/json")) as listener:

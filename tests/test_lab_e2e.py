@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from probe.model import Layer, Measurement, Target, TargetKind
+from tests.builders import stored, stored_observation
 from tests.lab import plan as lab_plan
 from tests.lab.blockpage import BLOCKPAGE_MARKER
 from tests.lab.e2e import (
@@ -292,13 +293,11 @@ def test_cdn_answer_with_a_valid_certificate_is_ok_not_blocked(
     assert moved
     for target in moved:
         cdn_address = lab.cdn_address_of(target.host)
-        assert system_dns(run, target).observation.details["addresses"] == [cdn_address]
-        assert doh_dns(run, target).observation.details["addresses"] == [
-            lab.address_of(target.host)
-        ]
+        assert stored(system_dns(run, target))["addresses"] == [cdn_address]
+        assert stored(doh_dns(run, target))["addresses"] == [lab.address_of(target.host)]
         for handshake in own(run, target, Layer.TLS):
             assert handshake.observation.failure is None
-            assert handshake.observation.details["address"] == cdn_address
+            assert stored(handshake)["address"] == cdn_address
     assert_untouched(run, targets)
 
 
@@ -329,10 +328,8 @@ def test_dns_lie_is_a_confirmed_blockpage_answer(
     for target in lied:
         answer = system_dns(run, target).observation
         assert answer.failure is None
-        assert answer.details["addresses"][0] == lab_plan.LIE_ADDRESS
-        assert doh_dns(run, target).observation.details["addresses"] == [
-            lab.address_of(target.host)
-        ]
+        assert stored_observation(answer)["addresses"][0] == lab_plan.LIE_ADDRESS
+        assert stored(doh_dns(run, target))["addresses"] == [lab.address_of(target.host)]
     assert_untouched(run, [t for t in targets if t not in lied])
 
 
@@ -348,13 +345,11 @@ def test_dns_nxdomain_is_blocked_while_doh_resolves_the_name(
     for target in gone:
         assert failures([system_dns(run, target)]) == [("dns_nxdomain_error", "resolve")]
         assert failures([udp_dns(run, target, lab)]) == [("dns_nxdomain_error", "dns_round_trip")]
-        assert doh_dns(run, target).observation.details["addresses"] == [
-            lab.address_of(target.host)
-        ]
+        assert stored(doh_dns(run, target))["addresses"] == [lab.address_of(target.host)]
         # The runner connects to the control resolver's answer: the address itself is reachable.
         connects = own(run, target, Layer.TCP)
         assert connects and failures(connects) == [(None, None)] * len(connects)
-        assert {m.observation.details["address_source"] for m in connects} == {LAB_DOH_RESOLVER}
+        assert {stored(m)["address_source"] for m in connects} == {LAB_DOH_RESOLVER}
     assert_untouched(run, [t for t in targets if t not in gone])
 
 
@@ -368,7 +363,7 @@ def test_dns_injection_records_two_answers_the_first_forged(
     assert {t.platform for t in raced} == {"twitter"} and len(raced) == 7
     assert_verdicts(run, {key(t): blocked("dns.injection", "confirmed") for t in raced})
     for target in raced:
-        details = udp_dns(run, target, lab).observation.details
+        details = stored(udp_dns(run, target, lab))
         responses = details["responses"]
         assert details["second_answer"] is True and len(responses) >= 2, details
         assert responses[0]["addresses"] == [lab_plan.LIE_ADDRESS]
@@ -378,7 +373,7 @@ def test_dns_injection_records_two_answers_the_first_forged(
     captures = [m for t in raced for m in differential(run, t, Layer.DNS, "raw")]
     assert captures, "no raw DNS capture although the probe runs as root"
     for capture in captures:
-        packets = capture.observation.details["responses"]
+        packets = stored(capture)["responses"]
         assert len(packets) >= 2 and packets[0]["injected_suspected"] is True, packets
         assert packets[0]["ip_ttl"] != packets[-1]["ip_ttl"]
     assert_untouched(run, [t for t in targets if t not in raced])
@@ -441,7 +436,7 @@ def test_tcp_reset_refuses_whatsapp_connects(
     captures = [m for t in reset for m in differential(run, t, Layer.TCP, "raw")]
     assert captures, "no raw TCP capture although the probe runs as root"
     for capture in captures:
-        details = capture.observation.details
+        details = stored(capture)
         assert details["reset_ttls"] and details["syn_ack_ttl"] is None, details
     assert_untouched(run, [t for t in targets if t not in reset])
 
@@ -462,13 +457,13 @@ def test_sni_reset_is_blocked_not_down(
         assert failures(own(run, target, Layer.TCP)) == [(None, None)]
         (hello,) = own(run, target, Layer.TLS)
         assert failures([hello]) == [("connection_reset", "tls_handshake")]
-        assert hello.observation.details["sni"] == target.host
+        assert stored(hello)["sni"] == target.host
         # The A/B half: the same address with a harmless SNI reaches the server (its
         # certificate does not name example.com, which proves the handshake got through).
         (harmless,) = differential(run, target, Layer.TLS, "sni")
-        assert harmless.observation.details["address"] == hello.observation.details["address"]
+        assert stored(harmless)["address"] == stored(hello)["address"]
         assert harmless.observation.failure == "ssl_invalid_hostname"
-        assert harmless.observation.details["certificates"]
+        assert stored(harmless)["certificates"]
     assert_untouched(run, [t for t in targets if t not in reset])
 
 
@@ -485,7 +480,7 @@ def test_sni_drop_stalls_the_handshake_a_harmless_sni_completes(
         assert failures(own(run, target, Layer.TCP)) == [(None, None)]
         assert failures(own(run, target, Layer.TLS)) == [("generic_timeout_error", "tls_handshake")]
         (harmless,) = differential(run, target, Layer.TLS, "sni")
-        assert harmless.observation.details["certificates"]
+        assert stored(harmless)["certificates"]
     assert_untouched(run, [t for t in targets if t not in stalled])
 
 
@@ -502,7 +497,7 @@ def test_tls_interception_records_the_censors_certificate(
     for target in intercepted:
         (handshake,) = own(run, target, Layer.TLS)
         assert failures([handshake]) == [("ssl_unknown_authority", "tls_handshake")]
-        details = handshake.observation.details
+        details = stored(handshake)
         assert details["verify_failure"] == "ssl_unknown_authority"
         assert INTERCEPTION_CA_ORGANIZATION in details["certificates"][0]["issuer"]
         assert not own(run, target, Layer.HTTP)
@@ -525,8 +520,8 @@ def test_http_blockpage_is_a_confirmed_iran_blockpage(
     for target in paged:
         (page,) = own(run, target, Layer.HTTP)
         assert page.observation.failure is None
-        assert page.observation.details["status"] == 403
-        assert BLOCKPAGE_MARKER in page.observation.details["body_prefix"]
+        assert stored(page)["status"] == 403
+        assert BLOCKPAGE_MARKER in stored(page)["body_prefix"]
     assert_untouched(run, [t for t in targets if t not in paged])
 
 
@@ -543,7 +538,7 @@ def test_http_reset_is_confirmed_by_a_harmless_host_on_the_same_server(
         assert failures(own(run, target, Layer.TCP)) == [(None, None)]
         assert failures(own(run, target, Layer.HTTP)) == [("connection_reset", "http_round_trip")]
         (harmless,) = differential(run, target, Layer.HTTP, "host")
-        assert harmless.observation.details["status"] == 200
+        assert stored(harmless)["status"] == 200
     assert_untouched(run, [t for t in targets if t not in cut])
 
 
@@ -561,10 +556,10 @@ def test_throttle_collapses_the_video_download_far_below_an_unthrottled_one(
     (fast,) = own(run, fast_target, Layer.HTTP)
     # The download is cut by the http timeout mid-body; the rate of what arrived is stored.
     assert failures([slow]) == [("generic_timeout_error", "read")]
-    assert slow.observation.details["status"] == 200
+    assert stored(slow)["status"] == 200
     assert fast.observation.failure is None
-    slow_kbps = slow.observation.details["throughput_kbps"]
-    fast_kbps = fast.observation.details["throughput_kbps"]
+    slow_kbps = stored(slow)["throughput_kbps"]
+    fast_kbps = stored(fast)["throughput_kbps"]
     assert slow_kbps < 200 and fast_kbps > 10 * slow_kbps, (slow_kbps, fast_kbps)
     verdicts = outcomes(run)
     assert verdicts[key(slow_target)] == blocked("throttling")

@@ -5,11 +5,22 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from analysis.export import write_measurements_csv
-from probe.model import Layer, Measurement, Observation, Operation, Run
+from probe.model import (
+    DifferentialKind,
+    HttpTransaction,
+    Layer,
+    Measurement,
+    Observation,
+    Operation,
+    RawCapture,
+    Redirect,
+    Run,
+)
 from probe.privacy import SCRUBBED, Scrubber, ScrubbingSink
 from probe.store import Store
 
@@ -44,18 +55,22 @@ def _measurement(run_id: str) -> Measurement:
         endpoint=f"http://{TELEGRAM_DC}/",
         started_at=datetime(2024, 11, 20, 9, 30, tzinfo=UTC),
         duration_ms=12.5,
-        failure=f"unknown_failure: bind {OWN_V4}:51234 -> {TELEGRAM_DC}:80: [{OWN_V6}]",
+        failure="unknown_failure",
+        failure_detail=f"bind {OWN_V4}:51234 -> {TELEGRAM_DC}:80: [{OWN_V6}]",
         failed_operation=Operation.HTTP_ROUND_TRIP,
-        details={
-            "status": 403,
-            "body_prefix": body,
-            "headers": {
-                "X-Forwarded-For": f"{OWN_V4}, {TELEGRAM_DC}",
-                "Location": f"http://[{OWN_V6}]:8080/blocked?from=%5B{OWN_V6}%5D",
-            },
-            "redirects": [f"http://{OWN_V4}/", f"http://{TELEGRAM_DC}/"],
-            OWN_V4: "an address as a key",
-        },
+        details=HttpTransaction(
+            f"http://{TELEGRAM_DC}/",
+            status=403,
+            body_prefix=body,
+            headers=(
+                ("X-Forwarded-For", f"{OWN_V4}, {TELEGRAM_DC}"),
+                ("Location", f"http://[{OWN_V6}]:8080/blocked?from=%5B{OWN_V6}%5D"),
+            ),
+            redirects=(
+                Redirect(f"http://{OWN_V4}/", 302, f"http://{TELEGRAM_DC}/"),
+                Redirect(f"http://{TELEGRAM_DC}/", 302, "/blocked"),
+            ),
+        ),
     )
     return Measurement(run_id, "telegram", "dc2", observation)
 
@@ -87,17 +102,32 @@ def test_other_addresses_and_numbers_are_left_alone(other: str) -> None:
 def test_scrubbed_measurement_keeps_the_measurement_data() -> None:
     scrubbed = Scrubber([OWN_V4, OWN_V6]).scrub_measurement(_measurement("r1"))
     observation = scrubbed.observation
-    assert observation.failure == (
-        f"unknown_failure: bind {SCRUBBED}:51234 -> {TELEGRAM_DC}:80: [{SCRUBBED}]"
+    assert observation.failure == "unknown_failure"
+    assert observation.failure_detail == (
+        f"bind {SCRUBBED}:51234 -> {TELEGRAM_DC}:80: [{SCRUBBED}]"
     )
     assert observation.endpoint == f"http://{TELEGRAM_DC}/"
-    assert observation.details["status"] == 403
-    assert observation.details["headers"]["X-Forwarded-For"] == f"{SCRUBBED}, {TELEGRAM_DC}"
-    assert observation.details["headers"]["Location"] == (
-        f"http://[{SCRUBBED}]:8080/blocked?from=%5B{SCRUBBED}%5D"
+    details = observation.details
+    assert isinstance(details, HttpTransaction)
+    assert details.status == 403
+    headers = dict(details.headers)
+    assert headers["X-Forwarded-For"] == f"{SCRUBBED}, {TELEGRAM_DC}"
+    assert headers["Location"] == f"http://[{SCRUBBED}]:8080/blocked?from=%5B{SCRUBBED}%5D"
+    assert details.redirects[0] == Redirect(f"http://{SCRUBBED}/", 302, f"http://{TELEGRAM_DC}/")
+    assert "http://10.10.34.34/" in details.body_prefix  # the blockpage stays
+
+
+def test_a_raw_capture_is_scrubbed_keys_included_and_keeps_its_record_type() -> None:
+    capture = RawCapture(
+        available=True,
+        note=f"reset from {OWN_V4}",
+        capture=MappingProxyType({OWN_V4: "an address as a key", "ttls": [64, 61]}),
     )
-    assert observation.details[SCRUBBED] == "an address as a key"
-    assert "http://10.10.34.34/" in observation.details["body_prefix"]  # the blockpage stays
+    scrubbed = Scrubber([OWN_V4]).value(capture)
+    assert isinstance(scrubbed, RawCapture)
+    assert scrubbed.differential_kind is DifferentialKind.RAW
+    assert scrubbed.note == f"reset from {SCRUBBED}"
+    assert dict(scrubbed.capture) == {SCRUBBED: "an address as a key", "ttls": [64, 61]}
 
 
 def test_scrubber_repr_does_not_reveal_the_addresses() -> None:
@@ -142,7 +172,8 @@ def test_own_address_from_blockpage_and_error_never_reaches_database_or_csv(
     assert _forms_in(_database_bytes(path)) == []
     assert _forms_in(csv_text.getvalue().encode()) == []
     assert TELEGRAM_DC in csv_text.getvalue()
-    assert stored[0].observation.details["status"] == 403
+    details = stored[0].observation.details
+    assert isinstance(details, HttpTransaction) and details.status == 403
 
 
 def test_without_the_scrubber_the_address_would_be_stored(tmp_path: Path) -> None:

@@ -12,9 +12,19 @@ import pytest
 from analysis.controls import ControlEvidence
 from analysis.rules import RULES, RULES_VERSION, Evidence, Facts, Rule, evaluate
 from analysis.verdicts import facts_for_target, verdicts_for_run
-from probe.model import Connectivity, Measurement, Run, Target, TargetKind
+from probe.model import (
+    Connectivity,
+    Details,
+    DifferentialKind,
+    Measurement,
+    Observation,
+    Redirect,
+    Run,
+    Target,
+    TargetKind,
+)
 from probe.records import Confidence, Status
-from tests.test_verdicts import (
+from tests.builders import (
     DOH,
     MITM_CA,
     control_site,
@@ -30,6 +40,7 @@ from tests.test_verdicts import (
     http,
     https_site,
     make_run,
+    protocol_probe,
     tcp,
     tls,
 )
@@ -53,11 +64,11 @@ class Scenario:
     targets: Sequence[Target] = ()
 
 
-def _site_helper(*measurements: dict[str, object], target: str = URL) -> ControlEvidence:
+def _site_helper(*measurements: Observation[Details], target: str = URL) -> ControlEvidence:
     return helper(h_target("news", target, *measurements))
 
 
-def _reached_tls(target: str = URL) -> list[dict[str, object]]:
+def _reached_tls(target: str = URL) -> list[Observation[Details]]:
     return [h_dns(HOST, [ADDR]), h_tcp(ADDR, 443), h_tls(ADDR, 443, HOST), h_http(target)]
 
 
@@ -82,7 +93,7 @@ def _tcp_fails(failure: str, control_failure: str | None = None) -> Scenario:
 
 
 def _tls_fails(
-    failure: str, control: dict[str, object] | None = None, *, issuer: str = MITM_CA
+    failure: str, control: Observation[Details] | None = None, *, issuer: str = MITM_CA
 ) -> Scenario:
     return Scenario(
         [
@@ -94,7 +105,7 @@ def _tls_fails(
     )
 
 
-def _http_fails(failure: str, control: dict[str, object] | None = None) -> Scenario:
+def _http_fails(failure: str, control: Observation[Details] | None = None) -> Scenario:
     return Scenario(
         [*https_site("news", URL, HOST, ADDR, status=None, failure=failure)],
         _site_helper(*_reached_tls()[:3], control or h_http(URL)),
@@ -150,7 +161,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
             status=302,
             body="",
             title=None,
-            redirects=[{"url": PLAIN, "status": 302, "location": "http://10.10.34.36/"}],
+            redirects=[Redirect(PLAIN, 302, "http://10.10.34.36/")],
         ),
         target=PLAIN,
     ),
@@ -164,7 +175,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
                 443,
                 "example.com",
                 "ssl_invalid_hostname",
-                differential_kind="sni",
+                differential_kind=DifferentialKind.SNI,
                 target_sni=HOST,
             ),
         ]
@@ -172,13 +183,19 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "tls.sni_timeout.differential": lambda: Scenario(
         [
             *_tls_fails("generic_timeout_error").measurements,
-            tls("news", URL, ADDR, 443, "example.com", differential_kind="sni"),
+            tls("news", URL, ADDR, 443, "example.com", differential_kind=DifferentialKind.SNI),
         ]
     ),
     "http.reset.differential": lambda: Scenario(
         _plain_http(
             http(
-                "news", PLAIN, PLAIN, ADDR, 200, host_header="example.com", differential_kind="host"
+                "news",
+                PLAIN,
+                PLAIN,
+                ADDR,
+                200,
+                host_header="example.com",
+                differential_kind=DifferentialKind.HOST,
             ),
             status=None,
             failure="connection_reset",
@@ -188,7 +205,13 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "http.timeout.differential": lambda: Scenario(
         _plain_http(
             http(
-                "news", PLAIN, PLAIN, ADDR, 404, host_header="example.com", differential_kind="host"
+                "news",
+                PLAIN,
+                PLAIN,
+                ADDR,
+                404,
+                host_header="example.com",
+                differential_kind=DifferentialKind.HOST,
             ),
             status=None,
             failure="generic_timeout_error",
@@ -275,18 +298,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         target=PLAIN,
     ),
     "protocol_filter": lambda: Scenario(
-        _dc(
-            tcp(
-                "telegram",
-                DC,
-                DC,
-                443,
-                "generic_timeout_error",
-                source="literal",
-                differential_kind="protocol",
-                payload="random",
-            )
-        ),
+        _dc(protocol_probe("telegram", DC, DC, 443, "generic_timeout_error", source="literal")),
         helper(
             h_target("telegram", DC, h_tcp(DC, 80), h_tcp(DC, 443), h_probe(DC, 443, "eof_error"))
         ),
@@ -296,15 +308,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "ok.protocol_filter_seen": lambda: Scenario(
         [
             *https_site("news", URL, HOST, ADDR),
-            tcp(
-                "news",
-                URL,
-                ADDR,
-                443,
-                "generic_timeout_error",
-                differential_kind="protocol",
-                payload="random",
-            ),
+            protocol_probe("news", URL, ADDR, 443, "generic_timeout_error"),
         ],
         _site_helper(*_reached_tls(), h_probe(ADDR, 443, "eof_error")),
     ),

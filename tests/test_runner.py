@@ -14,9 +14,20 @@ import pytest
 from aiohttp import web
 
 from probe.checks import CheckContext, Timeouts
-from probe.model import Connectivity, Layer, Measurement, Target, TargetKind
+from probe.model import (
+    Connectivity,
+    DifferentialKind,
+    DnsQuery,
+    HttpTransaction,
+    Layer,
+    Measurement,
+    Target,
+    TargetKind,
+    TlsHandshake,
+)
 from probe.resolvers import parse_resolver
 from probe.runner import RunOutcome, RunPlan, execute
+from tests.builders import record
 from tests.servers import hostile
 from tests.servers.dns_server import Behaviour, FakeNameserver
 from tests.servers.tls_certs import Pki
@@ -95,12 +106,13 @@ async def test_sni_reset_gets_a_harmless_sni_handshake_on_the_same_address() -> 
         )
         outcome = await execute(plan, "run-1", sink)
     tls = [m.observation for m in sink.all if m.layer is Layer.TLS]
-    target_sni = [o for o in tls if o.details["sni"] == "blocked.lo.test"]
-    harmless = [o for o in tls if o.details.get("differential_kind") == "sni"]
+    handshakes = [(o, record(TlsHandshake, o)) for o in tls]
+    target_sni = [o for o, d in handshakes if d.sni == "blocked.lo.test"]
+    harmless = [(o, d) for o, d in handshakes if d.differential_kind is DifferentialKind.SNI]
     assert [o.failure for o in target_sni] == ["connection_reset"]
-    assert len(harmless) == 1 and harmless[0].failure is None
-    assert harmless[0].details["target_sni"] == "blocked.lo.test"
-    assert harmless[0].endpoint == target_sni[0].endpoint
+    assert len(harmless) == 1 and harmless[0][0].failure is None
+    assert harmless[0][1].target_sni == "blocked.lo.test"
+    assert harmless[0][0].endpoint == target_sni[0].endpoint
     (result,) = outcome.results
     # The harmless half of the A/B test does not count as the target's progress.
     assert (result.reached, result.failure, result.failed_layer) == (
@@ -118,11 +130,11 @@ async def test_http_blockpage_gets_a_harmless_host_request_to_the_same_server() 
         plan = RunPlan(targets=[target], controls=[], resolvers=[parse_resolver("system")])
         await execute(plan, "run-2", sink)
     http = [m.observation for m in sink.all if m.layer is Layer.HTTP]
-    first, differential = http
-    assert first.details["status"] == 403 and first.details["method"] == "POST"
-    assert differential.details["differential_kind"] == "host"
-    assert differential.details["host_header"] == "example.com"
-    assert differential.details["status"] == 200
+    first, differential = (record(HttpTransaction, o) for o in http)
+    assert first.status == 403 and first.method == "POST"
+    assert differential.differential_kind is DifferentialKind.HOST
+    assert differential.host_header == "example.com"
+    assert differential.status == 200
 
 
 async def test_no_differential_when_the_target_answers_normally() -> None:
@@ -131,7 +143,7 @@ async def test_no_differential_when_the_target_answers_normally() -> None:
         sink = ListSink()
         await execute(RunPlan([target], [], [parse_resolver("system")]), "run-3", sink)
     assert [m.layer for m in sink.all] == [Layer.TCP, Layer.HTTP]
-    assert not any("differential_kind" in m.observation.details for m in sink.all)
+    assert not any(m.observation.differential_kind for m in sink.all)
 
 
 async def test_failed_controls_cancel_the_targets_still_in_flight() -> None:
@@ -214,7 +226,7 @@ def test_names_the_system_resolver_never_answers_do_not_starve_other_lookups(
     by_target = {m.target: m.observation for m in sink.all}
     assert by_target["d0"].failure == "generic_timeout_error"
     assert by_target["innocent"].failure is None
-    assert by_target["innocent"].details["addresses"] == ["127.0.0.1"]
+    assert record(DnsQuery, by_target["innocent"]).addresses == ("127.0.0.1",)
 
 
 async def test_a_download_cut_mid_body_gets_no_host_differential() -> None:
@@ -229,7 +241,7 @@ async def test_a_download_cut_mid_body_gets_no_host_differential() -> None:
         await asyncio.wait_for(execute(plan, "run-7", sink), timeout=10)
     fetches = [m.observation for m in sink.all if m.layer is Layer.HTTP]
     assert [(o.failure, o.failed_operation) for o in fetches] == [("generic_timeout_error", "read")]
-    assert not any("differential_kind" in o.details for o in fetches)
+    assert not any(o.differential_kind for o in fetches)
     assert len([head for head in server.received if head]) == 1  # one request (and a connect)
 
 
@@ -296,7 +308,6 @@ async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     raw = FakeRawnet()
-    monkeypatch.setattr("probe.runner.rawnet", lambda: raw)
     name = "raced.lo.test"
     async with (
         FakeNameserver({name: Behaviour.inject(["10.10.34.35"], a=["127.0.0.1"])}) as ns,
@@ -317,7 +328,9 @@ async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the
             Target("lo", "slow", TargetKind.TCP, "127.0.0.1", (hole.port,)),
         ]
         context = CheckContext(timeouts=Timeouts(connect=0.5), dns_second_answer_window=0.2)
-        plan = RunPlan(targets, [], [parse_resolver(ns.udp_spec)], context, raw_evidence=True)
+        plan = RunPlan(
+            targets, [], [parse_resolver(ns.udp_spec)], context, raw_evidence=True, rawnet=raw
+        )
         sink = ListSink()
         await asyncio.wait_for(execute(plan, "r10", sink), 10)
     tcp = [args[:2] for kind, args, _ in raw.calls if kind == "tcp"]
@@ -325,7 +338,7 @@ async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the
     # One capture per address and port, the shared one among them, never more than four.
     assert len(tcp) == 4 and len(set(tcp)) == 4 and ("127.0.0.1", shared.port) in tcp
     assert [(a[0], a[1], a[2]) for a in dns_calls] == [(ns.host, ns.port, name)]
-    captures = [m for m in sink.all if m.observation.details.get("differential_kind") == "raw"]
+    captures = [m for m in sink.all if m.observation.differential_kind is DifferentialKind.RAW]
     assert len(captures) == 5
     # Captured after every measurement ended (the blackholed connect's timeout included), so a
     # sniffer never perturbs the timings it explains.
@@ -341,14 +354,16 @@ async def test_a_capture_that_breaks_is_recorded_and_the_run_still_ends(
         async def tcp_reset_evidence(self, *args: Any) -> dict[str, Any]:
             raise RuntimeError("sniffer thread died")
 
-    monkeypatch.setattr("probe.runner.rawnet", BrokenRawnet)
     async with hostile.refused_port() as refused:
         target = Target("lo", "refused", TargetKind.TCP, "127.0.0.1", (refused.port,))
-        plan = RunPlan([target], [], [parse_resolver("system")], raw_evidence=True)
+        plan = RunPlan(
+            [target], [], [parse_resolver("system")], raw_evidence=True, rawnet=BrokenRawnet()
+        )
         sink = ListSink()
         outcome = await asyncio.wait_for(execute(plan, "r11", sink), 10)
     connect, capture = [m.observation for m in sink.all]
     assert connect.failure == "connection_refused"
-    assert capture.details["differential_kind"] == "raw"
-    assert capture.failure == "unknown_failure: RuntimeError: sniffer thread died"
+    assert capture.differential_kind is DifferentialKind.RAW
+    assert capture.failure == "unknown_failure"
+    assert capture.failure_detail == "RuntimeError: sniffer thread died"
     assert outcome.measurements == 2

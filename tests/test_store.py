@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import re
 import sqlite3
 import time
@@ -17,12 +18,18 @@ import pytest
 
 from probe.model import (
     Connectivity,
+    Details,
+    DnsQuery,
+    DnsResponse,
+    HttpTransaction,
     Layer,
     Measurement,
     NetworkInfo,
     Observation,
     Operation,
     Run,
+    TcpConnect,
+    TlsHandshake,
     new_run_id,
 )
 from probe.store import NotAProbeDatabaseError, Store, StoreError
@@ -43,6 +50,17 @@ def make_run(probe_id: str, started_at: datetime = T0, **network: object) -> Run
     )
 
 
+def _default_details(layer: Layer, endpoint: str) -> Details:
+    """An ordinary record of `layer` (the store keeps whatever the layer's record is)."""
+    if layer is Layer.DNS:
+        return DnsQuery("t.me", endpoint, "udp", addresses=("149.154.167.99",))
+    if layer is Layer.TLS:
+        return TlsHandshake("149.154.175.50", 443, "t.me")
+    if layer is Layer.HTTP:
+        return HttpTransaction(endpoint)
+    return TcpConnect("149.154.175.50", 443)
+
+
 def make_measurement(
     run_id: str,
     *,
@@ -53,7 +71,8 @@ def make_measurement(
     started_at: datetime = T0,
     failure: str | None = None,
     failed_operation: Operation | None = None,
-    details: dict[str, object] | None = None,
+    failure_detail: str | None = None,
+    details: Details | None = None,
 ) -> Measurement:
     return Measurement(
         run_id=run_id,
@@ -66,7 +85,8 @@ def make_measurement(
             duration_ms=12.345,
             failure=failure,
             failed_operation=failed_operation,
-            details=details if details is not None else {"address": "149.154.175.50", "port": 443},
+            failure_detail=failure_detail,
+            details=details if details is not None else _default_details(layer, endpoint),
         ),
     )
 
@@ -117,26 +137,28 @@ def test_run_and_measurements_survive_reopening_with_every_field(store_url: str)
                 endpoint="udp://127.0.0.1:5353",
                 failure="dns_nxdomain_error",
                 failed_operation=Operation.DNS_ROUND_TRIP,
-                details={
-                    "query": "t.me",
-                    "rcode": "NXDOMAIN",
-                    "addresses": [],
-                    "responses": [{"received_ms": 1.5, "rcode": "NXDOMAIN", "addresses": []}],
-                    "second_answer": False,
-                },
+                details=DnsQuery(
+                    "t.me",
+                    "udp://127.0.0.1:5353",
+                    "udp",
+                    rcode="NXDOMAIN",
+                    responses=(DnsResponse(1.5, "NXDOMAIN", (), False, 1),),
+                ),
             ),
             make_measurement(
                 run.id,
                 layer=Layer.HTTP,
                 endpoint="https://web.telegram.org/",
                 started_at=T0 + timedelta(seconds=1),
-                details={
-                    "status": 403,
-                    "title": "صفحه مسدود است\nblocked",
-                    "headers": [["Server", "nginx"], ["X-A", "1"]],
-                    "address": None,
-                    "body_truncated": True,
-                },
+                failure="unknown_failure",
+                failure_detail="ClientPayloadError: Response payload is not completed",
+                details=HttpTransaction(
+                    "https://web.telegram.org/",
+                    status=403,
+                    title="صفحه مسدود است\nblocked",
+                    headers=(("Server", "nginx"), ("X-A", "1")),
+                    body_truncated=True,
+                ),
             ),
         ]
         store.save_measurements(saved)
@@ -166,7 +188,9 @@ def test_run_and_measurements_survive_reopening_with_every_field(store_url: str)
     ):
         assert when is not None and when.tzinfo is UTC
     assert loaded[0].observation.failed_operation is Operation.DNS_ROUND_TRIP
-    assert loaded[1].observation.details["title"] == "صفحه مسدود است\nblocked"
+    assert isinstance(loaded[1].observation.details, HttpTransaction)
+    assert loaded[1].observation.details.title == "صفحه مسدود است\nblocked"
+    assert loaded[1].observation.failure_detail == saved[1].observation.failure_detail
 
 
 def test_timestamps_from_another_zone_come_back_as_the_same_instant_in_utc(store: Store) -> None:
@@ -291,7 +315,7 @@ def test_streaming_50k_measurements_holds_one_chunk_not_the_whole_table(store: S
     sample = total // 10
     run = make_run(store.probe_id())
     store.start_run(run)
-    details = {"address": "149.154.175.50", "port": 443, "note": "x" * 200}
+    details = TcpConnect("149.154.175.50", 443, address_source="x" * 200)
     for start in range(0, total, 5_000):
         store.save_measurements(
             [
@@ -453,3 +477,94 @@ def test_verdicts_and_platform_summaries_round_trip_and_replace_on_reanalysis(
     store.save_verdicts(run.id, [ok])
     assert [v.status for v in store.verdicts(platform="telegram")] == [Status.OK]
     assert list(store.verdicts(since=T0 + timedelta(seconds=1))) == []
+
+
+def _sqlite_execute(path: Path, sql: str, *params: object) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute(sql, params)
+
+
+@pytest.mark.parametrize(
+    ("details", "problem"),
+    [
+        ("{not json", "Expecting property name"),
+        ('{"port": 443}', "$.details.address: missing"),
+        ('{"address": "149.154.175.50", "port": "443"}', "$.details.port: expected an integer"),
+        ("[1, 2]", "$.details: expected an object"),
+    ],
+    ids=["not-json", "missing-field", "wrong-type", "not-an-object"],
+)
+def test_a_stored_row_that_does_not_parse_is_a_store_error_naming_run_and_measurement(
+    tmp_path: Path, details: str, problem: str
+) -> None:
+    path = tmp_path / "probe.db"
+    with Store.open(str(path)) as store:
+        run = make_run(store.probe_id())
+        store.start_run(run)
+        bad = make_measurement(run.id)
+        store.save_measurements([bad, make_measurement(run.id, target="dc2")])
+    # A row damaged by hand (or by another program), in a real SQLite file.
+    _sqlite_execute(path, "UPDATE measurements SET details = ? WHERE id = ?", details, bad.id)
+
+    with Store.open(str(path)) as store, pytest.raises(StoreError) as raised:
+        list(store.measurements())
+    message = str(raised.value)
+    assert f"measurement {bad.id} of run {run.id} does not parse" in message
+    assert problem in message
+    assert "\n" not in message
+
+
+def test_rows_written_before_the_typed_records_decode_without_a_migration(tmp_path: Path) -> None:
+    """The details shape the checks wrote before probe.codec (no aaaa_responses, lists for
+    tuples, an unknown failure with its text in the failure string) still reads back."""
+    path = tmp_path / "probe.db"
+    with Store.open(str(path)) as store:
+        run = make_run(store.probe_id())
+        store.start_run(run)
+        dns = make_measurement(run.id, layer=Layer.DNS, endpoint="system")
+        http = make_measurement(run.id, layer=Layer.HTTP, endpoint="http://t.me/", target="web")
+        store.save_measurements([dns, http])
+    old_dns = {
+        "query": "t.me",
+        "resolver": "system",
+        "transport": "system",
+        "rcode": None,
+        "addresses": ["149.154.167.99"],
+        "answers": [],
+        "responses": [],
+        "second_answer": False,
+        "per_type": {"A": None, "AAAA": "dns_no_answer"},
+        "retried_over_tcp": False,
+        "primary": True,
+    }
+    old_http: dict[str, object] = {
+        "url": "http://t.me/",
+        "method": "GET",
+        "status": None,
+        "headers": [],
+        "redirects": [],
+        "timings": {"connect_ms": 1.0, "ttfb_ms": None, "total_ms": 9.5},
+        "address_source": "system",
+    }
+    _sqlite_execute(
+        path, "UPDATE measurements SET details = ? WHERE id = ?", json.dumps(old_dns), dns.id
+    )
+    _sqlite_execute(
+        path,
+        "UPDATE measurements SET details = ?, failure = ? WHERE id = ?",
+        json.dumps(old_http),
+        "unknown_failure: ClientResponseError: Bad status line",
+        http.id,
+    )
+
+    with Store.open(str(path)) as store:
+        loaded = {m.id: m for m in store.measurements()}
+    record = loaded[dns.id].observation.details
+    assert isinstance(record, DnsQuery)
+    assert record.addresses == ("149.154.167.99",)
+    assert record.per_type.aaaa == "dns_no_answer" and record.primary is True
+    page = loaded[http.id].observation
+    assert isinstance(page.details, HttpTransaction)
+    assert page.details.timings.total_ms == 9.5 and page.details.address_source == "system"
+    assert page.failure == "unknown_failure"
+    assert page.failure_detail == "ClientResponseError: Bad status line"

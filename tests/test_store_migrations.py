@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, create_engine, inspect, text
 
-from probe.model import Connectivity, Layer, Operation
+from probe.model import Connectivity, Layer, Operation, TcpConnect
 from probe.store import SchemaTooNewError, Store, StoreError, latest_version, migrations
 from probe.store.migrations import Migration
 
@@ -111,7 +111,7 @@ def test_version_1_database_is_upgraded_to_the_latest_and_keeps_its_data(tmp_pat
     assert measurement.observation.started_at == datetime(
         2024, 11, 20, 9, 30, 1, 250000, tzinfo=UTC
     )
-    assert measurement.observation.details == {"address": "149.154.175.50", "port": 443}
+    assert measurement.observation.details == TcpConnect("149.154.175.50", 443)
 
 
 def test_upgraded_database_has_the_same_shape_as_a_fresh_one(tmp_path: Path) -> None:

@@ -10,9 +10,10 @@ import pytest
 from analysis.summaries import summarise
 from analysis.verdicts import verdicts_for_run
 from probe.catalog import builtin_targets
+from probe.helper.protocol import ControlTarget
 from probe.model import Measurement, Target, TargetKind
 from probe.records import GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
-from tests.test_verdicts import (
+from tests.builders import (
     control_site,
     dns,
     h_dns,
@@ -48,7 +49,7 @@ def dc_measurements(dc: str, *, timed_out: bool) -> list[Measurement]:
     return found
 
 
-def dc_helper() -> list[dict[str, object]]:
+def dc_helper() -> list[ControlTarget]:
     return [h_target("telegram", dc, h_tcp(dc, 80), h_tcp(dc, 443)) for dc in DCS]
 
 

@@ -25,6 +25,7 @@ The observation succeeds when either type returned an address.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,8 +41,18 @@ import dns.rcode
 import dns.rdatatype
 
 from probe.checks import CheckContext, Stopwatch
-from probe.failures import classify, unknown
-from probe.model import Failure, Layer, Observation, Operation
+from probe.failures import classify, split, unknown
+from probe.model import (
+    DnsAnswer,
+    DnsPerType,
+    DnsQuery,
+    DnsResponse,
+    DnsUnexpected,
+    Failure,
+    Layer,
+    Observation,
+    Operation,
+)
 from probe.resolvers import ResolverSpec, ip_text
 
 __all__ = ["resolve"]
@@ -78,8 +89,8 @@ class _Outcome:
     rdtype: str
     response: dns.message.Message | None
     failure: str | None
-    responses: tuple[dict[str, Any], ...] = ()
-    unexpected: tuple[dict[str, Any], ...] = ()
+    responses: tuple[DnsResponse, ...] = ()
+    unexpected: tuple[DnsUnexpected, ...] = ()
     retried_over_tcp: bool = False
 
 
@@ -95,13 +106,16 @@ def _addresses(message: dns.message.Message, rdtype: int) -> list[str]:
     return found
 
 
-def _summary(message: dns.message.Message, rdtype: int, received_ms: float) -> dict[str, Any]:
-    return {
-        "received_ms": received_ms,
-        "rcode": dns.rcode.to_text(message.rcode()),
-        "addresses": _addresses(message, rdtype),
-        "truncated": bool(message.flags & dns.flags.TC),
-    }
+def _summary(
+    message: dns.message.Message, rdtype: int, received_ms: float, attempt: int | None = None
+) -> DnsResponse:
+    return DnsResponse(
+        received_ms=received_ms,
+        rcode=dns.rcode.to_text(message.rcode()),
+        addresses=tuple(_addresses(message, rdtype)),
+        truncated=bool(message.flags & dns.flags.TC),
+        attempt=attempt,
+    )
 
 
 def _failure_of(message: dns.message.Message, rdtype: int) -> str | None:
@@ -114,8 +128,8 @@ def _failure_of(message: dns.message.Message, rdtype: int) -> str | None:
 def _outcome(
     query: dns.message.Message,
     response: dns.message.Message,
-    responses: Iterable[dict[str, Any]],
-    unexpected: Iterable[dict[str, Any]] = (),
+    responses: Iterable[DnsResponse],
+    unexpected: Iterable[DnsUnexpected] = (),
     *,
     retried_over_tcp: bool = False,
 ) -> _Outcome:
@@ -184,8 +198,8 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
     the first reply, and records every reply to the query id that was answered first."""
     loop = asyncio.get_running_loop()
     rdtype = query.question[0].rdtype
-    responses: list[dict[str, Any]] = []
-    unexpected: list[dict[str, Any]] = []
+    responses: list[DnsResponse] = []
+    unexpected: list[DnsUnexpected] = []
     first: dns.message.Message | None = None
     failure: str | None = None
     transport: asyncio.DatagramTransport | None = None
@@ -228,18 +242,14 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
                     if message is not None:
                         query = next(q for q in attempts if q.id == message.id)
                 if message is None:
-                    unexpected.append(
-                        {"received_ms": received_ms, "length": len(item), "reason": reason}
-                    )
+                    unexpected.append(DnsUnexpected(received_ms, len(item), reason))
                     if first is None:
                         # Garbage counts as a first reply too: give a valid one the same window
                         # to arrive, rather than waiting for the whole DNS timeout.
                         window_end = arrived + ctx.dns_second_answer_window
                         budget.reschedule(min(window_end, budget.when() or window_end))
                     continue
-                responses.append(
-                    {**_summary(message, rdtype, received_ms), "attempt": attempts.index(query) + 1}
-                )
+                responses.append(_summary(message, rdtype, received_ms, attempts.index(query) + 1))
                 if first is None:
                     first = message
                     budget.reschedule(arrived + ctx.dns_second_answer_window)
@@ -321,9 +331,7 @@ async def _https(
         if message is not None:
             summary = _summary(message, query.question[0].rdtype, received_ms)
             return _outcome(query, message, [summary])
-    note = {"received_ms": received_ms, "length": len(wire or b""), "reason": problem}
-    if status:
-        note["http_status"] = status
+    note = DnsUnexpected(received_ms, len(wire or b""), problem, http_status=status or None)
     return _failed(query, Failure.DNS_SERVER_MISBEHAVING, unexpected=(note,))
 
 
@@ -357,27 +365,8 @@ def _dedup(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _details(
-    host: str, resolver: ResolverSpec, addresses: list[str], **extra: Any
-) -> dict[str, Any]:
-    details: dict[str, Any] = {
-        "query": host,
-        "resolver": resolver.spec,
-        "transport": resolver.transport,
-        "rcode": None,
-        "addresses": addresses,
-        "answers": [],
-        "responses": [],
-        "second_answer": False,
-        "per_type": {"A": None, "AAAA": None},
-        "retried_over_tcp": False,
-    }
-    details.update(extra)
-    return details
-
-
-def _answers(outcomes: Iterable[_Outcome]) -> list[dict[str, Any]]:
-    answers: dict[tuple[str, str, str], dict[str, Any]] = {}
+def _answers(outcomes: Iterable[_Outcome]) -> tuple[DnsAnswer, ...]:
+    answers: dict[tuple[str, str, str], DnsAnswer] = {}
     for outcome in outcomes:
         if outcome.response is None:
             continue
@@ -393,10 +382,8 @@ def _answers(outcomes: Iterable[_Outcome]) -> list[dict[str, Any]]:
                     else rdata.to_text()
                 )
                 key = (kind, name, value)
-                answers.setdefault(
-                    key, {"type": kind, "value": key[2], "ttl": rrset.ttl, "name": name}
-                )
-    return list(answers.values())
+                answers.setdefault(key, DnsAnswer(kind, value, rrset.ttl, name))
+    return tuple(answers.values())
 
 
 def _combined_failure(a: str | None, aaaa: str | None) -> str:
@@ -409,7 +396,7 @@ def _combined_failure(a: str | None, aaaa: str | None) -> str:
 
 def _observation(
     host: str, resolver: ResolverSpec, watch: Stopwatch, a: _Outcome, aaaa: _Outcome
-) -> Observation:
+) -> Observation[DnsQuery]:
     addresses = _dedup(
         [
             *(_addresses(a.response, dns.rdatatype.A) if a.response else []),
@@ -417,22 +404,24 @@ def _observation(
         ]
     )
     answered = a.response or aaaa.response
-    unexpected = [{"query": o.rdtype, **note} for o in (a, aaaa) for note in o.unexpected]
-    details = _details(
-        host,
-        resolver,
-        addresses,
+    unexpected = tuple(
+        dataclasses.replace(note, query=o.rdtype) for o in (a, aaaa) for note in o.unexpected
+    )
+    details = DnsQuery(
+        query=host,
+        resolver=resolver.spec,
+        transport=resolver.transport,
         rcode=dns.rcode.to_text(answered.rcode()) if answered is not None else None,
-        rcodes={
-            o.rdtype: dns.rcode.to_text(o.response.rcode()) if o.response else None
-            for o in (a, aaaa)
-        },
+        addresses=tuple(addresses),
+        rcodes=DnsPerType(
+            *(dns.rcode.to_text(o.response.rcode()) if o.response else None for o in (a, aaaa))
+        ),
         answers=_answers((a, aaaa)),
-        responses=list(a.responses),
-        aaaa_responses=list(aaaa.responses),
+        responses=a.responses,
+        aaaa_responses=aaaa.responses,
         second_answer=resolver.transport == "udp"
         and (len(a.responses) > 1 or len(aaaa.responses) > 1),
-        per_type={"A": _plain(a.failure), "AAAA": _plain(aaaa.failure)},
+        per_type=DnsPerType(_plain(a.failure), _plain(aaaa.failure)),
         retried_over_tcp=a.retried_over_tcp or aaaa.retried_over_tcp,
         unexpected_responses=unexpected,
     )
@@ -450,7 +439,7 @@ def _observation(
 
 async def _resolve_system(
     host: str, resolver: ResolverSpec, ctx: CheckContext, watch: Stopwatch
-) -> Observation:
+) -> Observation[DnsQuery]:
     # One AF_UNSPEC call, not one per family: glibc answers an AF_UNSPEC lookup of a name in
     # /etc/hosts from the file, but an AF_INET6-only lookup of a name listed only with an IPv4
     # address falls through to DNS. A single call also mirrors what applications on the probe's
@@ -471,10 +460,10 @@ async def _resolve_system(
         return _unencodable(host, resolver, watch, f"IDNA: {exc}")
     v4 = _dedup(str(info[4][0]) for info in infos if info[0] == socket.AF_INET)
     v6 = _dedup(str(info[4][0]) for info in infos if info[0] == socket.AF_INET6)
-    per_type = {
-        "A": _plain(failure or (None if v4 else Failure.DNS_NO_ANSWER)),
-        "AAAA": _plain(failure or (None if v6 else Failure.DNS_NO_ANSWER)),
-    }
+    per_type = DnsPerType(
+        _plain(failure or (None if v4 else Failure.DNS_NO_ANSWER)),
+        _plain(failure or (None if v6 else Failure.DNS_NO_ANSWER)),
+    )
     addresses = v4 + v6
     if not addresses and failure is None:
         failure = Failure.DNS_NO_ANSWER
@@ -486,12 +475,16 @@ async def _resolve_system(
         duration_ms=watch.elapsed_ms(),
         failure=failure,
         failed_operation=Operation.RESOLVE if failure else None,
-        details=_details(host, resolver, addresses, per_type=per_type),
+        details=DnsQuery(
+            host, resolver.spec, resolver.transport, addresses=tuple(addresses), per_type=per_type
+        ),
     )
 
 
-def _unencodable(host: str, resolver: ResolverSpec, watch: Stopwatch, why: str) -> Observation:
-    failure = unknown(f"the name cannot be encoded for DNS ({why})")
+def _unencodable(
+    host: str, resolver: ResolverSpec, watch: Stopwatch, why: str
+) -> Observation[DnsQuery]:
+    failure, detail = split(unknown(f"the name cannot be encoded for DNS ({why})"))
     return Observation(
         layer=Layer.DNS,
         endpoint=resolver.spec,
@@ -499,7 +492,10 @@ def _unencodable(host: str, resolver: ResolverSpec, watch: Stopwatch, why: str) 
         duration_ms=watch.elapsed_ms(),
         failure=failure,
         failed_operation=Operation.RESOLVE,
-        details=_details(host, resolver, [], per_type={"A": failure, "AAAA": failure}),
+        failure_detail=detail,
+        details=DnsQuery(
+            host, resolver.spec, resolver.transport, per_type=DnsPerType(failure, failure)
+        ),
     )
 
 
@@ -526,7 +522,7 @@ async def _exchange_all(
     return a, aaaa
 
 
-async def resolve(host: str, resolver: ResolverSpec, ctx: CheckContext) -> Observation:
+async def resolve(host: str, resolver: ResolverSpec, ctx: CheckContext) -> Observation[DnsQuery]:
     """Resolve `host` (A and AAAA, concurrently) through `resolver`; never raises for a network
     outcome. An IP literal is returned as it is, without a query. A host with no DNS wire form
     is a recorded failure too."""
@@ -538,7 +534,7 @@ async def resolve(host: str, resolver: ResolverSpec, ctx: CheckContext) -> Obser
             endpoint=resolver.spec,
             started_at=watch.started_at,
             duration_ms=watch.elapsed_ms(),
-            details=_details(host, resolver, [literal]),
+            details=DnsQuery(host, resolver.spec, resolver.transport, addresses=(literal,)),
         )
     try:
         qname = _qname(host)

@@ -36,8 +36,15 @@ from yarl import URL
 
 from probe.checks import CheckContext, Stopwatch
 from probe.checks.tls import derive_context
-from probe.failures import classify, unknown
-from probe.model import Layer, Observation, Operation
+from probe.failures import describe, split, unknown
+from probe.model import (
+    HttpTimings,
+    HttpTransaction,
+    Layer,
+    Observation,
+    Operation,
+    Redirect,
+)
 
 # aiohttp speaks HTTP/1.1 only: offer exactly that in ALPN (as aiohttp does on its own contexts),
 # never the TLS check's h2.
@@ -267,10 +274,10 @@ class _Exchange:
     def __init__(self, ctx: CheckContext, body_keep: int) -> None:
         self.ctx = ctx
         self.hop = _HopTimes()
-        self.redirects: list[dict[str, Any]] = []
+        self.redirects: list[Redirect] = []
         self.final_url: URL | None = None
         self.status: int | None = None
-        self.headers: list[list[str]] = []
+        self.headers: tuple[tuple[str, str], ...] = ()
         self.charset = "utf-8"
         self.body = _Body(body_keep)
         self.reading = False
@@ -305,7 +312,7 @@ class _Exchange:
             # earlier ones are in `redirects`).
             self.hop = _HopTimes()
             self.final_url = url
-            self.status, self.headers = None, []
+            self.status, self.headers = None, ()
             response = await client.request(
                 method,
                 url,
@@ -320,7 +327,7 @@ class _Exchange:
                     # A session without our trace config: time the headers here.
                     self.hop.headers = time.monotonic()
                 self.status = response.status
-                self.headers = [[name, value] for name, value in response.headers.items()]
+                self.headers = tuple(response.headers.items())
                 self.charset = _charset(response)
                 target = _redirect_target(url, response)
                 if target is None:
@@ -328,11 +335,7 @@ class _Exchange:
                     await self.body.read(response, cap)
                     return None
                 self.redirects.append(
-                    {
-                        "url": str(url),
-                        "status": response.status,
-                        "location": response.headers.get("Location", ""),
-                    }
+                    Redirect(str(url), response.status, response.headers.get("Location", ""))
                 )
                 if len(self.redirects) > self.ctx.max_redirects:
                     return unknown(f"too many redirects (more than {self.ctx.max_redirects})")
@@ -354,7 +357,7 @@ async def fetch(
     host_header: str | None = None,
     session: aiohttp.ClientSession | None = None,
     max_body_bytes: int | None = None,
-) -> Observation:
+) -> Observation[HttpTransaction]:
     """Request `url` (following redirects by hand) and read its body up to a cap.
 
     address:      pin the URL's host to this IP (SNI and Host stay the URL's host); hosts met in
@@ -378,50 +381,54 @@ async def fetch(
     watch = Stopwatch()
     exchange = _Exchange(ctx, max(_TITLE_SCAN_BYTES, ctx.body_prefix_bytes))
     failure: str | None = None
+    failure_detail: str | None = None
     operation: Operation | None = None
     token = _PINS.set(MappingProxyType({origin: address} if address else {}))
     try:
         async with _session_for(ctx, session, address is not None) as client:
             async with asyncio.timeout(ctx.timeouts.http):
-                failure = await exchange.run(client, start_url, origin, method, host_header, cap)
-            if failure is not None:
+                cut = await exchange.run(client, start_url, origin, method, host_header, cap)
+            if cut is not None:
+                failure, failure_detail = split(cut)
                 operation = Operation.HTTP_ROUND_TRIP
     except Exception as exc:
         # Our asyncio.timeout arrives here as TimeoutError; a CancelledError from outside is
         # not an Exception and propagates.
-        failure = classify(exc)
+        failure, failure_detail = describe(exc)
         operation = Operation.READ if exchange.reading else Operation.HTTP_ROUND_TRIP
     finally:
         _PINS.reset(token)
     body, hop = exchange.body, exchange.hop
     head = bytes(body.head)
-    details: dict[str, Any] = {
-        "url": url,
-        "method": method,
-        "address": address,
-        "host_header": host_header or _host_header(start_url),
-        "status": exchange.status,
-        "headers": exchange.headers,
-        "body_length": body.length,
-        "body_truncated": body.truncated,
-        "body_sha256": body.digest.hexdigest(),
-        "title": _title(head, exchange.charset),
-        "body_prefix": head[: ctx.body_prefix_bytes].decode(exchange.charset, errors="replace"),
-        "redirects": exchange.redirects,
-        "final_url": str(exchange.final_url or start_url),
-        "timings": {
-            "connect_ms": _ms(hop.connect_start, hop.connect_end),
-            "ttfb_ms": _ms(hop.start, hop.headers),
-            "total_ms": watch.elapsed_ms(),
-        },
-        "throughput_kbps": body.throughput_kbps(),
-    }
+    total_ms = watch.elapsed_ms()
+    details = HttpTransaction(
+        url=url,
+        method=method,
+        address=address,
+        host_header=host_header or _host_header(start_url),
+        status=exchange.status,
+        headers=exchange.headers,
+        body_length=body.length,
+        body_truncated=body.truncated,
+        body_sha256=body.digest.hexdigest(),
+        title=_title(head, exchange.charset),
+        body_prefix=head[: ctx.body_prefix_bytes].decode(exchange.charset, errors="replace"),
+        redirects=tuple(exchange.redirects),
+        final_url=str(exchange.final_url or start_url),
+        timings=HttpTimings(
+            connect_ms=_ms(hop.connect_start, hop.connect_end),
+            ttfb_ms=_ms(hop.start, hop.headers),
+            total_ms=total_ms,
+        ),
+        throughput_kbps=body.throughput_kbps(),
+    )
     return Observation(
         layer=Layer.HTTP,
         endpoint=url,
         started_at=watch.started_at,
-        duration_ms=details["timings"]["total_ms"],
+        duration_ms=total_ms,
         failure=failure,
         failed_operation=operation,
+        failure_detail=failure_detail,
         details=details,
     )

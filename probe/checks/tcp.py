@@ -12,8 +12,8 @@ import asyncio
 import ipaddress
 
 from probe.checks import CheckContext, Stopwatch, format_endpoint
-from probe.failures import classify
-from probe.model import Layer, Observation, Operation
+from probe.failures import describe
+from probe.model import Failure, Layer, Observation, Operation, ProtocolProbe, TcpConnect
 
 # Closing is courtesy, not measurement: never let a peer that ignores our FIN (or TLS
 # close_notify) hold a check open longer than this.
@@ -40,22 +40,24 @@ async def close_quietly(writer: asyncio.StreamWriter) -> None:
         writer.transport.abort()
 
 
-async def connect(address: str, port: int, ctx: CheckContext) -> Observation:
+async def connect(address: str, port: int, ctx: CheckContext) -> Observation[TcpConnect]:
     """TCP-connect to `address`:`port` under the connect timeout, then close cleanly."""
     require_ip_address(address)
     watch = Stopwatch()
-    details = {"address": address, "port": port}
+    details = TcpConnect(address, port)
     endpoint = format_endpoint(address, port)
     try:
         async with asyncio.timeout(ctx.timeouts.connect):
             _reader, writer = await asyncio.open_connection(address, port)
     except Exception as exc:
+        failure, failure_detail = describe(exc)
         return Observation(
             layer=Layer.TCP,
             endpoint=endpoint,
             started_at=watch.started_at,
             duration_ms=watch.elapsed_ms(),
-            failure=classify(exc),
+            failure=failure,
+            failure_detail=failure_detail,
             failed_operation=Operation.CONNECT,
             details=details,
         )
@@ -82,7 +84,7 @@ PROTOCOL_PROBE_PAYLOAD = bytes.fromhex(
 )
 
 
-async def protocol_probe(address: str, port: int, ctx: CheckContext) -> Observation:
+async def protocol_probe(address: str, port: int, ctx: CheckContext) -> Observation[ProtocolProbe]:
     """Connect, send bytes that are no known protocol, and wait for any answer.
 
     A server answers garbage with an error or a close; a protocol allowlist drops the flow after
@@ -91,17 +93,12 @@ async def protocol_probe(address: str, port: int, ctx: CheckContext) -> Observat
     """
     require_ip_address(address)
     watch = Stopwatch()
-    details: dict[str, object] = {
-        "address": address,
-        "port": port,
-        "payload": "random",
-        "payload_bytes": len(PROTOCOL_PROBE_PAYLOAD),
-        "response_bytes": 0,
-    }
     endpoint = format_endpoint(address, port)
     operation = Operation.CONNECT
     failure: str | None = None
+    failure_detail: str | None = None
     writer: asyncio.StreamWriter | None = None
+    received = 0
     try:
         async with asyncio.timeout(ctx.timeouts.connect):
             reader, writer = await asyncio.open_connection(address, port)
@@ -111,11 +108,11 @@ async def protocol_probe(address: str, port: int, ctx: CheckContext) -> Observat
             await writer.drain()
             operation = Operation.READ
             answer = await reader.read(4096)
-        details["response_bytes"] = len(answer)
+        received = len(answer)
         if not answer:
-            failure = "eof_error"
+            failure = Failure.EOF_ERROR
     except Exception as exc:
-        failure = classify(exc)
+        failure, failure_detail = describe(exc)
     finally:
         if writer is not None:
             await close_quietly(writer)
@@ -126,5 +123,8 @@ async def protocol_probe(address: str, port: int, ctx: CheckContext) -> Observat
         duration_ms=watch.elapsed_ms(),
         failure=failure,
         failed_operation=operation if failure is not None else None,
-        details=details,
+        failure_detail=failure_detail,
+        details=ProtocolProbe(
+            address, port, payload_bytes=len(PROTOCOL_PROBE_PAYLOAD), response_bytes=received
+        ),
     )

@@ -25,8 +25,8 @@ from typing import Any
 
 from probe.checks import CheckContext, Stopwatch, format_endpoint
 from probe.checks.tcp import close_quietly, require_ip_address
-from probe.failures import classify
-from probe.model import Layer, Observation, Operation
+from probe.failures import describe
+from probe.model import Certificate, Layer, Observation, Operation, TlsHandshake
 
 # What a browser offers; a ClientHello without ALPN is one more trait a censor can key on.
 BROWSER_ALPN: tuple[str, ...] = ("h2", "http/1.1")
@@ -107,43 +107,43 @@ def _cert_time(value: str | None) -> str | None:
     return datetime.fromtimestamp(ssl.cert_time_to_seconds(value), UTC).isoformat()
 
 
-def _sans(entries: Any) -> list[str]:
+def _sans(entries: Any) -> tuple[str, ...]:
     # DNS names and IP addresses as plain strings (what analysis matches a host against);
     # rarer kinds keep their type so they cannot be mistaken for a host name.
     sans = []
     for kind, value in entries or ():
         sans.append(value if kind in ("DNS", "IP Address") else f"{kind}:{value}")
-    return sans
+    return tuple(sans)
 
 
-def describe_certificate(der: bytes, info: dict[str, Any] | None) -> dict[str, Any]:
-    """The details record of one certificate: its DER sha256 and, if known, its decoded fields."""
+def describe_certificate(der: bytes, info: dict[str, Any] | None) -> Certificate:
+    """The record of one certificate: its DER sha256 and, if known, its decoded fields."""
     info = info or {}
-    return {
-        "sha256": hashlib.sha256(der).hexdigest(),
-        "subject": _distinguished_name(info.get("subject")),
-        "issuer": _distinguished_name(info.get("issuer")),
-        "sans": _sans(info.get("subjectAltName")),
-        "not_before": _cert_time(info.get("notBefore")),
-        "not_after": _cert_time(info.get("notAfter")),
-    }
+    return Certificate(
+        sha256=hashlib.sha256(der).hexdigest(),
+        subject=_distinguished_name(info.get("subject")),
+        issuer=_distinguished_name(info.get("issuer")),
+        sans=_sans(info.get("subjectAltName")),
+        not_before=_cert_time(info.get("notBefore")),
+        not_after=_cert_time(info.get("notAfter")),
+    )
 
 
-def presented_chain(ssl_object: ssl.SSLObject) -> list[dict[str, Any]]:
+def presented_chain(ssl_object: ssl.SSLObject) -> tuple[Certificate, ...]:
     """The certificates the server sent, leaf first, whether or not they verified."""
     raw = getattr(ssl_object, "_sslobj", None)
     get_chain = getattr(raw, "get_unverified_chain", None)
     if get_chain is not None:
-        return [
+        return tuple(
             describe_certificate(ssl.PEM_cert_to_DER_cert(cert.public_bytes()), cert.get_info())
             for cert in get_chain() or ()
-        ]
+        )
     # Without the private chain API (other interpreters), the leaf alone, decoded only when
     # it verified (getpeercert() returns {} otherwise).
     leaf = ssl_object.getpeercert(binary_form=True)
     if not leaf:
-        return []
-    return [describe_certificate(leaf, dict(ssl_object.getpeercert() or {}))]
+        return ()
+    return (describe_certificate(leaf, dict(ssl_object.getpeercert() or {})),)
 
 
 @dataclass(slots=True)
@@ -151,6 +151,7 @@ class _Attempt:
     """The outcome of one connect + handshake."""
 
     failure: str | None = None
+    failure_detail: str | None = None
     failed_operation: Operation | None = None
     certificate_rejected: bool = False
     session: dict[str, Any] = field(default_factory=dict)
@@ -167,7 +168,8 @@ async def _attempt(
         async with asyncio.timeout(ctx.timeouts.connect):
             _reader, writer = await asyncio.open_connection(address, port)
     except Exception as exc:
-        attempt.failure, attempt.failed_operation = classify(exc), Operation.CONNECT
+        attempt.failure, attempt.failure_detail = describe(exc)
+        attempt.failed_operation = Operation.CONNECT
         return attempt
     t1 = time.monotonic()
     attempt.connect_ms = round((t1 - t0) * 1000.0, 3)
@@ -180,7 +182,8 @@ async def _attempt(
             )
     except Exception as exc:
         # loop.start_tls has closed the TCP transport already.
-        attempt.failure, attempt.failed_operation = classify(exc), Operation.TLS_HANDSHAKE
+        attempt.failure, attempt.failure_detail = describe(exc)
+        attempt.failed_operation = Operation.TLS_HANDSHAKE
         attempt.certificate_rejected = isinstance(exc, ssl.SSLCertVerificationError)
         writer.transport.abort()
         return attempt
@@ -198,28 +201,16 @@ async def _attempt(
     return attempt
 
 
-async def handshake(address: str, port: int, sni: str, ctx: CheckContext) -> Observation:
+async def handshake(
+    address: str, port: int, sni: str, ctx: CheckContext
+) -> Observation[TlsHandshake]:
     """TCP-connect to `address`:`port`, then a TLS handshake with SNI `sni`, verifying with
     ctx.ssl_context and offering a browser's ALPN list."""
     require_ip_address(address)
     watch = Stopwatch()
     first = await _attempt(address, port, sni, derive_context(ctx.ssl_context, BROWSER_ALPN), ctx)
-    details: dict[str, Any] = {
-        "address": address,
-        "port": port,
-        "sni": sni,
-        "version": None,
-        "cipher": None,
-        "alpn": None,
-        "certificates": [],
-        "verified": first.failure is None,
-        "verify_failure": first.failure if first.certificate_rejected else None,
-        "connect_ms": first.connect_ms,
-        "handshake_ms": first.handshake_ms,
-        # Set when a certificate was rejected: how the second, non-verifying handshake ended.
-        "unverified_handshake_failure": None,
-    }
-    details.update(first.session)
+    session = first.session
+    second_failure: str | None = None
     if first.certificate_rejected:
         # The chain is the evidence (an interception CA, a blockpage's certificate): fetch it
         # with one handshake that accepts anything. Its own failure is recorded, not the result.
@@ -230,8 +221,23 @@ async def handshake(address: str, port: int, sni: str, ctx: CheckContext) -> Obs
             derive_context(ctx.ssl_context, BROWSER_ALPN, verify=False),
             ctx,
         )
-        details.update(second.session)
-        details["unverified_handshake_failure"] = second.failure
+        session = {**session, **second.session}
+        second_failure = second.failure
+    details = TlsHandshake(
+        address=address,
+        port=port,
+        sni=sni,
+        version=session.get("version"),
+        cipher=session.get("cipher"),
+        alpn=session.get("alpn"),
+        certificates=session.get("certificates", ()),
+        verified=first.failure is None,
+        verify_failure=first.failure if first.certificate_rejected else None,
+        connect_ms=first.connect_ms,
+        handshake_ms=first.handshake_ms,
+        # Set when a certificate was rejected: how the second, non-verifying handshake ended.
+        unverified_handshake_failure=second_failure,
+    )
     return Observation(
         layer=Layer.TLS,
         endpoint=format_endpoint(address, port),
@@ -239,5 +245,6 @@ async def handshake(address: str, port: int, sni: str, ctx: CheckContext) -> Obs
         duration_ms=watch.elapsed_ms(),
         failure=first.failure,
         failed_operation=first.failed_operation,
+        failure_detail=first.failure_detail,
         details=details,
     )

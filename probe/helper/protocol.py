@@ -18,7 +18,8 @@ The helper answers, measuring each target with the probe's own runner and checks
                                     "duration_ms", "failure", "failed_operation", "details"}]}],
      "refused": [{"platform": str, "target": str, "reason": str}]}
 
-`details` follows the probe's Observation.details schema per layer. A refused target (the helper
+`details` is the layer's record as probe.codec writes it (docs/details.md); each measurement is
+validated with that codec, so the probe reads typed records only. A refused target (the helper
 will not connect to a non-public address) is no control at all, so it is listed apart and never
 appears in `targets`.
 
@@ -29,22 +30,30 @@ probe reads, and keys a later version 1 helper may add are ignored.
 
 from __future__ import annotations
 
-import math
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from probe.catalog import CatalogError, parse_target
-from probe.model import Layer, Observation, Operation, Target
+from probe.codec import CodecError, decode_observation, encode_observation
+from probe.model import (
+    Details,
+    DnsQuery,
+    HttpTransaction,
+    Observation,
+    ProtocolProbe,
+    Target,
+    TcpConnect,
+    TlsHandshake,
+)
 
 PROTOCOL_VERSION = 1
 MEASURE_PATH = "v1/measure"
 
 _REQUEST_KEYS = frozenset({"version", "targets"})
 _TARGET_KEYS = frozenset({"platform", "name", "kind", "host", "ports", "path", "method"})
-_LAYERS = {layer.value: layer for layer in Layer}
-_OPERATIONS = {operation.value: operation for operation in Operation}
 
 
 class ProtocolError(ValueError):
@@ -87,7 +96,7 @@ class ControlTarget:
     platform: str
     target: str
     host: str
-    measurements: tuple[Observation, ...]
+    measurements: tuple[Observation[Details], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,20 +252,6 @@ def parse_request(data: Any, limits: Limits = LIMITS) -> tuple[Target, ...]:
 # -- the response ---------------------------------------------------------------------------------
 
 
-def encode_observation(observation: Observation) -> dict[str, Any]:
-    """One measurement as the response carries it."""
-    operation = observation.failed_operation
-    return {
-        "layer": observation.layer.value,
-        "endpoint": observation.endpoint,
-        "started_at": observation.started_at.astimezone(UTC).isoformat(),
-        "duration_ms": observation.duration_ms,
-        "failure": observation.failure,
-        "failed_operation": operation.value if operation is not None else None,
-        "details": observation.details,
-    }
-
-
 def encode_response(result: HelperResult) -> dict[str, Any]:
     """The response document for `result`."""
     client = result.client
@@ -299,46 +294,61 @@ def _client(value: Any, path: str) -> ClientView:
     )
 
 
-def _started_at(value: Any, path: str) -> datetime:
-    text = _text(value, path, 64)
+def _is_ip(text: str) -> bool:
     try:
-        when = datetime.fromisoformat(text)
+        ipaddress.ip_address(text)
     except ValueError:
-        raise _fail(path, f"{text!r:.64} is not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        raise _fail(path, f"{text!r:.64} has no time zone")
-    return when.astimezone(UTC)
+        return False
+    return True
 
 
-def parse_observation(value: Any, path: str, limits: Limits = LIMITS) -> Observation:
-    """One measurement of a response, back into an Observation."""
+def _check_control(observation: Observation[Details], path: str) -> None:
+    """What a control must hold beyond its types, for analysis to trust it: addresses that are
+    IP addresses, ports in range, a DNS success with addresses, an HTTP success with a status."""
+    details, dpath = observation.details, f"{path}.details"
+    if isinstance(details, DnsQuery):
+        if not details.query.strip():
+            raise _fail(f"{dpath}.query", "expected a non-empty string")
+        for i, address in enumerate(details.addresses):
+            if not _is_ip(address):
+                raise _fail(f"{dpath}.addresses[{i}]", f"{address!r:.80} is not an IP address")
+        if observation.failure is None and not details.addresses:
+            raise _fail(dpath, "a DNS success must carry addresses")
+    elif isinstance(details, TcpConnect | ProtocolProbe | TlsHandshake):
+        if not _is_ip(details.address):
+            raise _fail(f"{dpath}.address", f"{details.address!r:.80} is not an IP address")
+        if not 0 < details.port < 65536:
+            raise _fail(f"{dpath}.port", f"expected a port number 1-65535, got {details.port}")
+        if isinstance(details, TlsHandshake) and not details.sni.strip():
+            raise _fail(f"{dpath}.sni", "expected a non-empty string")
+    elif isinstance(details, HttpTransaction):
+        try:
+            scheme = urlsplit(details.url).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in ("http", "https"):
+            raise _fail(f"{dpath}.url", f"{details.url!r:.80} is not an http(s) URL")
+        if details.status is not None and not 100 <= details.status <= 999:
+            raise _fail(f"{dpath}.status", f"{details.status} is not an HTTP status")
+        if details.status is None and observation.failure is None:
+            raise _fail(dpath, "an HTTP success must carry a status")
+        if details.body_length < 0:
+            raise _fail(f"{dpath}.body_length", "expected a non-negative integer")
+
+
+def parse_observation(value: Any, path: str, limits: Limits = LIMITS) -> Observation[Details]:
+    """One measurement of a response, validated into an Observation with its typed record (the
+    probe's codec: every field the probe reads is checked, so a record that lacks one, such as
+    a TCP connect without its address, is refused here and never reaches analysis)."""
     entry = _object(value, path)
-    raw_layer = entry.get("layer")
-    layer = _LAYERS.get(raw_layer) if isinstance(raw_layer, str) else None
-    if layer is None:
-        raise _fail(f"{path}.layer", f"expected dns, tcp, tls or http, got {raw_layer!r:.40}")
-    duration = entry.get("duration_ms")
-    if (
-        not isinstance(duration, int | float)
-        or isinstance(duration, bool)
-        or not math.isfinite(duration)
-        or duration < 0
-    ):
-        raise _fail(f"{path}.duration_ms", f"expected a non-negative number, got {duration!r:.40}")
-    raw_operation = entry.get("failed_operation")
-    operation = _OPERATIONS.get(raw_operation) if isinstance(raw_operation, str) else None
-    if raw_operation is not None and operation is None:
-        raise _fail(f"{path}.failed_operation", f"unknown operation {raw_operation!r:.40}")
-    details = _object(entry.get("details"), f"{path}.details")
-    return Observation(
-        layer=layer,
-        endpoint=_text(entry.get("endpoint"), f"{path}.endpoint", limits.max_text),
-        started_at=_started_at(entry.get("started_at"), f"{path}.started_at"),
-        duration_ms=float(duration),
-        failure=_optional_text(entry.get("failure"), f"{path}.failure", limits.max_text),
-        failed_operation=operation,
-        details=dict(details),
-    )
+    _text(entry.get("endpoint"), f"{path}.endpoint", limits.max_text)
+    _optional_text(entry.get("failure"), f"{path}.failure", limits.max_text)
+    try:
+        observation = decode_observation(entry, path)
+    except CodecError as exc:
+        raise ProtocolError(str(exc)) from None
+    _check_control(observation, path)
+    return observation
 
 
 def parse_response(data: Any, limits: Limits = LIMITS) -> HelperResult:

@@ -62,12 +62,12 @@ from probe.helper.protocol import (
     encode_response,
     parse_request,
 )
-from probe.model import Layer, Measurement, Observation, Target, new_run_id
+from probe.model import Details, DnsQuery, Measurement, Observation, Target, new_run_id
 from probe.netid.mmdb import AsnDatabase, AsnRecord
 from probe.resolvers import SYSTEM_RESOLVER, ResolverSpec
 from probe.runner import RunPlan, execute
 
-# Appears in the failure string of any check whose connect the guard refused (classify() keeps
+# Appears in the failure detail of any check whose connect the guard refused (describe() keeps
 # an unknown OSError's message), which is how the helper finds the targets to report as refused.
 REFUSAL_MARKER = "refused by the helper's address policy"
 BUDGET_MARKER = "refused: the batch used up the connections its endpoints allow"
@@ -368,24 +368,25 @@ class _MemorySink:
         self.measurements.extend(batch)
 
 
-def _refusal(observations: Sequence[Observation], policy: EgressPolicy) -> str | None:
+def _refusal(observations: Sequence[Observation[Details]], policy: EgressPolicy) -> str | None:
     """Why a measured target is no control (its answer says nothing about it, or would reveal
     the helper's own network), or None. Addresses stay out of the reason: an internal name's
     address is exactly what a caller must not learn."""
-    if any(o.failure and BUDGET_MARKER in o.failure for o in observations):
+    # The guard's refusals are unknown OSErrors: their text is the observation's failure detail.
+    if any(BUDGET_MARKER in (o.failure_detail or "") for o in observations):
         return "the batch used up the connections its endpoints allow; send fewer targets"
     reasons = sorted(
         {
             why
             for o in observations
-            if o.layer is Layer.DNS
-            for address in o.details.get("addresses") or ()
-            if isinstance(address, str) and (why := policy.reason(address)) is not None
+            if isinstance(o.details, DnsQuery)
+            for address in o.details.addresses
+            if (why := policy.reason(address)) is not None
         }
     )
     if reasons:
         return f"resolves to a non-public address ({', '.join(reasons)}); {_ALLOW_HINT}"
-    if any(o.failure and REFUSAL_MARKER in o.failure for o in observations):
+    if any(REFUSAL_MARKER in (o.failure_detail or "") for o in observations):
         return f"a redirect led to a non-public address; {_ALLOW_HINT}"
     return None
 
@@ -431,7 +432,7 @@ async def measure(
             complete = False
     finally:
         _EGRESS.reset(token)
-    observed: dict[tuple[str, str], list[Observation]] = {}
+    observed: dict[tuple[str, str], list[Observation[Details]]] = {}
     for m in sink.measurements:
         observed.setdefault((m.platform, m.target), []).append(m.observation)
     controls: list[ControlTarget] = []

@@ -41,6 +41,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
+from probe.codec import decode_details_column, encode_details_column, split_failure
 from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
 from probe.records import Confidence, GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
 from probe.store import migrations, schema
@@ -478,7 +479,9 @@ def _measurement_row(measurement: Measurement) -> dict[str, Any]:
         "failure": observation.failure,
         "failed_operation": None if operation is None else str(operation),
         # allow_nan=False: NaN/Infinity are not JSON; PostgreSQL, jq and most readers reject them.
-        "details": json.dumps(observation.details, ensure_ascii=False, allow_nan=False),
+        "details": json.dumps(
+            encode_details_column(observation), ensure_ascii=False, allow_nan=False
+        ),
     }
 
 
@@ -503,22 +506,36 @@ _OPERATIONS = {operation.value: operation for operation in Operation}
 
 
 def _measurement_from_row(row: Row[Any]) -> Measurement:
+    """A stored row as a Measurement; StoreError (naming the run and the measurement) for a row
+    whose layer, operation or details do not parse, never a traceback."""
     (id_, run_id, platform, target, endpoint, layer, started_at, duration, failure, op, details) = (
         tuple(row)
     )
+    try:
+        layer_ = _LAYERS[layer]
+        operation = None if op is None else _OPERATIONS[op]
+        record, failure_detail = decode_details_column(layer_, json.loads(details))
+    except KeyError as exc:
+        raise StoreError(
+            f"measurement {id_} of run {run_id} does not parse: unknown layer or operation {exc}"
+        ) from None
+    except (ValueError, TypeError) as exc:  # CodecError, JSONDecodeError
+        raise StoreError(f"measurement {id_} of run {run_id} does not parse: {exc}") from None
+    failure, failure_detail = split_failure(failure, failure_detail)
     return Measurement(
         id=id_,
         run_id=run_id,
         platform=platform,
         target=target,
         observation=Observation(
-            layer=_LAYERS[layer],
+            layer=layer_,
             endpoint=endpoint,
             started_at=started_at,
             duration_ms=duration,
             failure=failure,
-            failed_operation=None if op is None else _OPERATIONS[op],
-            details=json.loads(details),
+            failed_operation=operation,
+            failure_detail=failure_detail,
+            details=record,
         ),
     )
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from probe.codec import encode_details
 from probe.config import load_settings
 from probe.model import Layer, Measurement, Run, Target
 from probe.records import Verdict
@@ -306,7 +307,7 @@ class ProbeRun:
             for m in self.measurements
             if m.target == target
             and (layer is None or m.layer is layer)
-            and m.observation.details.get("differential_kind") == differential
+            and m.observation.differential_kind == differential
         ]
 
     def verdict(self, platform: str, target: str) -> Verdict:
@@ -332,12 +333,16 @@ class ProbeRun:
             for m in self.measurements:
                 if m.target == target:
                     o = m.observation
-                    kind = o.details.get("differential_kind")
+                    kind = o.differential_kind
                     lines.append(
                         f"  {o.layer.value} {o.endpoint} {kind or ''} -> {o.failure} "
                         f"{o.failed_operation} {o.duration_ms:.0f} ms"
                     )
-                    for r in o.details.get("responses") or ():
+                    # The JSON view: DNS answers and raw captures both keep `responses` there.
+                    responses = encode_details(o.details).get("responses")
+                    for r in responses if isinstance(responses, list) else ():
+                        if not isinstance(r, dict):
+                            continue
                         # DNS answers as they arrived, or raw packets: what a race looked like.
                         shown = {k: r.get(k) for k in RESPONSE_KEYS}
                         lines.append(f"    response {shown}")

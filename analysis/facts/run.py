@@ -1,0 +1,109 @@
+"""What the verdicts read across the whole run rather than one target: the controls (a helper's
+and the run's own DoH answers), IPv6 health, the control sites' download rate, and every A/B
+half that got through, by (address, port), so that a harmless half recorded under another
+target pairs as well.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from analysis.controls import ControlEvidence, controls_from_measurements, normalise_host
+from analysis.facts.attempts import (
+    Endpoint,
+    address,
+    endpoint,
+    handshake_reached_server,
+    is_plain_http,
+    is_v6,
+    strip_port,
+)
+from analysis.model import AsnLookup
+from analysis.rules import UNREACHABLE
+from probe.model import HttpTransaction, Layer, Measurement, Operation, Run, TlsHandshake
+
+# Throttling: a download must be long enough for its rate not to be dominated by latency (a
+# short body reads slow on any line); the lab's 2 KB control pages read at gigabits.
+MIN_THROTTLE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RunIndex:
+    run: Run
+    controls: ControlEvidence
+    asn_of: AsnLookup | None
+    ipv6_broken: bool
+    control_kbps: float | None
+    control_site_ids: tuple[str, ...]
+    # (address, port) -> (sni, measurement id) of every handshake in the run that reached a server.
+    tls_reached: Mapping[Endpoint, tuple[tuple[str, str], ...]]
+    # (address, port) -> (host header, measurement id) of every HTTP request answered.
+    http_answered: Mapping[Endpoint, tuple[tuple[str, str], ...]]
+
+
+def ipv6_broken_everywhere(measurements: Iterable[Measurement]) -> bool:
+    """True when the run tried IPv6 connects and every one failed with host/network unreachable:
+    the probe's LAN has no IPv6 (a known false positive of censorship measurement)."""
+    failures: list[str | None] = []
+    for m in measurements:
+        obs = m.observation
+        connect = m.layer is Layer.TCP or (
+            m.layer is Layer.TLS and obs.failed_operation is Operation.CONNECT
+        )
+        if connect and is_v6(address(obs.details)):
+            failures.append(m.failure)
+    return bool(failures) and all(f in UNREACHABLE for f in failures)
+
+
+def index_run(
+    run: Run,
+    measurements: Sequence[Measurement],
+    controls: ControlEvidence | None,
+    asn_of: AsnLookup | None,
+    control_platforms: Collection[str],
+) -> RunIndex:
+    rates, rate_ids = [], []
+    tls_reached: dict[Endpoint, list[tuple[str, str]]] = {}
+    http_answered: dict[Endpoint, list[tuple[str, str]]] = {}
+    for m in measurements:
+        d = m.observation.details
+        control_site = m.platform in control_platforms and m.failure is None
+        # A short page arrives with its headers, so its "rate" measures the host's memory, not
+        # the path: long downloads only.
+        if (
+            control_site
+            and isinstance(d, HttpTransaction)
+            and d.throughput_kbps is not None
+            and d.body_length >= MIN_THROTTLE_BYTES
+        ):
+            rates.append(d.throughput_kbps)
+            rate_ids.append(m.id)
+        where = endpoint(d)
+        if where is None:
+            continue
+        if isinstance(d, TlsHandshake) and handshake_reached_server(m.failure, d):
+            if d.sni:
+                tls_reached.setdefault(where, []).append((normalise_host(d.sni), m.id))
+        elif (
+            isinstance(d, HttpTransaction)
+            and d.status is not None
+            and is_plain_http(d)
+            and d.host_header
+        ):
+            # Only plain-HTTP answers pair with a Host A/B test: an HTTPS answer on the same
+            # address and port says nothing about a plain-HTTP request's Host header.
+            http_answered.setdefault(where, []).append((strip_port(d.host_header), m.id))
+    own = controls_from_measurements(measurements)
+    return RunIndex(
+        run=run,
+        controls=own if controls is None else controls.merged(own),
+        asn_of=asn_of,
+        ipv6_broken=ipv6_broken_everywhere(measurements),
+        control_kbps=round(statistics.median(rates), 1) if rates else None,
+        control_site_ids=tuple(rate_ids),
+        tls_reached=MappingProxyType({k: tuple(v) for k, v in tls_reached.items()}),
+        http_answered=MappingProxyType({k: tuple(v) for k, v in http_answered.items()}),
+    )
