@@ -146,10 +146,17 @@ def test_run_measures_every_layer_and_stores_it(site: Site) -> None:
     assert by_target["nx.lo.test"]["failure"] == "dns_nxdomain_error"
     assert by_target["plain-post"]["reached"] == "tcp"  # plain HTTP to a TLS port: no HTTP answer
 
+    # The module's database is shared with the other tests' runs, in any order: this run's rows.
+    run_id = document["run_id"]
     with sqlite3.connect(site.db) as db:
-        layers = {row[0] for row in db.execute("select layer from measurements")}
-        (stored,) = db.execute("select count(*) from measurements").fetchone()
-        run = db.execute("select connectivity, interrupted, finished_at from runs").fetchone()
+        where = ("select layer from measurements where run_id = ?", (run_id,))
+        layers = {row[0] for row in db.execute(*where)}
+        (stored,) = db.execute(
+            "select count(*) from measurements where run_id = ?", (run_id,)
+        ).fetchone()
+        run = db.execute(
+            "select connectivity, interrupted, finished_at from runs where id = ?", (run_id,)
+        ).fetchone()
     assert layers == {"dns", "tcp", "tls", "http"}
     assert stored == document["measurements"]
     assert run[0] == "ok" and not run[1] and run[2]
