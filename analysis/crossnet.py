@@ -40,8 +40,7 @@ DEFAULT_WINDOW = timedelta(hours=1)
 MAX_CONTROLS_CITED = 20
 
 # The runner's extra measurements (A/B halves, protocol probes, packet captures) are not attempts
-# at the target itself (probe/runner.py marks them in details["differential_kind"]).
-_DIFFERENTIAL_KEY = "differential_kind"
+# at the target itself: Observation.differential_kind is set on them (probe.model.DifferentialKind).
 _LAYERS = (Layer.DNS, Layer.TCP, Layer.TLS, Layer.HTTP)
 # Short technique names for the failure seen here ("tls.reset", "tcp.timeout").
 _SHORT = {
@@ -93,7 +92,7 @@ class CrossReport:
 
 
 def _own_attempts(measurements: Iterable[Measurement]) -> list[Measurement]:
-    return [m for m in measurements if not m.observation.details.get(_DIFFERENTIAL_KEY)]
+    return [m for m in measurements if m.observation.differential_kind is None]
 
 
 def failing_layer(measurements: Sequence[Measurement]) -> tuple[Layer, str] | None:
@@ -113,7 +112,7 @@ def judge(
 ) -> CrossVerdict | None:
     """The derived verdict for `verdict` given other networks' attempts at `layer`, or None when
     no other network measured it."""
-    attempts = [p for p in peers if not p.measurement.observation.details.get(_DIFFERENTIAL_KEY)]
+    attempts = [p for p in peers if p.measurement.observation.differential_kind is None]
     if not attempts:
         return None
     reached = [p for p in attempts if p.measurement.failure is None]

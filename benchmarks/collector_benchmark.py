@@ -40,7 +40,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from probe.collector.batch import compress, encode_batch
 from probe.collector.server import BATCHES_PATH
-from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.model import (
+    Certificate,
+    Connectivity,
+    Layer,
+    Measurement,
+    NetworkInfo,
+    Observation,
+    Operation,
+    Run,
+    TlsHandshake,
+)
 from probe.records import Status, Verdict
 from probe.store import Store
 from probe.store.uploads import Batch, add_token
@@ -94,14 +104,16 @@ def probe_batches(probe: int, batches: int, size: int, start: datetime) -> list[
                     duration_ms=31.25 + i % 17,
                     failure="connection_reset" if i % 3 else None,
                     failed_operation=Operation.TLS_HANDSHAKE if i % 3 else None,
-                    details={
-                        "address": f"149.154.{i % 200}.{i % 250}",
-                        "port": 443,
-                        "sni": f"t{i % 40}.example.org",
-                        "tls_version": None if i % 3 else "TLSv1.3",
-                        "cipher": None if i % 3 else "TLS_AES_128_GCM_SHA256",
-                        "certificates": [] if i % 3 else [{"subject": "CN=example.org"}],
-                    },
+                    details=TlsHandshake(
+                        f"149.154.{i % 200}.{i % 250}",
+                        443,
+                        f"t{i % 40}.example.org",
+                        version=None if i % 3 else "TLSv1.3",
+                        cipher=None if i % 3 else "TLS_AES_128_GCM_SHA256",
+                        certificates=()
+                        if i % 3
+                        else (Certificate("ab" * 32, subject="CN=example.org"),),
+                    ),
                 ),
             )
             for i in range(size)

@@ -13,7 +13,16 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.model import (
+    Connectivity,
+    Layer,
+    Measurement,
+    NetworkInfo,
+    Observation,
+    Operation,
+    Run,
+    TlsHandshake,
+)
 from probe.records import Status, Verdict
 from probe.store import Store
 
@@ -151,7 +160,7 @@ def fill_probe(
                     duration_ms=12.5,
                     failure=failure,
                     failed_operation=None if failure is None else Operation.TLS_HANDSHAKE,
-                    details={"sni": f"t{i}.example", "tls_version": None, "peer": "192.0.2.1"},
+                    details=TlsHandshake(f"192.0.2.{i % 250 + 1}", 443, f"t{i}.example"),
                 ),
             )
             for i in range(measurements)
