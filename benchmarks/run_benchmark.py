@@ -662,28 +662,6 @@ def _experiment_shared_http_session() -> None:
     http.fetch = fetch
 
 
-def _experiment_scrub_prefilter() -> None:
-    """Scrubber.text looks for addresses in every string of every measurement (dict keys, header
-    values, body prefixes) with a per-character generator and then regex runs that parse
-    candidates with ipaddress. Proposed: return early, at C speed, from strings that cannot hold
-    an own address: an IPv4 form (dotted, dashed, reversed, zero-padded) contains each octet's
-    decimal digits as a substring, and an IPv6 form (embedded IPv4 included) has two colons."""
-    from probe import privacy
-
-    original = privacy.Scrubber.text
-    octets: dict[int, list[tuple[str, ...]]] = {}
-
-    def text(self: privacy.Scrubber, value: str) -> str:
-        own = octets.get(id(self))
-        if own is None:
-            own = octets[id(self)] = [tuple(str(b) for b in a.packed) for a in self._v4]
-        if value.count(":") < 2 and not any(all(o in value for o in a) for a in own):
-            return value
-        return original(self, value)
-
-    privacy.Scrubber.text = text  # type: ignore[method-assign]
-
-
 def _experiment_uvloop() -> None:
     """uvloop's event loop (C, with a C TLS transport) instead of asyncio's, whose SSL protocol is
     pure Python. uvloop is no project dependency: run the benchmark with an interpreter that has
@@ -701,7 +679,6 @@ EXPERIMENTS: dict[str, Callable[[], None]] = {
     "depth-first": _experiment_depth_first,
     "dns-own-limiter": _experiment_dns_own_limiter,
     "shared-http-session": _experiment_shared_http_session,
-    "scrub-prefilter": _experiment_scrub_prefilter,
     "uvloop": _experiment_uvloop,
 }
 
