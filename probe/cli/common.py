@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from analysis.events import DetectorParams
 from probe.cli.base import EXIT_ERROR, err
+from probe.cli.terminal import plain
 from probe.config import Settings, database_location, load_settings
 from probe.store import Store
 
@@ -92,7 +92,7 @@ def detector_params(settings: Settings) -> DetectorParams:
         return DetectorParams.from_mapping(settings.events)
     except ValueError as exc:
         where = f"{settings.source}: " if settings.source else ""
-        err.print(f"[red]error:[/red] {escape(where + str(exc))}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {plain(where + str(exc))}", soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
 
 

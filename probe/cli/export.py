@@ -38,6 +38,7 @@ from probe.cli.common import (
     parse_when,
     settings_from,
 )
+from probe.cli.terminal import plain
 from probe.records import Verdict
 
 
@@ -121,4 +122,4 @@ def register(app: typer.Typer) -> None:
                         write_events_csv if as_csv else write_events_jsonl
                     )
                     count = write_events(detect_events(verdicts, params), out)
-        err.print(f"exported {count} {what.value} to {target}")
+        err.print(f"exported {count} {what.value} to {plain(target)}", soft_wrap=True)

@@ -18,6 +18,7 @@ import typer
 
 from probe.cli.base import err, user_errors
 from probe.cli.common import ConfigOption, parse_listen, settings_from
+from probe.cli.terminal import plain
 from probe.config import ConfigError
 from probe.helper.server import HelperConfig, serve
 from probe.netid.mmdb import AsnDatabase
@@ -38,8 +39,8 @@ def read_token(token_file: Path | None) -> str:
             raise ConfigError(f"--token-file {token_file}: cannot read it ({exc})") from None
         if token_file.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             err.print(
-                f"[yellow]warning:[/yellow] {token_file} is readable by other users "
-                f"(chmod 600 {token_file})",
+                f"[yellow]warning:[/yellow] {plain(token_file)} is readable by other users "
+                f"(chmod 600 {plain(token_file)})",
                 soft_wrap=True,
             )
         where = f"--token-file {token_file}"
@@ -154,7 +155,7 @@ def register(app: typer.Typer) -> None:
 
         def ready(url: str) -> None:
             policy = "private addresses allowed" if allow_private else "public addresses only"
-            err.print(f"probe helper listening on {url} ({policy})", soft_wrap=True)
+            err.print(f"probe helper listening on {plain(url)} ({policy})", soft_wrap=True)
 
         # Probes, their measurements and whoever floods the port share the descriptors: as many
         # as the host allows, and serve() keeps its connections within them.

@@ -20,11 +20,11 @@ from typing import Annotated, Any, Literal
 import dns.message
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from probe.cli.base import EXIT_ERROR, EXIT_NO_CONSENT, err, user_errors
 from probe.cli.common import RisksOption
+from probe.cli.terminal import plain
 from probe.consent import default_consent_path, require_consent
 from probe.rawnet import locate_interference, raw_capability
 
@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
         payload, default_port, protocol, described = _trigger(sni, host, dns_name)
         capability = raw_capability()
         if not capability.available:
-            err.print(f"[red]error:[/red] {escape(capability.note or 'raw sockets unavailable')}")
+            err.print(f"[red]error:[/red] {plain(capability.note or 'raw sockets unavailable')}")
             raise typer.Exit(EXIT_ERROR)
         address = _address(target)
         if not require_consent(sys.stdin.isatty(), i_understand_the_risks, default_consent_path()):
@@ -157,8 +157,8 @@ def register(app: typer.Typer) -> None:
             for column in ("hop", "time-exceeded from", "what came back", ""):
                 table.add_column(column, overflow="fold")
             for hop in details.get("hops", ()):
-                table.add_row(str(hop.get("ttl")), *_hop_row(hop))
+                table.add_row(*map(plain, (hop.get("ttl"), *_hop_row(hop))))
             Console().print(table)
-            Console().print(escape(str(details.get("note") or details.get("failure") or "")))
+            Console().print(plain(details.get("note") or details.get("failure") or ""))
         if not details.get("available"):
             raise typer.Exit(EXIT_ERROR)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from probe.cli.base import EXIT_ERROR, err, user_errors
+from probe.cli.terminal import plain
 from probe.store.merge import MERGED_TABLES, merge_databases
 
 
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
                 "unknown" if asn is None else f"AS{asn}" for asn in result.networks
             )
             out.print(
-                f"[bold]{escape(result.source)}[/bold] (schema {result.schema_version}): "
+                f"[bold]{plain(result.source)}[/bold] (schema {result.schema_version}): "
                 f"{result.probes} probe(s) on {len(result.networks)} network(s)"
                 + (f" ({networks})" if networks else "")
             )
@@ -57,6 +57,6 @@ def register(app: typer.Typer) -> None:
             )
             out.print(f"  {counts}")
         err.print(
-            f"merged {len(merged.sources)} database(s) into {escape(merged.destination)}: "
+            f"merged {len(merged.sources)} database(s) into {plain(merged.destination)}: "
             f"{merged.added():,} new rows"
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.console import RenderableType
-from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +18,7 @@ from analysis.report.labels import (
     rate_text,
 )
 from analysis.report.model import Report
+from probe.cli.terminal import plain, visible
 from probe.helper.client import HelperUnavailable
 from probe.helper.protocol import HelperResult
 from probe.records import PlatformSummary, Verdict
@@ -38,7 +38,7 @@ _STYLE = {
 
 def _styled(status: str) -> str:
     style = _STYLE.get(status)
-    return f"[{style}]{status}[/{style}]" if style else escape(status)
+    return f"[{style}]{status}[/{style}]" if style else plain(status)
 
 
 def control_note(helper: HelperResult | HelperUnavailable | None) -> str:
@@ -66,23 +66,23 @@ def verdict_tables(
         platforms.add_column(column, overflow="fold")
     for summary in summaries:
         platforms.add_row(
-            summary.platform,
+            plain(summary.platform),
             _styled(summary.status),
             f"{summary.blocked}/{summary.total}",
-            ", ".join(summary.techniques) or "-",
-            escape(summary.detail),
+            plain(", ".join(summary.techniques) or "-"),
+            plain(summary.detail),
         )
     targets = Table(title="Verdicts per target")
     for column in ("platform", "target", "verdict", "technique", "confidence", "why"):
         targets.add_column(column, overflow="fold")
     for v in verdicts:
         targets.add_row(
-            v.platform,
-            escape(v.target),
+            plain(v.platform),
+            plain(v.target),
             _styled(v.status),
-            v.technique or "-",
+            plain(v.technique or "-"),
             v.confidence.value if v.confidence else "-",
-            escape(v.detail),
+            plain(v.detail),
         )
     return [platforms, targets]
 
@@ -107,24 +107,24 @@ def report_tables(report: Report) -> list[RenderableType]:
     ]
     for platform in report.platforms:
         several = len(platform.states) > 1
-        out.append(Rule(f"[bold]{escape(platform.platform)}[/bold]", align="left"))
-        state = Table(title=f"{platform.platform}: current state (newest run per network)")
+        out.append(Rule(f"[bold]{plain(platform.platform)}[/bold]", align="left"))
+        state = Table(title=f"{plain(platform.platform)}: current state (newest run per network)")
         for column in ("network", "status", "blocked", "techniques", "hosts", "as of (UTC)"):
             state.add_column(column, overflow="fold")
         state.add_column("detail", overflow="fold", ratio=1)
         for s in platform.states:
             state.add_row(
-                escape(network_label(s.asn, s.as_name)) + (f" ({s.country})" if s.country else ""),
+                plain(network_label(s.asn, s.as_name) + (f" ({s.country})" if s.country else "")),
                 _styled(s.summary.status),
                 f"{s.summary.blocked}/{s.summary.total}",
-                escape(", ".join(s.summary.techniques)) or "-",
+                plain(", ".join(s.summary.techniques)) or "-",
                 str(s.hosts),
                 format_when(s.measured_at),
-                escape(s.summary.detail),
+                plain(s.summary.detail),
             )
         out.append(state)
 
-        targets = Table(title=f"{platform.platform}: latest verdict per target")
+        targets = Table(title=f"{plain(platform.platform)}: latest verdict per target")
         columns = ["network"] if several else []
         columns += ["target", "verdict", "technique", "confidence", "failures", "measured (UTC)"]
         for column in columns:
@@ -132,23 +132,23 @@ def report_tables(report: Report) -> list[RenderableType]:
         targets.add_column("why", overflow="fold", ratio=1)
         for target in platform.targets:
             v = target.verdict
-            row = [network_label(v.asn)] if several else []
+            row = [plain(network_label(v.asn))] if several else []
             row += [
-                escape(v.target),
+                plain(v.target),
                 _styled(v.status),
-                escape(v.technique or "-"),
+                plain(v.technique or "-"),
                 v.confidence.value if v.confidence else "-",
-                escape(", ".join(target.failures)) or "-",
+                plain(", ".join(target.failures)) or "-",
                 format_when(v.measured_at),
-                escape(v.detail),
+                plain(v.detail),
             ]
             targets.add_row(*row)
         out.append(targets)
 
         if not platform.events:
-            out.append(Text(f"{platform.platform}: no events in the period."))
+            out.append(Text(visible(f"{platform.platform}: no events in the period.")))
             continue
-        events = Table(title=f"{platform.platform}: events")
+        events = Table(title=f"{plain(platform.platform)}: events")
         for column in ("kind", "network(s)", "technique", "onset (UTC)", "end (UTC)"):
             events.add_column(column, overflow="fold")
         events.add_column("targets", overflow="fold", ratio=1)
@@ -157,11 +157,11 @@ def report_tables(report: Report) -> list[RenderableType]:
         for e in platform.events:
             events.add_row(
                 _styled(e.kind),
-                networks_label(e.networks),
-                escape(e.technique or "-"),
+                plain(networks_label(e.networks)),
+                plain(e.technique or "-"),
                 format_when(e.onset),
                 "ongoing" if e.end is None else format_when(e.end),
-                escape(", ".join(e.targets)),
+                plain(", ".join(e.targets)),
                 str(e.hosts),
                 rate_text(e.rate),
             )
@@ -179,13 +179,13 @@ def _measurement_tables(report: Report) -> list[RenderableType]:
         table.add_column(column, overflow="fold")
     for m in report.latest_measurements:
         obs = m.observation
-        result = "[green]ok[/green]" if obs.ok else f"[red]{escape(str(obs.failure))}[/red]"
+        result = "[green]ok[/green]" if obs.ok else f"[red]{plain(str(obs.failure))}[/red]"
         when = obs.started_at.strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(
-            escape(m.platform),
-            escape(m.target),
+            plain(m.platform),
+            plain(m.target),
             obs.layer.value,
-            escape(obs.endpoint),
+            plain(obs.endpoint),
             result,
             when,
         )

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from analysis.report.build import build_report
 from analysis.report.page import render_html
@@ -27,6 +26,7 @@ from probe.cli.common import (
     settings_from,
 )
 from probe.cli.render import report_tables
+from probe.cli.terminal import plain
 
 
 def register(app: typer.Typer) -> None:
@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
             )
         if html is not None:
             html.write_text(render_html(built), encoding="utf-8")
-            err.print(f"wrote the HTML report to {escape(str(html))}")
+            err.print(f"wrote the HTML report to {plain(html)}")
         console = Console()
         for renderable in report_tables(built):
             console.print(renderable)

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.export import verdict_record
@@ -20,7 +19,6 @@ from probe.cli.base import (
     EXIT_NO_CONNECTIVITY,
     EXIT_NO_CONSENT,
     err,
-    plain,
     user_errors,
 )
 from probe.cli.common import (
@@ -32,6 +30,7 @@ from probe.cli.common import (
     settings_from,
 )
 from probe.cli.render import control_note, no_connectivity_message, verdict_tables
+from probe.cli.terminal import plain
 from probe.consent import default_consent_path, require_consent
 from probe.lock import RunInProgressError, RunLock
 from probe.model import Connectivity, utcnow
@@ -112,12 +111,14 @@ def register(app: typer.Typer) -> None:
             lock = RunLock()
             lock.acquire()
         except RunInProgressError as exc:
-            err.print(f"{exc}; this run exits without measuring.")
+            err.print(f"{plain(exc)}; this run exits without measuring.")
             raise typer.Exit(EXIT_BUSY) from None
         bar = _ProgressBar() if err.is_terminal and not as_json and not unattended else None
         try:
             if lock.stale is not None:
-                err.print(f"note: took over the lock of a run that died ({lock.stale.describe()})")
+                err.print(
+                    f"note: took over the lock of a run that died ({plain(lock.stale.describe())})"
+                )
             report = run_once(settings, plan=plan, db=db, progress=bar, notes=_show)
         except KeyboardInterrupt:
             # Outside the measuring itself (asking the helper, deciding verdicts): nothing to show.
@@ -191,7 +192,7 @@ def _render(report: RunReport, as_json: bool) -> None:
         return
     for table in verdict_tables(analysis.summaries, analysis.verdicts):
         out.print(table)
-    out.print(escape(note))
+    out.print(plain(note))
     out.print(
         f"run {record.id}: {outcome.measurements} measurements stored; "
         f"network connectivity {outcome.connectivity.value}"

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from probe.cli.base import EXIT_ERROR, EXIT_NO_CONSENT, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, RisksOption
+from probe.cli.terminal import plain, visible
 from probe.config import find_config, load_settings
 from probe.consent import default_consent_path, require_consent
 from probe.schedule.cadence import Cadence, parse_duration
@@ -31,14 +32,14 @@ def schedule_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ScheduleError as exc:
-            err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            err.print(f"[red]error:[/red] {plain(exc)}", soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper
 
 
 def _say(text: str) -> None:
-    err.print(text, markup=False, highlight=False, soft_wrap=True)
+    err.print(visible(text), markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
         out.print(f"runs: {' '.join(done.job.argv)}", soft_wrap=True, markup=False)
         out.print(f"log: {done.job.log_path}", soft_wrap=True, markup=False)
         for warning in done.warnings:
-            err.print(f"[yellow]note:[/yellow] {warning}", soft_wrap=True)
+            err.print(f"[yellow]note:[/yellow] {plain(warning)}", soft_wrap=True)
 
     @schedule_app.command("status")
     @user_errors
@@ -115,7 +116,7 @@ def _render_status(state: ScheduleStatus) -> None:
         every = state.every or "?"
         jitter = state.jitter if state.jitter not in (None, "0") else None
         extra = f" + up to {jitter} random delay" if jitter else ""
-        out.print(f"scheduled with {state.backend}: every {every}{extra}", soft_wrap=True)
+        out.print(plain(f"scheduled with {state.backend}: every {every}{extra}"), soft_wrap=True)
         rows = (
             ("entry", state.entry),
             ("enabled", state.enabled),
@@ -125,13 +126,17 @@ def _render_status(state: ScheduleStatus) -> None:
         )
         for label, value in rows:
             if value:
-                out.print(f"  {label}: {value}", markup=False, soft_wrap=True)
+                out.print(visible(f"  {label}: {value}"), markup=False, soft_wrap=True)
     if state.log_updated is not None:
         when = state.log_updated.isoformat(timespec="seconds")
-        out.print(f"log: {state.log_path} (updated {when})", markup=False, soft_wrap=True)
+        out.print(visible(f"log: {state.log_path} (updated {when})"), markup=False, soft_wrap=True)
         if state.log_last_line:
-            out.print(f"  last line: {state.log_last_line}", markup=False, soft_wrap=True)
+            # The log holds what a run printed: names from test lists, servers' titles.
+            line = visible(state.log_last_line)
+            out.print(f"  last line: {line}", markup=False, soft_wrap=True)
     else:
-        out.print(f"log: {state.log_path} (no unattended run yet)", markup=False, soft_wrap=True)
+        out.print(
+            visible(f"log: {state.log_path} (no unattended run yet)"), markup=False, soft_wrap=True
+        )
     for warning in state.warnings:
-        err.print(f"[yellow]note:[/yellow] {warning}", soft_wrap=True)
+        err.print(f"[yellow]note:[/yellow] {plain(warning)}", soft_wrap=True)

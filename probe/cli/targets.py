@@ -6,8 +6,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from probe.cli.base import plain, print_skipped, user_errors
+from probe.cli.base import print_skipped, user_errors
 from probe.cli.common import ConfigOption, PlatformOption, TestListOption, settings_from
+from probe.cli.terminal import plain
 from probe.targets import select_targets
 
 
