@@ -39,6 +39,12 @@ one line; the original stays in details_json), so a file splits into rows on new
 Rows end with "\\n"; quoting is RFC 4180 style (the csv module's; details_json is always quoted),
 which pandas, R and csv.DictReader read. The verdict and event exports follow the same rules.
 
+Formula injection (OWASP, "CSV Injection"): a text cell that begins with =, +, -, @, a tab or a
+carriage return (also after leading blanks) is written with a leading ' so that a spreadsheet
+shows it as text instead of running it (a page title "=HYPERLINK(...)" or "@SUM(...)" is
+server-controlled). Numbers are never prefixed; details_json starts with "{"; JSON Lines keep
+every value as it was.
+
 JSON Lines (JSONL_FIELDS): one object per line with the same keys, except that `details_json`
 becomes `details`, the object itself; numbers stay numbers and empty cells are null.
 
@@ -246,7 +252,7 @@ def write_measurements_csv(
     write = out.write
     for values in rows:
         details = values.pop()
-        writer.writerow(values)
+        writer.writerow([inert_cell(v) for v in values])
         write(',"' + _compact_json(details).replace('"', '""') + '"\n')
         count += 1
     return count
@@ -315,7 +321,8 @@ def write_verdicts_csv(verdicts: Iterable[Verdict], out: TextIO) -> int:
     for verdict in verdicts:
         values = _verdict_values(verdict)
         values[evidence] = " ".join(values[evidence])
-        writer.writerow(values)  # None is an empty cell; no column here holds a float or bool
+        # None is an empty cell; no column here holds a float or bool.
+        writer.writerow([inert_cell(v) for v in values])
         count += 1
     return count
 
@@ -359,7 +366,7 @@ def write_events_csv(events: Iterable[Event], out: TextIO) -> int:
             UNKNOWN_NETWORK if asn is None else str(asn) for asn in record["networks"]
         )
         record["targets"] = " ".join(record["targets"])
-        writer.writerow([_csv_cell(record[name]) for name in EVENT_COLUMNS])
+        writer.writerow([inert_cell(_csv_cell(record[name])) for name in EVENT_COLUMNS])
         count += 1
     return count
 
@@ -487,6 +494,22 @@ def _one_line(value: Any) -> str | None:
 def _one_line_cached(text: str) -> str:
     """_one_line for values that repeat on every row (platform, target, endpoint, failure)."""
     return " ".join(text.splitlines()) if _LINE_BREAK.search(text) else text
+
+
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+_FORMULA_START = frozenset("=+-@\t\r")
+
+
+def inert_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet cannot run: text that starts like a formula gets a leading '."""
+    # Also behind leading blanks: a CR in a cell becomes a space here, and some spreadsheets
+    # skip blanks before a formula.
+    if isinstance(value, str) and (
+        value[:1] in _FORMULA_START
+        or (value[:1].isspace() and value.lstrip()[:1] in _FORMULA_START)
+    ):
+        return "'" + value
+    return value
 
 
 def _csv_cell(value: Any) -> str:

