@@ -23,7 +23,8 @@ from analysis.export import (
     write_verdicts_csv,
 )
 from analysis.model import Event, EventKind
-from analysis.report import build_report, render_html
+from analysis.report.build import build_report
+from analysis.report.page import render_html
 from probe.model import Layer
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store

@@ -18,16 +18,16 @@ from rich.console import Console, RenderableType
 from rich.markup import escape
 from typer.testing import CliRunner
 
-from analysis.report import build_report, report_tables
+from analysis.report.build import build_report
 from probe.cli.app import app
 from probe.cli.base import user_errors
-from probe.cli.render import verdict_tables
+from probe.cli.render import report_tables, verdict_tables
 from probe.cli.schedule import _render_status
 from probe.cli.terminal import plain, visible
 from probe.config import ConfigError
 from probe.model import Layer
 from probe.records import Confidence, PlatformStatus, PlatformSummary, Status, Verdict
-from probe.schedule import Backend, ScheduleStatus
+from probe.schedule.commands import Backend, ScheduleStatus
 from probe.store import Store
 from tests.test_cli_run import Site, site  # noqa: F401  (the loopback site fixture)
 from tests.test_store import make_measurement, make_run

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from analysis.crossnet import DEFAULT_WINDOW, analyse_across_networks
 from probe.cli.base import err, user_errors
 from probe.cli.common import ConfigOption, DbOption, open_store, parse_when, settings_from
+from probe.cli.terminal import plain
 from probe.records import Status
 
 
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
             network = "unknown network" if v.asn is None else f"AS{v.asn}"
             technique = f" ({v.technique})" if v.technique else ""
             out.print(
-                escape(
+                plain(
                     f"{v.measured_at.isoformat(timespec='minutes')} {network} "
                     f"{v.platform}/{v.target}: {v.status.value}{technique} [{v.rule_id}] "
                     f"{v.detail}; controls: {len(item.controls)} measurement(s)"

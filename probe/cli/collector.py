@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from probe.cli.base import err, user_errors
 from probe.cli.common import parse_listen
+from probe.cli.terminal import plain
 from probe.collector.server import serve
 from probe.store import Store
 from probe.store.uploads import add_token, list_tokens, revoke_token
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
         def ready(bound: int) -> None:
             scheme = "https" if tls_cert else "http"
-            err.print(f"collector listening on {scheme}://{escape(host)}:{bound}")
+            err.print(f"collector listening on {scheme}://{plain(host)}:{bound}")
 
         try:
             serve(
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         except KeyboardInterrupt:
             err.print("collector stopped")
         except OSError as exc:
-            err.print(f"[red]error:[/red] cannot listen on {escape(listen)}: {exc.strerror}")
+            err.print(f"[red]error:[/red] cannot listen on {plain(listen)}: {exc.strerror}")
             raise typer.Exit(1) from None
 
     @token_app.command("add")
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         with Store.open(db) as store:
             info, token = add_token(store, name)
         err.print(
-            f"token {info.id} for {escape(info.name)}: give it to the probe's operator "
+            f"token {info.id} for {plain(info.name)}: give it to the probe's operator "
             "([upload] token in config.toml); it is not shown again"
         )
         sys.stdout.write(token + "\n")
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         for t in tokens:
             table.add_row(
                 t.id,
-                escape(t.name),
+                plain(t.name),
                 t.created_at.isoformat(timespec="seconds"),
                 str(t.probes),
                 t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         """Revoke a token: its uploads are refused from now on (its data stays)."""
         with Store.open(db) as store:
             info = revoke_token(store, name)
-        err.print(f"token {info.id} ({escape(info.name)}) revoked")
+        err.print(f"token {info.id} ({plain(info.name)}) revoked")
 
     collector_app.add_typer(token_app, name="token")
     app.add_typer(collector_app, name="collector")

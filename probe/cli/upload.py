@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from probe.cli.base import EXIT_ERROR, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, open_store, settings_from
+from probe.cli.terminal import plain
 from probe.collector.uploader import upload_now, upload_status, upload_target
 from probe.store import Store
 
@@ -32,10 +32,10 @@ def register(app: typer.Typer) -> None:
                 return
             target = upload_target(settings)
             if target is None:
-                err.print(escape("error: no collector configured: set [upload] url and token"))
+                err.print(plain("error: no collector configured: set [upload] url and token"))
                 raise typer.Exit(EXIT_ERROR)
             report = upload_now(store, target)
-        err.print(escape(report.describe()), soft_wrap=True)
+        err.print(plain(report.describe()), soft_wrap=True)
         if report.error is not None:
             raise typer.Exit(EXIT_ERROR)
 
@@ -55,4 +55,4 @@ def _render_status(store: Store) -> None:
             line += f", {item.attempts} attempt(s)"
         if item.last_error:
             line += f", last: {item.last_error}"
-        out.print(escape(line), soft_wrap=True)
+        out.print(plain(line), soft_wrap=True)
