@@ -25,7 +25,7 @@ from analysis.export import (
 from analysis.model import Event, EventKind
 from analysis.report.build import build_report
 from analysis.report.page import render_html
-from probe.model import Layer
+from probe.model import HttpTransaction, Layer
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
 from tests.test_store import make_measurement, make_run
@@ -48,7 +48,7 @@ def _store_with(tmp_path: Path, title: str, target: str) -> Store:
     store = Store.open(tmp_path / f"{abs(hash((title, target)))}.db")
     run = make_run(store.probe_id(), asn=58224, country="IR")
     store.start_run(run)
-    details = {"status": 200, "title": title, "body_length": 10}
+    details = HttpTransaction(url="https://example.org/", status=200, title=title, body_length=10)
     store.save_measurements(
         [make_measurement(run.id, target=target, layer=Layer.HTTP, details=details)]
     )
