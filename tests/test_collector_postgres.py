@@ -5,18 +5,21 @@ tokens racing for one probe id."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
 from probe.collector.batch import compress, encode_batch
-from probe.collector.server import Collector, start
+from probe.collector.server import BATCHES_PATH, Collector, start
 from probe.collector.uploader import (
     UploadPolicy,
     UploadReport,
@@ -207,3 +210,44 @@ def test_batch_body_is_the_same_bytes_for_the_same_records(tmp_path: Path) -> No
         (run,) = fill_probe(probe, runs=1, measurements=3)
         batch = Batch((run,), tuple(probe.measurements()), tuple(probe.verdicts()))
         assert compress(encode_batch(batch)) == compress(encode_batch(batch))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda d: d["measurements"][0].update(target="dc1\u0000"), "holds a NUL character"),
+        (
+            lambda d: d["measurements"][0]["observation"]["details"].update(sni="\ud800"),
+            "lone UTF-16 surrogate",
+        ),
+        (lambda d: d["verdicts"][0].update(asn=2**70), "$.verdicts[0].asn: not an AS number"),
+        (lambda d: d["runs"][0]["network"].update(asn=-1), "not an AS number"),
+    ],
+)
+async def test_values_postgresql_cannot_store_are_a_400_not_a_database_error(
+    database_url: str, tmp_path: Path, change: Callable[[dict[str, Any]], None], reason: str
+) -> None:
+    with Store.open(tmp_path / "probe.db") as probe:
+        (run,) = fill_probe(probe, runs=1, measurements=2)
+        batch = Batch((run,), tuple(probe.measurements()), tuple(probe.verdicts()))
+    document = json.loads(encode_batch(batch))
+    change(document)
+    # ensure_ascii: the surrogate travels as the escape a foreign client would send.
+    body = compress(json.dumps(document).encode())
+    with Store.open(database_url) as collector_store:
+        _, token = add_token(collector_store, "v")
+        runner, port = await start(Collector(collector_store), "127.0.0.1", 0)
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"http://127.0.0.1:{port}{BATCHES_PATH}",
+                    data=body,
+                    headers={"Authorization": f"Bearer {token}", "Content-Encoding": "gzip"},
+                ) as response,
+            ):
+                status, answer = response.status, await response.json()
+        finally:
+            await runner.cleanup()
+    assert status == 400 and reason in answer["error"]
+    assert table_counts(database_url)["measurements"] == 0

@@ -38,6 +38,10 @@ VERSION = 1
 
 # Ids the probe makes: uuid4().hex (probe.model, probe.store.migrations).
 _ID = re.compile(r"[0-9a-f]{32}\Z")
+# A JSON escape of a UTF-16 surrogate: only these can make a string that is not valid Unicode
+# (a lone surrogate), which PostgreSQL cannot store. The probe's encoder writes characters
+# outside the BMP as UTF-8, so this is rare and the slow check below runs only then.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # Names, endpoints, failure strings: generous, but a record is never a megabyte of one string.
 MAX_SHORT_TEXT = 1024
 MAX_DETAIL_TEXT = 16 * 1024
@@ -119,6 +123,11 @@ def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = No
         raise BatchError(f"the body is not JSON ({str(exc)[:120]})") from None
     if not isinstance(parsed, Mapping):
         raise BatchError("$: expected an object")
+    if _SURROGATE_ESCAPE.search(document):
+        try:
+            json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BatchError("$: a string holds a lone UTF-16 surrogate (not Unicode)") from None
     if parsed.get("format") != FORMAT:
         raise BatchError(f"$.format: expected {FORMAT!r}")
     if parsed.get("version") != VERSION or isinstance(parsed.get("version"), bool):
@@ -190,8 +199,9 @@ def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = No
             _short(v.technique, f"{where}.technique")
         if v.country is not None:
             _short(v.country, f"{where}.country")
-        if len(v.detail) > MAX_DETAIL_TEXT:
-            raise BatchError(f"{where}.detail: longer than {MAX_DETAIL_TEXT} characters")
+        _short(v.detail, f"{where}.detail", MAX_DETAIL_TEXT)
+        if v.asn is not None and not 0 <= v.asn < 2**32:
+            raise BatchError(f"{where}.asn: not an AS number")
         if len(v.evidence) > MAX_EVIDENCE_IDS:
             raise BatchError(f"{where}.evidence: more than {MAX_EVIDENCE_IDS} ids")
         for j, evidence in enumerate(v.evidence):
@@ -216,9 +226,13 @@ def _id(value: str, where: str) -> None:
         raise BatchError(f"{where}: {value[:40]!r} is not an id (32 lowercase hex digits)")
 
 
-def _short(value: str, where: str) -> None:
-    if len(value) > MAX_SHORT_TEXT:
-        raise BatchError(f"{where}: longer than {MAX_SHORT_TEXT} characters")
+def _short(value: str, where: str, limit: int = MAX_SHORT_TEXT) -> None:
+    """A text column: bounded, and without NUL, which PostgreSQL text cannot hold (in the
+    details JSON a NUL is written as the escape \\u0000, which it can)."""
+    if len(value) > limit:
+        raise BatchError(f"{where}: longer than {limit} characters")
+    if "\x00" in value:
+        raise BatchError(f"{where}: holds a NUL character")
 
 
 def _not_future(moment: datetime, latest: datetime, where: str) -> None:
