@@ -263,30 +263,50 @@ def _insert_new(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
 def _copy_new(
     conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str
 ) -> list[Any]:
-    """PostgreSQL: COPY the rows into a session-local staging table, then INSERT ... SELECT ...
-    ON CONFLICT DO NOTHING. A multi-row INSERT of a thousand measurements is a statement that
-    the driver parses for every batch, which took most of the ingest time; COPY streams rows.
-    The staging table is a temporary table (one per connection, emptied at commit), so
-    concurrent collectors never see each other's rows."""
+    """PostgreSQL: COPY streams the rows (a multi-row INSERT of a thousand measurements is a
+    statement the driver parses for every batch, which took most of the ingest time).
+
+    First straight into the table, inside a savepoint: a batch seen for the first time (nearly
+    every batch) is written once. When some rows are there already (a replay: the savepoint
+    rolls back on the unique violation), the rows go to a session-local staging table (a
+    temporary table, emptied at commit, so concurrent collectors never see each other's rows)
+    and on with INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
     columns = [column.name for column in table.columns]
     names = ", ".join(columns)
-    keys = ", ".join(column.name for column in table.primary_key.columns)
-    staging = f"incoming_{table.name}"
+    values = [[row[name] for name in columns] for row in rows]
     driver = conn.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
+        try:
+            # driver.transaction(): a SAVEPOINT inside the batch's transaction.
+            with (
+                driver.transaction(),
+                cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy,
+            ):
+                for value in values:
+                    copy.write_row(value)
+            return [row[key] for row in rows]
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+                raise
+        staging = f"incoming_{table.name}"
+        keys = ", ".join(column.name for column in table.primary_key.columns)
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table.name}) "
             "ON COMMIT DELETE ROWS"
         )
         with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row([row[name] for name in columns])
+            for value in values:
+                copy.write_row(value)
         cursor.execute(
             f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
             f"ON CONFLICT ({keys}) DO NOTHING RETURNING {key}"
         )
         return [found[0] for found in cursor.fetchall()]
+
+
+# SQLSTATE unique_violation (PostgreSQL, Appendix A "Error Codes").
+_UNIQUE_VIOLATION = "23505"
 
 
 # -- the probe's outbox -------------------------------------------------------------------------
