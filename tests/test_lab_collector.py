@@ -34,7 +34,8 @@ from tests.servers.mmdb import write_mmdb
 pytest_plugins = ("tests.lab.fixtures",)
 pytestmark = pytest.mark.lab
 
-COLLECTOR_PORT = 8091
+# Not the helper's 8080 nor test_lab_infrastructure's 8091: they share this session's lab.
+COLLECTOR_PORT = 8093
 CENSORED = ("5.160.0.7", 58224, "Iran Telecommunication Company PJS", "IR")
 UNCENSORED = ("81.0.0.7", 3320, "Deutsche Telekom AG", "DE")
 READY_TIMEOUT = 20.0
@@ -73,7 +74,7 @@ def test_pooled_uploads_turn_the_censored_probes_no_control_failures_into_blocke
         free_token = add_token(store, "volunteer-de")[1]
     mmdb = write_mmdb(tmp_path / "asn.mmdb", {**_network(*CENSORED), **_network(*UNCENSORED)})
     url = f"http://{lab.control_address}:{COLLECTOR_PORT}"
-    lab.spawn(
+    collector = lab.spawn(
         "ctrl",
         [
             sys.executable,
@@ -88,7 +89,23 @@ def test_pooled_uploads_turn_the_censored_probes_no_control_failures_into_blocke
         ],
         env=workspace.environment(),
     )
-    _wait_ready(lab, url)
+    try:
+        _wait_ready(lab, url)
+        _pool_and_analyse(lab, workspace, collector_db, mmdb, url, censored_token, free_token)
+    finally:
+        collector.terminate()  # by PID: the lab (one per session) would only end it at teardown
+        collector.wait(timeout=10)
+
+
+def _pool_and_analyse(
+    lab: Lab,
+    workspace: ProbeWorkspace,
+    collector_db: Path,
+    mmdb: Path,
+    url: str,
+    censored_token: str,
+    free_token: str,
+) -> None:
 
     def config(name: str, address: str, token: str) -> Path:
         return workspace.write_config(
