@@ -1,17 +1,28 @@
 """`python3 -m tests.lab --scenario NAME [--scenario NAME...] -- CMD ARGS...`: bring the lab up,
 apply the scenarios, run CMD in the client namespace (SSL_CERT_FILE = the lab CA), print its
 output, tear everything down, exit with CMD's status. `--list` lists the scenarios and what each
-hits; `--vantage control` runs CMD in the uncensored control namespace instead; `--sweep` removes
-labs left behind by processes that were killed.
+hits; `--vantage control` runs CMD in the uncensored control namespace instead; `--helper` starts
+the control test helper in the control namespace first and gives CMD a config that uses it
+(PROBE_CONFIG; the lab's short timeouts, a database in a temporary directory), so that `probe run`
+tells down and blocked apart as a volunteer with a helper would see it; `--sweep` removes labs
+left behind by processes that were killed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 from collections.abc import Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.lab.scenarios import SCENARIOS, get_scenario
+
+if TYPE_CHECKING:
+    from tests.lab.lab import Lab
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("client", "control"),
         default="client",
         help="where CMD runs: behind the censor (client) or uncensored (control)",
+    )
+    parser.add_argument(
+        "--helper",
+        action="store_true",
+        help="start the control test helper in the control namespace and point CMD at it "
+        "(PROBE_CONFIG: a config with the lab's timeouts, the [helper] table and its own database)",
     )
     parser.add_argument("--sweep", action="store_true", help="remove labs left by killed runs")
     return parser
@@ -86,7 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from tests.lab.lab import Lab
 
-    with Lab.create() as lab:
+    with ExitStack() as stack:
+        lab = stack.enter_context(Lab.create())
+        env: dict[str, str] = {}
+        if options.helper:
+            env = _start_helper(lab, stack)
         lab.apply(*scenarios)
         names = ", ".join(options.scenario) or "clean"
         print(
@@ -94,10 +115,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         run = lab.run_in_client if options.vantage == "client" else lab.run_in_control
-        done = run(command, capture=False, timeout=24 * 3600)
+        done = run(command, env=env, capture=False, timeout=24 * 3600)
     print(f"lab {lab.prefix} torn down in {lab.teardown_seconds:.2f} s", file=sys.stderr)
     # A command killed by a signal exits 128 + its number, as in a shell.
     return done.returncode if done.returncode >= 0 else 128 - done.returncode
+
+
+def _start_helper(lab: Lab, stack: ExitStack) -> dict[str, str]:
+    """The control helper served from the lab's control namespace (stopped with the lab), and
+    the environment that points the command at a config using it."""
+    from tests.lab.e2e import ControlHelper, ProbeWorkspace
+
+    root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="censorprobe-lab-")))
+    workspace = ProbeWorkspace.create(root)
+    helper = stack.enter_context(ControlHelper.start(lab, workspace))
+    database = workspace.root / "db" / "lab.db"
+    config = workspace.write_config(
+        helper_url=helper.url,
+        token=helper.token,
+        extra=f"\n[probe]\ndatabase = {json.dumps(str(database))}\n",
+    )
+    print(f"control helper at {helper.url} (ctrl namespace); config {config}", file=sys.stderr)
+    return {"PROBE_CONFIG": str(config)}
 
 
 if __name__ == "__main__":
