@@ -148,12 +148,7 @@ def run_once(
         controls = controls_from_helper_targets(helper.targets)
     identity = identify(settings, plan, view)
     for reason in identity.vpn_reasons:
-        note(
-            Note(
-                NoteKind.VPN_SUSPECTED,
-                f"{reason}; measurements are flagged.",
-            )
-        )
+        note(Note(NoteKind.VPN_SUSPECTED, reason))
     if not identity.own_addresses:
         note(
             Note(

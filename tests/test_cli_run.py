@@ -232,7 +232,7 @@ def test_unreachable_controls_mean_no_connectivity_and_nothing_blocked(
         assert db.execute("select connectivity from runs").fetchone() == ("none",)
 
 
-def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_bad_input_is_one_line_and_exit_1_a_usage_error_exit_2(tmp_path: Path) -> None:
     broken = tmp_path / "config.toml"
     broken.write_text("[timeouts\n")
     code, _, err = invoke("run", "--config", str(broken))
@@ -244,7 +244,7 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     code, _, err = invoke("run", "--platform", "myspace", "--db", str(tmp_path / "x.db"))
     assert code == 1 and "unknown platform(s): myspace" in err
     code, _, err = invoke("export", "--db", str(tmp_path / "x.db"))
-    assert code == 1 and "--csv" in err
+    assert code == 2 and "--csv" in err  # a usage error
 
 
 def test_every_command_has_help() -> None:

@@ -242,7 +242,7 @@ def test_missing_destination_or_source_is_a_clear_error(
 ) -> None:
     a, _ = sources
     code, _, err = invoke("merge", str(a))
-    assert code == 1 and "--into" in err
+    assert code == 2 and "--into" in err  # a usage error
     missing = tmp_path / "nowhere.db"
     code, _, err = invoke("merge", str(a), str(missing), "--into", str(tmp_path / "d.db"))
     assert code == 1 and f"{missing}: no such file" in err

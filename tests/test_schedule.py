@@ -57,6 +57,8 @@ FAKE_SYSTEMCTL = """#!/bin/sh
 # A systemctl(1) stand-in: answers as a running user instance when $FAKE_SYSTEMD_UP is 1.
 echo "systemctl $*" >> "$FAKE_TOOL_LOG"
 [ "$FAKE_SYSTEMD_UP" = 1 ] || { echo "Failed to connect to bus: No medium found" >&2; exit 1; }
+[ -n "$FAKE_SYSTEMCTL_FAIL" ] && [ "$2" = "$FAKE_SYSTEMCTL_FAIL" ] && {
+  echo "Failed to $2: Access denied" >&2; exit 1; }
 case "$2" in
   show-environment) echo "HOME=$HOME" ;;
   is-enabled) echo enabled ;;
@@ -130,7 +132,7 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
 
 @pytest.fixture
 def cli() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(rich_markup_mode=None)  # as probe's own app: plain help and errors
 
     @app.callback()
     def _root() -> None:
@@ -324,10 +326,11 @@ def test_without_systemd_cron_gets_a_marked_block_and_the_users_lines_stay(
     lines = host.crontab.read_text().splitlines()
     assert lines[:3] == USER_CRONTAB.splitlines()
     assert lines[3].startswith(f"{CRON_BEGIN} every=15m jitter=3m45s")
-    assert re.match(r"^\d{1,2}-59/15 \* \* \* \* sleep \$\(\( \$\(od ", lines[4])
-    assert r"\% 225 ))" in lines[4]  # cron would cut the line at a bare %
-    assert lines[5] == CRON_END
-    assert len(lines) == 6
+    assert lines[4:6] == ["# job-config: -", "# job-database: -"]  # for status to read back
+    assert re.match(r"^\d{1,2}-59/15 \* \* \* \* sleep \$\(\( \$\(od ", lines[6])
+    assert r"\% 225 ))" in lines[6]  # cron would cut the line at a bare %
+    assert lines[7] == CRON_END
+    assert len(lines) == 8
     assert not (host.unit_dir / "censorprobe.timer").exists()
 
     # Installing again replaces the block in place: still one block.
@@ -380,9 +383,10 @@ def test_cron_block_is_well_formed_for_every_cadence() -> None:
     job = probe_job(config=Path("/etc/probe/config.toml"), python="/usr/bin/python3")
     block = cron_block(Cadence(every=86400, jitter=0, offset=3 * 3600 + 7 * 60), job)
     assert block[0].startswith(f"{CRON_BEGIN} every=1d jitter=0")
-    assert block[1].startswith("7 3 * * * mkdir -p ")
-    assert "sleep" not in block[1]
-    assert block[2] == CRON_END
+    assert block[1:3] == ["# job-config: /etc/probe/config.toml", "# job-database: -"]
+    assert block[3].startswith("7 3 * * * mkdir -p ")
+    assert "sleep" not in block[3]
+    assert block[4] == CRON_END
 
 
 # -- consent and errors ----------------------------------------------------------------------------
@@ -409,8 +413,8 @@ def test_consent_given_once_covers_later_installs(host: Host, cli: typer.Typer) 
 
 def test_bad_interval_is_a_one_line_error(host: Host, cli: typer.Typer) -> None:
     code, _, err = _invoke(cli, "install", "--every", "45m", "--i-understand-the-risks")
-    assert code == 1
-    assert err.startswith("error: --every 45m: the interval must divide an hour")
+    assert code == 2  # a usage error
+    assert "--every 45m: the interval must divide an hour" in " ".join(err.split())
     assert not host.crontab.exists()
 
 
@@ -429,7 +433,7 @@ def test_broken_config_is_caught_at_install_not_at_3am(host: Host, cli: typer.Ty
     ("command", "summary"),
     [
         ("install", "Install (or replace) a schedule"),
-        ("status", "Show whether runs are scheduled"),
+        ("status", "Show whether runs are scheduled, when the next one is, the config"),
         ("remove", "Remove the schedule"),
     ],
 )
@@ -467,3 +471,77 @@ def test_scheduled_run_uses_the_tree_it_was_installed_from(host: Host) -> None:
     package_root = Path(probe.__file__).resolve().parent.parent
     installed = "site-packages" in package_root.parts
     assert env.get("PYTHONPATH") == (None if installed else str(package_root))
+
+
+# -- failures, configs and what status tells ------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["daemon-reload", "enable"])
+def test_a_failed_install_leaves_no_units_and_status_says_not_scheduled(
+    host: Host, cli: typer.Typer, verb: str
+) -> None:
+    host.systemd(up=True)
+    host.monkeypatch.setenv("FAKE_SYSTEMCTL_FAIL", verb)
+    code, _, err = _invoke(cli, "install", "--every", "1h", "--i-understand-the-risks")
+    assert code == 1
+    assert f"`systemctl --user {verb}" in err and "no schedule is installed" in err
+    assert not (host.unit_dir / "censorprobe.timer").exists()
+    assert not (host.unit_dir / "censorprobe.service").exists()
+    host.monkeypatch.delenv("FAKE_SYSTEMCTL_FAIL")
+    assert _invoke(cli, "status")[1].startswith("not scheduled")
+
+
+def test_a_config_in_the_install_directory_is_not_baked_in_unless_given(
+    host: Host, cli: typer.Typer
+) -> None:
+    here = host.root / "config.toml"  # the fixture runs in host.root
+    here.write_text("[probe]\nconcurrency = 8\n")
+    code, out, err = _invoke(cli, "install", "--every", "1h", "--i-understand-the-risks")
+    assert code == 0, err
+    entry = next(ln for ln in host.crontab.read_text().splitlines() if ln[:1].isdigit())
+    assert "--config" not in entry
+    assert f"{here} is not used by scheduled runs" in " ".join(err.split())
+    assert "config: none (the built-in defaults)" in out
+
+    code, out, err = _invoke(
+        cli, "install", "--every", "1h", "--config", str(here), "--i-understand-the-risks"
+    )
+    assert code == 0, err
+    entry = next(ln for ln in host.crontab.read_text().splitlines() if ln[:1].isdigit())
+    assert f"--config {here}" in entry
+    assert f"config: {here} (given at install)" in out
+    assert "is not used by scheduled runs" not in err
+
+
+def test_status_shows_the_config_database_and_the_last_runs_outcome(
+    host: Host, cli: typer.Typer
+) -> None:
+    from datetime import UTC, datetime
+
+    from probe.model import Connectivity, Run
+    from probe.store import Store
+
+    db = host.root / "scheduled.db"
+    code, _, err = _invoke(
+        cli, "install", "--every", "1h", "--db", str(db), "--i-understand-the-risks"
+    )
+    assert code == 0, err
+    status = _invoke(cli, "status")[1]
+    assert "  config: none (the built-in defaults)" in status
+    assert f"  database: {db}" in status
+    assert "  last run: none yet (no database)" in status
+    assert not db.exists()  # status never creates the database
+
+    started = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    with Store.open(db) as store:
+        store.start_run(Run("c0ffee" + "0" * 26, "p" * 32, started, "0.1.0", "d"))
+        store.finish_run("c0ffee" + "0" * 26, started, Connectivity.NONE, False)
+    host.log_path.parent.mkdir(parents=True, exist_ok=True)
+    long_line = "run c0ffee: 25 measurements stored; network connectivity none; " + "x" * 90
+    host.log_path.write_text(f"--- unattended run ---\n{long_line}\n")
+    status = _invoke(cli, "status")[1]
+    assert (
+        "  last run: c0ffee00 at 2026-11-20 09:30 UTC from unknown network: connectivity none; "
+        "0 blocked, 0 ok, 0 down, 0 inconclusive" in status.splitlines()
+    )
+    assert f"  last line: {long_line}" in status.splitlines()  # whole, not cut to a width

@@ -67,8 +67,16 @@ def build_report(
     generated_at = now or datetime.now(UTC)
 
     if not timeline.verdicts:
+        # Only a report of everything falls back to the newest measurements (databases from
+        # before verdicts existed): those ignore time and network, so a period or network that
+        # matches no verdict shows nothing rather than other periods' or networks' data.
         names: list[str | None] = list(platforms) if platforms else [None]
-        measurements = tuple(m for name in names for m in source.latest_status(platform=name))
+        unbounded = since is None and until is None and asns is None
+        measurements = (
+            tuple(m for name in names for m in source.latest_status(platform=name))
+            if unbounded
+            else ()
+        )
         return Report(
             generated_at=generated_at,
             since=since,

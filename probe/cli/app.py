@@ -21,6 +21,7 @@ from probe.cli import (
     merge,
     report,
     run,
+    runs,
     schedule,
     targets,
     upload,
@@ -33,6 +34,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rich's would show flags as taking a value (`--json <bool>`) and
+    # swallow `[probe]` in help strings as markup.
+    rich_markup_mode=None,
 )
 
 
@@ -54,6 +58,7 @@ def _root(
 
 for _module in (
     run,
+    runs,
     upload,
     analyse,
     report,

@@ -1,18 +1,24 @@
-"""What every command shares: the error console, exit statuses, and the user-error wrapper.
+"""What every command shares: the consoles, exit statuses, and the user-error wrapper.
 
-Bad input (config, test lists, databases, arguments) ends with a one-line message and exit status
-1, never a traceback. Exit status 3 means the run found no network connectivity; 4, no informed
-consent; 75, another run holds the lock; 130, interrupted.
+Bad input (config, test lists, databases) ends with a one-line message and exit status 1, never
+a traceback; a usage error (an unknown option, a missing or malformed argument) is click's, exit
+status 2. Exit status 3 means the run found no network connectivity; 4, no informed consent; 75,
+another run holds the lock; 130, interrupted.
+
+Output is wrapped to the terminal's width only on a terminal: in a log, a pipe or a file a line
+stays one line (a table keeps its natural width), so that grep, `tail -1` and `probe schedule
+status` read whole sentences.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
+from typer.core import TyperCommand
 
 from probe.catalog import CatalogError
 from probe.cli.terminal import plain
@@ -24,12 +30,72 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # click's status for a usage error
 EXIT_NO_CONNECTIVITY = 3
 EXIT_NO_CONSENT = 4
 EXIT_BUSY = 75  # EX_TEMPFAIL: another run holds the lock; try again later
 EXIT_INTERRUPTED = 130
 
-err = Console(stderr=True, highlight=False)
+# Wide enough for any line the probe prints; a table is only as wide as its content needs.
+UNWRAPPED_WIDTH = 100_000
+
+
+class _Console(Console):
+    """A rich console that hard-wraps to the terminal's width, and never when it writes
+    elsewhere (the file is looked at on every print: CliRunner and redirections swap it)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        return size if self.is_terminal else ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+def console(*, stderr: bool = False) -> Console:
+    """The console commands print with (stdout, or stderr for notes and errors)."""
+    return _Console(stderr=stderr, highlight=False)
+
+
+err = console(stderr=True)
+
+
+class ProbeCommand(TyperCommand):
+    """A command whose help names each argument by its placeholder alone, as options are (typer
+    would add its Python type, `SOURCE <list[Path]>`, and brace required ones, `{SOURCE}`).
+
+    Parameters are typed Any: typer vendors its own click in some versions (typer._click)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        pieces += [_placeholder(p) for p in self.get_params(ctx) if _is_argument(p)]
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        params = self.get_params(ctx)
+        arguments = [
+            (_placeholder(p), getattr(p, "help", None) or "") for p in params if _is_argument(p)
+        ]
+        options = [r for p in params if not _is_argument(p) and (r := p.get_help_record(ctx))]
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        if options:
+            with formatter.section("Options"):
+                formatter.write_dl(options)
+
+
+def _is_argument(param: Any) -> bool:
+    return bool(param.param_type_name == "argument")
+
+
+def _placeholder(param: Any) -> str:
+    name = param.metavar or (param.name or "").upper()
+    name += "..." if param.nargs != 1 else ""
+    return name if param.required else f"[{name}]"
+
 
 USER_ERRORS = (ConfigError, CatalogError, StoreError, TestListError)
 

@@ -21,6 +21,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
+        metavar="FILE",
         help="config.toml to use (default: $PROBE_CONFIG, ./config.toml, the user config dir).",
         dir_okay=False,
     ),
@@ -29,6 +30,7 @@ DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
+        metavar="DB",
         help="Database: a SQLite file path or a SQLAlchemy URL such as "
         "postgresql+psycopg://user@host/db (default: [probe] database, else the user data dir).",
     ),
@@ -37,33 +39,40 @@ RisksOption = Annotated[
     bool,
     typer.Option(
         "--i-understand-the-risks",
-        help="Accept the informed-consent text without a prompt (it is still shown).",
+        help="Accept the informed-consent text without a prompt (it is shown the first time).",
     ),
 ]
 TestListOption = Annotated[
     list[Path] | None,
     typer.Option(
         "--test-list",
+        metavar="CSV",
         help="A Citizen Lab test list CSV to measure too (repeatable; platform 'testlist').",
         dir_okay=False,
     ),
 ]
 PlatformOption = Annotated[
     list[str] | None,
-    typer.Option("--platform", "-p", help="Only this platform (repeatable)."),
+    typer.Option("--platform", "-p", metavar="NAME", help="Only this platform (repeatable)."),
 ]
 
 
 SinceOption = Annotated[
     str | None,
-    typer.Option(help="From this time (ISO-8601, UTC unless a zone is given, or an age: 7d)."),
+    typer.Option(
+        metavar="TIME",
+        help="From this time (ISO-8601, UTC unless a zone is given, or an age: 7d).",
+    ),
 ]
-UntilOption = Annotated[str | None, typer.Option(help="Before this time (same forms).")]
+UntilOption = Annotated[
+    str | None, typer.Option(metavar="TIME", help="Before this time (same forms).")
+]
 NetworkOption = Annotated[
     list[str] | None,
     typer.Option(
         "--network",
         "-n",
+        metavar="ASN",
         help="Only this network: an AS number such as 58224 or AS58224 (repeatable).",
     ),
 ]

@@ -24,7 +24,7 @@ from analysis.export import (
     write_verdicts_jsonl,
 )
 from analysis.model import Event
-from probe.cli.base import EXIT_ERROR, err, user_errors
+from probe.cli.base import ProbeCommand, err, user_errors
 from probe.cli.common import (
     ConfigOption,
     DbOption,
@@ -38,6 +38,7 @@ from probe.cli.common import (
     parse_when,
     settings_from,
 )
+from probe.cli.render import filters_text
 from probe.cli.terminal import plain
 from probe.records import Verdict
 
@@ -49,21 +50,33 @@ class What(StrEnum):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=ProbeCommand, short_help="Export measurements, verdicts or events.")
     @user_errors
     def export(
         what: Annotated[
             What,
-            typer.Option("--what", help="What to export (columns: the README's data dictionary)."),
+            typer.Option(
+                "--what",
+                metavar="[measurements|verdicts|events]",
+                help="What to export (columns: the README's data dictionary).",
+            ),
         ] = What.measurements,
         csv_file: Annotated[
             Path | None,
-            typer.Option("--csv", help="Write CSV to this file ('-' for stdout).", dir_okay=False),
+            typer.Option(
+                "--csv",
+                metavar="FILE",
+                help="Write CSV to this file ('-' for stdout).",
+                dir_okay=False,
+            ),
         ] = None,
         jsonl_file: Annotated[
             Path | None,
             typer.Option(
-                "--jsonl", help="Write JSON Lines to this file ('-' for stdout).", dir_okay=False
+                "--jsonl",
+                metavar="FILE",
+                help="Write JSON Lines to this file ('-' for stdout).",
+                dir_okay=False,
             ),
         ] = None,
         since: SinceOption = None,
@@ -75,8 +88,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export measurements, verdicts or events (columns: see the README's data dictionary)."""
         if (csv_file is None) == (jsonl_file is None):
-            err.print("error: give exactly one of --csv FILE or --jsonl FILE")
-            raise typer.Exit(EXIT_ERROR)
+            raise typer.BadParameter("give exactly one of --csv FILE or --jsonl FILE")
         start, end = parse_when(since, "--since"), parse_when(until, "--until")
         asns = parse_networks(network)
         settings = settings_from(config)
@@ -122,4 +134,6 @@ def register(app: typer.Typer) -> None:
                         write_events_csv if as_csv else write_events_jsonl
                     )
                     count = write_events(detect_events(verdicts, params), out)
-        err.print(f"exported {count} {what.value} to {plain(target)}", soft_wrap=True)
+        given = filters_text(since=since, until=until, networks=network, platforms=platform)
+        matched = f" (nothing matches {given})" if count == 0 and given else ""
+        err.print(f"exported {count} {what.value} to {plain(str(target))}{matched}")

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from probe.cli.base import err, user_errors
+from probe.cli.base import ProbeCommand, err, user_errors
 from probe.cli.common import ConfigOption, parse_listen, settings_from
 from probe.cli.terminal import plain
 from probe.config import ConfigError
@@ -81,22 +81,27 @@ def register(app: typer.Typer) -> None:
     helper_app = typer.Typer(
         name="helper",
         help="The control test helper: run it on an uncensored host; probes ask it for controls.",
+        short_help="The control test helper (for an uncensored host).",
         no_args_is_help=True,
+        rich_markup_mode=None,
     )
 
-    @helper_app.command("serve")
+    @helper_app.command("serve", cls=ProbeCommand, short_help="Serve the test helper's API.")
     @user_errors
     def serve_command(
         listen: Annotated[
             str,
             typer.Option(
-                "--listen", help="HOST:PORT to listen on ([IPv6]:PORT; port 0 picks a free one)."
+                "--listen",
+                metavar="HOST:PORT",
+                help="HOST:PORT to listen on ([IPv6]:PORT; port 0 picks a free one).",
             ),
         ] = "127.0.0.1:8080",
         token_file: Annotated[
             Path | None,
             typer.Option(
                 "--token-file",
+                metavar="FILE",
                 help=f"File holding the bearer token probes must send (else ${TOKEN_ENV}).",
                 dir_okay=False,
             ),
@@ -104,10 +109,15 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
         cert: Annotated[
             Path | None,
-            typer.Option("--cert", help="TLS certificate chain (PEM); with --key, serve HTTPS."),
+            typer.Option(
+                "--cert",
+                metavar="FILE",
+                help="TLS certificate chain (PEM); with --key, serve HTTPS.",
+            ),
         ] = None,
         key: Annotated[
-            Path | None, typer.Option("--key", help="TLS private key (PEM) for --cert.")
+            Path | None,
+            typer.Option("--key", metavar="FILE", help="TLS private key (PEM) for --cert."),
         ] = None,
         allow_private: Annotated[
             bool,
@@ -120,13 +130,21 @@ def register(app: typer.Typer) -> None:
         deadline: Annotated[
             float,
             typer.Option(
-                "--deadline", min=1.0, max=3600.0, help="Seconds one batch may take at most."
+                "--deadline",
+                metavar="SECONDS",
+                min=1.0,
+                max=3600.0,
+                help="Seconds one batch may take at most.",
             ),
         ] = 120.0,
         max_requests: Annotated[
             int,
             typer.Option(
-                "--max-requests", min=1, max=64, help="Batches measured at once (503 beyond)."
+                "--max-requests",
+                metavar="N",
+                min=1,
+                max=64,
+                help="Batches measured at once (503 beyond).",
             ),
         ] = 4,
     ) -> None:

@@ -19,10 +19,9 @@ from typing import Annotated, Any, Literal
 
 import dns.message
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from probe.cli.base import EXIT_ERROR, EXIT_NO_CONSENT, err, user_errors
+from probe.cli.base import EXIT_ERROR, EXIT_NO_CONSENT, ProbeCommand, console, err, user_errors
 from probe.cli.common import RisksOption
 from probe.cli.terminal import plain
 from probe.consent import default_consent_path, require_consent
@@ -107,26 +106,38 @@ def _hop_row(hop: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=ProbeCommand, short_help="Find the hop where a censor interferes.")
     @user_errors
     def locate(
-        target: Annotated[str, typer.Argument(help="The server's IPv4 address (or a name).")],
+        target: Annotated[
+            str, typer.Argument(metavar="ADDRESS", help="The server's IPv4 address (or a name).")
+        ],
         sni: Annotated[
-            str | None, typer.Option(help="Trigger: a TLS ClientHello with this SNI (port 443).")
+            str | None,
+            typer.Option(
+                metavar="NAME", help="Trigger: a TLS ClientHello with this SNI (port 443)."
+            ),
         ] = None,
         host: Annotated[
-            str | None, typer.Option(help="Trigger: an HTTP request with this Host (port 80).")
+            str | None,
+            typer.Option(metavar="NAME", help="Trigger: an HTTP request with this Host (port 80)."),
         ] = None,
         dns_name: Annotated[
             str | None,
-            typer.Option("--dns", help="Trigger: a DNS A query for this name (UDP port 53)."),
+            typer.Option(
+                "--dns", metavar="NAME", help="Trigger: a DNS A query for this name (UDP port 53)."
+            ),
         ] = None,
         port: Annotated[
-            int | None, typer.Option(min=1, max=65535, help="Port, instead of the trigger's own.")
+            int | None,
+            typer.Option(metavar="N", min=1, max=65535, help="Port, instead of the trigger's own."),
         ] = None,
-        max_hops: Annotated[int, typer.Option(min=1, max=64, help="Highest IP TTL to try.")] = 30,
+        max_hops: Annotated[
+            int, typer.Option(metavar="N", min=1, max=64, help="Highest IP TTL to try.")
+        ] = 30,
         hop_timeout: Annotated[
-            float, typer.Option(min=0.1, max=30.0, help="Seconds to wait at each hop.")
+            float,
+            typer.Option(metavar="SECONDS", min=0.1, max=30.0, help="Seconds to wait at each hop."),
         ] = 1.0,
         as_json: Annotated[bool, typer.Option("--json", help="Print the details as JSON.")] = False,
         i_understand_the_risks: RisksOption = False,
@@ -158,7 +169,7 @@ def register(app: typer.Typer) -> None:
                 table.add_column(column, overflow="fold")
             for hop in details.get("hops", ()):
                 table.add_row(*map(plain, (hop.get("ttl"), *_hop_row(hop))))
-            Console().print(table)
-            Console().print(plain(details.get("note") or details.get("failure") or ""))
+            console().print(table)
+            console().print(plain(details.get("note") or details.get("failure") or ""))
         if not details.get("available"):
             raise typer.Exit(EXIT_ERROR)

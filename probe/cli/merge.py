@@ -6,15 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from probe.cli.base import EXIT_ERROR, err, user_errors
+from probe.cli.base import ProbeCommand, console, err, user_errors
 from probe.cli.terminal import plain
 from probe.store.merge import MERGED_TABLES, merge_databases
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=ProbeCommand, short_help="Merge probe databases into one.")
     @user_errors
     def merge(
         sources: Annotated[
@@ -30,6 +29,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--into",
                 "--db",
+                metavar="DB",
                 help="The database to merge into: a SQLite path (created if missing) or a "
                 "SQLAlchemy URL.",
             ),
@@ -37,10 +37,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Merge probe databases into one (idempotent: rows already there are skipped)."""
         if into is None:
-            err.print("error: name the database to merge into with --into DEST")
-            raise typer.Exit(EXIT_ERROR)
+            raise typer.BadParameter("name the database to merge into", param_hint="--into DB")
         merged = merge_databases(sources, into)
-        out = Console()
+        out = console()
         for result in merged.sources:
             networks = ", ".join(
                 "unknown" if asn is None else f"AS{asn}" for asn in result.networks

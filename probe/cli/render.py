@@ -1,12 +1,18 @@
-"""Terminal rendering of runs and reports (rich tables); no logic beyond presentation. The
-report model and its HTML page live in analysis.report, which does not depend on rich."""
+"""Terminal rendering of runs, past runs and reports (rich tables and lines); no logic beyond
+presentation. The report model and its HTML page live in analysis.report, which does not depend
+on rich.
+
+A run's default view is short: one line for where and when it measured, the platform table, and
+one line per target that is not ok (`-v`: every target). Every string from outside the probe
+(targets, AS names, failure text) is escaped before it reaches rich markup.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 from rich.console import RenderableType
-from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
@@ -21,24 +27,70 @@ from analysis.report.model import Report
 from probe.cli.terminal import plain, visible
 from probe.helper.client import HelperUnavailable
 from probe.helper.protocol import HelperResult
-from probe.records import PlatformSummary, Verdict
+from probe.history import Judged, RunDetail, RunOverview
+from probe.model import Measurement, NetworkInfo, Run
+from probe.records import PlatformStatus, PlatformSummary, Status, Verdict
 
 # Statuses of verdicts, platforms and chart cells, and event kinds.
-_STYLE = {
-    "ok": "green",
-    "blocked": "bold red",
-    "partial": "red",
-    "down": "yellow",
-    "inconclusive": "dim",
+_STATUS_STYLE = {
+    Status.OK: "green",
+    Status.BLOCKED: "bold red",
+    Status.DOWN: "yellow",
+    Status.INCONCLUSIVE: "dim",
+    PlatformStatus.PARTIAL: "red",
     "blocking": "bold red",
     "intermittent": "red",
     "technique_change": "magenta",
 }
 
 
-def _styled(status: str) -> str:
-    style = _STYLE.get(status)
-    return f"[{style}]{status}[/{style}]" if style else plain(status)
+def styled(status: str) -> str:
+    """A status word in its colour (rich markup)."""
+    style = _STATUS_STYLE.get(status, "")
+    word = plain(status)
+    return f"[{style}]{word}[/{style}]" if style else word
+
+
+def network_text(network: NetworkInfo) -> str:
+    """ "AS58224 Iran Telecommunication Company PJS (IR)", "AS58224", or "unknown network"
+    (plain text: escape it before markup)."""
+    label = network_label(network.asn, network.as_name)
+    return f"{label} ({network.country})" if network.country else label
+
+
+def unknown_network_reason(
+    helper: HelperResult | HelperUnavailable | None, mmdb_configured: bool
+) -> str:
+    """Why a run's network is unknown, in words a volunteer can act on (plain text)."""
+    if helper is None and not mmdb_configured:
+        return "no test helper and no [network] mmdb files configured"
+    if isinstance(helper, HelperUnavailable) and not mmdb_configured:
+        return "the test helper was unavailable and no [network] mmdb files are configured"
+    if isinstance(helper, HelperResult):
+        return "neither the test helper nor the [network] mmdb files know this address"
+    return "the [network] mmdb files do not know this machine's address (behind NAT?)"
+
+
+def where_line(
+    network: NetworkInfo,
+    started_at: datetime,
+    unknown_reason: str | None = None,
+    vpn_reasons: Sequence[str] = (),
+) -> str:
+    """One line: when and from which network the run measured, and whether it looks like a VPN
+    (rich markup, outside text escaped)."""
+    where = plain(network_text(network))
+    if network.asn is None:
+        where = "an " + where
+        if unknown_reason:
+            where += f" ({plain(unknown_reason)})"
+    line = f"Measured {format_when(started_at)} UTC from {where}"
+    if network.resolver_asn is not None and network.resolver_asn != network.asn:
+        line += f"; resolver in AS{network.resolver_asn}"
+    if network.vpn_suspected:
+        why = f" ({plain('; '.join(vpn_reasons))})" if vpn_reasons else ""
+        line += f"; [yellow]VPN or proxy suspected[/yellow]{why}: results are flagged"
+    return line + "."
 
 
 def control_note(helper: HelperResult | HelperUnavailable | None) -> str:
@@ -57,34 +109,147 @@ def control_note(helper: HelperResult | HelperUnavailable | None) -> str:
     )
 
 
-def verdict_tables(
-    summaries: Sequence[PlatformSummary], verdicts: Sequence[Verdict]
-) -> list[Table]:
-    """A table of platforms, then one of every target's verdict."""
-    platforms = Table(title="Platforms")
-    for column in ("platform", "status", "blocked", "techniques", "detail"):
-        platforms.add_column(column, overflow="fold")
+def platform_table(summaries: Sequence[PlatformSummary]) -> Table:
+    """One row per platform: status, blocked share, techniques, detail."""
+    table = Table(title="Platforms", title_justify="left")
+    table.add_column("platform", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("blocked", no_wrap=True, justify="right")
+    techniques = _longest_word(t for s in summaries for t in s.techniques)
+    table.add_column("techniques", min_width=techniques)
+    table.add_column("detail")
     for summary in summaries:
-        platforms.add_row(
+        table.add_row(
             plain(summary.platform),
-            _styled(summary.status),
+            styled(summary.status),
             f"{summary.blocked}/{summary.total}",
-            plain(", ".join(summary.techniques) or "-"),
+            plain(", ".join(summary.techniques)) or "-",
             plain(summary.detail),
         )
-    targets = Table(title="Verdicts per target")
-    for column in ("platform", "target", "verdict", "technique", "confidence", "why"):
-        targets.add_column(column, overflow="fold")
-    for v in verdicts:
-        targets.add_row(
-            plain(v.platform),
-            plain(v.target),
-            _styled(v.status),
-            plain(v.technique or "-"),
-            v.confidence.value if v.confidence else "-",
-            plain(v.detail),
+    return table
+
+
+def verdict_line(verdict: Verdict) -> Text:
+    """One target's verdict on one line: status, platform, target, technique, why."""
+    how = verdict.technique or ""
+    if verdict.confidence is not None:
+        how = f"{how} ({verdict.confidence.value})" if how else verdict.confidence.value
+    line = f"{styled(verdict.status)} {plain(verdict.platform)} {plain(verdict.target)}"
+    line += f" {plain(how)}" if how else ""
+    line += f": {plain(verdict.detail)}" if verdict.detail else ""
+    return Text.from_markup(line)
+
+
+def run_view(
+    summaries: Sequence[PlatformSummary], verdicts: Sequence[Verdict], *, verbose: bool
+) -> list[RenderableType]:
+    """The platform table, then a line per target that is not ok (every target if verbose)."""
+    shown = [v for v in verdicts if verbose or v.status is not Status.OK]
+    out: list[RenderableType] = [platform_table(summaries)]
+    if shown:
+        out.extend(verdict_line(v) for v in shown)
+    elif verdicts:
+        out.append(Text(f"All {len(verdicts)} targets ok (-v lists them)."))
+    return out
+
+
+def filters_text(
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    networks: Sequence[str] | None = None,
+    platforms: Sequence[str] | None = None,
+) -> str:
+    """The filters a user gave, as they typed them ("--network AS58224 --since 7d"); empty
+    when none (plain text)."""
+    given = [f"--network {n}" for n in networks or ()]
+    given += [f"--platform {p}" for p in platforms or ()]
+    given += [f"--since {since}"] if since is not None else []
+    given += [f"--until {until}"] if until is not None else []
+    return " ".join(given)
+
+
+def runs_table(overviews: Sequence[RunOverview]) -> Table:
+    """`probe runs`: one row per run, newest first."""
+    table = Table(title="Runs (newest first; `probe show RUN` for one)", title_justify="left")
+    table.add_column("run", no_wrap=True)
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("network")
+    table.add_column("conn.", no_wrap=True)
+    for label in ("blocked", "ok", "down", "inconc."):
+        table.add_column(label, justify="right", no_wrap=True)
+    table.add_column("VPN", no_wrap=True)
+    for o in overviews:
+        run = o.run
+        connectivity = run.connectivity.value + ("*" if run.interrupted else "")
+        table.add_row(
+            run.id[:8],
+            format_when(run.started_at),
+            plain(network_text(run.network)),
+            connectivity,
+            f"[bold red]{o.blocked}[/bold red]" if o.blocked else "0",
+            str(o.ok),
+            str(o.down),
+            str(o.inconclusive),
+            _vpn_text(run.network.vpn_suspected),
         )
-    return [platforms, targets]
+    if any(o.run.interrupted for o in overviews):
+        table.caption = "* interrupted: the run kept what it had finished"
+    return table
+
+
+def run_detail_view(detail: RunDetail, *, verbose: bool) -> list[RenderableType]:
+    """`probe show`: the run, its platforms, each verdict and (not ok, or all when verbose) the
+    measurements it rests on."""
+    run = detail.run
+    out: list[RenderableType] = [
+        Text(f"run {run.id}"),
+        where_line(run.network, run.started_at),
+        Text(_run_facts(run, detail.measurements)),
+    ]
+    if detail.summaries:
+        out.append(platform_table(detail.summaries))
+    if not detail.verdicts:
+        out.append(Text("No verdicts stored for this run."))
+    for judged in detail.verdicts:
+        out.append(verdict_line(judged.verdict))
+        if verbose or judged.verdict.status is not Status.OK:
+            out.extend(_evidence(judged))
+    return out
+
+
+def evidence_line(measurement: Measurement) -> Text:
+    """One measurement, indented under its verdict: layer, endpoint, outcome, what it saw."""
+    obs = measurement.observation
+    line = f"    {obs.layer.value} {plain(obs.endpoint)} "
+    if obs.failure is None:
+        line += "[green]ok[/green]"
+    else:
+        line += f"[red]{plain(obs.failure)}[/red]"
+        if obs.failed_operation is not None:
+            line += f" ({obs.failed_operation.value})"
+    return Text.from_markup(line)
+
+
+def _evidence(judged: Judged) -> list[RenderableType]:
+    if not judged.evidence:
+        return [Text("    (no measurements recorded as its evidence)")]
+    return [evidence_line(m) for m in judged.evidence]
+
+
+def _run_facts(run: Run, measurements: int) -> str:
+    finished = f", finished {format_when(run.finished_at)} UTC" if run.finished_at else ""
+    interrupted = ", interrupted" if run.interrupted else ""
+    return (
+        f"connectivity {run.connectivity.value}{interrupted}; {measurements} measurements"
+        f"{finished}; probe {run.probe_id[:8]}, software {run.software_version}"
+    )
+
+
+def _vpn_text(suspected: bool | None) -> str:
+    if suspected is None:
+        return "?"
+    return "[yellow]yes[/yellow]" if suspected else "no"
 
 
 def no_connectivity_message(controls: int) -> str:
@@ -107,7 +272,8 @@ def report_tables(report: Report) -> list[RenderableType]:
     ]
     for platform in report.platforms:
         several = len(platform.states) > 1
-        out.append(Rule(f"[bold]{plain(platform.platform)}[/bold]", align="left"))
+        # A heading, not a Rule: a rule spans the console, and a log's console is unbounded.
+        out.append(Text(f"\n{visible(platform.platform)}", style="bold"))
         state = Table(title=f"{plain(platform.platform)}: current state (newest run per network)")
         for column in ("network", "status", "blocked", "techniques", "hosts", "as of (UTC)"):
             state.add_column(column, overflow="fold")
@@ -115,7 +281,7 @@ def report_tables(report: Report) -> list[RenderableType]:
         for s in platform.states:
             state.add_row(
                 plain(network_label(s.asn, s.as_name) + (f" ({s.country})" if s.country else "")),
-                _styled(s.summary.status),
+                styled(s.summary.status),
                 f"{s.summary.blocked}/{s.summary.total}",
                 plain(", ".join(s.summary.techniques)) or "-",
                 str(s.hosts),
@@ -135,7 +301,7 @@ def report_tables(report: Report) -> list[RenderableType]:
             row = [plain(network_label(v.asn))] if several else []
             row += [
                 plain(v.target),
-                _styled(v.status),
+                styled(v.status),
                 plain(v.technique or "-"),
                 v.confidence.value if v.confidence else "-",
                 plain(", ".join(target.failures)) or "-",
@@ -156,7 +322,7 @@ def report_tables(report: Report) -> list[RenderableType]:
             events.add_column(column, justify="right")
         for e in platform.events:
             events.add_row(
-                _styled(e.kind),
+                styled(e.kind),
                 plain(networks_label(e.networks)),
                 plain(e.technique or "-"),
                 format_when(e.onset),
@@ -194,3 +360,7 @@ def _measurement_tables(report: Report) -> list[RenderableType]:
         "measurements only): showing the newest measurement per endpoint."
     )
     return [note, table]
+
+
+def _longest_word(texts: Iterable[str]) -> int:
+    return max((len(word) for text in texts for word in text.split()), default=1)

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from analysis.report.build import build_report
 from analysis.report.page import render_html
-from probe.cli.base import err, user_errors
+from probe.cli.base import ProbeCommand, console, err, user_errors
 from probe.cli.common import (
     ConfigOption,
     DbOption,
@@ -25,12 +24,12 @@ from probe.cli.common import (
     parse_when,
     settings_from,
 )
-from probe.cli.render import report_tables
+from probe.cli.render import filters_text, report_tables
 from probe.cli.terminal import plain
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=ProbeCommand, short_help="Current state, latest verdicts and events.")
     @user_errors
     def report(
         since: SinceOption = None,
@@ -41,6 +40,7 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(
                 "--html",
+                metavar="FILE",
                 help="Also write the report as one self-contained HTML page with charts.",
                 dir_okay=False,
             ),
@@ -57,9 +57,15 @@ def register(app: typer.Typer) -> None:
             built = build_report(
                 store, since=start, until=end, platforms=platform, asns=asns, params=params
             )
+        given = filters_text(since=since, until=until, networks=network, platforms=platform)
+        if given and not built.verdicts and not built.latest_measurements:
+            console().print(f"Nothing matches {plain(given)}: no verdicts, nothing to show.")
+            if html is not None:
+                err.print(f"{plain(str(html))} was not written")
+            return
         if html is not None:
             html.write_text(render_html(built), encoding="utf-8")
-            err.print(f"wrote the HTML report to {plain(html)}")
-        console = Console()
+            err.print(f"wrote the HTML report to {plain(str(html))}")
+        out = console()
         for renderable in report_tables(built):
-            console.print(renderable)
+            out.print(renderable)

@@ -9,7 +9,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analysis.export import verdict_record
@@ -18,6 +17,8 @@ from probe.cli.base import (
     EXIT_INTERRUPTED,
     EXIT_NO_CONNECTIVITY,
     EXIT_NO_CONSENT,
+    ProbeCommand,
+    console,
     err,
     user_errors,
 )
@@ -29,7 +30,13 @@ from probe.cli.common import (
     TestListOption,
     settings_from,
 )
-from probe.cli.render import control_note, no_connectivity_message, verdict_tables
+from probe.cli.render import (
+    control_note,
+    no_connectivity_message,
+    run_view,
+    unknown_network_reason,
+    where_line,
+)
 from probe.cli.terminal import plain
 from probe.consent import default_consent_path, require_consent
 from probe.lock import RunInProgressError, RunLock
@@ -37,19 +44,21 @@ from probe.model import Connectivity, utcnow
 from probe.schedule.log import trim_log
 from probe.session import Note, NoteKind, RunReport, plan_run, run_once, upload_after_run
 
-# How each kind of note reads on the terminal (rich markup; the note's text is plain text).
+# How each kind of note reads on the terminal (rich markup; the note's text is plain text). A
+# VPN suspicion is not a note of its own: the run's "Measured ... from ..." line says it.
 _NOTE_PREFIX = {
     NoteKind.SKIPPED: "[yellow]skipped:[/yellow] ",
     NoteKind.RAW_EVIDENCE: "note: ",
     NoteKind.NO_HELPER: "[yellow]no test helper this run:[/yellow] ",
-    NoteKind.VPN_SUSPECTED: "[yellow]VPN or proxy suspected:[/yellow] ",
     NoteKind.ADDRESS_UNKNOWN: "note: ",
     NoteKind.UPLOAD: "upload: ",
 }
 
 
 def _show(note: Note) -> None:
-    err.print(f"{_NOTE_PREFIX[note.kind]}{plain(note.text)}", soft_wrap=True)
+    prefix = _NOTE_PREFIX.get(note.kind)
+    if prefix is not None:
+        err.print(f"{prefix}{plain(note.text)}")
 
 
 class _ProgressBar:
@@ -80,7 +89,7 @@ class _ProgressBar:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=ProbeCommand, short_help="Measure every platform once and store it.")
     @user_errors
     def run(
         config: ConfigOption = None,
@@ -96,9 +105,15 @@ def register(app: typer.Typer) -> None:
                 "--unattended", help="Scheduled run: never prompt, no progress bar, log-friendly."
             ),
         ] = False,
+        verbose: Annotated[
+            bool, typer.Option("--verbose", "-v", help="List every target, ok ones too.")
+        ] = False,
         i_understand_the_risks: RisksOption = False,
     ) -> None:
-        """Measure every platform's reachability from this network, once, and store it."""
+        """Measure every platform's reachability from this network, once, and store it.
+
+        Prints where and when it measured, the platform table and every target that is not ok.
+        """
         settings = settings_from(config, test_list)
         plan = plan_run(settings, platform or (), notes=_show)
         if unattended:
@@ -128,7 +143,7 @@ def register(app: typer.Typer) -> None:
             if bar is not None:
                 bar.close()
             lock.release()
-        _render(report, as_json)
+        _render(report, as_json=as_json, verbose=verbose, mmdb_configured=bool(settings.mmdb))
         outcome = report.outcome
         uploaded = upload_after_run(settings, report, db)
         if uploaded is not None:
@@ -143,9 +158,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_NO_CONNECTIVITY)
 
 
-def _render(report: RunReport, as_json: bool) -> None:
+def _vpn_reasons(report: RunReport) -> list[str]:
+    return [n.text for n in report.notes if n.kind is NoteKind.VPN_SUSPECTED]
+
+
+def _render(report: RunReport, *, as_json: bool, verbose: bool, mmdb_configured: bool) -> None:
     record, outcome, analysis = report.run, report.outcome, report.analysis
     note = control_note(report.helper)
+    network = record.network
     if as_json:
         document = {
             "run_id": record.id,
@@ -155,6 +175,17 @@ def _render(report: RunReport, as_json: bool) -> None:
             "connectivity": outcome.connectivity.value,
             "interrupted": outcome.interrupted,
             "measurements": outcome.measurements,
+            "network": {
+                "asn": network.asn,
+                "as_name": network.as_name,
+                "country": network.country,
+                "resolver_asn": network.resolver_asn,
+                "resolver_as_name": network.resolver_as_name,
+                "resolver_country": network.resolver_country,
+                "source": network.source,
+            },
+            "vpn_suspected": network.vpn_suspected,
+            "vpn_reasons": _vpn_reasons(report),
             "control": note,
             "platforms": [
                 {
@@ -186,14 +217,17 @@ def _render(report: RunReport, as_json: bool) -> None:
         if outcome.connectivity is Connectivity.NONE:
             err.print(no_connectivity_message(len(outcome.controls)))
         return
-    out = Console()
+    out = console()
+    reason = unknown_network_reason(report.helper, mmdb_configured)
+    out.print(where_line(network, record.started_at, reason, _vpn_reasons(report)))
     if outcome.connectivity is Connectivity.NONE:
         out.print(no_connectivity_message(len(outcome.controls)))
+        out.print(f"run {record.id}: {outcome.measurements} measurements stored")
         return
-    for table in verdict_tables(analysis.summaries, analysis.verdicts):
-        out.print(table)
+    for renderable in run_view(analysis.summaries, analysis.verdicts, verbose=verbose):
+        out.print(renderable)
     out.print(plain(note))
     out.print(
-        f"run {record.id}: {outcome.measurements} measurements stored; "
-        f"network connectivity {outcome.connectivity.value}"
+        f"run {record.id}: {outcome.measurements} measurements stored; network connectivity "
+        f"{outcome.connectivity.value}; the evidence: probe show {record.id[:8]}"
     )

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from probe.cli.base import print_skipped, user_errors
+from probe.cli.base import ProbeCommand, console, print_skipped, user_errors
 from probe.cli.common import ConfigOption, PlatformOption, TestListOption, settings_from
 from probe.cli.terminal import plain
 from probe.targets import select_targets
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=ProbeCommand, short_help="List the targets a run would measure.")
     @user_errors
     def targets(
         config: ConfigOption = None,
@@ -33,4 +32,4 @@ def register(app: typer.Typer) -> None:
             cells = (platform_name, t.name, t.kind.value, t.host, ports, t.method, t.source)
             # Names and hosts come from test lists and configs: shown as text, never as markup.
             table.add_row(*map(plain, cells))
-        Console().print(table)
+        console().print(table)

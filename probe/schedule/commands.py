@@ -12,7 +12,7 @@ from pathlib import Path
 
 from probe.schedule import cron, systemd
 from probe.schedule.cadence import Cadence
-from probe.schedule.job import UNIT, Job
+from probe.schedule.job import UNIT, Job, job_fields
 from probe.schedule.log import log_summary, unattended_log_path
 from probe.schedule.tools import ScheduleError
 
@@ -82,6 +82,8 @@ class ScheduleStatus:
     next_run: str | None = None
     last_run: str | None = None
     last_result: str | None = None
+    config: str | None = None  # the job's --config (None: the run's default lookup)
+    database: str | None = None  # the job's --db (None: the config's, else the default)
     log_path: Path = field(default_factory=unattended_log_path)
     log_updated: datetime | None = None
     log_last_line: str | None = None
@@ -98,9 +100,13 @@ _MARKED = re.compile(r"every=(\S+) jitter=(\S+)")
 def status() -> ScheduleStatus:
     """The schedule as installed (systemd units first, then the crontab block)."""
     log = log_summary(unattended_log_path())
-    timer = systemd.unit_paths()[1]
+    service, timer = systemd.unit_paths()
     if timer.exists():
         marked = _MARKED.search(timer.read_text(encoding="utf-8"))
+        try:
+            config, database = job_fields(service.read_text(encoding="utf-8").splitlines())
+        except OSError:
+            config = database = None
         enabled = next_run = last_run = last_result = None
         warnings: list[str] = []
         if systemd.available():
@@ -122,6 +128,8 @@ def status() -> ScheduleStatus:
             next_run=next_run,
             last_run=last_run,
             last_result=last_result,
+            config=config,
+            database=database,
             warnings=tuple(warnings),
             **log,
         )
@@ -130,12 +138,16 @@ def status() -> ScheduleStatus:
         block = cron.find_block(lines)
         if block is not None:
             marked = _MARKED.search(lines[block[0]])
-            entry = next((ln for ln in lines[block[0] + 1 : block[1]] if ln.strip()), None)
+            inside = lines[block[0] + 1 : block[1]]
+            entry = next((ln for ln in inside if ln.strip() and not ln.startswith("#")), None)
+            config, database = job_fields(inside)
             return ScheduleStatus(
                 Backend.CRON,
                 every=marked.group(1) if marked else None,
                 jitter=marked.group(2) if marked else None,
                 entry=entry,
+                config=config,
+                database=database,
                 **log,
             )
     return ScheduleStatus(None, **log)

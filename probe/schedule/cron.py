@@ -9,7 +9,7 @@ import shlex
 import shutil
 
 from probe.schedule.cadence import Cadence, format_duration
-from probe.schedule.job import MANAGED_NOTE, RUN_TIME_LIMIT_S, Job
+from probe.schedule.job import MANAGED_NOTE, RUN_TIME_LIMIT_S, Job, job_comments
 from probe.schedule.tools import ScheduleError, run_tool
 
 CRON_BEGIN = "# BEGIN censorprobe schedule"
@@ -70,6 +70,7 @@ def cron_block(cadence: Cadence, job: Job) -> list[str]:
     every, jitter = format_duration(cadence.every), format_duration(cadence.jitter)
     return [
         f"{CRON_BEGIN} every={every} jitter={jitter} ({MANAGED_NOTE})",
+        *job_comments(job),
         f"{cadence.cron_times()} {cron_command(cadence, job)}",
         CRON_END,
     ]

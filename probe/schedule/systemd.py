@@ -10,12 +10,13 @@ import pwd
 import re
 import shutil
 import subprocess
+from contextlib import suppress
 from pathlib import Path
 
 import platformdirs
 
 from probe.schedule.cadence import Cadence, format_duration
-from probe.schedule.job import MANAGED_NOTE, RUN_TIME_LIMIT_S, UNIT, Job
+from probe.schedule.job import MANAGED_NOTE, RUN_TIME_LIMIT_S, UNIT, Job, job_comments
 from probe.schedule.tools import ScheduleError, run_tool
 
 # Where systemd records lingering users: without lingering, user timers only fire while the
@@ -76,6 +77,7 @@ def service_unit(job: Job) -> str:
     log = _unit_escape(str(job.log_path))
     lines = [
         f"# {MANAGED_NOTE}",
+        *job_comments(job),
         "[Unit]",
         "Description=censorprobe: one unattended censorship measurement run",
         "",
@@ -127,10 +129,18 @@ def _write(path: Path, text: str) -> None:
 
 def install(cadence: Cadence, job: Job) -> list[str]:
     service, timer = unit_paths()
-    _write(service, service_unit(job))
-    _write(timer, timer_unit(cadence))
-    systemctl("daemon-reload")
-    systemctl("enable", "--now", f"{UNIT}.timer")
+    try:
+        _write(service, service_unit(job))
+        _write(timer, timer_unit(cadence))
+        systemctl("daemon-reload")
+        systemctl("enable", "--now", f"{UNIT}.timer")
+    except (ScheduleError, OSError) as exc:
+        # Half an install is worse than none: status would report a schedule that never runs.
+        with suppress(ScheduleError):
+            remove()
+        for path in (timer, service):
+            path.unlink(missing_ok=True)
+        raise ScheduleError(f"{exc}; no schedule is installed") from None
     return [str(timer), str(service)]
 
 

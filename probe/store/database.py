@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -205,16 +205,20 @@ class Store:
         *,
         since: datetime | None = None,
         until: datetime | None = None,
+        asns: Collection[int] | None = None,
         newest_first: bool = False,
         limit: int | None = None,
     ) -> Iterator[Run]:
-        """Runs started in [since, until), oldest first unless `newest_first`."""
+        """Runs started in [since, until) on networks `asns` (all when None), oldest first
+        unless `newest_first`."""
         started = schema.runs.c.started_at
         stmt = select(schema.runs)
         if since is not None:
             stmt = stmt.where(started >= since)
         if until is not None:
             stmt = stmt.where(started < until)
+        if asns is not None:
+            stmt = stmt.where(schema.runs.c.asn.in_(list(asns)))
         order = (
             (started.desc(), schema.runs.c.id.desc())
             if newest_first
@@ -223,6 +227,29 @@ class Store:
         stmt = stmt.order_by(*order).limit(limit)
         for row in self._stream(stmt):
             yield _run_from_row(row)
+
+    def run_ids_starting_with(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to `limit` run ids that start with `prefix` (a user's abbreviated run id)."""
+        column = schema.runs.c.id
+        stmt = select(column).where(column.startswith(prefix, autoescape=True))
+        with self._transaction() as conn:
+            return list(conn.scalars(stmt.order_by(column).limit(limit)))
+
+    def verdict_counts(self, run_ids: Collection[str]) -> dict[str, dict[Status, int]]:
+        """How many verdicts of each status each of these runs has (runs without any: absent)."""
+        table = schema.verdicts
+        counts: dict[str, dict[Status, int]] = {}
+        if not run_ids:
+            return counts
+        stmt = (
+            select(table.c.run_id, table.c.status, func.count())
+            .where(table.c.run_id.in_(list(run_ids)))
+            .group_by(table.c.run_id, table.c.status)
+        )
+        with self._transaction() as conn:
+            for run_id, status, count in conn.execute(stmt):
+                counts.setdefault(run_id, {})[Status(status)] = int(count)
+        return counts
 
     def measurements(
         self,
