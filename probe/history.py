@@ -14,6 +14,7 @@ from datetime import datetime
 from probe.model import Measurement, Run
 from probe.records import PlatformSummary, Status, Verdict
 from probe.store import Store
+from probe.store.uploads import uploaded_runs
 
 # Run ids are uuid4 hex (probe.model.new_run_id): a prefix is hex too.
 _HEX = frozenset("0123456789abcdef")
@@ -25,13 +26,15 @@ class RunLookupError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class RunOverview:
-    """One run in the list: its record and how many of its targets got each verdict."""
+    """One run in the list: its record, how many of its targets got each verdict, and whether
+    the [upload] collector has acknowledged all of it."""
 
     run: Run
     blocked: int = 0
     ok: int = 0
     down: int = 0
     inconclusive: int = 0
+    uploaded: bool = False
 
     @property
     def judged(self) -> int:
@@ -66,8 +69,9 @@ def run_overviews(
 ) -> list[RunOverview]:
     """Runs started in [since, until) on `asns` (all when None), newest first, with counts."""
     runs = list(store.runs(since=since, until=until, asns=asns, newest_first=True, limit=limit))
-    counts = store.verdict_counts([r.id for r in runs])
-    return [_overview(run, counts.get(run.id, {})) for run in runs]
+    ids = [r.id for r in runs]
+    counts, uploaded = store.verdict_counts(ids), uploaded_runs(store, ids)
+    return [_overview(run, counts.get(run.id, {}), run.id in uploaded) for run in runs]
 
 
 def latest_overview(store: Store) -> RunOverview | None:
@@ -118,9 +122,10 @@ def _matching(verdicts: list[Verdict], targets: Sequence[str]) -> list[Verdict]:
     return [v for v in verdicts if (v.platform, v.target) in chosen]
 
 
-def _overview(run: Run, counts: dict[Status, int]) -> RunOverview:
+def _overview(run: Run, counts: dict[Status, int], uploaded: bool) -> RunOverview:
     return RunOverview(
         run,
+        uploaded=uploaded,
         blocked=counts.get(Status.BLOCKED, 0),
         ok=counts.get(Status.OK, 0),
         down=counts.get(Status.DOWN, 0),

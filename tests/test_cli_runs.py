@@ -223,3 +223,21 @@ def test_a_filter_that_matches_nothing_says_so_and_shows_nothing(
 def test_a_filter_on_a_network_that_has_data_shows_only_that_network(history: Path) -> None:
     report = invoke("report", "--db", str(history), "--network", "AS9009").stdout
     assert "AS9009" in report and "AS58224" not in report
+
+
+def test_runs_shows_which_runs_the_collector_acknowledged(history: Path) -> None:
+    from probe.store.uploads import Acknowledged, acknowledge
+
+    assert "uploaded" not in invoke("runs", "--db", str(history)).stdout  # nothing uploaded yet
+    with Store.open(history) as store:
+        acknowledge(store, [Acknowledged("aaaa1" + "0" * 27, None, done=True)])
+        acknowledge(store, [Acknowledged("bbbb3" + "0" * 27, None, done=False)])  # half-way
+    out = invoke("runs", "--db", str(history)).stdout
+    assert "uploaded" in out
+    rows = {
+        cells[0]: cells[-1]
+        for line in out.splitlines()
+        if line.startswith("│")
+        for cells in [[c.strip() for c in line.split("│")[1:-1]]]
+    }
+    assert rows == {"bbbb3000": "no", "aaaa2000": "no", "aaaa1000": "yes"}

@@ -9,28 +9,33 @@ import typer
 from rich.console import Console
 
 from analysis.crossnet import DEFAULT_WINDOW, analyse_across_networks
-from probe.cli.base import err, user_errors
+from probe.cli.base import ProbeCommand, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, open_store, parse_when, settings_from
 from probe.cli.terminal import plain
 from probe.records import Status
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=ProbeCommand, short_help="Re-judge verdicts with other networks' data.")
     @user_errors
     def analyse(
         config: ConfigOption = None,
         db: DbOption = None,
         since: Annotated[
-            str | None, typer.Option("--since", help="Only runs started since (date or age: 7d).")
+            str | None,
+            typer.Option(
+                "--since", metavar="TIME", help="Only runs started since (date or age: 7d)."
+            ),
         ] = None,
         until: Annotated[
-            str | None, typer.Option("--until", help="Only runs started before.")
+            str | None,
+            typer.Option("--until", metavar="TIME", help="Only runs started before."),
         ] = None,
         window: Annotated[
             int,
             typer.Option(
                 "--window",
+                metavar="MINUTES",
                 min=1,
                 max=24 * 60,
                 help="Minutes either side of a run in which other networks' measurements count.",

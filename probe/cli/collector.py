@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from probe.cli.base import err, user_errors
+from probe.cli.base import ProbeCommand, err, user_errors
 from probe.cli.common import parse_listen
 from probe.cli.terminal import plain
 from probe.collector.server import serve
@@ -21,6 +21,7 @@ CollectorDbOption = Annotated[
     str,
     typer.Option(
         "--db",
+        metavar="DB",
         help="The collector's database: a SQLAlchemy URL such as "
         "postgresql+psycopg://collector@localhost/censorprobe (or a SQLite path for a test).",
     ),
@@ -31,24 +32,33 @@ def register(app: typer.Typer) -> None:
     collector_app = typer.Typer(
         name="collector",
         help="Run a collector that receives uploads from probes, and manage their tokens.",
+        short_help="The collector that receives probes' uploads.",
         no_args_is_help=True,
+        rich_markup_mode=None,
     )
     token_app = typer.Typer(
-        name="token", help="Upload tokens: one per probe operator.", no_args_is_help=True
+        name="token",
+        help="Upload tokens: one per probe operator.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
     )
 
-    @collector_app.command("serve")
+    @collector_app.command("serve", cls=ProbeCommand, short_help="Receive uploads from probes.")
     @user_errors
     def serve_command(
         db: CollectorDbOption,
         listen: Annotated[
-            str, typer.Option("--listen", help="HOST:PORT to listen on.")
+            str, typer.Option("--listen", metavar="HOST:PORT", help="HOST:PORT to listen on.")
         ] = "127.0.0.1:8090",
         tls_cert: Annotated[
-            str | None, typer.Option("--tls-cert", help="PEM certificate chain (else plain HTTP).")
+            str | None,
+            typer.Option(
+                "--tls-cert", metavar="FILE", help="PEM certificate chain (else plain HTTP)."
+            ),
         ] = None,
         tls_key: Annotated[
-            str | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")
+            str | None,
+            typer.Option("--tls-key", metavar="FILE", help="PEM private key of --tls-cert."),
         ] = None,
         reuse_port: Annotated[
             bool,
@@ -81,10 +91,10 @@ def register(app: typer.Typer) -> None:
             err.print(f"[red]error:[/red] cannot listen on {plain(listen)}: {exc.strerror}")
             raise typer.Exit(1) from None
 
-    @token_app.command("add")
+    @token_app.command("add", cls=ProbeCommand, short_help="Create a token, printed once.")
     @user_errors
     def token_add(
-        name: Annotated[str, typer.Argument(help="Who the token is for (unique).")],
+        name: Annotated[str, typer.Argument(metavar="NAME", help="Who the token is for (unique).")],
         db: CollectorDbOption,
     ) -> None:
         """Create a token and print it once (the database keeps only its hash)."""
@@ -96,7 +106,7 @@ def register(app: typer.Typer) -> None:
         )
         sys.stdout.write(token + "\n")
 
-    @token_app.command("list")
+    @token_app.command("list", cls=ProbeCommand, short_help="List the tokens (never the secrets).")
     @user_errors
     def token_list(db: CollectorDbOption) -> None:
         """The tokens, their probes and whether they are revoked (never the tokens themselves)."""
@@ -113,10 +123,10 @@ def register(app: typer.Typer) -> None:
             )
         Console().print(table)
 
-    @token_app.command("revoke")
+    @token_app.command("revoke", cls=ProbeCommand, short_help="Revoke a token.")
     @user_errors
     def token_revoke(
-        name: Annotated[str, typer.Argument(help="The token's name or id.")],
+        name: Annotated[str, typer.Argument(metavar="NAME", help="The token's name or id.")],
         db: CollectorDbOption,
     ) -> None:
         """Revoke a token: its uploads are refused from now on (its data stays)."""

@@ -169,8 +169,9 @@ def filters_text(
     return " ".join(given)
 
 
-def runs_table(overviews: Sequence[RunOverview]) -> Table:
-    """`probe runs`: one row per run, newest first."""
+def runs_table(overviews: Sequence[RunOverview], *, uploads: bool = False) -> Table:
+    """`probe runs`: one row per run, newest first; with `uploads`, whether the collector has
+    acknowledged each."""
     table = Table(title="Runs (newest first; `probe show RUN` for one)", title_justify="left")
     table.add_column("run", no_wrap=True)
     table.add_column("started (UTC)", no_wrap=True)
@@ -179,6 +180,8 @@ def runs_table(overviews: Sequence[RunOverview]) -> Table:
     for label in ("blocked", "ok", "down", "inconc."):
         table.add_column(label, justify="right", no_wrap=True)
     table.add_column("VPN", no_wrap=True)
+    if uploads:
+        table.add_column("uploaded", no_wrap=True)
     for o in overviews:
         run = o.run
         connectivity = run.connectivity.value + ("*" if run.interrupted else "")
@@ -192,6 +195,7 @@ def runs_table(overviews: Sequence[RunOverview]) -> Table:
             str(o.down),
             str(o.inconclusive),
             _vpn_text(run.network.vpn_suspected),
+            *(["yes" if o.uploaded else "no"] if uploads else []),
         )
     if any(o.run.interrupted for o in overviews):
         table.caption = "* interrupted: the run kept what it had finished"

@@ -37,20 +37,23 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
         db: DbOption = None,
     ) -> None:
-        """List past runs, newest first: id, time, network, connectivity, verdict counts, VPN.
+        """List past runs, newest first: id, time, network, connectivity, verdict counts, VPN
+        (and whether each was uploaded, when an [upload] collector is configured).
 
         Give an id (or its first characters) to `probe show` for the evidence.
         """
         start, end = parse_when(since, "--since"), parse_when(until, "--until")
         asns = parse_networks(network)
-        with open_store(settings_from(config), db) as store:
+        settings = settings_from(config)
+        with open_store(settings, db) as store:
             overviews = run_overviews(store, since=start, until=end, asns=asns, limit=limit)
         out = console()
         if not overviews:
             given = filters_text(since=since, until=until, networks=network)
             out.print(f"No runs match {plain(given)}." if given else "No runs yet.")
             return
-        out.print(runs_table(overviews))
+        uploads = bool(settings.upload_url) or any(o.uploaded for o in overviews)
+        out.print(runs_table(overviews, uploads=uploads))
 
     @app.command(cls=ProbeCommand, short_help="One run's verdicts and their evidence.")
     @user_errors

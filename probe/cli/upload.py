@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from probe.cli.base import EXIT_ERROR, err, user_errors
+from probe.cli.base import EXIT_ERROR, ProbeCommand, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, open_store, settings_from
 from probe.cli.terminal import plain
 from probe.collector.uploader import upload_now, upload_status, upload_target
@@ -15,7 +15,7 @@ from probe.store import Store
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
+    @app.command(cls=ProbeCommand, short_help="Send what the collector has not acknowledged.")
     @user_errors
     def upload(
         config: ConfigOption = None,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -364,6 +364,18 @@ def queued_runs(store: Store, *, limit: int | None = None) -> list[QueuedRun]:
         )
         for row in rows
     ]
+
+
+def uploaded_runs(store: Store, run_ids: Collection[str]) -> set[str]:
+    """Which of these runs the collector has fully acknowledged (`probe runs` shows it)."""
+    table = schema.upload_progress
+    if not run_ids:
+        return set()
+    stmt = select(table.c.run_id).where(
+        table.c.run_id.in_(list(run_ids)), table.c.done_at.is_not(None)
+    )
+    with store._transaction() as conn:
+        return set(conn.scalars(stmt))
 
 
 def measurements_after(
