@@ -10,23 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from probe.model import (
-    Connectivity,
-    Layer,
-    Measurement,
-    NetworkInfo,
-    Observation,
-    Operation,
-    Run,
-)
+from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Run
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
+from tests.builders import (
+    PAGE,
+    dns_query,
+    http_transaction,
+    measurement,
+    observation,
+    tls_handshake,
+)
 from tests.cli import invoke
 from tests.test_cli_run import Site, site
 
 __all__ = ["site"]
 
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+X_TITLE = "X. It's what's happening"
 TCI = NetworkInfo(
     asn=58224, as_name="Iran Telecommunication Company PJS", country="IR", vpn_suspected=False
 )
@@ -46,10 +47,6 @@ def _run(store: Store, run_id: str, network: NetworkInfo, started: datetime) -> 
     )
     store.start_run(run)
     return run
-
-
-def _measure(run: Run, target: str, obs: Observation) -> Measurement:
-    return Measurement(run_id=run.id, platform="twitter", target=target, observation=obs)
 
 
 def _verdict(run: Run, target: str, status: Status, evidence: list[Measurement]) -> Verdict:
@@ -81,25 +78,35 @@ def history(tmp_path: Path) -> Path:
         second = _run(store, "aaaa2" + "0" * 27, TCI, T0 + timedelta(hours=1))
         third = _run(store, "bbbb3" + "0" * 27, VPN, T0 + timedelta(hours=2))
         for run in (first, second, third):
-            dns = _measure(
-                run,
+            dns = measurement(
+                "twitter",
                 "https://twitter.com/",
-                Observation(Layer.DNS, "system", run.started_at, 3.0),
+                observation(Layer.DNS, "system", dns_query("twitter.com", ["104.244.42.1"])),
+                run_id=run.id,
             )
-            tls = _measure(
-                run,
+            tls = measurement(
+                "twitter",
                 "https://twitter.com/",
-                Observation(
+                observation(
                     Layer.TLS,
                     "104.244.42.1:443",
-                    run.started_at,
-                    20.0,
-                    failure="connection_reset",
-                    failed_operation=Operation.TLS_HANDSHAKE,
+                    tls_handshake("104.244.42.1", 443, "twitter.com", "connection_reset"),
+                    "connection_reset",
+                    "tls_handshake",
                 ),
+                run_id=run.id,
             )
-            ok = _measure(
-                run, "https://x.com/", Observation(Layer.TCP, "104.244.42.2:443", T0, 5.0)
+            ok = measurement(
+                "twitter",
+                "https://x.com/",
+                observation(
+                    Layer.HTTP,
+                    "https://x.com/",
+                    http_transaction(
+                        "https://x.com/", "104.244.42.2", title="X. It's what's happening"
+                    ),
+                ),
+                run_id=run.id,
             )
             store.save_measurements([dns, tls, ok])
             store.save_verdicts(
@@ -146,20 +153,23 @@ def test_show_takes_a_unique_prefix_and_lists_each_verdict_with_its_evidence(
         "TLS with SNI twitter.com failed (connection_reset)"
     )
     assert lines[blocked + 1 : blocked + 3] == [
-        "    dns system ok",
-        "    tls 104.244.42.1:443 connection_reset (tls_handshake)",
+        "    dns system ok: 104.244.42.1; rcode NOERROR",
+        "    tls 104.244.42.1:443 connection_reset (tls_handshake): SNI twitter.com",
     ]
     assert "ok twitter https://x.com/: reached" in lines
-    assert "    tcp 104.244.42.2:443 ok" not in lines  # an ok target's evidence: with -v only
+    evidence = f'    http https://x.com/ ok: status 200; title "{X_TITLE}"; {len(PAGE)} bytes'
+    assert evidence not in lines  # an ok target's evidence: with -v only
     verbose = invoke("show", "bbbb", "-v", "--db", str(history)).stdout
-    assert "    tcp 104.244.42.2:443 ok" in verbose.splitlines()
+    assert evidence in verbose.splitlines()
 
 
 def test_show_one_target_shows_only_its_verdict_and_evidence(history: Path) -> None:
     result = invoke("show", "aaaa1", "x.com", "--db", str(history))
     assert result.code == 0, result.stderr
     assert "https://x.com/" in result.stdout and "https://twitter.com/" not in result.stdout
-    assert "    tcp 104.244.42.2:443 ok" in result.stdout.splitlines()  # its evidence, ok or not
+    assert any(
+        ln.startswith("    http https://x.com/ ok: status 200") for ln in result.stdout.splitlines()
+    )
     missing = invoke("show", "aaaa1", "facebook.com", "--db", str(history))
     assert missing.code == 1 and "no target of run aaaa1000 matches facebook.com" in missing.stderr
 

@@ -28,7 +28,18 @@ from probe.cli.terminal import plain, visible
 from probe.helper.client import HelperUnavailable
 from probe.helper.protocol import HelperResult
 from probe.history import Judged, RunDetail, RunOverview
-from probe.model import Measurement, NetworkInfo, Run
+from probe.model import (
+    Details,
+    DnsQuery,
+    HttpTransaction,
+    Measurement,
+    NetworkInfo,
+    ProtocolProbe,
+    RawCapture,
+    Run,
+    TcpConnect,
+    TlsHandshake,
+)
 from probe.records import PlatformStatus, PlatformSummary, Status, Verdict
 
 # Statuses of verdicts, platforms and chart cells, and event kinds.
@@ -223,16 +234,65 @@ def run_detail_view(detail: RunDetail, *, verbose: bool) -> list[RenderableType]
 
 
 def evidence_line(measurement: Measurement) -> Text:
-    """One measurement, indented under its verdict: layer, endpoint, outcome, what it saw."""
+    """One measurement, indented under its verdict: layer, endpoint (and the A/B half it is),
+    the outcome, and what it saw (DNS answers, certificate, HTTP status and title)."""
     obs = measurement.observation
-    line = f"    {obs.layer.value} {plain(obs.endpoint)} "
+    kind = obs.differential_kind
+    line = f"    {obs.layer.value} {plain(obs.endpoint)}" + (f" [{kind.value}]" if kind else "")
     if obs.failure is None:
-        line += "[green]ok[/green]"
+        line += " [green]ok[/green]"
     else:
-        line += f"[red]{plain(obs.failure)}[/red]"
+        line += f" [red]{plain(obs.failure)}[/red]"
         if obs.failed_operation is not None:
             line += f" ({obs.failed_operation.value})"
-    return Text.from_markup(line)
+    seen = [plain(fact) for fact in _facts(obs.details)]
+    if obs.failure_detail:
+        seen.append(plain(obs.failure_detail))
+    return Text.from_markup(line + (": " + "; ".join(seen) if seen else ""))
+
+
+def _facts(details: Details) -> list[str]:
+    """What a measurement saw, in a few words per fact (plain text)."""
+    match details:
+        case DnsQuery():
+            facts = [" ".join(details.addresses) or "no addresses"]
+            facts += [f"rcode {details.rcode}"] if details.rcode else []
+            if details.second_answer:
+                arrived = " then ".join(
+                    " ".join(r.addresses) or "(empty)" for r in details.responses
+                )
+                facts.append(f"answers raced: {arrived}")
+            return facts
+        case TlsHandshake():
+            facts = [f"SNI {details.sni}"]
+            if details.target_sni:
+                facts[0] += f" (harmless, for {details.target_sni})"
+            facts += [details.version] if details.version else []
+            if details.certificates:
+                leaf = details.certificates[0]
+                facts.append(
+                    f"certificate {leaf.subject or '?'} issued by {leaf.issuer or '?'}, "
+                    f"sha256 {leaf.sha256[:16]}"
+                )
+                facts.append("verified" if details.verified else "not verified")
+            return facts
+        case HttpTransaction():
+            facts = [] if details.status is None else [f"status {details.status}"]
+            facts += [f'title "{details.title}"'] if details.title else []
+            facts += [f"{details.body_length} bytes"] if details.status is not None else []
+            facts += [f"redirected to {r.location}" for r in details.redirects]
+            if details.target_host:
+                facts.append(f"Host {details.host_header} (harmless, for {details.target_host})")
+            if details.throughput_kbps is not None:
+                facts.append(f"{details.throughput_kbps:.0f} kbit/s")
+            return facts
+        case ProtocolProbe():
+            return [f"sent {details.payload_bytes} {details.payload} bytes"]
+        case RawCapture():
+            return [details.note] if details.note else []
+        case TcpConnect():
+            return []
+    return []
 
 
 def _evidence(judged: Judged) -> list[RenderableType]:
