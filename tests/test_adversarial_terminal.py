@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from analysis.report.build import build_report
 from probe.cli.app import app
 from probe.cli.base import user_errors
-from probe.cli.render import report_tables, verdict_tables
+from probe.cli.render import report_tables, run_view
 from probe.cli.schedule import _render_status
 from probe.cli.terminal import plain, visible
 from probe.config import ConfigError
@@ -97,7 +97,7 @@ def test_run_table_shows_hostile_names_and_details_inert() -> None:
     summary = PlatformSummary(
         HOSTILE, PlatformStatus.BLOCKED, ("http.blockpage",), 1, 1, detail=HOSTILE
     )
-    tables = verdict_tables([summary], [_verdict(HOSTILE, HOSTILE, f"title: {HOSTILE}")])
+    tables = run_view([summary], [_verdict(HOSTILE, HOSTILE, f"title: {HOSTILE}")], verbose=True)
     shown = _printed(*tables)  # a MarkupError here would abort the run after measuring
     assert _raw_in(shown) == []
     assert shown.count("[/x]") >= 4  # platform and detail, platform, target and detail
@@ -184,3 +184,15 @@ def test_run_with_hostile_test_list_rows_measures_and_prints_them_inert(
     assert "news.lo.test/[/x]" in result.stdout  # measured and shown
     assert "skipped" in result.stderr and "[/x]" in result.stderr
     assert _raw_in(result.stdout + result.stderr) == []
+
+
+def test_show_prints_hostile_evidence_inert() -> None:
+    """`probe show`: a server's title and a resolver's text reach the evidence lines inert."""
+    from probe.cli.render import evidence_line
+    from tests.builders import http_transaction, measurement, observation
+
+    page = http_transaction(f"https://{BIDI}/", "192.0.2.1", title=HOSTILE)
+    obs = observation(Layer.HTTP, HOSTILE, page, failure_detail=HOSTILE)
+    shown = _printed(evidence_line(measurement(HOSTILE, HOSTILE, obs)))
+    assert _raw_in(shown) == []
+    assert "[/x]" in shown and "\\u202e" in shown
