@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from analysis.analyse import RunAnalysis, analyse_run
@@ -26,7 +27,7 @@ from probe.collector.uploader import AFTER_RUN_POLICY, upload_summary, upload_ta
 from probe.config import Settings, database_location
 from probe.helper.client import HelperUnavailable, query_helper
 from probe.helper.protocol import HelperResult
-from probe.model import Connectivity, Run, new_run_id, utcnow
+from probe.model import Connectivity, Run, Target, new_run_id, utcnow
 from probe.netid.helper_view import HelperView
 from probe.netid.identify import NetworkIdentity, identify_network, resolver_addresses
 from probe.netid.local import read_local_network
@@ -47,6 +48,7 @@ class NoteKind(StrEnum):
     VPN_SUSPECTED = "vpn_suspected"  # the network looks like a VPN or proxy: flagged
     ADDRESS_UNKNOWN = "address_unknown"  # the public address is unknown: it cannot be scrubbed
     UPLOAD = "upload"  # what the upload to the [upload] collector after the run did
+    RECOVERED = "recovered"  # an earlier run that was killed was finished and analysed now
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +123,10 @@ def run_once(
     """Measure once and store it: ask the helper, identify the network, run the plan into the
     store (scrubbed), finish the run record and decide its verdicts.
 
-    `plan` defaults to plan_run(settings, platforms); `db` to the configured database. A Ctrl-C
-    while measuring ends the run early: what finished is kept and the run is marked interrupted.
+    `plan` defaults to plan_run(settings, platforms); `db` to the configured database. A Ctrl-C,
+    SIGTERM or SIGHUP while measuring ends the run early: what finished is kept, the run is
+    marked interrupted and gets its verdicts. Earlier runs of this probe that were killed before
+    they finished are finished and analysed first (a RECOVERED note each).
     """
     given: list[Note] = []
 
@@ -133,31 +137,35 @@ def run_once(
     if plan is None:
         plan = plan_run(settings, platforms, note)
     raise_file_limit()
-    helper = _ask_helper(settings, plan)
-    view, controls = None, None
-    if isinstance(helper, HelperUnavailable):
-        note(Note(NoteKind.NO_HELPER, helper.reason))
-    elif isinstance(helper, HelperResult):
-        client = helper.client
-        view = HelperView(
-            client_address=client.address,
-            client_asn=client.asn,
-            client_as_name=client.as_name,
-            client_country=client.country,
-        )
-        controls = controls_from_helper_targets(helper.targets)
-    identity = identify(settings, plan, view)
-    for reason in identity.vpn_reasons:
-        note(Note(NoteKind.VPN_SUSPECTED, reason))
-    if not identity.own_addresses:
-        note(
-            Note(
-                NoteKind.ADDRESS_UNKNOWN,
-                "this probe's public address is unknown (no helper, no [network] "
-                "public_addresses), so it cannot be scrubbed from stored pages and errors.",
-            )
-        )
+    # Opened first: a database that cannot take the run (damaged, foreign, newer) is refused
+    # before anything is measured.
     with Store.open(database_location(settings, db)) as store:
+        for text in finish_abandoned_runs(settings, store):
+            note(Note(NoteKind.RECOVERED, text))
+        helper = _ask_helper(settings, plan)
+        view, controls = None, None
+        if isinstance(helper, HelperUnavailable):
+            note(Note(NoteKind.NO_HELPER, helper.reason))
+        elif isinstance(helper, HelperResult):
+            client = helper.client
+            view = HelperView(
+                client_address=client.address,
+                client_asn=client.asn,
+                client_as_name=client.as_name,
+                client_country=client.country,
+            )
+            controls = controls_from_helper_targets(helper.targets)
+        identity = identify(settings, plan, view)
+        for reason in identity.vpn_reasons:
+            note(Note(NoteKind.VPN_SUSPECTED, reason))
+        if not identity.own_addresses:
+            note(
+                Note(
+                    NoteKind.ADDRESS_UNKNOWN,
+                    "this probe's public address is unknown (no helper, no [network] "
+                    "public_addresses), so it cannot be scrubbed from stored pages and errors.",
+                )
+            )
         record = Run(
             id=new_run_id(),
             probe_id=store.probe_id(),
@@ -174,8 +182,9 @@ def run_once(
                 asyncio.run(execute(plan, record.id, sink, outcome=outcome, progress=progress))
         except KeyboardInterrupt:
             outcome.interrupted = True
-        store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
-        analysis = _analyse(settings, store, record.id, controls, plan)
+        with finishing():
+            store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
+            analysis = _analyse(settings, store, record.id, controls, plan.targets, plan.controls)
     return RunReport(record, outcome, analysis, helper, tuple(given))
 
 
@@ -192,16 +201,22 @@ def upload_after_run(settings: Settings, report: RunReport, db: str | None = Non
         return Note(NoteKind.UPLOAD, upload_summary(store, target, AFTER_RUN_POLICY))
 
 
+# What ends a run like Ctrl-C: systemd stops a service with SIGTERM (systemd.kill(5)), and a
+# closed terminal sends SIGHUP to its session (POSIX, General Terminal Interface 11.1.10).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """Ctrl-C (SIGINT) interrupts what runs inside, even when the probe was started with SIGINT
-    ignored.
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP interrupt what runs inside, even when the probe was
+    started with SIGINT ignored.
 
     A non-interactive shell starts a background job (`probe run &` in a script) with SIGINT
     ignored (POSIX, Shell Command Language 2.11), every child inherits that, and Python then
     leaves SIGINT ignored: the run would go on until its last timeout instead of keeping what it
     finished. Inside, an ignored or default SIGINT raises KeyboardInterrupt, which asyncio.run
-    turns into cancelling the run; a handler someone installed on purpose is left alone.
+    turns into cancelling the run; SIGTERM and SIGHUP are turned into that same SIGINT. A
+    handler someone installed on purpose is left alone.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -210,11 +225,68 @@ def interruptible() -> Iterator[None]:
     replace = previous in (signal.SIG_IGN, signal.SIG_DFL)
     if replace:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    stops = {number: signal.signal(number, _as_sigint) for number in STOP_SIGNALS}
     try:
         yield
     finally:
+        for number, handler in stops.items():
+            signal.signal(number, handler)
         if replace:
             signal.signal(signal.SIGINT, previous)
+
+
+def _as_sigint(_signum: int, _frame: object) -> None:
+    # Raised as SIGINT, so that whoever handles SIGINT now (asyncio.run's runner cancels its
+    # main task; outside it, KeyboardInterrupt) handles it the same way.
+    signal.raise_signal(signal.SIGINT)
+
+
+@contextmanager
+def finishing() -> Iterator[list[int]]:
+    """While a run is finished and analysed, a stop signal (SIGINT, SIGTERM, SIGHUP) does not cut
+    the verdicts short (what was measured is all there): the first is noted in the list
+    yielded, a second stops at once (KeyboardInterrupt)."""
+    stopped: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+
+    def note(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        if len(stopped) > 1:
+            raise KeyboardInterrupt
+
+    numbers = (signal.SIGINT, *STOP_SIGNALS)
+    previous = {number: signal.signal(number, note) for number in numbers}
+    try:
+        yield stopped
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def finish_abandoned_runs(settings: Settings, store: Store) -> list[str]:
+    """Finish and analyse this probe's runs that never finished (killed with SIGKILL, a power
+    cut): each is marked interrupted, ends at its last measurement, and its finished
+    measurements get verdicts. Called with the run lock held (`probe run` takes it), so no
+    unfinished run of this probe id is still measuring. Returns a line per run for the user."""
+    lines = []
+    for run in store.unfinished_runs():
+        ended = run.started_at
+        count = 0
+        for measurement in store.measurements(run_id=run.id):
+            observation = measurement.observation
+            count += 1
+            end = observation.started_at + timedelta(milliseconds=observation.duration_ms)
+            ended = max(ended, end)
+        store.finish_run(run.id, ended, run.connectivity, interrupted=True)
+        _analyse(settings, store, run.id, None, None, ())
+        lines.append(
+            f"run {run.id} (started {run.started_at.isoformat(timespec='seconds')}) ended "
+            f"without finishing: its {count} measurements were analysed and it is marked "
+            "interrupted"
+        )
+    return lines
 
 
 def identify(settings: Settings, plan: RunPlan, helper: HelperView | None) -> NetworkIdentity:
@@ -268,16 +340,18 @@ def _analyse(
     store: Store,
     run_id: str,
     controls: ControlEvidence | None,
-    plan: RunPlan,
+    targets: Sequence[Target] | None,
+    control_targets: Sequence[Target],
 ) -> RunAnalysis:
-    targets = [*plan.targets, *plan.controls]
+    """Verdicts for a run: of its planned targets (None: of what it measured)."""
+    planned = None if targets is None else [*targets, *control_targets]
     if not settings.mmdb:
-        return analyse_run(store, run_id, controls=controls, targets=targets)
+        return analyse_run(store, run_id, controls=controls, targets=planned)
     with AsnDatabase(settings.mmdb) as database:
         return analyse_run(
             store,
             run_id,
             controls=controls,
-            targets=targets,
+            targets=planned,
             asn_of=lambda address: database.lookup(address).asn,
         )

@@ -264,6 +264,7 @@ def test_database_with_measurements_only_shows_the_latest_status(tmp_path: Path)
 
 
 def test_empty_database_says_to_run_first(tmp_path: Path) -> None:
+    Store.open(tmp_path / "new.db").close()
     code, out, _ = invoke("report", "--db", str(tmp_path / "new.db"))
     assert code == 0 and "No measurements yet" in out
 

@@ -399,7 +399,7 @@ def test_another_applications_sqlite_file_is_refused_and_left_alone(tmp_path: Pa
 
 
 def test_directory_given_as_database_path_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match=r"^cannot open .*: unable to open database file$"):
+    with pytest.raises(StoreError, match=r"^cannot open .*: it is a directory$"):
         Store.open(str(tmp_path))
 
 

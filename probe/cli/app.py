@@ -9,24 +9,27 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import typer
+try:
+    import typer
 
-from probe import __version__
-from probe.cli import (
-    analyse,
-    collector,
-    export,
-    helper,
-    locate,
-    merge,
-    report,
-    run,
-    runs,
-    schedule,
-    targets,
-    upload,
-)
-from probe.cli.base import EXIT_INTERRUPTED, err
+    from probe import __version__
+    from probe.cli import (
+        analyse,
+        collector,
+        export,
+        helper,
+        locate,
+        merge,
+        report,
+        run,
+        runs,
+        schedule,
+        targets,
+        upload,
+    )
+    from probe.cli.base import EXIT_INTERRUPTED, err
+except KeyboardInterrupt:  # Ctrl-C while the command loads (seconds on a slow machine)
+    sys.exit(130)
 
 app = typer.Typer(
     name="probe",

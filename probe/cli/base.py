@@ -23,6 +23,7 @@ from typer.core import TyperCommand
 from probe.catalog import CatalogError
 from probe.cli.terminal import plain
 from probe.config import ConfigError
+from probe.outputs import OutputRefusedError
 from probe.store import StoreError
 from probe.testlists import TestListError
 
@@ -97,7 +98,7 @@ def _placeholder(param: Any) -> str:
     return name if param.required else f"[{name}]"
 
 
-USER_ERRORS = (ConfigError, CatalogError, StoreError, TestListError)
+USER_ERRORS = (ConfigError, CatalogError, StoreError, TestListError, OutputRefusedError)
 
 
 def print_skipped(problems: Iterable[str]) -> None:

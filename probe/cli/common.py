@@ -114,7 +114,9 @@ def settings_from(config: Path | None, test_lists: list[Path] | None = None) -> 
 
 
 def open_store(settings: Settings, db: str | None) -> Store:
-    return Store.open(database_location(settings, db))
+    """The database a reading command (report, export) reads: opened read-only, never created
+    (a mistyped --db is an error, not a new empty database)."""
+    return Store.open_readonly(database_location(settings, db))
 
 
 def parse_when(text: str | None, option: str) -> datetime | None:

@@ -40,6 +40,7 @@ from probe.cli.common import (
 )
 from probe.cli.render import filters_text
 from probe.cli.terminal import plain
+from probe.outputs import atomic_output
 from probe.records import Verdict
 
 
@@ -101,7 +102,7 @@ def register(app: typer.Typer) -> None:
             if str(target) == "-":
                 out = sys.stdout
             else:
-                out = stack.enter_context(target.open("w", encoding="utf-8", newline=""))
+                out = stack.enter_context(atomic_output(target, store.path))
             count = 0
             if what is What.measurements:
                 writer = write_measurements_csv if as_csv else write_measurements_jsonl

@@ -26,6 +26,7 @@ from probe.cli.common import (
 )
 from probe.cli.render import filters_text, report_tables
 from probe.cli.terminal import plain
+from probe.outputs import atomic_output, refuse_database
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +55,8 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(config)
         params = detector_params(settings)
         with open_store(settings, db) as store:
+            if html is not None:
+                refuse_database(html, store.path)  # before the work, not after it
             built = build_report(
                 store, since=start, until=end, platforms=platform, asns=asns, params=params
             )
@@ -64,7 +67,8 @@ def register(app: typer.Typer) -> None:
                 err.print(f"{plain(str(html))} was not written")
             return
         if html is not None:
-            html.write_text(render_html(built), encoding="utf-8")
+            with atomic_output(html, store.path) as handle:
+                handle.write(render_html(built))
             err.print(f"wrote the HTML report to {plain(str(html))}")
         out = console()
         for renderable in report_tables(built):

@@ -52,6 +52,7 @@ _NOTE_PREFIX = {
     NoteKind.NO_HELPER: "[yellow]no test helper this run:[/yellow] ",
     NoteKind.ADDRESS_UNKNOWN: "note: ",
     NoteKind.UPLOAD: "upload: ",
+    NoteKind.RECOVERED: "note: ",
 }
 
 

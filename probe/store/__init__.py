@@ -9,7 +9,7 @@ The only package that speaks SQL or imports SQLAlchemy. Everything else uses `St
             ...
 """
 
-from probe.store.database import Store
+from probe.store.database import Store, is_sqlite_file
 from probe.store.errors import NotAProbeDatabaseError, SchemaTooNewError, StoreError
 from probe.store.migrations import latest_version
 
@@ -18,5 +18,6 @@ __all__ = [
     "SchemaTooNewError",
     "Store",
     "StoreError",
+    "is_sqlite_file",
     "latest_version",
 ]

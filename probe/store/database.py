@@ -2,7 +2,8 @@
 
 `Store.open(path_or_url)` takes a plain path (a SQLite file, parent directories created) or an
 SQLAlchemy URL such as `postgresql+psycopg://user@host/db` (plain `postgresql://` means the same);
-the same code serves both. Every
+the same code serves both. `Store.open_readonly` is for the commands that only read: it never
+creates, migrates or writes (SQLite `mode=ro`), so it works on read-only media. Every
 public method runs in its own transaction and turns driver errors into StoreError with a message
 naming the database, so callers never see a raw SQLAlchemy traceback.
 
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import (
     ColumnElement,
@@ -67,28 +70,68 @@ class Store:
         self._location = location
         self._probe_id = probe_id
         self._sqlite = engine.dialect.name == "sqlite"
+        self._path: Path | None = None
 
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
     def open(cls, url_or_path: str | Path) -> Store:
-        """Open (creating or migrating as needed) the database at a path or SQLAlchemy URL."""
-        url, location = _resolve(url_or_path)
+        """Open (creating or migrating as needed) the database at a path or SQLAlchemy URL, to
+        write to it.
+
+        A SQLite file is checked before anything is written to it: a file that is not SQLite, a
+        foreign or newer-schema database and one without a probe id are refused untouched, and
+        so is one with damaged pages (PRAGMA quick_check), so that a run never measures into a
+        database that cannot keep its measurements.
+        """
+        url, location, path = _resolve(url_or_path, create=True)
+        if path is not None:
+            sniff(path, location, empty_ok=True)
+        return cls._open(url, location, path, readonly=False)
+
+    @classmethod
+    def open_readonly(cls, url_or_path: str | Path) -> Store:
+        """Open an existing probe database only to read it (report, export, merge sources).
+
+        Nothing is ever written: a SQLite file is opened with `mode=ro` (SQLite URI filenames),
+        so this works on read-only media and never waits behind a writer's lock (WAL readers do
+        not block), and a missing file is an error, never a new empty database. A database at
+        an older schema is refused with how to upgrade it: migrating is a write.
+        """
+        url, location, path = _resolve(url_or_path, create=False)
+        if path is not None:
+            if not path.exists():
+                raise StoreError(
+                    f"no probe database at {location} (check the path; `probe run` creates one)"
+                )
+            sniff(path, location, empty_ok=False)
+            url = _readonly_url(path, location)
+        return cls._open(url, location, path, readonly=True)
+
+    @classmethod
+    def _open(cls, url: URL, location: str, path: Path | None, *, readonly: bool) -> Store:
         try:
-            engine = _create_engine(url)
+            engine = _create_engine(url, readonly=readonly)
         except (ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot open {location}: {exc}") from exc
         try:
-            probe_id = _prepare(engine, location)
+            probe_id = _prepare(engine, location, readonly=readonly)
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, location, probe_id)
+        store = cls(engine, location, probe_id)
+        store._path = path
+        return store
 
     @property
     def location(self) -> str:
         """The path or URL (password hidden) this store was opened from."""
         return self._location
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file (None for a server database): outputs must never overwrite it."""
+        return self._path
 
     def probe_id(self) -> str:
         """This database's probe id: random uuid4 hex created on first open, never host-derived."""
@@ -199,6 +242,17 @@ class Store:
         with self._transaction() as conn:
             row = conn.execute(select(schema.runs).where(schema.runs.c.id == run_id)).first()
         return None if row is None else _run_from_row(row)
+
+    def unfinished_runs(self) -> list[Run]:
+        """This probe's runs with no finish time (a run in progress, or one that was killed)."""
+        table = schema.runs
+        stmt = (
+            select(table)
+            .where(table.c.finished_at.is_(None), table.c.probe_id == self._probe_id)
+            .order_by(table.c.started_at, table.c.id)
+        )
+        with self._transaction() as conn:
+            return [_run_from_row(row) for row in conn.execute(stmt)]
 
     def runs(
         self,
@@ -345,8 +399,9 @@ def insert_missing(conn: Connection, table: Table) -> Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
-def _resolve(url_or_path: str | Path) -> tuple[URL, str]:
-    """The SQLAlchemy URL for a path or URL, and how to name it in messages."""
+def _resolve(url_or_path: str | Path, *, create: bool) -> tuple[URL, str, Path | None]:
+    """The SQLAlchemy URL for a path or URL, how to name it in messages, and the SQLite file
+    (None for a server or in-memory database). `create`: make the file's missing folders."""
     if isinstance(url_or_path, str) and "://" in url_or_path:
         try:
             url = make_url(url_or_path)
@@ -357,11 +412,15 @@ def _resolve(url_or_path: str | Path) -> tuple[URL, str]:
             url = url.set(drivername="postgresql+psycopg")
         location = url.render_as_string(hide_password=True)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            _make_parent(Path(url.database), location)
-        return url, location
+            path = Path(url.database)
+            if create:
+                _make_parent(path, location)
+            return url, location, path
+        return url, location, None
     path = Path(url_or_path).expanduser()
-    _make_parent(path, str(path))
-    return URL.create("sqlite+pysqlite", database=str(path)), str(path)
+    if create:
+        _make_parent(path, str(path))
+    return URL.create("sqlite+pysqlite", database=str(path)), str(path), path
 
 
 def _make_parent(path: Path, location: str) -> None:
@@ -371,7 +430,69 @@ def _make_parent(path: Path, location: str) -> None:
         raise StoreError(f"cannot create the directory for {location}: {exc.strerror}") from exc
 
 
-def _create_engine(url: URL) -> Engine:
+# Every SQLite file starts with these 16 bytes (https://www.sqlite.org/fileformat.html, 1.3).
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_sqlite_file(path: Path) -> bool:
+    """Whether `path` is a SQLite database file (by its header; False when unreadable)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def sniff(path: Path, location: str, *, empty_ok: bool) -> None:
+    """Refuse a file that is not SQLite before SQLite sees it: SQLite reads a file shorter than
+    its header (a 1-byte note) as an empty database, and a writer would overwrite it."""
+    if path.is_dir():
+        raise StoreError(f"cannot open {location}: it is a directory")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot open {location}: {exc.strerror}") from exc
+    if size == 0:
+        if empty_ok:
+            return
+        raise NotAProbeDatabaseError(f"{location} is not a probe database (the file is empty)")
+    if not is_sqlite_file(path):
+        raise NotAProbeDatabaseError(f"{location} is not a probe database (file is not a database)")
+
+
+def readonly_uri(path: Path, location: str) -> str:
+    """A SQLite URI filename that opens `path` read-only (`mode=ro`); with `immutable=1` when
+    even a reader's shared-memory file cannot be made beside it (read-only media: see
+    https://www.sqlite.org/uri.html and https://www.sqlite.org/wal.html#readonly), which is safe
+    there because nothing can change the file. Raises StoreError for a file that cannot be read
+    at all that way."""
+    uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
+    try:
+        with closing(sqlite3.connect(uri, uri=True)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        message = str(exc)
+        if "readonly" not in message and "unable to open" not in message:
+            return uri  # damaged or not a database: the caller's checks say so in their words
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(
+                f"cannot read {location}: its write-ahead log ({wal.name}) cannot be read where "
+                "the folder is read-only; copy both files to a writable folder"
+            ) from None
+        uri += "&immutable=1"
+    return uri
+
+
+def _readonly_url(path: Path, location: str) -> URL:
+    database, _, query = readonly_uri(path, location).partition("?")
+    options = dict(pair.split("=") for pair in query.split("&"))
+    return URL.create("sqlite+pysqlite", database=database, query={**options, "uri": "true"})
+
+
+def _create_engine(url: URL, *, readonly: bool) -> Engine:
     if url.get_backend_name() != "sqlite":
         return create_engine(url)
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
@@ -384,9 +505,12 @@ def _create_engine(url: URL) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            if readonly:
+                cursor.execute("PRAGMA query_only=ON")
+            else:
+                # Per connection; WAL itself is set once, after the file passed _prepare's checks.
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
 
@@ -398,11 +522,21 @@ def _create_engine(url: URL) -> Engine:
     return engine
 
 
-def _prepare(engine: Engine, location: str) -> str:
-    """Create or migrate the schema in one transaction; return the probe id."""
+def _prepare(engine: Engine, location: str, *, readonly: bool) -> str:
+    """Check the database; for a writer, create or migrate the schema (one transaction) and
+    switch a SQLite file to WAL; return the probe id. Nothing is written to a database that is
+    refused, or by a reader."""
+    sqlite = engine.dialect.name == "sqlite"
     try:
+        if sqlite or readonly:
+            with engine.connect() as conn, conn.begin():
+                version = migrations.check(conn, location)
+                if readonly:
+                    return _readable(conn, location, version)
+                _quick_check(conn, location)
+            _set_wal(engine)
         with engine.connect() as conn:
-            if engine.dialect.name == "sqlite":
+            if sqlite:
                 conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 if engine.dialect.name == "postgresql":
@@ -419,6 +553,42 @@ def _prepare(engine: Engine, location: str) -> str:
         raise StoreError(f"cannot open {location}: {message}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot open {location}: {exc}") from exc
+
+
+def _readable(conn: Connection, location: str, version: int | None) -> str:
+    """The probe id of a database a reader may read as it is."""
+    if version is None:
+        raise NotAProbeDatabaseError(f"{location} is not a probe database (it holds no tables)")
+    newest = migrations.latest_version()
+    if version < newest:
+        raise StoreError(
+            f"{location} is at schema version {version} (this censorprobe reads {newest}) and "
+            "is only read here: upgrade it with `probe run --db` or copy it with `probe merge "
+            f"{location} --into NEW.db`"
+        )
+    return migrations.read_probe_id(conn)
+
+
+def _quick_check(conn: Connection, location: str) -> None:
+    """Refuse a SQLite file with damaged pages before anything is written to it."""
+    problems = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        # One line: SQLite's report can hold many, one per damaged page.
+        first = " ".join(problems[0].split())
+        more = ", and more" if len(problems) > 1 or "\n" in problems[0] else ""
+        raise StoreError(f"{location} is damaged (integrity check: {first}{more})")
+
+
+def _set_wal(engine: Engine) -> None:
+    """Switch the file to WAL (persistent, so once per open is enough): outside a transaction,
+    where SQLite allows it."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+    finally:
+        raw.close()
 
 
 def _driver_message(exc: DBAPIError) -> str:

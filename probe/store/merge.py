@@ -8,10 +8,11 @@ same probe) be merged in any order. Each run row carries its probe's network (AS
 resolver, VPN flag), so every measurement keeps the network it was taken on.
 
 Safety, in order:
-- a source is never modified: it is copied (with its write-ahead log) to a temporary file, and
-  only the copy is opened, migrated to the current schema (sources from older versions merge
-  like new ones) and read;
-- every source is validated (a probe database, not too new, `PRAGMA quick_check` and
+- a source is never modified, nor a file created beside it: it is copied to a temporary file
+  (byte for byte when nobody has it open, else with SQLite's online backup over a read-only
+  `mode=ro` connection), and only the copy is migrated to the current schema (sources from
+  older versions merge like new ones) and read;
+- every source is validated (an SQLite file, a probe database, not too new, `PRAGMA quick_check` and
   `PRAGMA foreign_key_check` clean) before the destination is even opened, so a corrupt source
   leaves the destination untouched, byte for byte;
 - each source is written in one transaction, streamed in batches, so a large file never sits in
@@ -32,7 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, func, select
 
 from probe.store import schema
-from probe.store.database import Store, insert_missing
+from probe.store.database import Store, insert_missing, readonly_uri, sniff
 from probe.store.errors import NotAProbeDatabaseError, StoreError
 
 # Parents before children: a measurement's run must be in place before the measurement.
@@ -117,26 +118,80 @@ def merge_databases(
 
 
 def _copy_source(path: Path, copy: Path) -> int:
-    """Copy a source (and its write-ahead log) byte for byte; return its schema version.
+    """Copy a source without writing to it or beside it; return its schema version.
 
-    The source itself is only read: SQLite would write beside it (a -shm file, a checkpoint)
-    even to read it, and migrating it would change it.
+    A source nobody has open (no shared-memory file beside it) is copied byte for byte, with a
+    write-ahead log a crash left behind: opening it with SQLite, even read-only, would leave a
+    -wal and a -shm file beside it. One that is open (a probe writing to it) is copied with
+    SQLite's online backup over a read-only connection (`mode=ro`), one consistent snapshot
+    however the writer goes on; so is one that changed while it was copied.
     """
+    location = str(path)
     if not path.is_file():
         raise StoreError(f"merge: {path}: no such file")
     try:
-        shutil.copyfile(path, copy)
-        wal = path.with_name(path.name + "-wal")
-        if wal.is_file():
-            shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        sniff(path, location, empty_ok=False)
+        if not _copied_quietly(path, copy):
+            with (
+                closing(sqlite3.connect(readonly_uri(path, location), uri=True)) as source,
+                closing(sqlite3.connect(copy)) as target,
+            ):
+                source.backup(target)
+    except StoreError as exc:
+        raise type(exc)(f"merge: {exc}") from exc
+    except sqlite3.DatabaseError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "not a database" in message:
+            raise NotAProbeDatabaseError(
+                f"merge: {path} is not a probe database ({message})"
+            ) from exc
+        raise StoreError(f"merge: {path} is damaged or unreadable ({message})") from exc
     except OSError as exc:
         raise StoreError(f"merge: cannot read {path}: {exc.strerror or exc}") from exc
     try:
         with closing(sqlite3.connect(copy)) as conn:
-            found = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            found = (
+                conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if "meta" in tables
+                else None
+            )
     except sqlite3.DatabaseError:
         return 0  # Store.open on the copy says what is wrong, in its words
+    if not tables:
+        # Store.open would create the schema in the copy, and the file would merge as "0 rows".
+        raise NotAProbeDatabaseError(f"merge: {path} is not a probe database (it holds no tables)")
     return int(found[0]) if found and str(found[0]).isdigit() else 0
+
+
+def _copied_quietly(path: Path, copy: Path) -> bool:
+    """Byte-copy a source nobody has open (and its leftover log); False when it is open or
+    changed while being copied, so that the copy may be torn."""
+    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    if shm.exists():
+        return False
+    before = _signature(path, wal)
+    shutil.copyfile(path, copy)
+    if wal.is_file():
+        shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+    if shm.exists() or _signature(path, wal) != before:
+        for leftover in (copy, copy.with_name(copy.name + "-wal")):
+            leftover.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _signature(*paths: Path) -> tuple[tuple[int, int] | None, ...]:
+    """Size and modification time of each file (None when absent)."""
+    found: list[tuple[int, int] | None] = []
+    for path in paths:
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            found.append(None)
+        else:
+            found.append((status.st_size, status.st_mtime_ns))
+    return tuple(found)
 
 
 def _open_copy(path: Path, copy: Path) -> Store:
@@ -153,17 +208,9 @@ def _named(exc: Exception, path: Path, copy: Path) -> str:
 
 def _validate(store: Store, path: Path, copy: Path) -> None:
     """Refuse a damaged source before anything is written anywhere."""
+    # Damaged pages were refused when the copy was opened (Store.open runs PRAGMA quick_check).
     try:
         with store._transaction() as conn:
-            problems = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check(5)")]
-            if problems != ["ok"]:
-                # One line: SQLite's report can hold many, one per damaged page.
-                first = " ".join(problems[0].split())
-                raise NotAProbeDatabaseError(
-                    f"{copy} is damaged (integrity check: {first}, and more)"
-                    if len(problems) > 1 or "\n" in problems[0]
-                    else f"{copy} is damaged (integrity check: {first})"
-                )
             orphans = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchmany(5)
             if orphans:
                 tables = sorted({str(row[0]) for row in orphans})

@@ -192,29 +192,47 @@ def _set_meta(conn: Connection, key: str, value: str) -> None:
         conn.execute(schema.meta.insert().values(key=key, value=value))
 
 
-def prepare(conn: Connection, location: str, steps: Sequence[Migration] | None = None) -> str:
-    """Create or upgrade the schema on `conn` (inside its transaction); return the probe_id.
+def check(conn: Connection, location: str, steps: Sequence[Migration] | None = None) -> int | None:
+    """The schema version of the database on `conn`, or None when it holds no tables yet; reads
+    only, so a database it refuses is left as it was.
 
-    Raises NotAProbeDatabaseError for a database that holds something else and
-    SchemaTooNewError for one written by a newer version.
+    Raises NotAProbeDatabaseError for a database that holds something else (other tables, no
+    probe id) and SchemaTooNewError for one written by a newer version.
     """
-    steps = MIGRATIONS if steps is None else steps
-    newest = latest_version(steps)
+    newest = latest_version(MIGRATIONS if steps is None else steps)
     found = read_meta(conn)
     if found is None:
         _refuse_foreign_tables(conn, location)
-        schema.metadata.create_all(conn)
-        probe_id = uuid.uuid4().hex  # random: a probe id must never identify the host
-        _set_meta(conn, "schema_version", str(newest))
-        _set_meta(conn, "probe_id", probe_id)
-        return probe_id
-
+        return None
     version = _parse_version(found.get("schema_version"), location)
     if version > newest:
         raise SchemaTooNewError(
             f"{location} was written by a newer censorprobe (schema version {version}; "
             f"this version reads up to {newest}): upgrade censorprobe to open it"
         )
+    if not found.get("probe_id"):
+        raise NotAProbeDatabaseError(f"{location} is not a probe database (no probe_id in meta)")
+    return version
+
+
+def read_probe_id(conn: Connection) -> str:
+    """The probe id of a database `check` accepted."""
+    return (read_meta(conn) or {})["probe_id"]
+
+
+def prepare(conn: Connection, location: str, steps: Sequence[Migration] | None = None) -> str:
+    """Create or upgrade the schema on `conn` (inside its transaction); return the probe_id.
+
+    Refuses what `check` refuses, before anything is written.
+    """
+    steps = MIGRATIONS if steps is None else steps
+    version = check(conn, location, steps)
+    if version is None:
+        schema.metadata.create_all(conn)
+        probe_id = uuid.uuid4().hex  # random: a probe id must never identify the host
+        _set_meta(conn, "schema_version", str(latest_version(steps)))
+        _set_meta(conn, "probe_id", probe_id)
+        return probe_id
     for step in steps:
         if step.version > version:
             if step.version != version + 1:
@@ -222,11 +240,7 @@ def prepare(conn: Connection, location: str, steps: Sequence[Migration] | None =
             step.apply(conn)
             version = step.version
             _set_meta(conn, "schema_version", str(version))
-
-    stored_probe_id = found.get("probe_id")
-    if not stored_probe_id:
-        raise NotAProbeDatabaseError(f"{location} is not a probe database (no probe_id in meta)")
-    return stored_probe_id
+    return read_probe_id(conn)
 
 
 def _parse_version(value: str | None, location: str) -> int:
