@@ -10,7 +10,7 @@ from rich.console import Console
 
 from analysis.crossnet import DEFAULT_WINDOW, analyse_across_networks
 from probe.cli.base import ProbeCommand, err, user_errors
-from probe.cli.common import ConfigOption, DbOption, open_store, parse_when, settings_from
+from probe.cli.common import ConfigOption, DbOption, open_store_to_write, parse_when, settings_from
 from probe.cli.terminal import plain
 from probe.records import Status
 
@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         """Re-judge inconclusive verdicts (no control) with other networks' measurements as
         controls; the probes' own verdicts are kept, derived ones are stored beside them."""
         settings = settings_from(config)
-        with open_store(settings, db) as store:
+        with open_store_to_write(settings, db) as store:
             report = analyse_across_networks(
                 store,
                 since=parse_when(since, "--since"),

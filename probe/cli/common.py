@@ -119,6 +119,11 @@ def open_store(settings: Settings, db: str | None) -> Store:
     return Store.open_readonly(database_location(settings, db))
 
 
+def open_store_to_write(settings: Settings, db: str | None) -> Store:
+    """The database a command adds to (analyse, upload), created if missing."""
+    return Store.open(database_location(settings, db))
+
+
 def parse_when(text: str | None, option: str) -> datetime | None:
     """A time option: ISO-8601 date or datetime (UTC unless it names a zone), or an age such as
     `30m`, `12h`, `7d` meaning that long before now."""

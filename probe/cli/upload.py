@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from probe.cli.base import EXIT_ERROR, ProbeCommand, err, user_errors
-from probe.cli.common import ConfigOption, DbOption, open_store, settings_from
+from probe.cli.common import ConfigOption, DbOption, open_store_to_write, settings_from
 from probe.cli.terminal import plain
 from probe.collector.uploader import upload_now, upload_status, upload_target
 from probe.store import Store
@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Upload every run, measurement and verdict the collector has not acknowledged."""
         settings = settings_from(config)
-        with open_store(settings, db) as store:
+        with open_store_to_write(settings, db) as store:
             if status:
                 _render_status(store)
                 return
