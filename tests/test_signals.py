@@ -186,18 +186,15 @@ def test_ctrl_c_at_the_consent_prompt_exits_130_without_a_traceback(
                 seen += os.read(primary, 65536)
         assert b"to accept and run the probe" in seen, seen.decode(errors="replace")
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-        while True:
-            ready, _, _ = select.select([primary], [], [], 0.5)
-            if not ready:
-                break
-            try:
-                chunk = os.read(primary, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
+        # Drain the terminal while waiting: a full pty buffer would block the process's writes.
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.2)
+            if ready:
+                try:
+                    seen += os.read(primary, 65536)
+                except OSError:  # EIO: the process closed its side of the terminal
+                    process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
