@@ -115,32 +115,53 @@ def _kind(value: object) -> str:
 # -- encoding ------------------------------------------------------------------------------------
 
 
+# JSON scalars by exact type: the common case, tested first (a StrEnum is a str subclass, so it
+# is not among them and takes its own branch below).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode_value(value: Any) -> JsonValue:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value  # type: ignore[no-any-return]
     if isinstance(value, StrEnum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _encode_record(value)
-    if isinstance(value, tuple):
+    if kind is tuple or kind is list:
         return [_encode_value(v) for v in value]
+    if kind in _FIELD_PLANS or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return _encode_record(value)
     if isinstance(value, Mapping):
         return {str(k): _encode_value(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, tuple | list):
         return [_encode_value(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | int | float | str):
         return value
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
+# Per record type, built once: (field name, JSON key, left out when null) in field order.
+_FIELD_PLANS: dict[type[Any], tuple[tuple[str, str, bool], ...]] = {}
+
+
+def _field_plan(cls: type[Any]) -> tuple[tuple[str, str, bool], ...]:
+    plan = _FIELD_PLANS.get(cls)
+    if plan is None:
+        keys = _KEYS.get(cls, {})
+        plan = _FIELD_PLANS[cls] = tuple(
+            (f.name, keys.get(f.name, f.name), f.name in _OMITTED_WHEN_NULL)
+            for f in dataclasses.fields(cls)
+            if not (cls is RawCapture and f.name == "capture")
+        )
+    return plan
+
+
 def _encode_record(record: Any) -> dict[str, JsonValue]:
-    keys = _KEYS.get(type(record), {})
     out: dict[str, JsonValue] = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if f.name == "capture" and isinstance(record, RawCapture):
+    for name, key, omitted_when_null in _field_plan(type(record)):
+        value = getattr(record, name)
+        if value is None and omitted_when_null:
             continue
-        if value is None and f.name in _OMITTED_WHEN_NULL:
-            continue
-        out[keys.get(f.name, f.name)] = _encode_value(value)
+        out[key] = _encode_value(value)
     if isinstance(record, RawCapture):
         # rawnet's own keys sit beside the typed ones, as rawnet wrote them.
         for key, value in record.capture.items():
