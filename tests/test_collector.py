@@ -437,3 +437,30 @@ def test_upload_token_stays_out_of_the_config_digest() -> None:
     one = parse_settings({"upload": {"url": "https://c.example", "token": "secret-1"}})
     two = parse_settings({"upload": {"url": "https://c.example", "token": "secret-2"}})
     assert one.upload_token == "secret-1" and one.digest() == two.digest()
+
+
+async def test_a_token_holding_two_slow_batches_cannot_take_a_third_slot(
+    collector: Running, probe_store: Store
+) -> None:
+    slow = []
+    for _ in range(2):
+        _reader, writer = await _open_raw(collector.url)
+        writer.write(
+            b"POST /v1/batches HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+            + f"Authorization: Bearer {collector.token}\r\n\r\n".encode()
+            + b"{"
+        )
+        await writer.drain()
+        slow.append(writer)
+    status, answer = 500, dict[str, object]()
+    for _ in range(200):  # until the server has both slow ones in hand (at most 2 s)
+        status, answer = await post(collector.url, one_run_batch(probe_store), collector.token)
+        if status == 429:
+            break
+        await asyncio.sleep(0.01)
+    for writer in slow:
+        writer.close()
+    assert status == 429 and "already has batches in flight" in str(answer["error"])
+    _, other = add_token(collector.store, "another-volunteer")
+    with Store.open(probe_store.location + ".other") as elsewhere:
+        assert (await post(collector.url, one_run_batch(elsewhere), other))[0] == 200

@@ -17,8 +17,9 @@ Defences, in the order a request meets them:
   buffer anything; then the token's rate (token bucket) and the declared Content-Length;
 - the body is read with a size cap and a deadline (a slow sender is cut off, 408), decompressed
   with an output bound (a compression bomb is refused, 413), parsed and checked record by record;
-- a bounded number of batches are decoded and written at once, so memory stays bounded however
-  many probes upload together.
+- a bounded number of batches are decoded and written at once (at most two per token, so one
+  token's slow uploads cannot hold them all), so memory stays bounded however many probes
+  upload together.
 Privacy: no access log; the client address appears in no log line, error message or row
 (aiohttp's own "Error handling request from <address>" is rewritten by a log filter).
 """
@@ -71,8 +72,11 @@ class CollectorLimits:
     # Per token: a bucket of `burst` requests refilled at `rate_per_s`.
     rate_per_s: float = 5.0
     burst: int = 20
-    # Batches decoded and written at once (each holds a decoded batch in memory).
+    # Batches decoded and written at once (each holds a decoded batch in memory), and of those
+    # at most `per_token_batches` for one token, so that one token's slow uploads cannot hold
+    # every slot (the uploader sends one batch at a time).
     concurrent_batches: int = 4
+    per_token_batches: int = 2
 
 
 class _Refused(Exception):
@@ -130,6 +134,7 @@ class Collector:
         self.limits = limits or CollectorLimits()
         self._buckets = _TokenBuckets(self.limits.rate_per_s, self.limits.burst)
         self._writers = asyncio.Semaphore(self.limits.concurrent_batches)
+        self._in_flight: dict[str, int] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.limits.max_body_bytes)
@@ -169,9 +174,19 @@ class Collector:
         limit = self.limits.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise _Refused(413, f"the body is larger than {limit} bytes")
-        async with self._writers:
-            body = await self._read_body(request, limit)
-            return await asyncio.to_thread(self._decode_and_store, token_id, body, request)
+        if self._in_flight.get(token_id, 0) >= self.limits.per_token_batches:
+            raise _Refused(429, "this token already has batches in flight; retry later", 1)
+        self._in_flight[token_id] = self._in_flight.get(token_id, 0) + 1
+        try:
+            async with self._writers:
+                body = await self._read_body(request, limit)
+                return await asyncio.to_thread(self._decode_and_store, token_id, body, request)
+        finally:
+            left = self._in_flight[token_id] - 1
+            if left:
+                self._in_flight[token_id] = left
+            else:
+                del self._in_flight[token_id]
 
     async def _authenticate(self, request: web.Request) -> str:
         header = request.headers.get("Authorization", "")
