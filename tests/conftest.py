@@ -23,3 +23,25 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
             patch.setenv(variable, str(home / folder))
         patch.delenv("PROBE_CONFIG", raising=False)
         yield home
+
+
+def _ooni_measurements_dir() -> Path | None:
+    """The shared real OONI documents: beside the clone (CI), else the machine's shared folder."""
+    for candidate in (
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ooni-measurements",
+        Path("/work/shared/data/ooni-measurements"),
+    ):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture
+def ooni_dir() -> Path:
+    """The folder of real OONI measurement documents (read in place, never copied)."""
+    found = _ooni_measurements_dir()
+    if found is None:
+        pytest.skip(
+            "../shared/data/ooni-measurements is absent: the real OONI documents are needed"
+        )
+    return found
