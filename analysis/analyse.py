@@ -13,7 +13,7 @@ from analysis.controls import ControlEvidence
 from analysis.model import AsnLookup
 from analysis.summaries import summarise
 from analysis.verdicts import verdicts_for_run
-from probe.model import Run, Target
+from probe.model import Measurement, Run, Target
 from probe.records import PlatformSummary, Verdict
 from probe.store import Store, StoreError
 
@@ -25,6 +25,22 @@ class RunAnalysis:
     run: Run
     verdicts: list[Verdict]
     summaries: list[PlatformSummary]
+
+
+def analyse(
+    run: Run,
+    measurements: Sequence[Measurement],
+    *,
+    controls: ControlEvidence | None = None,
+    targets: Sequence[Target] | None = None,
+    asn_of: AsnLookup | None = None,
+) -> RunAnalysis:
+    """The verdicts and platform summaries of one run's measurements (no I/O)."""
+    verdicts = verdicts_for_run(
+        run, measurements, controls=controls, asn_of=asn_of, targets=targets
+    )
+    summaries = summarise(verdicts, measurements, targets=targets, asn_of=asn_of)
+    return RunAnalysis(run, verdicts, summaries)
 
 
 def analyse_run(
@@ -40,10 +56,7 @@ def analyse_run(
     if run is None:
         raise StoreError(f"{store.location} has no run {run_id}")
     measurements = list(store.measurements(run_id=run_id))
-    verdicts = verdicts_for_run(
-        run, measurements, controls=controls, asn_of=asn_of, targets=targets
-    )
-    summaries = summarise(verdicts, measurements, targets=targets, asn_of=asn_of)
-    store.save_verdicts(run_id, verdicts)
-    store.save_platform_summaries(run_id, summaries)
-    return RunAnalysis(run, verdicts, summaries)
+    result = analyse(run, measurements, controls=controls, targets=targets, asn_of=asn_of)
+    store.save_verdicts(run_id, result.verdicts)
+    store.save_platform_summaries(run_id, result.summaries)
+    return result

@@ -179,6 +179,7 @@ class DnsQuery:
     failure: str | None
     answers: tuple[DnsAnswer, ...]
     t: float | None = None
+    t0: float | None = None
     transaction_id: int | None = None
 
     @property
@@ -215,6 +216,7 @@ def parse_query(value: Any, where: str) -> DnsQuery:
         failure=failure_string(obj, "failure", where),
         answers=tuple(answers),
         t=number(obj, "t", where),
+        t0=number(obj, "t0", where),
         transaction_id=integer(obj, "transaction_id", where),
     )
 
@@ -231,6 +233,7 @@ class TcpConnect:
     success: bool
     failure: str | None
     t: float | None = None
+    t0: float | None = None
     transaction_id: int | None = None
 
 
@@ -248,6 +251,7 @@ def parse_tcp_connect(value: Any, where: str) -> TcpConnect:
         success=success if success is not None else reason is None,
         failure=reason,
         t=number(obj, "t", where),
+        t0=number(obj, "t0", where),
         transaction_id=integer(obj, "transaction_id", where),
     )
 
@@ -269,6 +273,7 @@ class TlsHandshake:
     no_tls_verify: bool
     peer_certificates: tuple[bytes, ...]
     t: float | None = None
+    t0: float | None = None
     transaction_id: int | None = None
 
 
@@ -288,6 +293,7 @@ def parse_tls_handshake(value: Any, where: str) -> TlsHandshake:
         no_tls_verify=bool(flag(obj, "no_tls_verify", where)),
         peer_certificates=certificates,
         t=number(obj, "t", where),
+        t0=number(obj, "t0", where),
         transaction_id=integer(obj, "transaction_id", where),
     )
 
@@ -354,6 +360,7 @@ class HttpTransaction:
     response: HttpResponse | None
     failure: str | None
     t: float | None = None
+    t0: float | None = None
     transaction_id: int | None = None
 
 
@@ -385,6 +392,7 @@ def parse_transaction(value: Any, where: str) -> HttpTransaction:
         response=response,
         failure=failure_string(obj, "failure", where),
         t=number(obj, "t", where),
+        t0=number(obj, "t0", where),
         transaction_id=integer(obj, "transaction_id", where),
     )
 

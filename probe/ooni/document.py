@@ -115,11 +115,12 @@ def experiment_of(data: Mapping[str, Any]) -> str:
     return name
 
 
-def parse_document(data: Mapping[str, Any]) -> OoniDocument:
-    """The typed document; UnknownExperiment for an experiment not read here, FormatError (one
-    line naming the field) when a field is missing, of the wrong type or out of bounds."""
+def parse_document(data: Mapping[str, Any], *, accept_any: bool = False) -> OoniDocument:
+    """The typed document; UnknownExperiment for an experiment not read here (unless
+    `accept_any`), FormatError (one line naming the field) when a field is missing, of the
+    wrong type or out of bounds."""
     test_name = experiment_of(data)
-    if test_name not in EXPERIMENTS:
+    if test_name not in EXPERIMENTS and not accept_any:
         raise UnknownExperiment(test_name)
     where = "document"
     test_keys = mapping(data, "test_keys", where)

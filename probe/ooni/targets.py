@@ -63,6 +63,16 @@ def _catalog() -> tuple[dict[str, list[Target]], dict[str, Target]]:
     return by_host, by_url
 
 
+def host_of_target(target: str) -> str:
+    """The host a target name stands for: a URL's host, else the name itself."""
+    if "://" in target:
+        try:
+            return normalise_host(urlsplit(target).hostname or "")
+        except ValueError:
+            return ""
+    return normalise_host(target)
+
+
 def _split_url(url: str) -> tuple[str, str, int, str] | None:
     """(scheme, host, port, path?query) of an http(s) URL; None when it is not one."""
     try:

@@ -98,31 +98,88 @@ def _json(value: Any) -> str:
     return encoded if len(encoded) <= _MAX_VALUE else encoded[: _MAX_VALUE - 3] + "..."
 
 
-def _bool_blocking(value: Any) -> OoniOutcome:
-    """A `..._blocking` boolean: true is blocked."""
-    if value is True:
-        return OoniOutcome.BLOCKED
-    if value is False:
-        return OoniOutcome.OK
-    return OoniOutcome.UNKNOWN
+class ValueKind(StrEnum):
+    """How a key writes its verdict: a `_blocking` boolean (true: blocked), a `_reachable` or
+    `_consistent` boolean (true: ok), or a `_status` string ("ok" or "blocked")."""
+
+    BLOCKING = "blocking"
+    OK_FLAG = "ok_flag"
+    STATUS = "status"
 
 
-def _bool_ok(value: Any) -> OoniOutcome:
-    """A `..._reachable` / `..._consistent` boolean: true is ok."""
-    if value is True:
-        return OoniOutcome.OK
-    if value is False:
-        return OoniOutcome.BLOCKED
-    return OoniOutcome.UNKNOWN
+@dataclass(frozen=True, slots=True)
+class KeySpec:
+    """One verdict key of an experiment: its name, how it is written, what it judges."""
+
+    key: str
+    kind: ValueKind
+    scope: Scope
 
 
-def _status(value: Any) -> OoniOutcome:
-    """A `..._status` string: "ok" or "blocked"."""
-    if value == "ok":
-        return OoniOutcome.OK
-    if value == "blocked":
-        return OoniOutcome.BLOCKED
-    return OoniOutcome.UNKNOWN
+def decode_value(kind: ValueKind, value: Any) -> OoniOutcome:
+    if kind is ValueKind.STATUS:
+        return {"ok": OoniOutcome.OK, "blocked": OoniOutcome.BLOCKED}.get(
+            value if isinstance(value, str) else "", OoniOutcome.UNKNOWN
+        )
+    if not isinstance(value, bool):
+        return OoniOutcome.UNKNOWN
+    blocked = value if kind is ValueKind.BLOCKING else not value
+    return OoniOutcome.BLOCKED if blocked else OoniOutcome.OK
+
+
+def encode_value(kind: ValueKind, outcome: OoniOutcome) -> bool | str | None:
+    """The key's value for an outcome (None: OONI's null, undecided). Down is not blocked."""
+    if outcome is OoniOutcome.UNKNOWN:
+        return None
+    blocked = outcome is OoniOutcome.BLOCKED
+    if kind is ValueKind.STATUS:
+        return "blocked" if blocked else "ok"
+    return blocked if kind is ValueKind.BLOCKING else not blocked
+
+
+_EVERY_FACEBOOK = frozenset(FACEBOOK_ENDPOINTS.values())
+
+# The keys of each platform experiment, in the order the spec lists them.
+KEY_SPECS: dict[str, tuple[KeySpec, ...]] = {
+    "telegram": (
+        KeySpec(
+            "telegram_tcp_blocking", ValueKind.BLOCKING, Scope(TELEGRAM_DCS, Combine.ALL, ("tcp.",))
+        ),
+        KeySpec("telegram_http_blocking", ValueKind.BLOCKING, Scope(TELEGRAM_DCS, Combine.ALL)),
+        KeySpec("telegram_web_status", ValueKind.STATUS, Scope(frozenset({"web.telegram.org"}))),
+    ),
+    "whatsapp": (
+        KeySpec(
+            "whatsapp_endpoints_status", ValueKind.STATUS, Scope(WHATSAPP_ENDPOINTS, Combine.ALL)
+        ),
+        KeySpec(
+            "registration_server_status", ValueKind.STATUS, Scope(frozenset({"v.whatsapp.net"}))
+        ),
+        KeySpec("whatsapp_web_status", ValueKind.STATUS, Scope(frozenset({"web.whatsapp.com"}))),
+    ),
+    "signal": (KeySpec("signal_backend_status", ValueKind.STATUS, Scope()),),
+    "facebook_messenger": (
+        KeySpec(
+            "facebook_dns_blocking",
+            ValueKind.BLOCKING,
+            Scope(_EVERY_FACEBOOK, techniques=("dns.",)),
+        ),
+        KeySpec(
+            "facebook_tcp_blocking",
+            ValueKind.BLOCKING,
+            Scope(_EVERY_FACEBOOK, techniques=("tcp.",)),
+        ),
+        *(
+            KeySpec(
+                f"facebook_{name}_{suffix}",
+                ValueKind.OK_FLAG,
+                Scope(frozenset({host}), techniques=techniques),
+            )
+            for name, host in FACEBOOK_ENDPOINTS.items()
+            for suffix, techniques in (("dns_consistent", ("dns.",)), ("reachable", ("tcp.",)))
+        ),
+    ),
+}
 
 
 def _web_connectivity(tk: Mapping[str, Any]) -> list[OoniKey]:
@@ -139,68 +196,40 @@ def _web_connectivity(tk: Mapping[str, Any]) -> list[OoniKey]:
     return [OoniKey("blocking", value, outcome, Scope())]
 
 
-def _telegram(tk: Mapping[str, Any]) -> list[OoniKey]:
-    keys = []
-    if "telegram_tcp_blocking" in tk:
-        value = tk["telegram_tcp_blocking"]
-        scope = Scope(TELEGRAM_DCS, Combine.ALL, ("tcp.",))
-        keys.append(OoniKey("telegram_tcp_blocking", _json(value), _bool_blocking(value), scope))
-    if "telegram_http_blocking" in tk:
-        value = tk["telegram_http_blocking"]
-        scope = Scope(TELEGRAM_DCS, Combine.ALL)
-        keys.append(OoniKey("telegram_http_blocking", _json(value), _bool_blocking(value), scope))
-    if "telegram_web_status" in tk:
-        value = tk["telegram_web_status"]
-        scope = Scope(frozenset({"web.telegram.org"}), Combine.ANY)
-        keys.append(OoniKey("telegram_web_status", _json(value), _status(value), scope))
-    return keys
-
-
-def _whatsapp(tk: Mapping[str, Any]) -> list[OoniKey]:
-    keys = []
-    for key, scope in (
-        ("whatsapp_endpoints_status", Scope(WHATSAPP_ENDPOINTS, Combine.ALL)),
-        ("registration_server_status", Scope(frozenset({"v.whatsapp.net"}))),
-        ("whatsapp_web_status", Scope(frozenset({"web.whatsapp.com"}))),
-    ):
-        if key in tk:
-            keys.append(OoniKey(key, _json(tk[key]), _status(tk[key]), scope))
-    return keys
-
-
-def _signal(tk: Mapping[str, Any]) -> list[OoniKey]:
-    if "signal_backend_status" not in tk:
-        return []
-    value = tk["signal_backend_status"]
-    return [OoniKey("signal_backend_status", _json(value), _status(value), Scope())]
-
-
-def _facebook(tk: Mapping[str, Any]) -> list[OoniKey]:
-    keys = []
-    everything = frozenset(FACEBOOK_ENDPOINTS.values())
-    for key, techniques in (("facebook_dns_blocking", ("dns.",)), ("facebook_tcp_blocking", ())):
-        if key in tk:
-            scope = Scope(everything, Combine.ANY, techniques)
-            keys.append(OoniKey(key, _json(tk[key]), _bool_blocking(tk[key]), scope))
-    for name, host in FACEBOOK_ENDPOINTS.items():
-        for suffix, techniques in (("dns_consistent", ("dns.",)), ("reachable", ())):
-            key = f"facebook_{name}_{suffix}"
-            if key in tk:
-                scope = Scope(frozenset({host}), Combine.ANY, techniques)
-                keys.append(OoniKey(key, _json(tk[key]), _bool_ok(tk[key]), scope))
-    return keys
-
-
-_EXTRACTORS = {
-    "web_connectivity": _web_connectivity,
-    "telegram": _telegram,
-    "whatsapp": _whatsapp,
-    "signal": _signal,
-    "facebook_messenger": _facebook,
-}
+def keys_of(test_name: str, test_keys: Mapping[str, Any]) -> tuple[OoniKey, ...]:
+    """OONI's verdict keys of an experiment's test_keys, in a fixed order per experiment."""
+    if test_name == "web_connectivity":
+        return tuple(_web_connectivity(test_keys))
+    return tuple(
+        OoniKey(
+            spec.key,
+            _json(test_keys[spec.key]),
+            decode_value(spec.kind, test_keys[spec.key]),
+            spec.scope,
+        )
+        for spec in KEY_SPECS.get(test_name, ())
+        if spec.key in test_keys
+    )
 
 
 def ooni_keys(document: OoniDocument) -> tuple[OoniKey, ...]:
-    """OONI's verdict keys of the document, in a fixed order per experiment."""
-    extract = _EXTRACTORS.get(document.test_name)
-    return tuple(extract(document.test_keys)) if extract else ()
+    """OONI's verdict keys of the document."""
+    return keys_of(document.test_name, document.test_keys)
+
+
+def key_fields(test_name: str, test_keys: Mapping[str, Any]) -> dict[str, Any]:
+    """The test_keys fields the verdict keys are read from (scalars, bounded): what an import
+    keeps so that keys_of() gives the same keys later without the document."""
+    names = (
+        ["blocking", "accessible"]
+        if test_name == "web_connectivity"
+        else [k.key for k in keys_of(test_name, test_keys)]
+    )
+    kept: dict[str, Any] = {}
+    for name in names:
+        value = test_keys.get(name)
+        if isinstance(value, str):
+            kept[name] = value[:_MAX_VALUE]
+        elif value is None or isinstance(value, bool | int | float):
+            kept[name] = value
+    return kept

@@ -20,6 +20,7 @@ import json
 import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +61,18 @@ SQLITE_BUSY_TIMEOUT_S = 15.0
 # Serialises first opens of one PostgreSQL database (pg_advisory_xact_lock key): two probes
 # creating the schema at once would otherwise both see no tables. "cprobe" in ASCII.
 _PG_OPEN_LOCK_KEY = 0x637072_6F6265
+
+
+@dataclass(frozen=True, slots=True)
+class RunBundle:
+    """A whole run to save at once (Store.save_runs): what an import produces per document.
+    `annotations` are (key, value) pairs kept beside the run (e.g. an import's provenance)."""
+
+    run: Run
+    measurements: Sequence[Measurement]
+    verdicts: Sequence[Verdict] = ()
+    summaries: Sequence[PlatformSummary] = ()
+    annotations: Sequence[tuple[str, str]] = ()
 
 
 class Store:
@@ -163,9 +176,8 @@ class Store:
 
     def start_run(self, run: Run) -> None:
         """Record a run as it starts (its finish and network may be filled in later)."""
-        row = _run_row(run)
         with self._transaction(write=True) as conn:
-            conn.execute(schema.runs.insert(), row)
+            conn.execute(schema.runs.insert(), _run_row(run))
 
     def finish_run(
         self,
@@ -214,6 +226,57 @@ class Store:
             conn.execute(table.delete().where(table.c.run_id == run_id))
             if rows:
                 conn.execute(table.insert(), rows)
+
+    def save_runs(self, bundles: Sequence[RunBundle]) -> list[str]:
+        """Save whole runs (an import: each run with its measurements, verdicts, platform
+        summaries and annotations) in one transaction. A run whose id is already stored is left
+        as it is, so saving the same bundles twice adds nothing. Returns the ids saved."""
+        if not bundles:
+            return []
+        ids = [b.run.id for b in bundles]
+        with self._transaction(write=True) as conn:
+            table = schema.runs
+            stored = set(conn.execute(select(table.c.id).where(table.c.id.in_(ids))).scalars())
+            fresh: dict[str, RunBundle] = {}
+            for bundle in bundles:
+                if bundle.run.id not in stored:
+                    fresh.setdefault(bundle.run.id, bundle)
+            if not fresh:
+                return []
+            runs: list[dict[str, Any]] = []
+            measurements: list[dict[str, Any]] = []
+            verdicts: list[dict[str, Any]] = []
+            summaries: list[dict[str, Any]] = []
+            notes: list[dict[str, Any]] = []
+            for bundle in fresh.values():
+                runs.append(_run_row(bundle.run))
+                measurements.extend(_measurement_row(m) for m in bundle.measurements)
+                verdicts.extend(_verdict_row(v) for v in bundle.verdicts)
+                summaries.extend(_summary_row(bundle.run.id, s) for s in bundle.summaries)
+                notes.extend({"key": k, "value": v} for k, v in bundle.annotations)
+            conn.execute(schema.runs.insert(), runs)
+            for target, rows in (
+                (schema.measurements, measurements),
+                (schema.verdicts, verdicts),
+                (schema.platform_summaries, summaries),
+                (schema.meta, notes),
+            ):
+                if rows:
+                    conn.execute(target.insert(), rows)
+        return list(fresh)
+
+    def annotations(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """The annotations (key, value) saved with runs whose key starts with `prefix`, by key."""
+        if not prefix or prefix in ("schema_version", "probe_id"):
+            raise ValueError("an annotation prefix names a kind of annotation, e.g. 'ooni:'")
+        table = schema.meta
+        stmt = (
+            select(table.c.key, table.c.value)
+            .where(table.c.key.startswith(prefix, autoescape=True))
+            .order_by(table.c.key)
+        )
+        for row in self._stream(stmt):
+            yield str(row.key), str(row.value)
 
     # -- reading -----------------------------------------------------------------------------
 
