@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from analysis.controls import normalise_host
-from analysis.model import Status, Verdict
+from probe.records import Status, Verdict
 from probe.ooni.verdict_keys import Combine, OoniKey, OoniOutcome, Scope
 
 

@@ -48,11 +48,11 @@ def text(obj: Mapping[str, Any], key: str, where: str, limit: int = MAX_TEXT) ->
     value = obj.get(key)
     if value is None:
         return None
+    if type(value) is str and len(value) <= limit:
+        return value
     if not isinstance(value, str):
         raise fail(f"{where}.{key}", f"expected a string, got {type(value).__name__}")
-    if len(value) > limit:
-        raise fail(f"{where}.{key}", f"longer than {limit} characters")
-    return value
+    raise fail(f"{where}.{key}", f"longer than {limit} characters")
 
 
 def failure_string(obj: Mapping[str, Any], key: str, where: str) -> str | None:
@@ -67,6 +67,8 @@ def integer(obj: Mapping[str, Any], key: str, where: str) -> int | None:
     value = obj.get(key)
     if value is None:
         return None
+    if type(value) is int and -(2**53) <= value <= 2**53:
+        return value
     # bool is an int subclass: reject it explicitly (true is not a port).
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise fail(f"{where}.{key}", f"expected an integer, got {type(value).__name__}")
@@ -80,6 +82,8 @@ def number(obj: Mapping[str, Any], key: str, where: str) -> float | None:
     value = obj.get(key)
     if value is None:
         return None
+    if type(value) is float and -1e15 < value < 1e15:
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise fail(f"{where}.{key}", f"expected a number, got {type(value).__name__}")
     result = float(value)
@@ -148,6 +152,8 @@ def binary(value: Any, where: str) -> bytes:
 
 def binary_text(value: Any, where: str, limit: int = MAX_TEXT) -> str:
     """A MaybeBinaryData header value as text (undecodable bytes replaced, bounded)."""
+    if type(value) is str and len(value) <= limit:
+        return value
     raw = binary(value, where)
     if len(raw) > limit:
         raise fail(where, f"longer than {limit} bytes")
