@@ -15,7 +15,8 @@ test_keys holds the df-xxx lists in OONI's field names (df-002 `queries`, one pe
 df-005 `tcp_connect`; df-006 `tls_handshakes` with the certificates' DER when we have it, else
 none: our records keep digests, not certificates; df-001 `requests`, the body being the prefix
 we kept) and the experiment's verdict keys computed from our verdicts with OONI's semantics
-(probe/ooni/verdict_keys.py). Our own records ride along losslessly in `x_censorprobe` (OONI's
+(probe/ooni/verdict_keys.py); a key is null where our verdicts cannot decide (no control could
+tell), never a guess. Our own records ride along losslessly in `x_censorprobe` (OONI's
 `x_` prefix marks keys outside the spec): importing the export gives back the same
 measurements, hence the same verdicts.
 """
@@ -281,6 +282,8 @@ def _units(
         else:
             host = target.host if target is not None else m.target
             port = target.ports[0] if target is not None and target.ports else None
+            if target is None and isinstance(m.observation.details, model.TcpConnect):
+                port = m.observation.details.port
             key = (
                 "urlgetter",
                 f"tcpconnect://{host}:{port}" if port else f"dnslookup://{host}",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -127,8 +127,11 @@ def _asn_lookup(document: OoniDocument) -> Callable[[str], int | None]:
     return table.get
 
 
-def annotation_of(document: OoniDocument) -> str:
-    """What is kept of the document beside its run: provenance and the verdict keys' values."""
+def annotation_of(
+    document: OoniDocument, targets: Collection[tuple[str, str]] | None = None
+) -> str:
+    """What is kept of the document beside its run: provenance, the verdict keys' values and,
+    when the run has several documents, the targets this one judged."""
     return json.dumps(
         {
             "test_name": document.test_name,
@@ -137,6 +140,7 @@ def annotation_of(document: OoniDocument) -> str:
             "report_id": document.report_id,
             "input": document.input,
             "keys": key_fields(document.test_name, document.test_keys),
+            "targets": None if targets is None else sorted(targets),
         },
         separators=(",", ":"),
         ensure_ascii=False,
@@ -154,13 +158,16 @@ class ImportedDocument:
 
 
 def _agreement(
-    documents: Sequence[tuple[str, Mapping[str, Any]]],
+    documents: Sequence[tuple[str, Mapping[str, Any], Collection[tuple[str, str]] | None]],
     verdicts: Sequence[Verdict],
     hosts: Mapping[tuple[str, str], str],
 ) -> list[AgreementRow]:
+    """The rows of each (experiment, test_keys, its targets) document: a key judges the targets
+    of its own document (None: all of the run's)."""
     rows = []
-    for experiment, test_keys in documents:
-        rows.extend(compare(experiment, keys_of(experiment, test_keys), verdicts, hosts))
+    for experiment, test_keys, names in documents:
+        mine = [v for v in verdicts if names is None or (v.platform, v.target) in names]
+        rows.extend(compare(experiment, keys_of(experiment, test_keys), mine, hosts))
     return rows
 
 
@@ -177,7 +184,7 @@ def import_document(document: OoniDocument) -> ImportedDocument:
         run, measurements, controls=controls, targets=targets, asn_of=_asn_lookup(document)
     )
     hosts = {(t.platform, t.name): normalise_host(t.host) for t in targets}
-    rows = _agreement([(document.test_name, document.test_keys)], analysis.verdicts, hosts)
+    rows = _agreement([(document.test_name, document.test_keys, None)], analysis.verdicts, hosts)
     bundle = RunBundle(
         run=run,
         measurements=measurements,
@@ -197,7 +204,7 @@ class _OwnRun:
 
     run: Run
     measurements: list[Measurement]
-    documents: list[OoniDocument]
+    documents: list[tuple[OoniDocument, frozenset[tuple[str, str]]]]
 
 
 def _own_records(document: OoniDocument) -> tuple[Run, list[Measurement]] | None:
@@ -228,7 +235,7 @@ def _import_own(own: _OwnRun) -> ImportedDocument:
     targets = [by_name[n] for n in names if n in by_name]
     analysis = analyse(own.run, own.measurements, targets=targets or None)
     hosts = {n: host_of_target(n[1]) for n in names}
-    documents = [(d.test_name, d.test_keys) for d in own.documents]
+    documents = [(d.test_name, d.test_keys, names) for d, names in own.documents]
     rows = _agreement(documents, analysis.verdicts, hosts)
     bundle = RunBundle(
         run=own.run,
@@ -236,11 +243,11 @@ def _import_own(own: _OwnRun) -> ImportedDocument:
         verdicts=analysis.verdicts,
         summaries=analysis.summaries,
         annotations=tuple(
-            (f"{ANNOTATION_PREFIX}{own.run.id}:{i}", annotation_of(d))
-            for i, d in enumerate(own.documents)
+            (f"{ANNOTATION_PREFIX}{own.run.id}:{i}", annotation_of(d, names))
+            for i, (d, names) in enumerate(own.documents)
         ),
     )
-    return ImportedDocument(tuple(d.test_name for d in own.documents), bundle, rows)
+    return ImportedDocument(tuple(d.test_name for d, _ in own.documents), bundle, rows)
 
 
 def import_ooni(
@@ -297,7 +304,8 @@ def import_ooni(
                 if own is None:
                     own = _OwnRun(run, [], [])
                 own.measurements.extend(measurements)
-                own.documents.append(document)
+                names = frozenset((m.platform, m.target) for m in measurements)
+                own.documents.append((document, names))
             elif experiment not in EXPERIMENTS:
                 report.unknown[experiment[:64]] += 1
             else:

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -186,11 +188,19 @@ def _name(name: x509.Name) -> str:
     return ", ".join(parts)
 
 
+@lru_cache(maxsize=4096)
 def certificate_of(der: bytes) -> model.Certificate:
-    """Our record of one DER certificate; one that does not parse keeps its digest only."""
+    """Our record of one DER certificate; one that does not parse keeps its digest only.
+
+    Cached: the same chains come back in measurement after measurement (a service's servers
+    present one certificate), and decoding one costs more than the rest of its handshake."""
     digest = hashlib.sha256(der).hexdigest()
     try:
-        cert = x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            # Some real chains carry RFC 5280 violations (a negative serial) cryptography
+            # warns about; the certificate is still what the server presented.
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(der)
         subject, issuer = _name(cert.subject), _name(cert.issuer)
         not_before = cert.not_valid_before_utc.astimezone(UTC).isoformat()
         not_after = cert.not_valid_after_utc.astimezone(UTC).isoformat()
@@ -198,7 +208,9 @@ def certificate_of(der: bytes) -> model.Certificate:
         return model.Certificate(digest)
     sans: list[str] = []
     try:
-        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except (x509.ExtensionNotFound, ValueError):
         extension = None
     if extension is not None:

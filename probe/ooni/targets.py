@@ -232,4 +232,21 @@ def route(document: OoniDocument) -> list[Routed]:
         if query.hostname:
             for routed in router.for_host(normalise_host(query.hostname)):
                 routed.queries.append(query)
-    return list(router.routed.values())
+    routed_targets = list(router.routed.values())
+    for routed in routed_targets:
+        routed.tcp_connect = _one_per_endpoint(routed.tcp_connect)
+    return routed_targets
+
+
+def _one_per_endpoint(connects: Sequence[TcpConnect]) -> list[TcpConnect]:
+    """One connect per address and port: the first that succeeded, else the first failure.
+
+    WhatsApp's e1..e16 resolve to the same few addresses and OONI connects to each of them
+    for every endpoint (ts-018), so a target would otherwise get every endpoint's connects to
+    the shared addresses; what an address:port does is the same whichever name led there."""
+    chosen: dict[tuple[str, int], TcpConnect] = {}
+    for connect in connects:
+        key = (connect.ip, connect.port)
+        if key not in chosen or (connect.success and not chosen[key].success):
+            chosen[key] = connect
+    return list(chosen.values())
