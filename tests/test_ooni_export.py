@@ -43,7 +43,17 @@ _ENVELOPE = {  # df-000 base keys as ooni/probe-cli's model.Measurement writes t
     "test_start_time": str,
     "test_version": str,
 }
-_ENGINES = {"unknown", "system", "getaddrinfo", "golang_net_resolver", "go", "udp", "tcp", "dot", "doh"}
+_ENGINES = {
+    "unknown",
+    "system",
+    "getaddrinfo",
+    "golang_net_resolver",
+    "go",
+    "udp",
+    "tcp",
+    "dot",
+    "doh",
+}
 # Our export writes null where our verdicts cannot decide (no control): OONI's probes write null
 # in the same keys when a check did not run (facebook_*_reachable in the shared documents).
 _TS_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
@@ -83,8 +93,18 @@ def validate_ooni_document(doc: dict[str, Any]) -> None:
     tk = doc["test_keys"]
     for i, q in enumerate(tk["queries"]):  # df-002
         where = f"$.test_keys.queries[{i}]"
-        _check(q, {"engine": str, "hostname": str, "query_type": str, "resolver_address": str,
-                   "t0": _NUM, "t": _NUM}, where)
+        _check(
+            q,
+            {
+                "engine": str,
+                "hostname": str,
+                "query_type": str,
+                "resolver_address": str,
+                "t0": _NUM,
+                "t": _NUM,
+            },
+            where,
+        )
         assert q["engine"] in _ENGINES and q["query_type"] in ("A", "AAAA", "ANY")
         assert q["failure"] is None or isinstance(q["failure"], str)
         for j, a in enumerate(q["answers"] or []):
@@ -99,18 +119,42 @@ def validate_ooni_document(doc: dict[str, Any]) -> None:
         assert c["status"]["success"] == (c["status"]["failure"] is None)
     for i, h in enumerate(tk["tls_handshakes"]):  # df-006
         where = f"$.test_keys.tls_handshakes[{i}]"
-        _check(h, {"address": str, "cipher_suite": str, "negotiated_protocol": str,
-                   "no_tls_verify": bool, "peer_certificates": list, "server_name": str,
-                   "t": _NUM, "tls_version": str}, where)
+        _check(
+            h,
+            {
+                "address": str,
+                "cipher_suite": str,
+                "negotiated_protocol": str,
+                "no_tls_verify": bool,
+                "peer_certificates": list,
+                "server_name": str,
+                "t": _NUM,
+                "tls_version": str,
+            },
+            where,
+        )
         assert re.fullmatch(r"(\[[0-9a-f:]+\]|[\d.]+):\d+", h["address"]), h["address"]
         assert all(c["format"] == "base64" for c in h["peer_certificates"])
     for i, r in enumerate(tk["requests"]):  # df-001
         where = f"$.test_keys.requests[{i}]"
         _check(r, {"request": dict, "response": dict, "t": _NUM}, where)
-        _check(r["request"], {"headers_list": list, "headers": dict, "method": str, "url": str,
-                              "body": str, "tor": dict}, f"{where}.request")
-        _check(r["response"], {"code": int, "body": str, "body_is_truncated": bool},
-               f"{where}.response")
+        _check(
+            r["request"],
+            {
+                "headers_list": list,
+                "headers": dict,
+                "method": str,
+                "url": str,
+                "body": str,
+                "tor": dict,
+            },
+            f"{where}.request",
+        )
+        _check(
+            r["response"],
+            {"code": int, "body": str, "body_is_truncated": bool},
+            f"{where}.response",
+        )
         for pair in r["response"]["headers_list"] or []:
             assert len(pair) == 2 and all(isinstance(x, str) for x in pair)
     for key, kinds in _TS_KEYS[doc["test_name"]].items() if doc["test_name"] in _TS_KEYS else ():
@@ -148,13 +192,24 @@ def _run_and_measurements() -> tuple[Run, list[Measurement]]:
         # A test-list URL with Iran's blockpage.
         b.dns("testlist", "http://news.example/", "news.example", ["10.10.34.34"]),
         b.tcp("testlist", "http://news.example/", "10.10.34.34", 80),
-        b.http("testlist", "http://news.example/", "http://news.example/", "10.10.34.34",
-               body='<html><iframe src="http://10.10.34.34/?type=Invalid"></iframe></html>',
-               title=None),
+        b.http(
+            "testlist",
+            "http://news.example/",
+            "http://news.example/",
+            "10.10.34.34",
+            body='<html><iframe src="http://10.10.34.34/?type=Invalid"></iframe></html>',
+            title=None,
+        ),
         # A DNS-only target (Facebook's STUN name) that does not resolve.
         b.dns("facebook", "stun.fbsbx.com", "stun.fbsbx.com", [], "dns_nxdomain_error"),
         # An unknown failure keeps its text (df-007 "unknown_failure: ...").
-        b.tcp("twitter", "abs.twimg.com", "151.101.0.158", 443, "unknown_failure",),
+        b.tcp(
+            "twitter",
+            "abs.twimg.com",
+            "151.101.0.158",
+            443,
+            "unknown_failure",
+        ),
     ]
     return run, measurements
 
@@ -214,7 +269,9 @@ def test_df_lists_carry_our_observations_in_oonis_field_names() -> None:
     ]
     (handshake,) = telegram["tls_handshakes"]
     assert (handshake["server_name"], handshake["address"], handshake["tls_version"]) == (
-        "web.telegram.org", "149.154.167.99:443", "TLSv1.3",
+        "web.telegram.org",
+        "149.154.167.99:443",
+        "TLSv1.3",
     )
     queries = by_name[("facebook_messenger", None)]["queries"]
     assert {(q["engine"], q["query_type"]) for q in queries} >= {("getaddrinfo", "A"), ("doh", "A")}

@@ -55,27 +55,40 @@ def test_every_shared_document_imports_with_verdicts_and_provenance(
         assert report.malformed == 0 and report.problems == []
         assert report.unknown == Counter()
         assert report.imported == Counter(
-            {"web_connectivity": 30, "signal": 9, "telegram": 7, "whatsapp": 6,
-             "facebook_messenger": 3}
+            {
+                "web_connectivity": 30,
+                "signal": 9,
+                "telegram": 7,
+                "whatsapp": 6,
+                "facebook_messenger": 3,
+            }
         )
         runs = list(store.runs())
         assert len(runs) == 55
         verdict_runs = {v.run_id for v in store.verdicts()}
         assert verdict_runs == {r.id for r in runs}
-        iran = store.get_run(run_id_of(parse_document(
-            _load(ooni_dir, "web_connectivity__IR__cCbffjGasS4tFgb2.json")
-        )))
+        iran = store.get_run(
+            run_id_of(
+                parse_document(_load(ooni_dir, "web_connectivity__IR__cCbffjGasS4tFgb2.json"))
+            )
+        )
         assert iran is not None
-        assert iran.probe_id == "ooni:20220815T190043Z_webconnectivity_IR_197207_n1_cCbffjGasS4tFgb2"
+        assert (
+            iran.probe_id == "ooni:20220815T190043Z_webconnectivity_IR_197207_n1_cCbffjGasS4tFgb2"
+        )
         assert (iran.network.asn, iran.network.country, iran.network.resolver_asn) == (
-            197207, "IR", 3356,
+            197207,
+            "IR",
+            3356,
         )
         assert iran.network.as_name == "Mobile Communication Company of Iran PLC"
         assert iran.software_version == "ooniprobe-android 3.7.0 web_connectivity 0.4.1"
         assert iran.started_at.isoformat() == "2022-08-15T19:01:30+00:00"
-        uid = store.get_run(run_id_of(parse_document(
-            _load(ooni_dir, "web_connectivity__IE__ritWNm1FDBJJCm0S.json")
-        )))
+        uid = store.get_run(
+            run_id_of(
+                parse_document(_load(ooni_dir, "web_connectivity__IE__ritWNm1FDBJJCm0S.json"))
+            )
+        )
         assert uid is not None
         assert uid.config_digest == "ooni:0120200303c6ba9056fe7973cc6b51d15e2ebe18"
         notes = dict(store.annotations(ANNOTATION_PREFIX))
@@ -133,7 +146,10 @@ def test_the_agreement_table_over_every_shared_document(ooni_dir: Path, tmp_path
     assert len(dns_keys) == 7
     assert all(table[k][1] == 1 and table[k][0] == 2 for k in dns_keys)
     disagreements = [
-        (k, n) for k, counts in table.items() for n in [counts[1]] if n and k[1].endswith("_reachable")
+        (k, n)
+        for k, counts in table.items()
+        for n in [counts[1]]
+        if n and k[1].endswith("_reachable")
     ]
     assert disagreements == []
 
@@ -146,7 +162,9 @@ def test_stored_agreement_lists_the_same_rows_from_the_database(
         stored = list(stored_agreement(store))
     counted = Counter((s.row.experiment, s.row.key, s.row.agreement) for s in stored)
     assert counted == report.agreement.counts
-    disagree = {(s.row.experiment, s.row.key) for s in stored if s.row.agreement is Agreement.DISAGREE}
+    disagree = {
+        (s.row.experiment, s.row.key) for s in stored if s.row.agreement is Agreement.DISAGREE
+    }
     assert ("whatsapp", "whatsapp_web_status") in disagree
     assert all(s.run.probe_id.startswith("ooni:") for s in stored)
 
@@ -174,7 +192,9 @@ def test_facebook_legacy_asn_check_is_not_dns_blocking(ooni_dir: Path) -> None:
     assert _row(item, "facebook_dns_blocking") == ("blocked", "ok", "disagree")
     assert _row(item, "facebook_b_api_dns_consistent") == ("blocked", "ok", "disagree")
     addresses = {
-        a for m in item.bundle.measurements if m.layer == "dns"
+        a
+        for m in item.bundle.measurements
+        if m.layer == "dns"
         for a in getattr(m.observation.details, "addresses", ())
     }
     assert addresses and all(a.startswith("157.240.") for a in addresses)
@@ -202,7 +222,9 @@ def test_ipv6_failing_on_a_network_without_ipv6_is_not_tcp_blocking(ooni_dir: Pa
     data = _load(ooni_dir, "web_connectivity__IT__2vIxoSVkx173MfvV.json")
     item = _imported(data)
     v6 = [
-        m for m in item.bundle.measurements if m.layer == "tcp" and m.observation.endpoint.startswith("[")
+        m
+        for m in item.bundle.measurements
+        if m.layer == "tcp" and m.observation.endpoint.startswith("[")
     ]
     assert v6 and all(m.failure == "host_unreachable" for m in v6)
     assert _row(item, "blocking") == ("ok", "ok", "agree")
@@ -224,19 +246,29 @@ def test_a_name_answering_127_0_0_1_at_the_control_too_is_not_dns_blocking(
         query["answers"] = [{"answer_type": "A", "ipv4": "127.0.0.1", "ttl": None}]
         query["failure"] = None
     tk["tcp_connect"] = [
-        {"ip": "127.0.0.1", "port": 80,
-         "status": {"success": False, "failure": "connection_refused", "blocked": True}}
+        {
+            "ip": "127.0.0.1",
+            "port": 80,
+            "status": {"success": False, "failure": "connection_refused", "blocked": True},
+        }
     ]
     tk["requests"] = [
-        {"failure": "connection_refused",
-         "request": {"url": f"http://{host}/", "method": "GET", "headers": {}, "body": ""},
-         "response": None}
+        {
+            "failure": "connection_refused",
+            "request": {"url": f"http://{host}/", "method": "GET", "headers": {}, "body": ""},
+            "response": None,
+        }
     ]
     tk["control"] = {
         "dns": {"failure": None, "addrs": ["127.0.0.1"]},
         "tcp_connect": {"127.0.0.1:80": {"status": False, "failure": "connection_refused_error"}},
-        "http_request": {"failure": "connection_refused_error", "status_code": -1,
-                         "body_length": -1, "headers": {}, "title": ""},
+        "http_request": {
+            "failure": "connection_refused_error",
+            "status_code": -1,
+            "body_length": -1,
+            "headers": {},
+            "title": "",
+        },
     }
     tk.update(blocking="dns", accessible=False, dns_consistency="inconsistent")
     item = _imported(data)
@@ -275,7 +307,8 @@ def test_telegram_web_reached_over_https_is_not_blocked(ooni_dir: Path) -> None:
     item = _imported(_load(ooni_dir, "telegram__RU__qnYloXASGMUg2G9O.json"))
     assert _row(item, "telegram_web_status") == ("blocked", "ok", "disagree")
     https = [
-        m for m in item.bundle.measurements
+        m
+        for m in item.bundle.measurements
         if m.target == "https://web.telegram.org/" and m.layer == "http"
     ]
     assert any(m.failure is None for m in https)

@@ -40,6 +40,12 @@ from probe.cli.common import (
 )
 from probe.cli.render import filters_text
 from probe.cli.terminal import plain
+from probe.ooni.disagreements import (
+    disagreements,
+    write_agreement_csv,
+    write_agreement_jsonl,
+)
+from probe.ooni.export import write_ooni_jsonl
 from probe.outputs import atomic_output
 from probe.records import Verdict
 
@@ -48,6 +54,12 @@ class What(StrEnum):
     measurements = "measurements"
     verdicts = "verdicts"
     events = "events"
+    ooni_agreement = "ooni-agreement"
+
+
+class Format(StrEnum):
+    columns = "columns"
+    ooni = "ooni"
 
 
 def register(app: typer.Typer) -> None:
@@ -62,6 +74,14 @@ def register(app: typer.Typer) -> None:
                 help="What to export (columns: the README's data dictionary).",
             ),
         ] = What.measurements,
+        format_: Annotated[
+            Format,
+            typer.Option(
+                "--format",
+                help="columns: the data dictionary's fixed columns; ooni: measurements as OONI "
+                "data-format documents (with --jsonl).",
+            ),
+        ] = Format.columns,
         csv_file: Annotated[
             Path | None,
             typer.Option(
@@ -90,6 +110,10 @@ def register(app: typer.Typer) -> None:
         """Export measurements, verdicts or events (columns: see the README's data dictionary)."""
         if (csv_file is None) == (jsonl_file is None):
             raise typer.BadParameter("give exactly one of --csv FILE or --jsonl FILE")
+        if format_ is Format.ooni and (jsonl_file is None or what is not What.measurements):
+            raise typer.BadParameter(
+                "--format ooni writes measurements as JSON Lines: use --jsonl FILE"
+            )
         start, end = parse_when(since, "--since"), parse_when(until, "--until")
         asns = parse_networks(network)
         settings = settings_from(config)
@@ -104,7 +128,19 @@ def register(app: typer.Typer) -> None:
             else:
                 out = stack.enter_context(atomic_output(target, store.path))
             count = 0
-            if what is What.measurements:
+            if format_ is Format.ooni:
+                count = write_ooni_jsonl(
+                    store,
+                    out,
+                    since=start,
+                    until=end,
+                    platforms=set(platform) if platform else None,
+                    asns=set(asns) if asns else None,
+                )
+            elif what is What.ooni_agreement:
+                writer_of = write_agreement_csv if as_csv else write_agreement_jsonl
+                count = writer_of(disagreements(store), out)
+            elif what is What.measurements:
                 writer = write_measurements_csv if as_csv else write_measurements_jsonl
                 names: list[str | None] = list(platform) if platform else [None]
                 # Runs read in one query, not one each: a run starts before its measurements
@@ -137,4 +173,5 @@ def register(app: typer.Typer) -> None:
                     count = write_events(detect_events(verdicts, params), out)
         given = filters_text(since=since, until=until, networks=network, platforms=platform)
         matched = f" (nothing matches {given})" if count == 0 and given else ""
-        err.print(f"exported {count} {what.value} to {plain(str(target))}{matched}")
+        shown = "OONI documents" if format_ is Format.ooni else what.value
+        err.print(f"exported {count} {shown} to {plain(str(target))}{matched}")

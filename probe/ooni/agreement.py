@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from analysis.controls import normalise_host
-from probe.records import Status, Verdict
 from probe.ooni.verdict_keys import Combine, OoniKey, OoniOutcome, Scope
+from probe.records import Status, Verdict
 
 
 class Agreement(StrEnum):

@@ -23,17 +23,20 @@ measurements, hence the same verdicts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import json
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from probe import __version__, model
+from probe.catalog import builtin_targets
 from probe.codec import encode_measurement, encode_run
 from probe.model import Layer, Measurement, Run, Target, TargetKind
 from probe.ooni.agreement import combine
 from probe.ooni.targets import host_of_target
 from probe.ooni.verdict_keys import KEY_SPECS, OoniOutcome, encode_value
 from probe.records import Status, Verdict
+from probe.store import Store
 
 SOFTWARE_NAME = "censorprobe"
 EXTENSION_KEY = "x_censorprobe"
@@ -353,3 +356,35 @@ def run_documents(
             "test_start_time": _ooni_time(run.started_at),
             "test_version": _TEST_VERSION[experiment],
         }
+
+
+def write_ooni_jsonl(
+    store: Store,
+    out: TextIO,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    platforms: Collection[str] | None = None,
+    asns: Collection[int | None] | None = None,
+) -> int:
+    """Write the OONI documents of every stored run started in [since, until), one per line;
+    memory holds one run at a time. Returns the number of documents."""
+    targets = builtin_targets()
+    count = 0
+    for run in store.runs(since=since, until=until):
+        if asns is not None and run.network.asn not in asns:
+            continue
+        if run.probe_id.startswith("ooni:"):
+            continue  # imported from OONI: its documents are OONI's, not ours to re-issue
+        measurements = [
+            m
+            for m in store.measurements(run_id=run.id)
+            if platforms is None or m.platform in platforms
+        ]
+        if not measurements:
+            continue
+        verdicts = list(store.verdicts(run_id=run.id))
+        for document in run_documents(run, measurements, verdicts, targets):
+            out.write(json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n")
+            count += 1
+    return count

@@ -28,7 +28,6 @@ from typing import Any
 
 from analysis.analyse import analyse
 from analysis.controls import ControlEvidence, normalise_host
-from probe.records import Verdict
 from probe.catalog import builtin_targets
 from probe.codec import CodecError, decode_measurement, decode_run
 from probe.model import Connectivity, Measurement, NetworkInfo, Run
@@ -42,11 +41,12 @@ from probe.ooni.document import (
     experiment_of,
     parse_document,
 )
+from probe.ooni.export import EXTENSION_KEY, SOFTWARE_NAME
 from probe.ooni.mapping import to_measurements
 from probe.ooni.reader import RawDocument, read_documents
-from probe.ooni.export import EXTENSION_KEY, SOFTWARE_NAME
 from probe.ooni.targets import host_of_target, route
 from probe.ooni.verdict_keys import key_fields, keys_of
+from probe.records import Verdict
 from probe.store import Store
 from probe.store.database import RunBundle
 
