@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 GOAL_DOCUMENTS_PER_S = 2000.0
-GOAL_RSS = 300 * 1024 * 1024
+GOAL_RSS = 300_000_000
 
 
 def shared_documents() -> Path:
