@@ -22,7 +22,7 @@ from typing import IO, Any, cast
 # The largest document read (bytes of one JSON line or one .json file). OONI's own documents stay
 # well under this (web_connectivity bodies are capped by the probe: ooni/probe-cli
 # model.HTTPMaxBodySnapshotSize is 1 << 17 per body); anything bigger is hostile or broken.
-MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 # File names the reader takes from a folder (and accepts when named directly).
 SUFFIXES = (".jsonl.gz", ".json.gz", ".jsonl", ".json")
