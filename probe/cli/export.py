@@ -48,6 +48,7 @@ from probe.ooni.disagreements import (
 from probe.ooni.export import write_ooni_jsonl
 from probe.outputs import atomic_output
 from probe.records import Verdict
+from probe.targets import select_targets
 
 
 class What(StrEnum):
@@ -129,6 +130,8 @@ def register(app: typer.Typer) -> None:
                 out = stack.enter_context(atomic_output(target, store.path))
             count = 0
             if format_ is Format.ooni:
+                # The configured targets (catalog, config, test lists) tell each target's kind.
+                selection = select_targets(settings)
                 count = write_ooni_jsonl(
                     store,
                     out,
@@ -136,6 +139,7 @@ def register(app: typer.Typer) -> None:
                     until=end,
                     platforms=set(platform) if platform else None,
                     asns=set(asns) if asns else None,
+                    targets=[*selection.targets, *selection.controls],
                 )
             elif what is What.ooni_agreement:
                 writer_of = write_agreement_csv if as_csv else write_agreement_jsonl

@@ -267,33 +267,48 @@ def web_keys(verdict: Verdict | None) -> dict[str, Any]:
 # -- documents ------------------------------------------------------------------------------------
 
 
+def _unit_of(
+    platform: str, name: str, target: Target | None, items: Sequence[Measurement]
+) -> tuple[str, str | None]:
+    """The (experiment, input) of the document a target's measurements go in."""
+    experiment = _EXPERIMENT_OF_PLATFORM.get(platform)
+    kind = target.kind if target is not None else _kind_of_name(name)
+    if experiment is not None:
+        return experiment, None
+    if platform == "facebook" and kind in (TargetKind.TCP, TargetKind.DNS):
+        return "facebook_messenger", None
+    if kind in (TargetKind.HTTP, TargetKind.HTTPS):
+        return "web_connectivity", target.url if target is not None else name
+    host = target.host if target is not None else name
+    ports = target.ports if target is not None else ()
+    port = (
+        ports[0]
+        if ports
+        else next(
+            (
+                m.observation.details.port
+                for m in items
+                if isinstance(m.observation.details, model.TcpConnect)
+            ),
+            None,
+        )
+    )
+    return "urlgetter", f"tcpconnect://{host}:{port}" if port else f"dnslookup://{host}"
+
+
 def _units(
     measurements: Sequence[Measurement], targets: Mapping[tuple[str, str], Target]
 ) -> Iterator[tuple[str, str | None, list[Measurement]]]:
     """(experiment, input, measurements) per document, in first-seen order."""
-    groups: dict[tuple[str, str | None], list[Measurement]] = {}
+    by_target: dict[tuple[str, str], list[Measurement]] = {}
     for m in measurements:
-        experiment = _EXPERIMENT_OF_PLATFORM.get(m.platform)
-        target = targets.get((m.platform, m.target))
-        kind = target.kind if target is not None else _kind_of_name(m.target)
-        if experiment is not None:
-            key: tuple[str, str | None] = (experiment, None)
-        elif m.platform == "facebook" and kind in (TargetKind.TCP, TargetKind.DNS):
-            key = ("facebook_messenger", None)
-        elif kind in (TargetKind.HTTP, TargetKind.HTTPS):
-            key = ("web_connectivity", target.url if target is not None else m.target)
-        else:
-            host = target.host if target is not None else m.target
-            port = target.ports[0] if target is not None and target.ports else None
-            if target is None and isinstance(m.observation.details, model.TcpConnect):
-                port = m.observation.details.port
-            key = (
-                "urlgetter",
-                f"tcpconnect://{host}:{port}" if port else f"dnslookup://{host}",
-            )
-        groups.setdefault(key, []).append(m)
-    for (experiment, url), items in groups.items():
-        yield experiment, url, items
+        by_target.setdefault((m.platform, m.target), []).append(m)
+    groups: dict[tuple[str, str | None], list[Measurement]] = {}
+    for (platform, name), items in by_target.items():
+        key = _unit_of(platform, name, targets.get((platform, name)), items)
+        groups.setdefault(key, []).extend(items)
+    for (experiment, url), grouped in groups.items():
+        yield experiment, url, grouped
 
 
 def _kind_of_name(name: str) -> TargetKind:
@@ -366,10 +381,12 @@ def write_ooni_jsonl(
     until: datetime | None = None,
     platforms: Collection[str] | None = None,
     asns: Collection[int | None] | None = None,
+    targets: Sequence[Target] | None = None,
 ) -> int:
     """Write the OONI documents of every stored run started in [since, until), one per line;
-    memory holds one run at a time. Returns the number of documents."""
-    targets = builtin_targets()
+    memory holds one run at a time. `targets` (default: the built-in catalog) tell each
+    target's kind. Returns the number of documents."""
+    targets = builtin_targets() if targets is None else targets
     count = 0
     for run in store.runs(since=since, until=until):
         if asns is not None and run.network.asn not in asns:
