@@ -138,10 +138,11 @@ def main() -> int:
         db = folder / f"import-{attempt}.db"
         figure = measure(["import", "ooni", str(path), "--db", str(db)])
         figures.append(figure)
+        seconds = figure.seconds
         print(
-            f"run {attempt}: {figure.seconds:.1f} s, {documents / figure.seconds:,.0f} documents/s,"
-            f" {raw / figure.seconds / 1e6:,.1f} MB/s JSON ({compressed / figure.seconds / 1e6:,.1f}"
-            f" MB/s gz), peak RSS {figure.peak_rss / 1e6:,.0f} MB"
+            f"run {attempt}: {seconds:.1f} s, {documents / seconds:,.0f} documents/s,"
+            f" {raw / seconds / 1e6:,.1f} MB/s JSON ({compressed / seconds / 1e6:,.1f} MB/s gz),"
+            f" peak RSS {figure.peak_rss / 1e6:,.0f} MB"
         )
         if not args.keep:
             for leftover in folder.glob(db.name + "*"):

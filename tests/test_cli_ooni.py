@@ -109,7 +109,7 @@ def test_hostile_names_and_messages_are_escaped_on_the_terminal(tmp_path: Path) 
     assert "malformed:" in err and "test_keys.queries: expected a list" in err
 
 
-# -- a loopback run, exported as OONI documents and imported back -----------------------------------
+# -- a loopback run, exported as OONI documents and imported back ---------------------------------
 
 PAGE = "<html><head><title>Loopback Platform</title></head><body>hello</body></html>"
 
