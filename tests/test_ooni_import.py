@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import random
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -412,3 +413,60 @@ def test_a_large_lte_document_keeps_bodies_bounded(ooni_dir: Path, name: str) ->
         if m.layer == "http"
     ]
     assert prefixes and max(prefixes) <= 2048
+
+
+_HOSTILE_VALUES: list[Any] = [
+    None,
+    0,
+    -1,
+    12,
+    1e308,
+    True,
+    "",
+    "x" * 9000,
+    "\x00\x1b[2J",
+    [],
+    {},
+    [[1, 2]],
+    {"format": "base64", "data": "!!"},
+    "AS-1",
+    "::1",
+]
+
+
+def _leaves(obj: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path] if path else []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            found.extend(_leaves(value, (*path, key)))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj[:5]):
+            found.extend(_leaves(value, (*path, i)))
+    return found
+
+
+def test_a_thousand_mutated_documents_never_break_the_import(
+    ooni_dir: Path, tmp_path: Path
+) -> None:
+    chance = random.Random(15)
+    originals = [json.loads(p.read_text()) for p in sorted(ooni_dir.glob("*.json"))]
+    originals = [d for d in originals if len(json.dumps(d)) < 80_000]
+    path = tmp_path / "mutants.jsonl"
+    with path.open("w") as out:
+        for n in range(1000):
+            doc = copy.deepcopy(chance.choice(originals))
+            doc["measurement_uid"] = f"mutant-{n}"
+            for _ in range(3):
+                where = chance.choice(_leaves(doc))
+                parent = doc
+                for step in where[:-1]:
+                    parent = parent[step]
+                parent[where[-1]] = copy.deepcopy(chance.choice(_HOSTILE_VALUES))
+            out.write(json.dumps(doc) + "\n")
+    with Store.open(tmp_path / "o.db") as store:
+        report = import_ooni(store, [path])
+    handled = sum(report.imported.values()) + report.malformed + sum(report.unknown.values())
+    assert report.documents == 1000
+    assert handled + report.already_imported == 1000
+    assert report.malformed > 50 and sum(report.imported.values()) > 50
+    assert all("\n" not in p.message for p in report.problems)

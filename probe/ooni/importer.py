@@ -56,6 +56,9 @@ ANNOTATION_PREFIX = "ooni:"
 BATCH_DOCUMENTS = 200
 # Problems kept for the report (every one is counted; a hostile file could hold millions).
 MAX_PROBLEMS_KEPT = 100
+MAX_EXPERIMENT_NAMES = 100
+# The most measurements one of our exported runs may bring (its documents are gathered in memory).
+MAX_OWN_MEASUREMENTS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,13 @@ class ImportReport:
         self.malformed += 1
         if len(self.problems) < MAX_PROBLEMS_KEPT:
             self.problems.append(ImportProblem(location, message))
+
+    def skipped(self, experiment: str) -> None:
+        # Bounded: a hostile file could name a million experiments.
+        name = experiment[:64]
+        if name not in self.unknown and len(self.unknown) >= MAX_EXPERIMENT_NAMES:
+            name = "(other names)"
+        self.unknown[name] += 1
 
 
 def run_id_of(document: OoniDocument) -> str:
@@ -231,10 +241,10 @@ def _own_records(document: OoniDocument) -> tuple[Run, list[Measurement]] | None
 
 def _import_own(own: _OwnRun) -> ImportedDocument:
     by_name = {(t.platform, t.name): t for t in builtin_targets()}
-    names = dict.fromkeys((m.platform, m.target) for m in own.measurements)
-    targets = [by_name[n] for n in names if n in by_name]
+    every = dict.fromkeys((m.platform, m.target) for m in own.measurements)
+    targets = [by_name[n] for n in every if n in by_name]
     analysis = analyse(own.run, own.measurements, targets=targets or None)
-    hosts = {n: host_of_target(n[1]) for n in names}
+    hosts = {n: host_of_target(n[1]) for n in every}
     documents = [(d.test_name, d.test_keys, names) for d, names in own.documents]
     rows = _agreement(documents, analysis.verdicts, hosts)
     bundle = RunBundle(
@@ -293,7 +303,7 @@ def import_ooni(
         try:
             experiment = experiment_of(item.data)
             if experiment not in EXPERIMENTS and item.data.get("software_name") != SOFTWARE_NAME:
-                report.unknown[experiment[:64]] += 1
+                report.skipped(experiment)
                 continue
             document = parse_document(item.data, accept_any=True)
             records = _own_records(document)
@@ -303,18 +313,23 @@ def import_ooni(
                     close_own()
                 if own is None:
                     own = _OwnRun(run, [], [])
+                if len(own.measurements) + len(measurements) > MAX_OWN_MEASUREMENTS:
+                    raise FormatError(
+                        f"run {run.id[:40]}: more than {MAX_OWN_MEASUREMENTS} measurements"
+                    )
                 own.measurements.extend(measurements)
                 names = frozenset((m.platform, m.target) for m in measurements)
                 own.documents.append((document, names))
             elif experiment not in EXPERIMENTS:
-                report.unknown[experiment[:64]] += 1
+                report.skipped(experiment)
             else:
                 close_own()
                 pending.append(import_document(document))
         except UnknownExperiment as exc:
-            report.unknown[exc.test_name[:64]] += 1
-        except FormatError as exc:
-            report.problem(str(item.location), str(exc))
+            report.skipped(exc.test_name)
+        except ValueError as exc:
+            # FormatError and CodecError, and a value our records refuse: the document's fault.
+            report.problem(str(item.location), str(exc).splitlines()[0] if str(exc) else repr(exc))
         if len(pending) >= batch_documents:
             flush()
     close_own()
