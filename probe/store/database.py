@@ -233,37 +233,33 @@ class Store:
         as it is, so saving the same bundles twice adds nothing. Returns the ids saved."""
         if not bundles:
             return []
-        ids = [b.run.id for b in bundles]
         with self._transaction(write=True) as conn:
-            table = schema.runs
-            stored = set(conn.execute(select(table.c.id).where(table.c.id.in_(ids))).scalars())
-            fresh: dict[str, RunBundle] = {}
-            for bundle in bundles:
-                if bundle.run.id not in stored:
-                    fresh.setdefault(bundle.run.id, bundle)
-            if not fresh:
-                return []
-            runs: list[dict[str, Any]] = []
+            # The same idempotent insert as merge and the collector's (ids are global).
+            stmt = insert_missing(conn, schema.runs).returning(schema.runs.c.id)
+            fresh = {row[0] for row in conn.execute(stmt, [_run_row(b.run) for b in bundles])}
+            saved: list[str] = []
             measurements: list[dict[str, Any]] = []
             verdicts: list[dict[str, Any]] = []
             summaries: list[dict[str, Any]] = []
             notes: list[dict[str, Any]] = []
-            for bundle in fresh.values():
-                runs.append(_run_row(bundle.run))
+            for bundle in bundles:
+                run_id = bundle.run.id
+                if run_id not in fresh or run_id in saved:
+                    continue
+                saved.append(run_id)
                 measurements.extend(_measurement_row(m) for m in bundle.measurements)
                 verdicts.extend(_verdict_row(v) for v in bundle.verdicts)
-                summaries.extend(_summary_row(bundle.run.id, s) for s in bundle.summaries)
+                summaries.extend(_summary_row(run_id, s) for s in bundle.summaries)
                 notes.extend({"key": k, "value": v} for k, v in bundle.annotations)
-            conn.execute(schema.runs.insert(), runs)
-            for target, rows in (
+            for table, rows in (
                 (schema.measurements, measurements),
                 (schema.verdicts, verdicts),
                 (schema.platform_summaries, summaries),
                 (schema.meta, notes),
             ):
                 if rows:
-                    conn.execute(target.insert(), rows)
-        return list(fresh)
+                    conn.execute(table.insert(), rows)
+        return saved
 
     def annotations(self, prefix: str) -> Iterator[tuple[str, str]]:
         """The annotations (key, value) saved with runs whose key starts with `prefix`, by key."""
