@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from probe.model import (
     Details,
@@ -28,6 +27,7 @@ from probe.model import (
     TcpConnect,
     TlsHandshake,
 )
+from probe.names import normalise_host, normalise_url
 
 HELPER_SOURCE = "helper"
 
@@ -91,28 +91,6 @@ class ControlProbe:
     payload: str
     failure: str | None
     source: str = HELPER_SOURCE
-
-
-def normalise_host(host: str) -> str:
-    return host.strip().rstrip(".").lower()
-
-
-def normalise_url(url: str) -> str:
-    """A URL compared by scheme, host, port and path: `https://X.com` equals `https://x.com/`."""
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        return url.strip()
-    scheme = parts.scheme.lower()
-    host = normalise_host(parts.hostname or "")
-    default = {"http": 80, "https": 443}.get(scheme)
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != default:
-        netloc = f"{netloc}:{port}"
-    path = parts.path or "/"
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{scheme}://{netloc}{path}{query}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,9 +124,17 @@ def test_probe_and_analysis_have_no_import_cycle_between_them() -> None:
 
 
 def test_no_module_below_the_command_line_imports_analysis() -> None:
-    """Only the wiring layers (the CLI and the run session) may import analysis."""
+    """Only the wiring layers (the CLI, the run session, and the OONI import, which is a run
+    session for OONI's documents: it decides verdicts over them with OONI's control) may
+    import analysis."""
     graph = _import_graph()
-    wiring = ("probe.cli", "probe.session", "probe.__main__")
+    wiring = (
+        "probe.cli",
+        "probe.session",
+        "probe.__main__",
+        "probe.ooni.importer",
+        "probe.ooni.control",
+    )
     upward = sorted(
         (name, target)
         for name, targets in graph.items()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 from urllib.parse import urlsplit
 
-from analysis.controls import is_control_resolver, normalise_host
+from analysis.controls import is_control_resolver
 from analysis.rules import CERTIFICATE_FAILURES
 from probe.model import (
     Details,
@@ -22,6 +22,7 @@ from probe.model import (
     TcpConnect,
     TlsHandshake,
 )
+from probe.names import normalise_host
 
 Endpoint = tuple[str, int]
 R = TypeVar("R", bound=Details, covariant=True)

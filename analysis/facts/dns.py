@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from analysis.controls import normalise_host
 from analysis.facts.attempts import Split, control_state, dedup, dominant
 from analysis.facts.run import RunIndex
 from analysis.fingerprints import is_bogon, match_dns
 from probe.model import DnsResponse
+from probe.names import normalise_host
 
 
 @dataclass(frozen=True, slots=True)

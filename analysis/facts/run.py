@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from analysis.controls import ControlEvidence, controls_from_measurements, normalise_host
+from analysis.controls import ControlEvidence, controls_from_measurements
 from analysis.facts.attempts import (
     Endpoint,
     address,
@@ -24,6 +24,7 @@ from analysis.facts.attempts import (
 from analysis.model import AsnLookup
 from analysis.rules import UNREACHABLE
 from probe.model import HttpTransaction, Layer, Measurement, Operation, Run, TlsHandshake
+from probe.names import normalise_host
 
 # Throttling: a download must be long enough for its rate not to be dominated by latency (a
 # short body reads slow on any line); the lab's 2 KB control pages read at gigabits.

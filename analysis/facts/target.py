@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from analysis.controls import normalise_host
 from analysis.facts.attempts import Split, dedup, split, strip_port
 from analysis.facts.dns import DnsFacts, dns_facts
 from analysis.facts.http import HttpFacts, http_facts
@@ -18,6 +17,7 @@ from analysis.facts.tcp import TcpFacts, tcp_facts
 from analysis.facts.tls import TlsFacts, tls_facts
 from analysis.rules import Evidence, Facts
 from probe.model import Measurement
+from probe.names import normalise_host
 
 
 def target_host(target: str, s: Split) -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from analysis.controls import normalise_host
 from analysis.facts.attempts import (
     Attempt,
     Endpoint,
@@ -21,6 +20,7 @@ from analysis.facts.run import RunIndex
 from analysis.facts.tcp import masked
 from analysis.rules import CERTIFICATE_FAILURES, INTERRUPTED, TIMEOUT, UNREACHABLE
 from probe.model import Details, Operation
+from probe.names import normalise_host
 
 # A handshake or exchange cut by the path: reset, aborted, closed, or stalled.
 CUT = INTERRUPTED | {TIMEOUT}

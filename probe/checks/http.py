@@ -200,7 +200,9 @@ def _charset(response: aiohttp.ClientResponse) -> str:
     return charset
 
 
-def _title(head: bytes, charset: str) -> str | None:
+def page_title(head: bytes, charset: str) -> str | None:
+    """The page's <title> in the first bytes of a body, entities decoded, whitespace collapsed
+    (also what probe.ooni reads from an imported OONI response body)."""
     match = _TITLE.search(head[:_TITLE_SCAN_BYTES])
     if match is None:
         return None
@@ -411,7 +413,7 @@ async def fetch(
         body_length=body.length,
         body_truncated=body.truncated,
         body_sha256=body.digest.hexdigest(),
-        title=_title(head, exchange.charset),
+        title=page_title(head, exchange.charset),
         body_prefix=head[: ctx.body_prefix_bytes].decode(exchange.charset, errors="replace"),
         redirects=tuple(exchange.redirects),
         final_url=str(exchange.final_url or start_url),

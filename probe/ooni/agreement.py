@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from analysis.controls import normalise_host
+from probe.names import normalise_host
 from probe.ooni.verdict_keys import Combine, OoniKey, OoniOutcome, Scope
 from probe.records import Status, Verdict
 

@@ -25,14 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from analysis.controls import (
-    ControlConnect,
-    ControlDns,
-    ControlEvidence,
-    ControlHttp,
-    ControlTls,
-    normalise_host,
-)
+from analysis.controls import ControlConnect, ControlDns, ControlEvidence, ControlHttp, ControlTls
+from probe.names import normalise_host
 from probe.ooni.dataformat import (
     MAX_HEADERS,
     binary_text,

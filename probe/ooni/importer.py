@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from analysis.analyse import analyse
-from analysis.controls import ControlEvidence, normalise_host
+from analysis.controls import ControlEvidence
 from probe.catalog import builtin_targets
 from probe.codec import CodecError, decode_measurement, decode_run
 from probe.model import Connectivity, Measurement, NetworkInfo, Run
+from probe.names import normalise_host
 from probe.ooni.agreement import AgreementRow, AgreementTable, compare
 from probe.ooni.control import control_evidence
 from probe.ooni.dataformat import MAX_ITEMS, FormatError

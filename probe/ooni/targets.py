@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from urllib.parse import urlsplit
 
-from analysis.controls import normalise_host, normalise_url
 from probe.catalog import builtin_platforms
 from probe.model import Target, TargetKind
+from probe.names import normalise_host, normalise_url
 from probe.ooni.dataformat import DnsQuery, HttpTransaction, TcpConnect, TlsHandshake
 from probe.ooni.document import OoniDocument
 
