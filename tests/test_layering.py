@@ -134,6 +134,7 @@ def test_no_module_below_the_command_line_imports_analysis() -> None:
         "probe.__main__",
         "probe.ooni.importer",
         "probe.ooni.control",
+        "probe.ooni.disagreements",
     )
     upward = sorted(
         (name, target)

@@ -19,7 +19,9 @@ Columns (AGREEMENT_COLUMNS, in order):
     techniques        our blocking techniques among those targets, space-separated
     targets           each target of the key's scope and our status, space-separated
 
-Rows where both sides agree, or neither decided, are not listed.
+Rows where both sides agree, or neither decided, are not listed. CSV cells follow the other
+exports' rules (analysis/export.py): one line each, and text that a spreadsheet would run as a
+formula gets a leading '.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC
 from typing import Any, TextIO
 
+from analysis.export import inert_cell
 from probe.ooni.agreement import Agreement
 from probe.ooni.importer import StoredAgreement, stored_agreement
 from probe.store import Store
@@ -91,7 +94,7 @@ def write_agreement_csv(records: Iterable[dict[str, Any]], out: TextIO) -> int:
     writer.writerow(AGREEMENT_COLUMNS)
     count = 0
     for record in records:
-        writer.writerow([_one_line(record[name]) for name in AGREEMENT_COLUMNS])
+        writer.writerow([inert_cell(_one_line(record[name])) for name in AGREEMENT_COLUMNS])
         count += 1
     return count
 
