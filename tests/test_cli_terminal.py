@@ -148,7 +148,7 @@ def _commands() -> list[tuple[str, ...]]:
     return found
 
 
-_PLACEHOLDER = re.compile(r"^([A-Z][A-Z0-9_:]*|\[[a-z]+(\|[a-z]+)+\])$")
+_PLACEHOLDER = re.compile(r"^([A-Z][A-Z0-9_:]*|\[[a-z][a-z-]*(\|[a-z][a-z-]*)+\])$")
 
 
 @pytest.mark.parametrize("path", _commands(), ids=lambda p: " ".join(p) or "probe")

@@ -64,14 +64,14 @@ class Format(StrEnum):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="Export measurements, verdicts or events.")
+    @app.command(cls=ProbeCommand, short_help="Export measurements, verdicts, events or OONI documents.")
     @user_errors
     def export(
         what: Annotated[
             What,
             typer.Option(
                 "--what",
-                metavar="[measurements|verdicts|events]",
+                metavar="[measurements|verdicts|events|ooni-agreement]",
                 help="What to export (columns: the README's data dictionary).",
             ),
         ] = What.measurements,
@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
             Format,
             typer.Option(
                 "--format",
+                metavar="[columns|ooni]",
                 help="columns: the data dictionary's fixed columns; ooni: measurements as OONI "
                 "data-format documents (with --jsonl).",
             ),

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from probe.cli.base import EXIT_ERROR, err, user_errors
+from probe.cli.base import EXIT_ERROR, ProbeCommand, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, open_store, settings_from
 from probe.cli.terminal import plain
 from probe.ooni.agreement import Agreement
@@ -82,10 +82,16 @@ def render_import(report: ImportReport, out: Console) -> None:
 
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
-        name="import", help="Import measurements made by other tools.", no_args_is_help=True
+        name="import",
+        help="Import measurements made by other tools (OONI's).",
+        short_help="Import measurements made by other tools.",
+        no_args_is_help=True,
+        rich_markup_mode=None,
     )
 
-    @group.command("ooni")
+    @group.command(
+        "ooni", cls=ProbeCommand, short_help="Import OONI measurements and compare verdicts."
+    )
     @user_errors
     def ooni(
         paths: Annotated[
