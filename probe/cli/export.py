@@ -64,7 +64,9 @@ class Format(StrEnum):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="Export measurements, verdicts, events or OONI documents.")
+    @app.command(
+        cls=ProbeCommand, short_help="Export measurements, verdicts, events or OONI documents."
+    )
     @user_errors
     def export(
         what: Annotated[

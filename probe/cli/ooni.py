@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from probe.cli.base import EXIT_ERROR, ProbeCommand, err, user_errors
-from probe.cli.common import ConfigOption, DbOption, open_store, settings_from
+from probe.cli.common import ConfigOption, DbOption, open_store_to_write, settings_from
 from probe.cli.terminal import plain
 from probe.ooni.agreement import Agreement
 from probe.ooni.importer import ImportReport, import_ooni
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         facebook_messenger) as runs with our verdicts, and compare them with OONI's."""
         settings = settings_from(config)
         try:
-            with open_store(settings, db) as store:
+            with open_store_to_write(settings, db) as store:
                 report = import_ooni(store, paths)
         except ReaderError as exc:
             err.print(f"[red]error:[/red] {_shown(str(exc))}", soft_wrap=True)
