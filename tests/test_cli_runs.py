@@ -5,6 +5,7 @@ filter that matches nothing says so instead of showing other networks' data."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -119,24 +120,31 @@ def history(tmp_path: Path) -> Path:
     return db
 
 
+def _rows(out: str) -> list[list[str]]:
+    """The cells of `probe runs`' rows: columns are two or more spaces apart."""
+    return [
+        re.split(r"\s{2,}", line.strip())
+        for line in out.splitlines()
+        if re.match(r"^[0-9a-f]{8} ", line.strip())
+    ]
+
+
 def test_runs_lists_every_run_newest_first_with_network_counts_and_vpn_flag(
     history: Path,
 ) -> None:
     result = invoke("runs", "--db", str(history))
     assert result.code == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
-    assert [row.split("│")[1].strip() for row in rows] == ["bbbb3000", "aaaa2000", "aaaa1000"]
-    cells = [c.strip() for c in rows[0].split("│")[1:-1]]
-    assert cells == [
+    rows = _rows(result.stdout)
+    assert [row[0] for row in rows] == ["bbbb3000", "aaaa2000", "aaaa1000"]
+    assert rows[0] == [
         "bbbb3000", "2026-11-20 11:30", "AS9009 M247 Europe SRL (RO)", "ok", "1", "1", "0", "0",
         "yes",
     ]  # fmt: skip
-    assert [c.strip() for c in rows[2].split("│")[1:-1]][-1] == "no"
-    assert "AS58224 Iran Telecommunication Company PJS (IR)" in rows[2]
+    assert rows[2][-1] == "no"
+    assert rows[2][2] == "AS58224 Iran Telecommunication Company PJS (IR)"
 
     only_tci = invoke("runs", "--db", str(history), "--network", "AS58224", "--limit", "1")
-    rows = [line for line in only_tci.stdout.splitlines() if line.startswith("│")]
-    assert [row.split("│")[1].strip() for row in rows] == ["aaaa2000"]
+    assert [row[0] for row in _rows(only_tci.stdout)] == ["aaaa2000"]
 
 
 def test_show_takes_a_unique_prefix_and_lists_each_verdict_with_its_evidence(
@@ -244,10 +252,17 @@ def test_runs_shows_which_runs_the_collector_acknowledged(history: Path) -> None
         acknowledge(store, [Acknowledged("bbbb3" + "0" * 27, None, done=False)])  # half-way
     out = invoke("runs", "--db", str(history)).stdout
     assert "uploaded" in out
-    rows = {
-        cells[0]: cells[-1]
-        for line in out.splitlines()
-        if line.startswith("│")
-        for cells in [[c.strip() for c in line.split("│")[1:-1]]]
-    }
+    rows = {cells[0]: cells[-1] for cells in _rows(out)}
     assert rows == {"bbbb3000": "no", "aaaa2000": "no", "aaaa1000": "yes"}
+
+
+def test_runs_and_show_fit_80_columns_on_a_real_terminal(history: Path) -> None:
+    from tests.cli import on_terminal
+
+    for args in (["runs"], ["show", "bbbb"]):
+        shown = on_terminal([*args, "--db", str(history)], columns=80, env={"NO_COLOR": "1"})
+        assert shown.code == 0, shown.stdout
+        assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    listed = on_terminal(["runs", "--db", str(history)], columns=80, env={"NO_COLOR": "1"})
+    # The network column may wrap, at spaces: every word of the name is whole.
+    assert set("AS9009 M247 Europe SRL (RO)".split()) <= set(listed.stdout.split())

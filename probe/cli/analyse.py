@@ -63,7 +63,6 @@ def register(app: typer.Typer) -> None:
                     f"{v.platform}/{v.target}: {v.status.value}{technique} [{v.rule_id}] "
                     f"{v.detail}; controls: {len(item.controls)} measurement(s)"
                 ),
-                soft_wrap=True,
             )
         err.print(
             f"examined {report.examined} undecided verdict(s): "

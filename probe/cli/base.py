@@ -104,7 +104,7 @@ USER_ERRORS = (ConfigError, CatalogError, StoreError, TestListError, OutputRefus
 def print_skipped(problems: Iterable[str]) -> None:
     """One `skipped:` line per input row or entry that was left out."""
     for problem in problems:
-        err.print(f"[yellow]skipped:[/yellow] {plain(problem)}", soft_wrap=True)
+        err.print(f"[yellow]skipped:[/yellow] {plain(problem)}")
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -115,11 +115,11 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except USER_ERRORS as exc:
-            err.print(f"[red]error:[/red] {plain(exc)}", soft_wrap=True)
+            err.print(f"[red]error:[/red] {plain(exc)}")
             raise typer.Exit(EXIT_ERROR) from None
         except OSError as exc:
             message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
-            err.print(f"[red]error:[/red] {plain(message)}", soft_wrap=True)
+            err.print(f"[red]error:[/red] {plain(message)}")
             raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper

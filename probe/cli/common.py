@@ -101,7 +101,7 @@ def detector_params(settings: Settings) -> DetectorParams:
         return DetectorParams.from_mapping(settings.events)
     except ValueError as exc:
         where = f"{settings.source}: " if settings.source else ""
-        err.print(f"[red]error:[/red] {plain(where + str(exc))}", soft_wrap=True)
+        err.print(f"[red]error:[/red] {plain(where + str(exc))}")
         raise typer.Exit(EXIT_ERROR) from None
 
 

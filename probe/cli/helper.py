@@ -41,7 +41,6 @@ def read_token(token_file: Path | None) -> str:
             err.print(
                 f"[yellow]warning:[/yellow] {plain(token_file)} is readable by other users "
                 f"(chmod 600 {plain(token_file)})",
-                soft_wrap=True,
             )
         where = f"--token-file {token_file}"
     elif os.environ.get(TOKEN_ENV):
@@ -168,12 +167,11 @@ def register(app: typer.Typer) -> None:
             err.print(
                 "[yellow]warning:[/yellow] plain HTTP on a non-loopback address: the token and "
                 "the results travel in clear (use --cert/--key or a TLS-terminating proxy)",
-                soft_wrap=True,
             )
 
         def ready(url: str) -> None:
             policy = "private addresses allowed" if allow_private else "public addresses only"
-            err.print(f"probe helper listening on {plain(url)} ({policy})", soft_wrap=True)
+            err.print(f"probe helper listening on {plain(url)} ({policy})")
 
         # Probes, their measurements and whoever floods the port share the descriptors: as many
         # as the host allows, and serve() keeps its connections within them.

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from rich import box
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -183,10 +184,17 @@ def filters_text(
 def runs_table(overviews: Sequence[RunOverview], *, uploads: bool = False) -> Table:
     """`probe runs`: one row per run, newest first; with `uploads`, whether the collector has
     acknowledged each."""
-    table = Table(title="Runs (newest first; `probe show RUN` for one)", title_justify="left")
+    # No vertical rules and one space of padding: nine columns and a network name fit 80.
+    table = Table(
+        title="Runs (newest first; `probe show RUN` for one)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        pad_edge=False,
+    )
     table.add_column("run", no_wrap=True)
     table.add_column("started (UTC)", no_wrap=True)
-    table.add_column("network")
+    table.add_column("network", min_width=len("unknown network"))
     table.add_column("conn.", no_wrap=True)
     for label in ("blocked", "ok", "down", "inconc."):
         table.add_column(label, justify="right", no_wrap=True)

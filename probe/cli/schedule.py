@@ -45,14 +45,14 @@ def schedule_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ScheduleError as exc:
-            err.print(f"[red]error:[/red] {plain(exc)}", soft_wrap=True)
+            err.print(f"[red]error:[/red] {plain(exc)}")
             raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper
 
 
 def _say(text: str) -> None:
-    err.print(visible(text), markup=False, highlight=False, soft_wrap=True)
+    err.print(visible(text), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         out.print(f"database: {plain(database_location(settings, done.job.database))}")
         out.print(f"log: {plain(str(done.job.log_path))}")
         for warning in done.warnings:
-            err.print(f"[yellow]note:[/yellow] {plain(warning)}", soft_wrap=True)
+            err.print(f"[yellow]note:[/yellow] {plain(warning)}")
 
     @schedule_app.command(
         "status", cls=ProbeCommand, short_help="The schedule, its config and its last run."
@@ -201,7 +201,7 @@ def _render_status(state: ScheduleStatus) -> None:
         every = state.every or "?"
         jitter = state.jitter if state.jitter not in (None, "0") else None
         extra = f" + up to {jitter} random delay" if jitter else ""
-        out.print(plain(f"scheduled with {state.backend}: every {every}{extra}"), soft_wrap=True)
+        out.print(plain(f"scheduled with {state.backend}: every {every}{extra}"))
         rows = (
             ("entry", state.entry),
             ("enabled", state.enabled),
@@ -217,14 +217,12 @@ def _render_status(state: ScheduleStatus) -> None:
         _render_last_run(out, config_path, state.database)
     if state.log_updated is not None:
         when = state.log_updated.isoformat(timespec="seconds")
-        out.print(visible(f"log: {state.log_path} (updated {when})"), markup=False, soft_wrap=True)
+        out.print(visible(f"log: {state.log_path} (updated {when})"), markup=False)
         if state.log_last_line:
             # The log holds what a run printed: names from test lists, servers' titles.
             line = visible(state.log_last_line)
             out.print(f"  last line: {line}", markup=False)
     else:
-        out.print(
-            visible(f"log: {state.log_path} (no unattended run yet)"), markup=False, soft_wrap=True
-        )
+        out.print(visible(f"log: {state.log_path} (no unattended run yet)"), markup=False)
     for warning in state.warnings:
-        err.print(f"[yellow]note:[/yellow] {plain(warning)}", soft_wrap=True)
+        err.print(f"[yellow]note:[/yellow] {plain(warning)}")

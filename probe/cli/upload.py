@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
                 err.print(plain("error: no collector configured: set [upload] url and token"))
                 raise typer.Exit(EXIT_ERROR)
             report = upload_now(store, target)
-        err.print(plain(report.describe()), soft_wrap=True)
+        err.print(plain(report.describe()))
         if report.error is not None:
             raise typer.Exit(EXIT_ERROR)
 
@@ -55,4 +55,4 @@ def _render_status(store: Store) -> None:
             line += f", {item.attempts} attempt(s)"
         if item.last_error:
             line += f", last: {item.last_error}"
-        out.print(plain(line), soft_wrap=True)
+        out.print(plain(line))
