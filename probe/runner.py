@@ -41,6 +41,17 @@ from probe.resolvers import ResolverSpec
 
 FLUSH_INTERVAL = 0.2  # seconds: how long a finished measurement may wait before it is committed
 
+# How the writer retries a batch the store refused (the database locked by another process for
+# longer than the store's own busy timeout: a `probe merge --into` it, a sqlite3 shell, a backup):
+# after 0.5 s, then twice as long each time up to 8 s, for as long as the run measures and then
+# for STORE_PATIENCE more seconds before what is still unsaved is reported as not stored.
+RETRY_FIRST_DELAY = 0.5
+RETRY_MAX_DELAY = 8.0
+STORE_PATIENCE = 60.0
+# A single measurement the store refused this many times while other batches were saved is a
+# row the store cannot take (oversized, unencodable): it is reported, not retried for ever.
+BAD_ROW_ATTEMPTS = 3
+
 # Raw captures per run and layer: each runs a sniffer thread, and a handful of packets per
 # technique is the evidence (a censor answers every blocked endpoint the same way).
 RAW_EVIDENCE_BUDGET = 4
@@ -135,6 +146,8 @@ class RunPlan:
     raw_evidence: bool = False
     # Who takes the captures: probe.rawnet unless given (a test's fake).
     rawnet: PacketEvidence | None = None
+    # How long the end of a run keeps retrying measurements the store refused (seconds).
+    store_patience: float = STORE_PATIENCE
 
     def packet_evidence(self) -> PacketEvidence:
         return self.rawnet if self.rawnet is not None else _rawnet()
@@ -160,32 +173,115 @@ class RunOutcome:
     controls: list[TargetResult] = field(default_factory=list)
     measurements: int = 0
     interrupted: bool = False
+    # Measurements taken but not stored (the store refused them until the patience ran out),
+    # and the store's reasons: a run with any is incomplete and says so.
+    unsaved: int = 0
+    store_errors: list[str] = field(default_factory=list)
 
 
 Progress = Callable[[int, int], None]
 
 
+@dataclass(slots=True)
+class _Batch:
+    measurements: list[Measurement]
+    attempts: int = 0
+    due: float = 0.0
+    error: str = ""
+    # How many saves had succeeded when this batch (or the one it was split from) first failed.
+    mark: int | None = None
+
+
 class _Writer:
-    """Buffers measurements and hands them to the sink every FLUSH_INTERVAL (group commit)."""
+    """Buffers measurements and saves them every FLUSH_INTERVAL (group commit) from a thread of
+    its own, so that a store waiting for a lock never blocks the event loop (every check in
+    flight would freeze and end as a false timeout).
+
+    A batch the store refuses is retried with bounded backoff, never dropped: split in halves, so
+    that one row the store cannot take is isolated and the rest saved. What is still unsaved when
+    the patience runs out is counted in `lost`, with the store's reason.
+    """
 
     def __init__(self, sink: MeasurementSink) -> None:
         self.sink = sink
         self.pending: list[Measurement] = []
+        self.retry: list[_Batch] = []
         self.saved = 0
+        self.successes = 0
+        self.lost = 0
+        self.reasons: list[str] = []
+        self.stopping = False
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe-store")
 
     def add(self, measurement: Measurement) -> None:
         self.pending.append(measurement)
 
-    def flush(self) -> None:
-        if self.pending:
-            batch, self.pending = self.pending, []
-            self.sink.save_measurements(batch)
-            self.saved += len(batch)
-
     async def run(self) -> None:
-        while True:
+        while not self.stopping:
             await asyncio.sleep(FLUSH_INTERVAL)
-            self.flush()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Save what is pending, then each refused batch whose backoff has passed."""
+        if self.pending:
+            batch, self.pending = _Batch(self.pending), []
+            await self._save(batch)
+        now = asyncio.get_running_loop().time()
+        due = [b for b in self.retry if b.due <= now]
+        self.retry = [b for b in self.retry if b.due > now]
+        for batch in due:
+            await self._save(batch)
+
+    async def close(self, patience: float) -> None:
+        """Save everything, retrying refused batches for up to `patience` seconds; what is left
+        is counted as lost."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        try:
+            await self.flush()
+            while self.retry and loop.time() < deadline:
+                wait = min(b.due for b in self.retry) - loop.time()
+                await asyncio.sleep(max(0.0, min(wait, deadline - loop.time())))
+                await self.flush()
+        finally:
+            for batch in self.retry:
+                self._give_up(batch)
+            self.retry = []
+            self._thread.shutdown(wait=False)
+
+    async def _save(self, batch: _Batch) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            save = self.sink.save_measurements
+            await loop.run_in_executor(self._thread, save, batch.measurements)
+        except Exception as exc:  # any refusal: the batch is kept, and retried
+            self._refused(batch, " ".join(str(exc).split()) or type(exc).__name__, loop.time())
+        else:
+            self.saved += len(batch.measurements)
+            self.successes += 1
+
+    def _refused(self, batch: _Batch, error: str, now: float) -> None:
+        attempts = batch.attempts + 1
+        delay = min(RETRY_FIRST_DELAY * 2 ** (attempts - 1), RETRY_MAX_DELAY)
+        mark = self.successes if batch.mark is None else batch.mark
+        rows = batch.measurements
+        if len(rows) > 1:
+            half = len(rows) // 2
+            parts = [rows[:half], rows[half:]]
+        else:
+            # Refused again and again while other saves went through: the store cannot take it.
+            if attempts >= BAD_ROW_ATTEMPTS and self.successes > mark:
+                batch.error = error
+                self._give_up(batch)
+                return
+            parts = [rows]
+        for part in parts:
+            self.retry.append(_Batch(part, attempts, now + delay, error, mark))
+
+    def _give_up(self, batch: _Batch) -> None:
+        self.lost += len(batch.measurements)
+        if batch.error and batch.error not in self.reasons:
+            self.reasons.append(batch.error)
 
 
 # How far into a target's pipeline each layer is.
@@ -520,7 +616,8 @@ async def execute(
 
     `outcome` is filled in as the run goes, so a caller that passes its own still has the
     connectivity, results and count of saved measurements when the run is cancelled (Ctrl-C):
-    every finished measurement is flushed to the sink before the cancellation propagates.
+    every finished measurement is flushed to the sink before the cancellation propagates. What
+    the sink still refused after `plan.store_patience` is counted in `outcome.unsaved`.
     """
     outcome = outcome if outcome is not None else RunOutcome()
     _size_lookup_threads(plan.concurrency)
@@ -565,9 +662,12 @@ async def execute(
         outcome.interrupted = True
         raise
     finally:
-        flusher.cancel()
-        writer.flush()
+        writer.stopping = True
+        await asyncio.wait([flusher])  # a save in its thread is finished, never abandoned
+        await writer.close(plan.store_patience)
         outcome.measurements = writer.saved
+        outcome.unsaved = writer.lost
+        outcome.store_errors = writer.reasons
         outcome.results = [r.result() for r in target_runs]
         outcome.controls = [r.result() for r in control_runs]
     return outcome

@@ -2,8 +2,9 @@
 
 Bad input (config, test lists, databases) ends with a one-line message and exit status 1, never
 a traceback; a usage error (an unknown option, a missing or malformed argument) is click's, exit
-status 2. Exit status 3 means the run found no network connectivity; 4, no informed consent; 75,
-another run holds the lock; 130, interrupted.
+status 2. Exit status 3 means the run found no network connectivity; 4, no informed consent; 5,
+some measurements of the run could not be stored (the database stayed locked or refused them);
+75, another run holds the lock; 130, interrupted.
 
 Output is wrapped to the terminal's width only on a terminal: in a log, a pipe or a file a line
 stays one line (a table keeps its natural width), so that grep, `tail -1` and `probe schedule
@@ -34,6 +35,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2  # click's status for a usage error
 EXIT_NO_CONNECTIVITY = 3
 EXIT_NO_CONSENT = 4
+EXIT_NOT_STORED = 5  # measured, but not all of it could be stored: the run is incomplete
 EXIT_BUSY = 75  # EX_TEMPFAIL: another run holds the lock; try again later
 EXIT_INTERRUPTED = 130
 

@@ -17,6 +17,7 @@ from probe.cli.base import (
     EXIT_INTERRUPTED,
     EXIT_NO_CONNECTIVITY,
     EXIT_NO_CONSENT,
+    EXIT_NOT_STORED,
     ProbeCommand,
     console,
     err,
@@ -149,11 +150,21 @@ def register(app: typer.Typer) -> None:
         uploaded = upload_after_run(settings, report, db)
         if uploaded is not None:
             _show(uploaded)
+        if outcome.unsaved:
+            reasons = "; ".join(outcome.store_errors) or "the database refused them"
+            err.print(
+                f"[red]error:[/red] {outcome.unsaved} measurements of run {report.run.id} could "
+                f"not be stored ({plain(reasons)}): the run is incomplete",
+                soft_wrap=True,
+            )
         if outcome.interrupted:
             err.print(
                 f"interrupted: {outcome.measurements} finished measurements were kept "
                 f"(run {report.run.id})"
             )
+        if outcome.unsaved:
+            raise typer.Exit(EXIT_NOT_STORED)
+        if outcome.interrupted:
             raise typer.Exit(EXIT_INTERRUPTED)
         if outcome.connectivity is Connectivity.NONE:
             raise typer.Exit(EXIT_NO_CONNECTIVITY)
@@ -176,6 +187,7 @@ def _render(report: RunReport, *, as_json: bool, verbose: bool, mmdb_configured:
             "connectivity": outcome.connectivity.value,
             "interrupted": outcome.interrupted,
             "measurements": outcome.measurements,
+            "unsaved_measurements": outcome.unsaved,
             "network": {
                 "asn": network.asn,
                 "as_name": network.as_name,
