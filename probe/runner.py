@@ -1,10 +1,11 @@
 """The runner: targets x checks -> measurements, streamed to a sink as they complete.
 
-Each target runs its own pipeline (DNS -> TCP -> TLS -> HTTP) as a task in one TaskGroup; every
-network operation takes a slot of one semaphore, so the wall time of a run is bounded by its
-slowest target, not by the sum of targets. Control sites run beside the targets: when every
-control has failed, the network is down and the targets still in flight are cancelled, so a dead
-network ends a run quickly and nothing in it can be read as censorship.
+Each target runs its own pipeline (DNS -> TCP -> TLS -> HTTP); every network operation takes a
+slot of one semaphore, so the wall time of a run is bounded by its slowest targets, not by the
+sum of targets. The control sites are measured first, alone: when every control has failed, the
+network is down and no target is measured, so a dead network ends a run quickly and nothing in
+it can be read as censorship. The targets are then taken by a pool of workers (CROWD_PER_SLOT
+per semaphore slot), so a test list of any length holds a bounded number of targets in memory.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import dataclasses
 import ipaddress
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -86,6 +87,10 @@ def _rawnet() -> PacketEvidence:
 
     return probe.rawnet
 
+
+# Targets measured at once per semaphore slot: enough to keep every slot busy while some targets
+# wait on a timeout, few enough that memory is bounded whatever the length of the test list.
+CROWD_PER_SLOT = 2
 
 # Ports where a protocol allowlist has been seen (REFERENCE.md: "on ports 53/80/443 only flows
 # whose first data looks like DNS/HTTP/TLS pass"); TCP to 53 is not in the catalog.
@@ -625,37 +630,51 @@ async def execute(
     writer = _Writer(sink)
     total = len(plan.targets) + len(plan.controls)
     done = 0
-
-    def finished(_task: object) -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    target_runs = [_TargetRun(t, plan, limiter, writer, run_id) for t in plan.targets]
-    control_runs = [_TargetRun(t, plan, limiter, writer, run_id) for t in plan.controls]
     raw = _RawEvidence() if plan.raw_evidence else None
-    for target_run in target_runs:
-        target_run.raw = raw
+    # Filled in as each target finishes (a TargetResult is small; a _TargetRun, its pipeline and
+    # its task exist only while the target is measured).
+    results: list[TargetResult | None] = [None] * len(plan.targets)
+    controls: list[TargetResult | None] = [None] * len(plan.controls)
+
+    async def measure(
+        target: Target, into: list[TargetResult | None], index: int, with_raw: bool
+    ) -> None:
+        nonlocal done
+        target_run = _TargetRun(target, plan, limiter, writer, run_id)
+        target_run.raw = raw if with_raw else None
+        try:
+            await target_run.run()
+        finally:
+            into[index] = target_run.result()
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+    async def crowd(queue: Iterator[tuple[int, Target]]) -> None:
+        # One of a bounded pool of workers taking the next target when the last is done: a
+        # test list of 200,000 names must not become 200,000 waiting tasks (1.5 GB).
+        for index, target in queue:
+            await measure(target, results, index, True)
+
     flusher = asyncio.create_task(writer.run())
     try:
-        async with asyncio.TaskGroup() as group:
-            # Controls first: the semaphore serves waiters in order, so a control queued behind
-            # a thousand targets would find a dead network only after all of them timed out.
-            control_tasks = [group.create_task(r.run()) for r in control_runs]
-            target_tasks = [group.create_task(r.run()) for r in target_runs]
-            for task in (*target_tasks, *control_tasks):
-                task.add_done_callback(finished)
-            if control_tasks:
-                await asyncio.wait(control_tasks)
-                # A control counts as reached only past DNS: a resolver that answers while
-                # nothing can be connected to is not a working network.
-                if any(r.reached not in (None, Layer.DNS) for r in control_runs):
-                    outcome.connectivity = Connectivity.OK
-                else:
-                    outcome.connectivity = Connectivity.NONE
-                    for task in target_tasks:
-                        task.cancel()
+        # Controls first, alone: with the crowd beside them they would queue for the same
+        # semaphore slots and uplink, and a run whose own load starved its controls would read
+        # as "no connectivity". A control counts as reached only past DNS: a resolver that
+        # answers while nothing can be connected to is not a working network.
+        if plan.controls:
+            async with asyncio.TaskGroup() as group:
+                for index, control in enumerate(plan.controls):
+                    group.create_task(measure(control, controls, index, False))
+            reached = (r for r in controls if r is not None)
+            ok = any(r.reached not in (None, Layer.DNS) for r in reached)
+            outcome.connectivity = Connectivity.OK if ok else Connectivity.NONE
+        if outcome.connectivity is not Connectivity.NONE and plan.targets:
+            queue = iter(enumerate(plan.targets))
+            workers = min(len(plan.targets), max(1, plan.concurrency) * CROWD_PER_SLOT)
+            async with asyncio.TaskGroup() as group:
+                for _ in range(workers):
+                    group.create_task(crowd(queue))
         if raw is not None and outcome.connectivity is not Connectivity.NONE:
             await raw.capture()
     except asyncio.CancelledError:
@@ -668,6 +687,15 @@ async def execute(
         outcome.measurements = writer.saved
         outcome.unsaved = writer.lost
         outcome.store_errors = writer.reasons
-        outcome.results = [r.result() for r in target_runs]
-        outcome.controls = [r.result() for r in control_runs]
+        outcome.results = _filled(results, plan.targets)
+        outcome.controls = _filled(controls, plan.controls)
     return outcome
+
+
+def _filled(results: list[TargetResult | None], targets: Sequence[Target]) -> list[TargetResult]:
+    """Each target's result; a target never started (no connectivity, interrupted) reached
+    nothing."""
+    return [
+        r if r is not None else TargetResult(t, None, None, None, 0)
+        for r, t in zip(results, targets, strict=True)
+    ]

@@ -26,7 +26,7 @@ from probe.model import (
     TlsHandshake,
 )
 from probe.resolvers import parse_resolver
-from probe.runner import RunOutcome, RunPlan, execute
+from probe.runner import CROWD_PER_SLOT, RunOutcome, RunPlan, execute
 from tests.builders import record
 from tests.servers import hostile
 from tests.servers.dns_server import Behaviour, FakeNameserver
@@ -367,3 +367,35 @@ async def test_a_capture_that_breaks_is_recorded_and_the_run_still_ends(
     assert capture.failure == "unknown_failure"
     assert capture.failure_detail == "RuntimeError: sniffer thread died"
     assert outcome.measurements == 2
+
+
+async def test_controls_are_measured_before_the_crowd_and_targets_in_flight_stay_bounded() -> None:
+    """A test list far longer than the concurrency: the control is measured alone first (its own
+    run's load cannot starve it), then the targets are taken a bounded number at a time (no
+    task per target created up front: 200,000 of them took 1.5 GB)."""
+    async with hostile.refused_port() as refused, hostile.web_app(blockpage_app("x")) as up:
+        control = Target("control", "c", TargetKind.TCP, "127.0.0.1", (up.port,), control=True)
+        crowd = [
+            Target("testlist", f"t{i}", TargetKind.TCP, "127.0.0.1", (refused.port,))
+            for i in range(3000)
+        ]
+        concurrency = 8
+        plan = RunPlan(crowd, [control], [parse_resolver("system")], concurrency=concurrency)
+        sink = ListSink()
+        peak = 0
+
+        def sample(_done: int, _total: int) -> None:
+            nonlocal peak
+            peak = max(peak, len(asyncio.all_tasks()))
+
+        outcome = await execute(plan, "run-crowd", sink, progress=sample)
+    assert outcome.connectivity is Connectivity.OK
+    assert len(outcome.results) == 3000
+    assert all(r.failure == "connection_refused" for r in outcome.results)
+    # Bounded whatever the length of the list: the workers (CROWD_PER_SLOT per slot), a connect
+    # task or two each, and a few of the run's own tasks.
+    assert peak <= concurrency * CROWD_PER_SLOT * 3 + 10 < len(crowd) / 10, peak
+    measured = sink.all
+    control_end = max(m.observation.started_at for m in measured if m.platform == "control")
+    first_target = min(m.observation.started_at for m in measured if m.platform == "testlist")
+    assert control_end <= first_target
