@@ -383,3 +383,49 @@ def test_merge_reads_a_source_another_process_is_writing_to(db: Path, tmp_path: 
         assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     finally:
         _release(holder)
+
+
+# -- hostile rows in a volunteer's database ------------------------------------------------------
+
+ONE = " WHERE target = 't1'"
+HOSTILE_ROWS = {
+    "details-not-json": ("measurements", "UPDATE measurements SET details = '{not json'" + ONE),
+    "details-not-codec": ("measurements", "UPDATE measurements SET details = '{\"v\": 9}'" + ONE),
+    "unknown-layer": ("measurements", "UPDATE measurements SET layer = 'pigeon'" + ONE),
+    "unknown-operation": ("measurements", "UPDATE measurements SET failed_operation = 'x'" + ONE),
+    "bad-timestamp": ("measurements", "UPDATE measurements SET started_at = 'yesterday'" + ONE),
+    "unknown-connectivity": ("runs", "UPDATE runs SET connectivity = 'telepathy'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_ROWS))
+def test_a_hostile_row_is_a_one_line_error_naming_it_in_report_export_and_merge(
+    tmp_path: Path, case: str
+) -> None:
+    table, update = HOSTILE_ROWS[case]
+    path = probe_db(tmp_path / "volunteer.db")
+    with sqlite3.connect(path) as conn:
+        (bad_id,) = conn.execute(
+            "SELECT id FROM measurements WHERE target = 't1'"
+            if table == "measurements"
+            else "SELECT id FROM runs"
+        ).fetchone()
+        conn.execute(update)
+    conn.close()
+    dest = tmp_path / "all.db"
+    # The report reads the verdicts and the newest measurements, not a run's connectivity.
+    report = [("report", "--db", str(path))] if table == "measurements" else []
+    for args in (
+        *report,
+        ("export", "--csv", str(tmp_path / "out.csv"), "--db", str(path)),
+        ("export", "--jsonl", "-", "--db", str(path)),
+        ("merge", str(path), "--into", str(dest)),
+    ):
+        code, _, err = invoke(*args)
+        one_line_error(code, err)
+        assert "does not parse" in err, (args, err)
+        if case != "bad-timestamp":
+            assert bad_id in err, (args, err)
+    assert not (tmp_path / "out.csv").exists()  # no partial export either
+    with Store.open_readonly(dest) as merged:  # the destination took nothing of the source
+        assert list(merged.runs()) == []

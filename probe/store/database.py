@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from sqlalchemy import (
@@ -50,6 +50,8 @@ from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observati
 from probe.records import Confidence, GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
 from probe.store import migrations, schema
 from probe.store.errors import NotAProbeDatabaseError, StoreError
+
+R = TypeVar("R")
 
 # Rows fetched per round trip when streaming: large enough to amortise the round trip, small
 # enough that one chunk of measurements (details included) stays in the low megabytes.
@@ -423,6 +425,10 @@ class Store:
             raise StoreError(f"{self._location}: {_driver_message(exc)}") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"{self._location}: {exc}") from exc
+        except (ValueError, TypeError) as exc:
+            # Raised while rows are read: a stored time that is not one (schema.UTCDateTime).
+            message = f"{self._location}: a stored row does not parse: {exc!s:.200}"
+            raise StoreError(message) from None
 
 
 # -- opening helpers ---------------------------------------------------------------------------
@@ -695,6 +701,27 @@ def _run_row(run: Run) -> dict[str, Any]:
     }
 
 
+def _names_the_row(table: str) -> Callable[[Callable[[Row[Any]], R]], Callable[[Row[Any]], R]]:
+    """A row decoder whose bad rows (an unknown status, JSON that does not parse: a hand-edited
+    or hostile merged database) raise StoreError naming the table and the row's key."""
+
+    def wrap(decode: Callable[[Row[Any]], R]) -> Callable[[Row[Any]], R]:
+        key = [c.name for c in getattr(schema, table).primary_key.columns]
+
+        def decoded(row: Row[Any]) -> R:
+            try:
+                return decode(row)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                m = row._mapping
+                where = ", ".join(f"{column} {m[column]!r:.80}" for column in key)
+                raise StoreError(f"{table} row ({where}) does not parse: {exc!s:.200}") from None
+
+        return decoded
+
+    return wrap
+
+
+@_names_the_row("runs")
 def _run_from_row(row: Row[Any]) -> Run:
     m = row._mapping
     return Run(
@@ -796,6 +823,15 @@ def _measurement_from_row(row: Row[Any]) -> Measurement:
     )
 
 
+def check_rows(table: str, rows: Sequence[Row[Any]]) -> None:
+    """Decode each row of `table` as the readers would, so that a hostile row is refused (a
+    StoreError naming it) before it is copied anywhere."""
+    decode = _ROW_DECODERS.get(table)
+    if decode is not None:
+        for row in rows:
+            decode(row)
+
+
 def _verdict_row(verdict: Verdict) -> dict[str, Any]:
     _require_aware(verdict.measured_at, "Verdict.measured_at")
     return {
@@ -816,6 +852,7 @@ def _verdict_row(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+@_names_the_row("verdicts")
 def _verdict_from_row(row: Row[Any]) -> Verdict:
     m = row._mapping
     confidence = m["confidence"]
@@ -854,6 +891,7 @@ def _summary_row(run_id: str, summary: PlatformSummary) -> dict[str, Any]:
     }
 
 
+@_names_the_row("platform_summaries")
 def _summary_from_row(row: Row[Any]) -> PlatformSummary:
     m = row._mapping
     details = json.loads(m["details"])
@@ -876,3 +914,11 @@ def _summary_from_row(row: Row[Any]) -> PlatformSummary:
         suspicious=tuple(details.get("suspicious", [])),
         detail=m["detail"],
     )
+
+
+_ROW_DECODERS: dict[str, Callable[[Row[Any]], object]] = {
+    "runs": _run_from_row,
+    "measurements": _measurement_from_row,
+    "verdicts": _verdict_from_row,
+    "platform_summaries": _summary_from_row,
+}

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Row, Table, func, select
 
 from probe.store import schema
-from probe.store.database import Store, insert_missing, readonly_uri, sniff
+from probe.store.database import Store, check_rows, insert_missing, readonly_uri, sniff
 from probe.store.errors import NotAProbeDatabaseError, StoreError
 
 # Parents before children: a measurement's run must be in place before the measurement.
@@ -250,11 +250,18 @@ def _count(conn: Connection, table: Table) -> int:
 
 def _batches(source: Store, table: Table, size: int) -> Iterator[list[dict[str, Any]]]:
     """The source's rows of `table` in primary-key order, `size` at a time."""
-    batch: list[dict[str, Any]] = []
+    batch: list[Row[Any]] = []
     for row in source._stream(select(table).order_by(*table.primary_key.columns)):
-        batch.append(dict(row._mapping))
+        batch.append(row)
         if len(batch) >= size:
-            yield batch
+            yield _checked(table, batch)
             batch = []
     if batch:
-        yield batch
+        yield _checked(table, batch)
+
+
+def _checked(table: Table, rows: list[Row[Any]]) -> list[dict[str, Any]]:
+    """The rows as the readers will see them, or StoreError naming the first hostile one (the
+    merge's transaction is rolled back: nothing of that source is kept)."""
+    check_rows(table.name, rows)
+    return [dict(row._mapping) for row in rows]
