@@ -47,6 +47,12 @@ def hanging_config(site: Site, tmp_path: Path) -> Iterator[Path]:  # noqa: F811
         yield config
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT as an interactive shell leaves it for its foreground job: default (the test
+    process itself may be running with it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stored(db: Path, query: str) -> int:
     try:
         with sqlite3.connect(db) as conn:
@@ -175,6 +181,7 @@ def test_ctrl_c_at_the_consent_prompt_exits_130_without_a_traceback(
         stdout=secondary,
         stderr=secondary,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_as_from_a_terminal,
     )
     os.close(secondary)
     seen = b""
@@ -254,6 +261,7 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_without_a_traceback(
             [*RUN, "--config", str(site.config), "--db", str(tmp_path / f"{number}.db")],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            preexec_fn=_as_from_a_terminal,
         )
         time.sleep(delay)
         process.send_signal(signal.SIGINT)
