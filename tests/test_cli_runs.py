@@ -246,12 +246,12 @@ def test_a_filter_on_a_network_that_has_data_shows_only_that_network(history: Pa
 def test_runs_shows_which_runs_the_collector_acknowledged(history: Path) -> None:
     from probe.store.uploads import Acknowledged, acknowledge
 
-    assert "uploaded" not in invoke("runs", "--db", str(history)).stdout  # nothing uploaded yet
+    assert not re.search(r" VPN +up\b", invoke("runs", "--db", str(history)).stdout)
     with Store.open(history) as store:
         acknowledge(store, [Acknowledged("aaaa1" + "0" * 27, None, done=True)])
         acknowledge(store, [Acknowledged("bbbb3" + "0" * 27, None, done=False)])  # half-way
     out = invoke("runs", "--db", str(history)).stdout
-    assert "uploaded" in out
+    assert re.search(r" VPN +up\b", out)
     rows = {cells[0]: cells[-1] for cells in _rows(out)}
     assert rows == {"bbbb3000": "no", "aaaa2000": "no", "aaaa1000": "yes"}
 
@@ -263,6 +263,7 @@ def test_runs_and_show_fit_80_columns_on_a_real_terminal(history: Path) -> None:
         shown = on_terminal([*args, "--db", str(history)], columns=80, env={"NO_COLOR": "1"})
         assert shown.code == 0, shown.stdout
         assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+        assert args != ["runs"] or re.search(r" inc +VPN", shown.stdout)  # no column cut off
     listed = on_terminal(["runs", "--db", str(history)], columns=80, env={"NO_COLOR": "1"})
     # The network column may wrap, at spaces: every word of the name is whole.
     assert {"AS9009", "M247", "Europe", "SRL", "(RO)"} <= set(listed.stdout.split())

@@ -184,23 +184,26 @@ def filters_text(
 def runs_table(overviews: Sequence[RunOverview], *, uploads: bool = False) -> Table:
     """`probe runs`: one row per run, newest first; with `uploads`, whether the collector has
     acknowledged each."""
-    # No vertical rules and one space of padding: nine columns and a network name fit 80.
+    # No rules between columns and short headers: nine columns and a network name fit 80
+    # (blk/ok/down/inc: the run's verdicts blocked, ok, down, inconclusive).
     table = Table(
         title="Runs (newest first; `probe show RUN` for one)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         pad_edge=False,
+        caption="blk/ok/down/inc: verdicts blocked, ok, down, inconclusive",
+        caption_justify="left",
     )
     table.add_column("run", no_wrap=True)
     table.add_column("started (UTC)", no_wrap=True)
-    table.add_column("network", min_width=len("unknown network"))
+    table.add_column("network")
     table.add_column("conn.", no_wrap=True)
-    for label in ("blocked", "ok", "down", "inconc."):
+    for label in ("blk", "ok", "down", "inc"):
         table.add_column(label, justify="right", no_wrap=True)
     table.add_column("VPN", no_wrap=True)
     if uploads:
-        table.add_column("uploaded", no_wrap=True)
+        table.add_column("up", no_wrap=True)
     for o in overviews:
         run = o.run
         connectivity = run.connectivity.value + ("*" if run.interrupted else "")
@@ -217,7 +220,7 @@ def runs_table(overviews: Sequence[RunOverview], *, uploads: bool = False) -> Ta
             *(["yes" if o.uploaded else "no"] if uploads else []),
         )
     if any(o.run.interrupted for o in overviews):
-        table.caption = "* interrupted: the run kept what it had finished"
+        table.caption = f"{table.caption}; * interrupted: the run kept what it had finished"
     return table
 
 
