@@ -285,9 +285,9 @@ class HttpTransaction:
     host_header: str | None = None  # the Host header sent
     status: int | None = None  # the final response's status (null: no response)
     headers: tuple[tuple[str, str], ...] = ()  # the final response's headers, [name, value]
-    body_length: int = 0  # body bytes read (capped)
+    body_length: int = 0  # body bytes read (capped), counted with the probe's address scrubbed
     body_truncated: bool = False  # the cap was reached with bytes still pending
-    body_sha256: str | None = None  # of the bytes read, hex
+    body_sha256: str | None = None  # of the bytes read with the probe's address scrubbed, hex
     title: str | None = None  # the page's <title>, whitespace collapsed
     body_prefix: str = ""  # the body's first bytes, decoded
     redirects: tuple[Redirect, ...] = ()  # the redirects followed, in order

@@ -10,6 +10,7 @@ and into the RunReport.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import resource
 import signal
 import threading
@@ -176,7 +177,12 @@ def run_once(
         )
         store.start_run(record)
         outcome = RunOutcome()
-        sink = ScrubbingSink(store, Scrubber(identity.own_addresses))
+        scrubber = Scrubber(identity.own_addresses)
+        sink = ScrubbingSink(store, scrubber)
+        # The checks digest the body before the sink scrubs it: they scrub first (probe.checks).
+        if scrubber:
+            context = dataclasses.replace(plan.context, scrubber=scrubber)
+            plan = dataclasses.replace(plan, context=context)
         try:
             with interruptible():
                 asyncio.run(execute(plan, record.id, sink, outcome=outcome, progress=progress))

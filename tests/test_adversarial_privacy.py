@@ -5,12 +5,26 @@ negative control of each case)."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
+import hashlib
+import io
 import ipaddress
 import json
+import re
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 
-from probe.privacy import SCRUBBED, Scrubber
+from analysis.export import write_measurements_csv, write_measurements_jsonl
+from probe.checks.http import fetch
+from probe.model import Measurement
+from probe.privacy import SCRUBBED, Scrubber, ScrubbingSink
+from probe.store import Store
+from tests.servers import hostile
+from tests.servers.tls_certs import Pki
+from tests.test_store import make_run
 
 OWN_V4 = ipaddress.IPv4Address("5.160.12.34")
 OTHER_V4 = ipaddress.IPv4Address("5.160.12.35")  # the next address: another volunteer
@@ -143,3 +157,94 @@ def test_hostile_runs_are_scanned_and_left_alone(hostile: str) -> None:
     # Pathological runs (no address in them) come back unchanged: the scanner splits them into
     # bounded candidates instead of trying every stretch (its speed: benchmarks/scrub_benchmark).
     assert _scrubber().text(hostile) == hostile
+
+
+# -- the body hash is no address oracle ------------------------------------------------------
+
+_ECHO_PAGE = (
+    "<html><head><title>Attention Required! | Cloudflare</title></head><body>"
+    "<p>Sorry, you have been blocked.</p><span>Cloudflare Ray ID: 8e5a1f2b3c4d5e6f</span>"
+    "<span>Your IP: {ip}</span><!-- {dashed}.dyn.example.ir {integer} -->"
+    "<script>var visitor='{b64}';</script>" + "<p>padding</p>" * 300 + "</body></html>"
+)
+
+
+def _echo_page(address: ipaddress.IPv4Address) -> bytes:
+    """The page as a server that echoes the visitor's address writes it: the attacker knows
+    the template and tries every candidate address."""
+    return _ECHO_PAGE.format(
+        ip=address,
+        dashed=str(address).replace(".", "-"),
+        integer=int(address),
+        b64=_b64(f"ip={address}"),
+    ).encode()
+
+
+async def _echoing_server_measurement(
+    tmp_path: Path, scrub_in_check: bool
+) -> tuple[Path, str, str]:
+    """Fetch the echoing page from a loopback server, store it scrubbed, export it: the
+    database file and the CSV and JSON Lines text."""
+
+    async def page(_request: web.Request) -> web.Response:
+        return web.Response(body=_echo_page(OWN_V4), content_type="text/html")
+
+    application = web.Application()
+    application.router.add_get("/", page)
+    scrubber = _scrubber()
+    ctx = Pki().check_context()
+    if scrub_in_check:
+        ctx = dataclasses.replace(ctx, scrubber=scrubber)
+    async with hostile.web_app(application) as server:
+        observation = await fetch(server.url, ctx)
+    assert observation.ok and observation.details.body_sha256 is not None
+    path = tmp_path / "m.db"
+    with Store.open(path) as store:
+        run = make_run(store.probe_id())
+        store.start_run(run)
+        ScrubbingSink(store, scrubber).save_measurements(
+            [Measurement(run.id, "p", "t", observation)]
+        )
+        csv_out, jsonl_out = io.StringIO(), io.StringIO()
+        write_measurements_csv(store, csv_out)
+        write_measurements_jsonl(store, jsonl_out)
+    return path, csv_out.getvalue(), jsonl_out.getvalue()
+
+
+@functools.cache
+def _digests_of_the_16() -> dict[str, ipaddress.IPv4Address]:
+    """The attacker's table: the echoed page's sha256 for every address of the volunteer's /16."""
+    network = ipaddress.IPv4Network(f"{OWN_V4}/16", strict=False)
+    return {hashlib.sha256(_echo_page(a)).hexdigest(): a for a in network}
+
+
+def _brute_force(haystack: bytes) -> list[ipaddress.IPv4Address]:
+    """Every address of the /16 whose echoed page's sha256 appears in `haystack` (the DB files
+    or an export)."""
+    table = _digests_of_the_16()
+    found = re.findall(rb"[0-9a-f]{64}", haystack)
+    return sorted({table[d.decode()] for d in found if d.decode() in table})
+
+
+def _files(path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in path.parent.glob(f"{path.name}*"))
+
+
+async def test_body_hash_of_a_page_echoing_the_address_reveals_nothing(tmp_path: Path) -> None:
+    path, csv_text, jsonl_text = await _echoing_server_measurement(tmp_path, scrub_in_check=True)
+    for haystack in (_files(path), csv_text.encode(), jsonl_text.encode()):
+        assert _brute_force(haystack) == []
+        assert str(OWN_V4) not in haystack.decode("latin-1")
+    record = json.loads(jsonl_text)
+    # The digest is of the scrubbed body: two volunteers behind the same blockpage agree.
+    scrubbed = _scrubber().text(_echo_page(OWN_V4).decode("latin-1")).encode("latin-1")
+    assert record["details"]["body_sha256"] == hashlib.sha256(scrubbed).hexdigest()
+    assert record["details"]["body_length"] == len(scrubbed)
+
+
+async def test_body_hash_of_the_raw_page_would_reveal_the_address(tmp_path: Path) -> None:
+    # The negative control: the digest of the unscrubbed body (the check without the scrubber)
+    # is found by brute force over the /16, although the sink scrubbed every text field.
+    path, csv_text, _ = await _echoing_server_measurement(tmp_path, scrub_in_check=False)
+    assert _brute_force(_files(path)) == [OWN_V4]
+    assert _brute_force(csv_text.encode()) == [OWN_V4]

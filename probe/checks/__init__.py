@@ -11,8 +11,15 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from probe.model import utcnow
+
+
+class TextScrubber(Protocol):
+    """What the checks need of probe.privacy's Scrubber: the text with the own address removed."""
+
+    def text(self, value: str) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +58,10 @@ class CheckContext:
     # How long a UDP DNS query keeps listening after its first answer, to catch a second
     # (injected or real) one: Centinel's technique (REFERENCE.md, "DNS injection on path").
     dns_second_answer_window: float = 0.5
+    # The probe's own addresses, for what a check digests before the store's scrubbing sees it:
+    # the HTTP body's sha256 and length are taken over the body with them removed, or a page
+    # that echoes the visitor's address would let anyone recover it by hashing each candidate.
+    scrubber: TextScrubber | None = None
 
 
 class Stopwatch:
