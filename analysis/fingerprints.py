@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from probe.addresses import BLOCKPAGE_ADDRESSES
 from probe.records import Confidence
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -94,7 +95,7 @@ DNS_FINGERPRINTS: tuple[Fingerprint, ...] = (
             confidence=Confidence.CONFIRMED,
             source="Iran's national blockpage address (REFERENCE.md; ooni/backend#543)",
         )
-        for address in ("10.10.34.34", "10.10.34.35", "10.10.34.36")
+        for address in BLOCKPAGE_ADDRESSES
     ),
     Fingerprint(
         id="ir.dns.d0::11",

@@ -81,6 +81,7 @@ CODEC_VERSION = 1
 _OMITTED_WHEN_NULL = frozenset(
     {
         "primary",
+        "redirect_from",
         "address_source",
         "differential_kind",
         "target_sni",

@@ -200,6 +200,7 @@ class DnsQuery:
     retried_over_tcp: bool = False  # a truncated UDP answer was asked again over TCP
     unexpected_responses: tuple[DnsUnexpected, ...] = ()  # replies that were no valid answer
     primary: bool | None = None  # runner: the first configured resolver (false: a control)
+    redirect_from: str | None = None  # runner: the URL whose redirect named this host
 
 
 @dataclass(frozen=True, slots=True)

@@ -545,11 +545,34 @@ class _TargetRun:
             if open_port == port:
                 url = self.target.url_for_port(port)
                 method = self.target.method
-                fetch = http.fetch(url, self.plan.context, address=address, method=method)
+                fetch = http.fetch(
+                    url,
+                    self.plan.context,
+                    address=address,
+                    method=method,
+                    redirects=self._redirects(url),
+                )
                 observation = await self._check(fetch, address_source=source)
                 if self.target.kind is TargetKind.HTTP and _looks_interfered(observation):
                     await self._host_differential(url, address, source)
                 return
+
+    def _redirects(self, url: str) -> http.RedirectPolicy:
+        """The fetch's redirect policy: a host a redirect names is looked up through the
+        configured resolvers, each lookup stored as a DNS measurement of this target."""
+
+        async def addresses(host: str) -> list[str]:
+            context = self.plan.context
+            for spec in self.plan.resolvers:
+                # Not under the limiter: the fetch asking holds a slot already.
+                observation = await resolve(host, spec, context)
+                details = dataclasses.replace(observation.details, redirect_from=url)
+                self.record(dataclasses.replace(observation, details=details))
+                if details.addresses:
+                    return list(details.addresses[: self.plan.max_addresses])
+            return []
+
+        return http.RedirectPolicy(resolve=addresses)
 
     async def _protocol_probe(self, open_pairs: list[tuple[str, str, int]], port: int) -> None:
         """On 80 and 443, where Iran's protocol allowlist applies, one flow of non-HTTP/TLS
@@ -585,6 +608,7 @@ class _TargetRun:
             address=address,
             method=self.target.method,
             host_header=self.plan.differential_name,
+            redirects=self._redirects(url),
         )
         await self._check(
             fetch,

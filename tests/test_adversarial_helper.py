@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from probe.addresses import non_public_reason
 from probe.checks import CheckContext, Timeouts
 from probe.helper.client import HelperUnavailable, query_helper
 from probe.helper.protocol import (
@@ -32,7 +33,7 @@ from probe.helper.protocol import (
     encode_response,
     parse_request,
 )
-from probe.helper.server import HelperConfig, interface_addresses, non_public_reason
+from probe.helper.server import HelperConfig, interface_addresses
 from probe.model import DnsQuery, Target, TargetKind
 from probe.resolvers import parse_resolver
 from tests.builders import record

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from probe.checks import Timeouts
-from probe.checks.http import fetch, open_session
+from probe.checks.http import RedirectPolicy, fetch, open_session
 from probe.model import Layer, Operation, Redirect
 from tests.servers import hostile
 from tests.servers.tls_certs import Pki
@@ -236,18 +236,29 @@ async def test_host_header_override_is_what_the_server_sees(pki: Pki) -> None:
     assert [r["host"] for r in site.requests] == ["harmless.example"]
 
 
-async def test_redirect_to_another_host_resolves_normally_not_to_the_pin(
+async def test_redirect_to_another_host_resolves_through_the_policy_not_to_the_pin(
     pki: Pki, system_resolver: dict[str, str]
 ) -> None:
     origin, elsewhere = Site("origin"), Site("elsewhere")
+    asked: list[str] = []
+
+    async def resolve(host: str) -> list[str]:
+        asked.append(host)
+        return [two.host]
+
+    # The test's policy lets the redirect reach the second loopback address (refused otherwise).
+    policy = RedirectPolicy(resolve=resolve, refuse=lambda a: None if a == two.host else "no")
     async with same_port_on_two_addresses(origin, elsewhere) as (one, two):
-        system_resolver["elsewhere.example"] = two.host
         origin.redirect_elsewhere = f"http://elsewhere.example:{two.port}/"
         observation = await fetch(
-            f"http://{SITE}:{one.port}/away", pki.check_context(), address=one.host
+            f"http://{SITE}:{one.port}/away",
+            pki.check_context(),
+            address=one.host,
+            redirects=policy,
         )
 
     assert observation.ok
+    assert asked == ["elsewhere.example"] and system_resolver == {}  # never the system's
     assert ("X-Served-By", "elsewhere") in observation.details.headers
     assert [r["path"] for r in origin.requests] == ["/away"]
     assert elsewhere.requests[0]["host"] == f"elsewhere.example:{two.port}"

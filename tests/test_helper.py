@@ -27,6 +27,7 @@ import typer
 from aiohttp import web
 from typer.testing import CliRunner
 
+from probe.addresses import non_public_reason
 from probe.checks import CheckContext, Timeouts
 from probe.cli import helper as helper_cli
 from probe.helper.client import HelperUnavailable, query_helper
@@ -39,7 +40,7 @@ from probe.helper.protocol import (
     parse_request,
     parse_response,
 )
-from probe.helper.server import HelperConfig, non_public_reason, running
+from probe.helper.server import HelperConfig, running
 from probe.model import DnsQuery, HttpTransaction, Layer, Target, TargetKind, TlsHandshake
 from probe.resolvers import parse_resolver
 from tests.builders import record

@@ -69,6 +69,8 @@ def split(own: Iterable[Measurement]) -> Split:
     for m in own:
         d = m.observation.details
         if isinstance(d, DnsQuery):
+            if d.redirect_from is not None:
+                continue  # a host a redirect named, not the target's own name
             (s.dns_control if is_control_resolver(d) else s.dns).append(Attempt(m, d))
         elif isinstance(d, ProtocolProbe):
             s.probes.append(Attempt(m, d))

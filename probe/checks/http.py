@@ -1,5 +1,14 @@
 """The HTTP check: one HTTP(S) request, redirects followed by hand, the body read up to a cap.
 
+Redirects into the volunteer's LAN: an on-path censor that injects `302 Location:
+http://192.168.1.1/` must not make the probe fetch the home router's page into shared data (or
+send a request to a local service). A redirect's host is resolved through the RedirectPolicy (the
+runner's: its configured resolvers, each lookup recorded as a measurement; never the system
+resolver), and an address that is not public Internet (probe.addresses, with its IPv4-mapped,
+6to4, Teredo and NAT64 forms) is never connected to: the Location is recorded and the fetch stops
+with a failure saying why. A known blockpage address is recorded and not followed, without a
+failure (the blockpage rules read the Location). Redirects back to the URL's own host keep its pin.
+
 It records what a blockpage comparison needs (status, headers, body length, sha256, <title>, a
 body prefix), the redirect chain, and timings for throttling analysis. The URL's host can be
 pinned to an address the runner resolved (SNI and Host stay the URL's host), and the Host header
@@ -25,8 +34,9 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
@@ -34,6 +44,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from probe.addresses import BLOCKPAGE_ADDRESSES, non_public_reason
 from probe.checks import CheckContext, Stopwatch, TextScrubber
 from probe.checks.tls import derive_context
 from probe.failures import describe, split, unknown
@@ -102,6 +113,25 @@ class _PinningResolver(AbstractResolver):
     async def close(self) -> None:
         if self._fallback is not None:
             await self._fallback.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectPolicy:
+    """Where a redirect may take a fetch.
+
+    resolve:    the addresses of a host a redirect names, looked up through the configured
+                resolvers (the runner records each lookup); None: such a redirect is recorded and
+                not followed (no silent system-resolver lookup)
+    refuse:     why an address reached by a redirect must not be connected to, or None
+    blockpages: known blockpage addresses: recorded, never followed
+    """
+
+    resolve: Callable[[str], Awaitable[Sequence[str]]] | None = None
+    refuse: Callable[[str], str | None] = non_public_reason
+    blockpages: frozenset[str] = frozenset(BLOCKPAGE_ADDRESSES)
+
+
+_NO_RESOLVER = RedirectPolicy()
 
 
 class _HopTimes:
@@ -291,8 +321,9 @@ class _Body:
 class _Exchange:
     """One fetch in progress: the hops so far, the final response and its body."""
 
-    def __init__(self, ctx: CheckContext, body_keep: int) -> None:
+    def __init__(self, ctx: CheckContext, body_keep: int, policy: RedirectPolicy) -> None:
         self.ctx = ctx
+        self.policy = policy
         self.hop = _HopTimes()
         self.redirects: list[Redirect] = []
         self.final_url: URL | None = None
@@ -359,6 +390,9 @@ class _Exchange:
                 )
                 if len(self.redirects) > self.ctx.max_redirects:
                     return unknown(f"too many redirects (more than {self.ctx.max_redirects})")
+                stop = await self._stop_before(target, origin)
+                if stop is not None:
+                    return stop or None
                 # 303, and 301/302 after a POST, become a GET, as in every browser.
                 if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                     method = "GET"
@@ -366,6 +400,31 @@ class _Exchange:
             finally:
                 # Closing (not releasing) drops the connection with any unread body.
                 response.close()
+
+    async def _stop_before(self, target: URL, origin: str) -> str | None:
+        """Whether the redirect to `target` stops here: a failure string (an address that is
+        not public, a host that cannot be resolved), "" (a known blockpage: recorded, no
+        failure), or None to follow it, with the target's host pinned to its checked address."""
+        host = (target.raw_host or "").rstrip(".").lower()
+        pins = _PINS.get()
+        if host == origin or host in pins:
+            return None  # the URL's own host (or one already checked): its pin holds
+        try:
+            addresses: Sequence[str] = [str(ipaddress.ip_address(host.strip("[]")))]
+        except ValueError:
+            if self.policy.resolve is None:
+                return unknown(f"redirect to {host}: no resolver to look it up, not followed")
+            addresses = await self.policy.resolve(host)
+            if not addresses:
+                return unknown(f"redirect to {host}: the name did not resolve, not followed")
+        if any(a in self.policy.blockpages for a in addresses):
+            return ""
+        for address in addresses:
+            reason = self.policy.refuse(address)
+            if reason is not None:
+                return unknown(f"redirect to a {reason} address, not followed")
+        _PINS.set(MappingProxyType({**pins, host: addresses[0]}))
+        return None
 
 
 async def fetch(
@@ -377,6 +436,7 @@ async def fetch(
     host_header: str | None = None,
     session: aiohttp.ClientSession | None = None,
     max_body_bytes: int | None = None,
+    redirects: RedirectPolicy | None = None,
 ) -> Observation[HttpTransaction]:
     """Request `url` (following redirects by hand) and read its body up to a cap.
 
@@ -386,6 +446,8 @@ async def fetch(
     session:      a session to reuse; it must come from open_session() to honour `address`
                   (any other session serves unpinned fetches only, and gives no connect_ms).
     max_body_bytes: the body cap, default ctx.max_body_bytes; reaching it is not a failure.
+    redirects:    where redirects to other hosts may go (RedirectPolicy); without one, a redirect
+                  to another host name is recorded and not followed.
 
     The whole fetch runs under ctx.timeouts.http. Network outcomes come back as the
     Observation's failure (failed_operation "http_round_trip" before the final response's
@@ -399,13 +461,16 @@ async def fetch(
         ipaddress.ip_address(address)  # a host name here is a bug: raises ValueError
     cap = ctx.max_body_bytes if max_body_bytes is None else max_body_bytes
     watch = Stopwatch()
-    exchange = _Exchange(ctx, max(_TITLE_SCAN_BYTES, ctx.body_prefix_bytes))
+    exchange = _Exchange(
+        ctx, max(_TITLE_SCAN_BYTES, ctx.body_prefix_bytes), redirects or _NO_RESOLVER
+    )
     failure: str | None = None
     failure_detail: str | None = None
     operation: Operation | None = None
     token = _PINS.set(MappingProxyType({origin: address} if address else {}))
     try:
-        async with _session_for(ctx, session, address is not None) as client:
+        # Always a pinning session: a redirect's host is pinned to the address checked for it.
+        async with _session_for(ctx, session, True) as client:
             async with asyncio.timeout(ctx.timeouts.http):
                 cut = await exchange.run(client, start_url, origin, method, host_header, cap)
             if cut is not None:
