@@ -82,6 +82,7 @@ _OMITTED_WHEN_NULL = frozenset(
     {
         "primary",
         "redirect_from",
+        "replies_capped",
         "address_source",
         "differential_kind",
         "target_sni",

@@ -199,6 +199,7 @@ class DnsQuery:
     rcodes: DnsPerType | None = None  # each type's rcode (resolvers spoken to directly)
     retried_over_tcp: bool = False  # a truncated UDP answer was asked again over TCP
     unexpected_responses: tuple[DnsUnexpected, ...] = ()  # replies that were no valid answer
+    replies_capped: bool | None = None  # UDP: more replies came than are recorded per query
     primary: bool | None = None  # runner: the first configured resolver (false: a control)
     redirect_from: str | None = None  # runner: the URL whose redirect named this host
 

@@ -92,6 +92,7 @@ class _Outcome:
     responses: tuple[DnsResponse, ...] = ()
     unexpected: tuple[DnsUnexpected, ...] = ()
     retried_over_tcp: bool = False
+    capped: bool = False
 
 
 def _ms(seconds: float) -> float:
@@ -191,6 +192,10 @@ class _Listener(asyncio.DatagramProtocol):
 # blocking. Each attempt carries a fresh query id, so that the reply to a resend can never pass
 # for a second (injected) answer to the first query.
 UDP_ATTEMPTS = 3
+# Replies recorded per UDP query (valid and not), then the query stops listening: injection shows
+# in two or three, and a flood after the first answer (thousands of forged replies in the window)
+# must not store hundreds of kilobytes for one query. The measurement says the cap was hit.
+MAX_RECORDED_REPLIES = 16
 
 
 async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckContext) -> _Outcome:
@@ -204,6 +209,7 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
     failure: str | None = None
     transport: asyncio.DatagramTransport | None = None
     attempts = [query]
+    capped = False
     interval = ctx.timeouts.dns / UDP_ATTEMPTS
     try:
         async with asyncio.timeout(ctx.timeouts.dns) as budget:
@@ -229,6 +235,9 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
                 else:
                     arrived, item = await listener.arrivals.get()
                 received_ms = _ms(arrived - sent)
+                if len(responses) + len(unexpected) >= MAX_RECORDED_REPLIES:
+                    capped = True
+                    break
                 if isinstance(item, OSError):
                     if first is None:
                         # ICMP port/host unreachable: the resolver cannot be reached at all.
@@ -265,7 +274,13 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
             failure = (
                 Failure.DNS_SERVER_MISBEHAVING if unexpected else Failure.GENERIC_TIMEOUT_ERROR
             )
-        return _failed(query, failure, responses=tuple(responses), unexpected=tuple(unexpected))
+        return _failed(
+            query,
+            failure,
+            responses=tuple(responses),
+            unexpected=tuple(unexpected),
+            capped=capped,
+        )
     if first.flags & dns.flags.TC:
         # The answer did not fit: ask again over TCP, as a stub resolver does (RFC 7766).
         retried = await _tcp(query, address, port, ctx)
@@ -276,8 +291,9 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
             tuple(responses),
             tuple(unexpected),
             retried_over_tcp=True,
+            capped=capped,
         )
-    return _outcome(query, first, responses, unexpected)
+    return dataclasses.replace(_outcome(query, first, responses, unexpected), capped=capped)
 
 
 async def _tcp(query: dns.message.Message, address: str, port: int, ctx: CheckContext) -> _Outcome:
@@ -424,6 +440,7 @@ def _observation(
         per_type=DnsPerType(_plain(a.failure), _plain(aaaa.failure)),
         retried_over_tcp=a.retried_over_tcp or aaaa.retried_over_tcp,
         unexpected_responses=unexpected,
+        replies_capped=True if a.capped or aaaa.capped else None,
     )
     failure = None if addresses else str(_combined_failure(a.failure, aaaa.failure))
     return Observation(
