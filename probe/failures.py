@@ -43,7 +43,9 @@ from probe.model import UNKNOWN_FAILURE, UNKNOWN_FAILURE_PREFIX, Failure
 
 # OpenSSL X509_V_ERR_* codes (include/openssl/x509_vfy.h) that mean "who signed this is unknown".
 _UNKNOWN_AUTHORITY_CODES = frozenset({2, 18, 19, 20, 21, 27})
-_HOSTNAME_MISMATCH_CODE = 62
+# X509_V_ERR_HOSTNAME_MISMATCH (62) and X509_V_ERR_IP_ADDRESS_MISMATCH (64, a certificate that does
+# not name an IP-address target): both are the name check failing (OpenSSL x509_vfy.h).
+_HOSTNAME_MISMATCH_CODES = frozenset({62, 64})
 
 _ERRNO_FAILURES: dict[int, Failure] = {
     errno.ECONNREFUSED: Failure.CONNECTION_REFUSED,
@@ -91,7 +93,7 @@ def split(failure: str) -> tuple[str, str | None]:
 def _certificate(exc: BaseException) -> str:
     assert isinstance(exc, ssl.SSLCertVerificationError)
     code = getattr(exc, "verify_code", None)
-    if code == _HOSTNAME_MISMATCH_CODE:
+    if code in _HOSTNAME_MISMATCH_CODES:
         return Failure.SSL_INVALID_HOSTNAME
     if code in _UNKNOWN_AUTHORITY_CODES:
         return Failure.SSL_UNKNOWN_AUTHORITY
