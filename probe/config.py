@@ -66,17 +66,51 @@ class Settings:
     source: Path | None = None
 
     def digest(self) -> str:
-        """A short stable digest of what was configured, stored with each run."""
+        """A short stable digest of what was configured, stored with each run: of the settings'
+        meaning, never of where files live. A digest over absolute paths would let anyone who
+        guesses the volunteer's user name (/home/<name>/...) confirm it; files count by their
+        content instead (the same CA, catalog or test list gives the same digest anywhere)."""
         data = asdict(self)
-        data.pop("source")
-        data.pop("helper_token")
-        data.pop("upload_token")
+        for secret in ("source", "helper_token", "upload_token", "database"):
+            data.pop(secret)
         # A hash of an IPv4 address is brute-forced in seconds: keep the probe's address out.
         data.pop("public_addresses")
+        # A proxy URL may carry a user name and password: only whether one is used.
+        data["upload_proxy"] = self.upload_proxy is not None
         # Each resolver by its canonical text (what the config said, normalised).
         data["resolvers"] = [r.spec for r in self.resolvers]
+        data["ca_file"] = None if self.ca_file is None else _content_digest(Path(self.ca_file))
+        data["catalog_dir"] = None if self.catalog_dir is None else _tree_digest(self.catalog_dir)
+        data["test_lists"] = [_content_digest(p) for p in self.test_lists]
+        data["mmdb"] = [_content_digest(p) for p in self.mmdb]
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# How much of a file its digest reads: a GeoLite2 database runs to tens of megabytes, and its
+# first megabyte (with the size) already tells one release from another.
+_DIGEST_READ_MAX = 1 << 20
+
+
+def _content_digest(path: Path) -> str:
+    """A file by what it holds (its first _DIGEST_READ_MAX bytes and its size), not its path."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(_DIGEST_READ_MAX)
+            size = file.seek(0, 2)
+    except OSError:
+        return "unreadable"
+    return f"{hashlib.sha256(head).hexdigest()[:16]}:{size}"
+
+
+def _tree_digest(directory: Path) -> str:
+    """A catalog directory by its files' names (relative) and contents."""
+    try:
+        files = sorted(p for p in directory.rglob("*") if p.is_file())
+    except OSError:
+        return "unreadable"
+    parts = [f"{p.relative_to(directory).as_posix()}={_content_digest(p)}" for p in files]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def user_config_path() -> Path:

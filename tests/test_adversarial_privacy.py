@@ -19,6 +19,7 @@ from aiohttp import web
 
 from analysis.export import write_measurements_csv, write_measurements_jsonl
 from probe.checks.http import fetch
+from probe.config import Settings
 from probe.model import Measurement
 from probe.privacy import SCRUBBED, Scrubber, ScrubbingSink
 from probe.store import Store
@@ -248,3 +249,36 @@ async def test_body_hash_of_the_raw_page_would_reveal_the_address(tmp_path: Path
     path, csv_text, _ = await _echoing_server_measurement(tmp_path, scrub_in_check=False)
     assert _brute_force(_files(path)) == [OWN_V4]
     assert _brute_force(csv_text.encode()) == [OWN_V4]
+
+
+# -- identifying metadata --------------------------------------------------------------------
+
+
+def _settings_under(home: Path, ca: bytes = b"-----BEGIN CERTIFICATE-----\nMIIB\n") -> Settings:
+    """The same configuration, its files under `home` (as /home/<user>/... would be)."""
+    (home / "catalog").mkdir(parents=True)
+    (home / "catalog" / "lo.toml").write_text('platform = "lo"\n')
+    (home / "ca.pem").write_bytes(ca)
+    (home / "list.csv").write_text("url\nhttps://example.org/\n")
+    return Settings(
+        database=str(home / "measurements.db"),
+        ca_file=str(home / "ca.pem"),
+        catalog_dir=home / "catalog",
+        test_lists=(home / "list.csv",),
+        upload_proxy=f"http://{home.name}:secret@proxy.example:3128",
+    )
+
+
+def test_config_digest_does_not_depend_on_where_the_user_lives(tmp_path: Path) -> None:
+    alice = _settings_under(tmp_path / "home" / "alice")
+    bob = _settings_under(tmp_path / "home" / "bob")
+    assert alice.digest() == bob.digest()  # a guessed user name cannot be confirmed
+
+
+def test_config_digest_still_tells_different_settings_apart(tmp_path: Path) -> None:
+    # The control: the digest is of the meaning, so another CA (or catalog) changes it.
+    alice = _settings_under(tmp_path / "alice")
+    other = _settings_under(tmp_path / "bob", ca=b"-----BEGIN CERTIFICATE-----\nMIIC\n")
+    assert alice.digest() != other.digest()
+    (tmp_path / "alice" / "catalog" / "lo.toml").write_text('platform = "other"\n')
+    assert alice.digest() != _settings_under(tmp_path / "carol").digest()
