@@ -131,8 +131,8 @@ async def dns_packet_evidence(
         response["injected_suspected"] = response["order"] in suspects
     if failure is None and not responses:
         failure = Failure.GENERIC_TIMEOUT_ERROR
+    # No interface name: a USB Wi-Fi adapter's (wlx<MAC>) embeds the volunteer's MAC address.
     return details | {
-        "interface": capture.iface,
         "bpf": capture.bpf_used,
         "capture_drops": capture.drops,
         "failure": failure,
@@ -268,8 +268,8 @@ async def tcp_reset_evidence(
             None if syn_ack is None else reset["ip_ttl"] != syn_ack["ip_ttl"]
         )
     suspected = any(reset["ttl_differs_from_syn_ack"] for reset in resets)
+    # No interface name: a USB Wi-Fi adapter's (wlx<MAC>) embeds the volunteer's MAC address.
     return details | {
-        "interface": capture.iface,
         "bpf": capture.bpf_used,
         "capture_drops": capture.drops,
         "connect_failure": connect_failure,
