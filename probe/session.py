@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from analysis.analyse import RunAnalysis, analyse_run
@@ -170,7 +170,7 @@ def run_once(
         record = Run(
             id=new_run_id(),
             probe_id=store.probe_id(),
-            started_at=utcnow(),
+            started_at=_to_the_second(utcnow()),
             software_version=__version__,
             config_digest=settings.digest(),
             network=identity.network,
@@ -189,9 +189,17 @@ def run_once(
         except KeyboardInterrupt:
             outcome.interrupted = True
         with finishing():
-            store.finish_run(record.id, utcnow(), outcome.connectivity, outcome.interrupted)
+            finished = max(_to_the_second(utcnow()), record.started_at)
+            store.finish_run(record.id, finished, outcome.connectivity, outcome.interrupted)
             analysis = _analyse(settings, store, record.id, controls, plan.targets, plan.controls)
     return RunReport(record, outcome, analysis, helper, tuple(given))
+
+
+def _to_the_second(when: datetime) -> datetime:
+    """A run's wall-clock start and end, to the second: research needs no more, and a sub-second
+    time is one more handle to match a shared row against an ISP's flow logs. (Measurements keep
+    theirs: their order within a run is read from it.)"""
+    return when.replace(microsecond=0)
 
 
 def upload_after_run(settings: Settings, report: RunReport, db: str | None = None) -> Note | None:

@@ -16,15 +16,19 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from typer.testing import CliRunner
 
 from analysis.export import write_measurements_csv, write_measurements_jsonl
 from probe.checks.http import fetch
+from probe.cli.app import app
 from probe.config import Settings
 from probe.model import Measurement
 from probe.privacy import SCRUBBED, Scrubber, ScrubbingSink
 from probe.store import Store
 from tests.servers import hostile
 from tests.servers.tls_certs import Pki
+from tests.test_cli_run import Site
+from tests.test_cli_run import site as site  # the loopback site fixture
 from tests.test_store import make_run
 
 OWN_V4 = ipaddress.IPv4Address("5.160.12.34")
@@ -282,3 +286,18 @@ def test_config_digest_still_tells_different_settings_apart(tmp_path: Path) -> N
     assert alice.digest() != other.digest()
     (tmp_path / "alice" / "catalog" / "lo.toml").write_text('platform = "other"\n')
     assert alice.digest() != _settings_under(tmp_path / "carol").digest()
+
+
+def test_a_runs_wall_clock_times_are_stored_to_the_second(site: Site, tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    result = CliRunner().invoke(
+        app,
+        ["run", "--config", str(site.config), "--db", str(db), "--i-understand-the-risks"],
+    )
+    assert result.exit_code == 0, result.stderr
+    with Store.open(db) as store:
+        (run,) = store.runs()
+        durations = [m.observation.duration_ms for m in store.measurements(run_id=run.id)]
+    assert run.started_at.microsecond == 0
+    assert run.finished_at is not None and run.finished_at.microsecond == 0
+    assert any(d != round(d) for d in durations)  # durations stay precise (the control)
