@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian machine for the test suite and run it: the README's test command.
 # Installs the Debian packages the lab and the PostgreSQL tests need (when root and missing),
-# the package with its test extras, then runs lint, types and pytest.
+# the package with its test extras, then runs lint, types and pytest in random order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,4 +21,6 @@ python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 ruff check probe analysis tests benchmarks
 ruff format --check probe analysis tests benchmarks
 mypy
-python3 -m pytest -q -p no:cacheprovider "$@"
+# Random order (pytest-randomly, seed printed in the header; rerun one with -p randomly
+# --randomly-seed=N) so a test that depends on another's leftovers cannot pass by luck.
+python3 -m pytest -q -p no:cacheprovider -p randomly "$@"

@@ -46,7 +46,6 @@ class Site:
     """A loopback 'internet': names in a fake resolver, an HTTPS site, a refused port."""
 
     config: Path
-    db: Path
     ns: FakeNameserver
     https_port: int
     refused_port: int
@@ -123,7 +122,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     ):
         control = f"https://control.lo.test:{https.port}/"
         config = write_site_config(tmp, ns, ca_pem, https.port, reset.port, control)
-        yield Site(config, tmp / "m.db", ns, https.port, reset.port, tmp)
+        yield Site(config, ns, https.port, reset.port, tmp)
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -133,8 +132,10 @@ def invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_run_measures_every_layer_and_stores_it(site: Site) -> None:
-    code, out, err = invoke("run", "--config", str(site.config), "--db", str(site.db), "--json")
+def test_run_measures_every_layer_and_stores_it(site: Site, tmp_path: Path) -> None:
+    # A database of its own: the count below must not see another test's runs.
+    db_path = tmp_path / "m.db"
+    code, out, err = invoke("run", "--config", str(site.config), "--db", str(db_path), "--json")
     assert code == 0, err
     document = json.loads(out)
     assert document["connectivity"] == "ok"
@@ -146,17 +147,10 @@ def test_run_measures_every_layer_and_stores_it(site: Site) -> None:
     assert by_target["nx.lo.test"]["failure"] == "dns_nxdomain_error"
     assert by_target["plain-post"]["reached"] == "tcp"  # plain HTTP to a TLS port: no HTTP answer
 
-    # The module's database is shared with the other tests' runs, in any order: this run's rows.
-    run_id = document["run_id"]
-    with sqlite3.connect(site.db) as db:
-        where = ("select layer from measurements where run_id = ?", (run_id,))
-        layers = {row[0] for row in db.execute(*where)}
-        (stored,) = db.execute(
-            "select count(*) from measurements where run_id = ?", (run_id,)
-        ).fetchone()
-        run = db.execute(
-            "select connectivity, interrupted, finished_at from runs where id = ?", (run_id,)
-        ).fetchone()
+    with sqlite3.connect(db_path) as db:
+        layers = {row[0] for row in db.execute("select layer from measurements")}
+        (stored,) = db.execute("select count(*) from measurements").fetchone()
+        run = db.execute("select connectivity, interrupted, finished_at from runs").fetchone()
     assert layers == {"dns", "tcp", "tls", "http"}
     assert stored == document["measurements"]
     assert run[0] == "ok" and not run[1] and run[2]
@@ -184,19 +178,21 @@ def test_run_json_verdicts_are_the_export_records_of_the_same_run(
     )
 
 
-def test_report_shows_the_latest_status_per_endpoint(site: Site) -> None:
-    invoke("run", "--config", str(site.config), "--db", str(site.db))
-    code, out, _ = invoke("report", "--config", str(site.config), "--db", str(site.db))
+def test_report_shows_the_latest_status_per_endpoint(site: Site, tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    assert invoke("run", "--config", str(site.config), "--db", db)[0] == 0
+    code, out, _ = invoke("report", "--config", str(site.config), "--db", db)
     assert code == 0
     assert "connection_refused" in out and "dns_nxdomain_error" in out
     assert "refused.lo.test" in out
 
 
 def test_export_csv_has_the_documented_columns(site: Site, tmp_path: Path) -> None:
-    invoke("run", "--config", str(site.config), "--db", str(site.db))
+    db = str(tmp_path / "m.db")
+    assert invoke("run", "--config", str(site.config), "--db", db)[0] == 0
     out_file = tmp_path / "m.csv"
     code, _, err = invoke(
-        "export", "--csv", str(out_file), "--platform", "lo", "--db", str(site.db),
+        "export", "--csv", str(out_file), "--platform", "lo", "--db", db,
         "--config", str(site.config),
     )  # fmt: skip
     assert code == 0, err
