@@ -13,6 +13,7 @@ from analysis.controls import ControlEvidence
 from analysis.model import AsnLookup
 from analysis.summaries import summarise
 from analysis.verdicts import verdicts_for_run
+from probe.catalog import Platform
 from probe.model import Measurement, Run, Target
 from probe.records import PlatformSummary, Verdict
 from probe.store import Store, StoreError
@@ -33,13 +34,17 @@ def analyse(
     *,
     controls: ControlEvidence | None = None,
     targets: Sequence[Target] | None = None,
+    platforms: Sequence[Platform] | None = None,
     asn_of: AsnLookup | None = None,
 ) -> RunAnalysis:
-    """The verdicts and platform summaries of one run's measurements (no I/O)."""
+    """The verdicts and platform summaries of one run's measurements (no I/O). targets and
+    platforms: the run's targets and its catalog (defaults: the built-in catalog)."""
     verdicts = verdicts_for_run(
         run, measurements, controls=controls, asn_of=asn_of, targets=targets
     )
-    summaries = summarise(verdicts, measurements, targets=targets, asn_of=asn_of)
+    summaries = summarise(
+        verdicts, measurements, targets=targets, platforms=platforms, asn_of=asn_of
+    )
     return RunAnalysis(run, verdicts, summaries)
 
 
@@ -49,6 +54,7 @@ def analyse_run(
     *,
     controls: ControlEvidence | None = None,
     targets: Sequence[Target] | None = None,
+    platforms: Sequence[Platform] | None = None,
     asn_of: AsnLookup | None = None,
 ) -> RunAnalysis:
     """Decide and store the verdicts and platform summaries of one stored run."""
@@ -56,7 +62,9 @@ def analyse_run(
     if run is None:
         raise StoreError(f"{store.location} has no run {run_id}")
     measurements = list(store.measurements(run_id=run_id))
-    result = analyse(run, measurements, controls=controls, targets=targets, asn_of=asn_of)
+    result = analyse(
+        run, measurements, controls=controls, targets=targets, platforms=platforms, asn_of=asn_of
+    )
     store.save_verdicts(run_id, result.verdicts)
     store.save_platform_summaries(run_id, result.summaries)
     return result

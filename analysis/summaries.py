@@ -5,28 +5,21 @@ catalog's `group`) is blocked only when every member fails, at least one of them
 calls Telegram's TCP blocked only when all DCs fail); some members blocked is reported as
 partial, never rounded to blocked or ok: partial blocking has hidden real blocking before
 (REFERENCE.md). A platform whose core group (the endpoints its app talks to) is blocked is
-blocked whatever its web pages do. Facebook's answers outside AS32934 are flagged as suspicious
-when an IP -> ASN lookup is available.
+blocked whatever its web pages do. Answers outside a platform's owner ASNs (Facebook's AS32934)
+are flagged as suspicious when an IP -> ASN lookup is available. Groups, core groups and owner
+ASNs are the catalog's data (probe/catalog), not this module's.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from types import MappingProxyType
 
 from analysis.controls import is_control_resolver
 from analysis.model import AsnLookup
+from probe.catalog import Platform, builtin_platforms
 from probe.model import DnsQuery, Measurement, Target
 from probe.records import GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
-
-# The group whose full blocking makes the app unusable, whatever its web front ends do: the app
-# connects to these, not to the web pages (catalog comments; REFERENCE.md platform endpoints).
-CORE_GROUPS: Mapping[str, str] = MappingProxyType({"telegram": "dc", "whatsapp": "chat"})
-
-# Where a platform's own addresses live: an answer elsewhere is suspicious (REFERENCE.md:
-# Facebook's addresses are in AS32934).
-EXPECTED_ASNS: Mapping[str, frozenset[int]] = MappingProxyType({"facebook": frozenset({32934})})
 
 
 def _techniques(verdicts: Iterable[Verdict]) -> tuple[str, ...]:
@@ -69,10 +62,12 @@ def _platform_status(units: Sequence[PlatformStatus], core_blocked: bool) -> Pla
 
 
 def _suspicious_answers(
-    platform: str, measurements: Iterable[Measurement], asn_of: AsnLookup | None
+    platform: str,
+    measurements: Iterable[Measurement],
+    expected: frozenset[int],
+    asn_of: AsnLookup | None,
 ) -> tuple[str, ...]:
-    expected = EXPECTED_ASNS.get(platform)
-    if expected is None or asn_of is None:
+    if not expected or asn_of is None:
         return ()
     found: dict[str, None] = {}
     for m in measurements:
@@ -90,11 +85,11 @@ def _suspicious_answers(
     return tuple(found)
 
 
-def _catalog_groups(targets: Sequence[Target] | None) -> dict[tuple[str, str], str]:
+def _groups_of(
+    targets: Sequence[Target] | None, platforms: Mapping[str, Platform]
+) -> dict[tuple[str, str], str]:
     if targets is None:
-        from probe.catalog import builtin_targets
-
-        targets = builtin_targets()
+        targets = [t for platform in platforms.values() for t in platform.targets]
     return {(t.platform, t.name): t.group for t in targets if t.group}
 
 
@@ -103,17 +98,20 @@ def summarise(
     measurements: Sequence[Measurement],
     *,
     targets: Sequence[Target] | None = None,
+    platforms: Sequence[Platform] | None = None,
     asn_of: AsnLookup | None = None,
 ) -> list[PlatformSummary]:
     """Per-platform summaries of one run's verdicts, sorted by platform.
 
-    targets: the run's targets, for their catalog groups (default: the built-in catalog).
-    asn_of:  an IP -> ASN lookup; with it, answers outside a platform's own ASN are flagged.
+    targets:   the run's targets, for their groups (default: the catalog's targets).
+    platforms: the catalog, for core groups and owner ASNs (default: the built-in catalog).
+    asn_of:    an IP -> ASN lookup; with it, answers outside a platform's owner ASNs are flagged.
     """
     runs = {v.run_id for v in verdicts}
     if len(runs) > 1:
         raise ValueError(f"summarise() takes one run's verdicts, got runs {sorted(runs)}")
-    groups_of = _catalog_groups(targets)
+    catalog = {p.name: p for p in (builtin_platforms() if platforms is None else platforms)}
+    groups_of = _groups_of(targets, catalog)
     by_platform: dict[str, list[Verdict]] = {}
     for verdict in verdicts:
         by_platform.setdefault(verdict.platform, []).append(verdict)
@@ -138,8 +136,9 @@ def summarise(
             for name, members in sorted(grouped.items())
         )
         units += [g.status for g in groups]
-        core = CORE_GROUPS.get(platform)
-        core_blocked = any(g.name == core and g.status is PlatformStatus.BLOCKED for g in groups)
+        semantics = catalog.get(platform)
+        core = semantics.core_groups if semantics else frozenset()
+        core_blocked = any(g.name in core and g.status is PlatformStatus.BLOCKED for g in groups)
         blocked = sum(v.status is Status.BLOCKED for v in platform_verdicts)
         counts = Counter(v.status for v in platform_verdicts)
         parts = [f"{blocked} of {len(platform_verdicts)} targets blocked"]
@@ -153,7 +152,12 @@ def summarise(
                 blocked=blocked,
                 total=len(platform_verdicts),
                 groups=groups,
-                suspicious=_suspicious_answers(platform, measurements, asn_of),
+                suspicious=_suspicious_answers(
+                    platform,
+                    measurements,
+                    semantics.owner_asns if semantics else frozenset(),
+                    asn_of,
+                ),
                 detail="; ".join(parts),
             )
         )

@@ -37,7 +37,7 @@ from probe.privacy import Scrubber, ScrubbingSink
 from probe.rawnet import raw_capability
 from probe.runner import Progress, RunOutcome, RunPlan, execute
 from probe.store import Store
-from probe.targets import select_targets
+from probe.targets import load_platforms, select_targets
 
 
 class NoteKind(StrEnum):
@@ -359,13 +359,15 @@ def _analyse(
 ) -> RunAnalysis:
     """Verdicts for a run: of its planned targets (None: of what it measured)."""
     planned = None if targets is None else [*targets, *control_targets]
+    platforms = load_platforms(settings)
     if not settings.mmdb:
-        return analyse_run(store, run_id, controls=controls, targets=planned)
+        return analyse_run(store, run_id, controls=controls, targets=planned, platforms=platforms)
     with AsnDatabase(settings.mmdb) as database:
         return analyse_run(
             store,
             run_id,
             controls=controls,
             targets=planned,
+            platforms=platforms,
             asn_of=lambda address: database.lookup(address).asn,
         )

@@ -20,7 +20,8 @@ class Selection:
     problems: tuple[str, ...] = ()
 
 
-def _catalog(settings: Settings) -> list[Platform]:
+def load_platforms(settings: Settings) -> list[Platform]:
+    """The catalog this configuration uses (built-in, with its catalog dir's overrides)."""
     try:
         return load_catalog(settings.catalog_dir)
     except CatalogError as exc:
@@ -32,7 +33,7 @@ def select_targets(settings: Settings, platforms: Sequence[str] = ()) -> Selecti
     wanted = tuple(platforms) or settings.platforms
     targets: list[Target] = []
     controls: list[Target] = []
-    for platform in _catalog(settings):
+    for platform in load_platforms(settings):
         (controls if platform.control else targets).extend(platform.targets)
     for target in settings.extra_targets:
         (controls if target.control else targets).append(target)

@@ -47,6 +47,17 @@ def test_whatsapp_chat_endpoints_e1_to_e16_on_443_and_5222() -> None:
     assert all(t.ports == (443, 5222) for t in chat)
 
 
+def test_the_apps_own_endpoints_are_core_groups_and_facebook_owns_as32934() -> None:
+    platforms = {p.name: p for p in builtin_platforms()}
+    assert platforms["telegram"].core_groups == {"dc"}
+    assert platforms["whatsapp"].core_groups == {"chat"}
+    assert platforms["youtube"].core_groups == frozenset()
+    assert platforms["facebook"].owner_asns == {32934}
+    for platform in platforms.values():
+        declared = {g.name for g in platform.groups}
+        assert {t.group for t in platform.targets if t.group} == declared, platform.name
+
+
 def test_stun_fbsbx_is_tested_by_dns_only() -> None:
     (stun,) = [t for t in builtin_targets() if t.host == "stun.fbsbx.com"]
     assert stun.kind is TargetKind.DNS and stun.ports == ()
@@ -76,6 +87,17 @@ def test_override_dir_replaces_a_platform(tmp_path: Path) -> None:
         ('platform = "x"\n[[targets]]\nurl = "https://a.example/"\ncolour = 1\n', "colour"),
         ('platform = "x"\n[[targets]]\nkind = "dns"\nhost = "bad host!"\n', "not a valid host"),
         ("platform = \n", "not valid TOML"),
+        (
+            'platform = "x"\n[[targets]]\nkind = "dns"\nhost = "a.example"\ngroup = "dcs"\n',
+            r"group 'dcs' is not declared \(add a \[groups.dcs\] table\)",
+        ),
+        ('platform = "x"\n[groups.dc]\n', "group\\(s\\) dc have no targets"),
+        ('platform = "x"\n[groups.dc]\ncore = "yes"\n', "'core' must be true or false"),
+        ('platform = "x"\n[groups.dc]\nall = true\n', "groups.dc: unknown key"),
+        ('platform = "x"\ngroups = 1\n', "'groups' must be a table"),
+        ('platform = "x"\nowner_asns = [0]\n', "owner_asns: 0 is not an AS number"),
+        ('platform = "x"\nowner_asns = ["AS1"]\n', "'AS1' is not an AS number"),
+        ('platform = "x"\nowner_asns = 32934\n', "must be a list of AS numbers"),
     ],
 )
 def test_malformed_catalog_entry_is_a_clear_error_naming_the_file(

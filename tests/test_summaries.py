@@ -9,7 +9,7 @@ import pytest
 
 from analysis.summaries import summarise
 from analysis.verdicts import verdicts_for_run
-from probe.catalog import builtin_targets
+from probe.catalog import builtin_targets, parse_platform
 from probe.helper.protocol import ControlTarget
 from probe.model import Measurement, Target, TargetKind
 from probe.records import GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
@@ -27,14 +27,7 @@ from tests.builders import (
 )
 
 # The built-in catalog's Telegram data centres (group "dc").
-DCS = [
-    "149.154.175.50",
-    "149.154.167.51",
-    "149.154.175.100",
-    "149.154.167.91",
-    "149.154.171.5",
-    "95.161.76.100",
-]
+DCS = [t.host for t in builtin_targets() if t.platform == "telegram" and t.group == "dc"]
 
 
 def dc_measurements(dc: str, *, timed_out: bool) -> list[Measurement]:
@@ -220,6 +213,49 @@ def test_summaries_are_per_run() -> None:
     one = _verdict("a.signal.org", Status.OK)
     with pytest.raises(ValueError, match="one run"):
         summarise([one, replace(one, run_id="run-2")], [])
+
+
+def test_a_platform_file_of_its_own_brings_its_core_group_and_owner_asns() -> None:
+    # A platform the code has never heard of: everything summaries need comes from its file.
+    chatapp = parse_platform(
+        {
+            "platform": "chatapp",
+            "owner_asns": [64500],
+            "groups": {"relay": {"core": True}},
+            "targets": [
+                {"url": "https://chatapp.example/"},
+                {"kind": "tcp", "host": "r1.chatapp.example", "ports": [443], "group": "relay"},
+            ],
+        },
+        where="chatapp.toml",
+    )
+    (web, relay) = chatapp.targets
+    relay_address, web_address = "192.0.2.10", "198.51.100.7"
+    measurements = [
+        *https_site("chatapp", web.name, web.host, web_address),
+        dns("chatapp", relay.name, relay.host, [relay_address]),
+        tcp("chatapp", relay.name, relay_address, 443, "connection_reset"),
+        *control_site(),
+    ]
+    controls = helper(h_target("chatapp", relay.name, h_tcp(relay_address, 443)))
+    verdicts = verdicts_for_run(make_run(), measurements, controls=controls)
+    asns = {relay_address: 64500, web_address: 64511}
+    (summary,) = [
+        s
+        for s in summarise(verdicts, measurements, platforms=[chatapp], asn_of=asns.get)
+        if s.platform == "chatapp"
+    ]
+    # The web page loads, the relay (core) is reset: blocked, and the page's answer is elsewhere.
+    assert summary.status is PlatformStatus.BLOCKED
+    assert group(summary, "relay").status is PlatformStatus.BLOCKED
+    assert summary.suspicious == (f"{web.host} -> {web_address} (AS64511)",)
+    # The same verdicts without the file's semantics: a plain partial, nothing suspicious.
+    (plain,) = [
+        s
+        for s in summarise(verdicts, measurements, targets=chatapp.targets, platforms=[])
+        if s.platform == "chatapp"
+    ]
+    assert plain.status is PlatformStatus.PARTIAL and plain.suspicious == ()
 
 
 def test_catalog_groups_are_the_default() -> None:

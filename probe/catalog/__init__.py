@@ -4,6 +4,15 @@ A file holds `platform`, `display_name`, optionally `control = true`, and `[[tar
 each either `url = "https://host/path"` or `kind` ("dns" | "tcp" | "http" | "https") with `host`
 and `ports`, plus optional `method`, `path`, `name` and `group`. The same entry shape is accepted
 in config.toml's `[[targets]]`, so users extend the catalog with the words it is written in.
+
+A platform's semantics are data too, so a new platform is one file:
+- `[groups.NAME]` declares a group of interchangeable endpoints (Telegram's data centres): the
+  group is blocked only when every member fails. `core = true` marks the endpoints the app itself
+  talks to: that group blocked blocks the platform whatever its web pages do. A target's `group`
+  must name a declared group. (A target's own ports are all-fail too: a WhatsApp chat endpoint on
+  443 and 5222 is blocked only when every connect fails, as its verdict rules decide.)
+- `owner_asns = [...]` lists the networks that own the platform's addresses (Facebook's AS32934):
+  a DNS answer outside them is flagged as suspicious when an IP -> ASN lookup is available.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import ipaddress
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,13 +44,31 @@ class CatalogError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """Interchangeable endpoints of one platform, blocked only when every member fails.
+
+    core: the endpoints the app itself connects to; this group blocked blocks the platform.
+    """
+
+    name: str
+    core: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Platform:
-    """A platform and its targets."""
+    """A platform, its targets, and how their results fold into the platform's status."""
 
     name: str
     display_name: str
     targets: tuple[Target, ...]
     control: bool = False
+    groups: tuple[Group, ...] = ()
+    owner_asns: frozenset[int] = frozenset()
+
+    @property
+    def core_groups(self) -> frozenset[str]:
+        """Names of the groups whose full blocking blocks the platform."""
+        return frozenset(group.name for group in self.groups if group.core)
 
 
 def _check_host(host: str, where: str) -> str:
@@ -192,19 +220,70 @@ def parse_platform(document: Mapping[str, Any], *, where: str) -> Platform:
     name = document.get("platform")
     if not isinstance(name, str) or not name.strip():
         raise CatalogError(f"{where}: 'platform' (a name) is required")
-    unknown = set(document) - {"platform", "display_name", "control", "targets"}
+    unknown = set(document) - _PLATFORM_KEYS
     if unknown:
         raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     control = bool(document.get("control", False))
     entries = document.get("targets", [])
     if not isinstance(entries, list):
         raise CatalogError(f"{where}: 'targets' must be an array of tables ([[targets]])")
-    targets = tuple(
-        parse_target(entry, name, where=f"{where}: targets[{i}]", control=control)
-        for i, entry in enumerate(entries)
-    )
+    groups = _parse_groups(document.get("groups", {}), where)
+    declared = {group.name for group in groups}
+    targets = []
+    for i, entry in enumerate(entries):
+        target = parse_target(entry, name, where=f"{where}: targets[{i}]", control=control)
+        if target.group is not None and target.group not in declared:
+            raise CatalogError(
+                f"{where}: targets[{i}]: group {target.group!r} is not declared"
+                f" (add a [groups.{target.group}] table)"
+            )
+        targets.append(target)
     _check_unique(targets, where)
-    return Platform(name, str(document.get("display_name", name)), targets, control)
+    empty = declared - {t.group for t in targets}
+    if empty:
+        raise CatalogError(f"{where}: group(s) {', '.join(sorted(empty))} have no targets")
+    return Platform(
+        name,
+        str(document.get("display_name", name)),
+        tuple(targets),
+        control,
+        groups,
+        _parse_asns(document.get("owner_asns", []), where),
+    )
+
+
+def _parse_groups(value: Any, where: str) -> tuple[Group, ...]:
+    if not isinstance(value, dict):
+        raise CatalogError(f"{where}: 'groups' must be a table of [groups.NAME] tables")
+    groups = []
+    for name, table in value.items():
+        if not isinstance(table, dict):
+            raise CatalogError(f"{where}: groups.{name} must be a table")
+        unknown = set(table) - {"core"}
+        if unknown:
+            raise CatalogError(
+                f"{where}: groups.{name}: unknown key(s) {', '.join(sorted(unknown))}"
+            )
+        core = table.get("core", False)
+        if not isinstance(core, bool):
+            raise CatalogError(f"{where}: groups.{name}: 'core' must be true or false")
+        groups.append(Group(name, core))
+    return tuple(groups)
+
+
+def _parse_asns(value: Any, where: str) -> frozenset[int]:
+    if not isinstance(value, list):
+        raise CatalogError(f"{where}: 'owner_asns' must be a list of AS numbers")
+    for asn in value:
+        # AS numbers are 32-bit (RFC 6793); 0 is reserved (RFC 7607).
+        if not isinstance(asn, int) or isinstance(asn, bool) or not 0 < asn < 2**32:
+            raise CatalogError(f"{where}: owner_asns: {asn!r} is not an AS number")
+    return frozenset(value)
+
+
+_PLATFORM_KEYS = frozenset(
+    {"platform", "display_name", "control", "targets", "groups", "owner_asns"}
+)
 
 
 def _check_unique(targets: Iterable[Target], where: str) -> None:
@@ -229,13 +308,20 @@ def load_platform_file(path: Path) -> Platform:
 
 def builtin_platforms() -> list[Platform]:
     """The catalog shipped with the package, controls included."""
+    return list(_builtin_platforms())
+
+
+@cache
+def _builtin_platforms() -> tuple[Platform, ...]:
+    # Read once per process: the package's files do not change while it runs, and summaries
+    # consult the catalog for every run they fold.
     folder = resources.files(__name__)
     platforms = []
     for item in sorted(folder.iterdir(), key=lambda entry: entry.name):
         if item.name.endswith(".toml"):
             document = tomllib.loads(item.read_text(encoding="utf-8"))
             platforms.append(parse_platform(document, where=f"built-in catalog {item.name}"))
-    return platforms
+    return tuple(platforms)
 
 
 def load_catalog(override_dir: Path | None = None) -> list[Platform]:

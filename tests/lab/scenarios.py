@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from probe.catalog import builtin_targets
 from tests.lab.plan import AddressPlan
 from tests.lab.techniques import (
     Cdn,
@@ -32,13 +33,8 @@ from tests.lab.techniques import (
 
 # Host groups, as selectors over the catalog's names (REFERENCE.md, "Platform endpoints").
 TELEGRAM_NAMES = ("telegram.org", "*.telegram.org", "t.me")
-TELEGRAM_DCS = (
-    "149.154.175.50",
-    "149.154.167.51",
-    "149.154.175.100",
-    "149.154.167.91",
-    "149.154.171.5",
-    "95.161.76.100",
+TELEGRAM_DCS = tuple(
+    t.host for t in builtin_targets() if t.platform == "telegram" and t.group == "dc"
 )
 TWITTER = ("twitter.com", "*.twitter.com", "x.com", "*.twimg.com", "t.co")
 FACEBOOK = ("*.facebook.com", "*.fbcdn.net")
