@@ -1,6 +1,6 @@
 """Benchmark: what a researcher runs over a month of data from 50 hosts, on a real SQLite store.
 
-The store: analysis.synthetic.month_spec, i.e. 10 networks x 5 hosts, each host running every
+The store: tests.synthetic.month_spec, i.e. 10 networks x 5 hosts, each host running every
 hour for 30 days (36,000 runs after the outages), each run testing the 28 targets of the field's
 platforms (Telegram's data centres and web, WhatsApp, Facebook/Instagram, Twitter, Signal). Every
 target gets one stored measurement (a TCP connect for the data centres, a TLS handshake, a DNS
@@ -38,7 +38,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.summaries import summarise
-from analysis.synthetic import generate, month_spec
 from probe.model import (
     Certificate,
     Details,
@@ -56,6 +55,7 @@ from probe.model import (
 )
 from probe.records import Status, Verdict
 from probe.store import Store
+from tests.synthetic import generate, month_spec
 
 GOAL_SECONDS = 30.0
 GOAL_BYTES = 1 << 30

@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analysis.events import DetectorParams, detect_events_in
-from analysis.synthetic import generate, month_spec, score
 from analysis.timeline import build_timeline
+from tests.synthetic import generate, month_spec, score
 
 
 def peak_rss_mb() -> float:

@@ -1,5 +1,7 @@
 """Synthetic verdicts with known ground truth, to test and benchmark the event detector.
 
+Test and benchmark data, not part of the product (the package ships none of tests/).
+
 A SyntheticSpec describes networks (each with its hosts), the platforms' targets, censorship
 actions (onset, end, technique, targets, a daily window for intermittent blocking, a technique
 switch), outages (hosts offline: gaps) and noise (random single-run flips; down/inconclusive
@@ -16,21 +18,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind
+from probe.catalog import builtin_targets
 from probe.records import Confidence, Status, Verdict
 
 HOUR = timedelta(hours=1)
 
-# The field's endpoints (REFERENCE.md, "Platform endpoints"): 28 targets in all.
+# Telegram's data centres, as the catalog lists them (its group "dc").
+TELEGRAM_DCS = tuple(
+    t.name for t in builtin_targets() if t.platform == "telegram" and t.group == "dc"
+)
+
+# A cut of the catalog's endpoints: 28 targets in all.
 DEFAULT_PLATFORMS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "telegram",
         (
-            "149.154.175.50",
-            "149.154.167.51",
-            "149.154.175.100",
-            "149.154.167.91",
-            "149.154.171.5",
-            "95.161.76.100",
+            *TELEGRAM_DCS,
             "web.telegram.org",
             "telegram.org",
             "t.me",

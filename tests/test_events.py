@@ -1,4 +1,4 @@
-"""The event detector against datasets with known ground truth (analysis.synthetic)."""
+"""The event detector against datasets with known ground truth (tests.synthetic)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 
 from analysis.events import DetectorParams, detect_events
 from analysis.model import Event, EventKind
-from analysis.synthetic import (
+from probe.records import Confidence, Status, Verdict
+from tests.synthetic import (
     DEFAULT_PLATFORMS,
+    TELEGRAM_DCS,
     Censorship,
     Network,
     Outage,
@@ -19,13 +21,12 @@ from analysis.synthetic import (
     matches,
     score,
 )
-from probe.records import Confidence, Status, Verdict
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 RUN = timedelta(hours=1)  # the run interval of every dataset here
 TELEGRAM = DEFAULT_PLATFORMS[0]
 WHATSAPP = DEFAULT_PLATFORMS[1]
-DCS = TELEGRAM[1][:6]
+DCS = TELEGRAM_DCS
 
 
 def day(number: float) -> datetime:

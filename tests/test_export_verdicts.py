@@ -21,9 +21,9 @@ from analysis.export import (
     VERDICT_COLUMNS,
     write_verdicts_csv,
 )
-from analysis.synthetic import SyntheticDataset, generate, score
 from probe.records import Status, Verdict
 from probe.store import Store
+from tests.synthetic import SyntheticDataset, generate, score
 from tests.test_report import TELEGRAM, TWITTER, invoke, small_spec, store_verdicts
 from tests.test_store import make_measurement, make_run
 

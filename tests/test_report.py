@@ -16,7 +16,11 @@ from typer.testing import CliRunner
 
 from analysis.events import DetectorParams
 from analysis.report.build import build_report
-from analysis.synthetic import (
+from probe.cli.app import app
+from probe.model import Layer, NetworkInfo, Operation, Run
+from probe.records import Confidence, Status, Verdict
+from probe.store import Store
+from tests.synthetic import (
     Censorship,
     Network,
     SyntheticDataset,
@@ -24,10 +28,6 @@ from analysis.synthetic import (
     generate,
     score,
 )
-from probe.cli.app import app
-from probe.model import Layer, NetworkInfo, Operation, Run
-from probe.records import Confidence, Status, Verdict
-from probe.store import Store
 from tests.test_store import make_measurement, make_run
 
 START = datetime(2024, 3, 1, tzinfo=UTC)

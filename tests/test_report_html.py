@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.synthetic import Censorship, Network, SyntheticSpec, generate
 from probe.store import Store
+from tests.synthetic import Censorship, Network, SyntheticSpec, generate
 from tests.test_report import START, TELEGRAM, TWITTER, day, invoke, store_verdicts
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from analysis.model import EventKind
-from analysis.synthetic import (
+from analysis.timeline import hour_of
+from probe.records import Status
+from tests.synthetic import (
     DEFAULT_PLATFORMS,
     Censorship,
     Network,
@@ -21,8 +23,6 @@ from analysis.synthetic import (
     generate,
     month_spec,
 )
-from analysis.timeline import hour_of
-from probe.records import Status
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 TELEGRAM = DEFAULT_PLATFORMS[0]
