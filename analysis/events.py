@@ -21,116 +21,18 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
 from statistics import median
-from typing import Any
 
 from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind
 from analysis.timeline import Series, Timeline, build_timeline, hour_start
+from probe.config import DetectorParams
 from probe.records import Verdict
 
 _UNKNOWN, _OK, _BLOCKED = 0, 1, 2
-
-
-@dataclass(frozen=True, slots=True)
-class DetectorParams:
-    """The detector's settings (config.toml's [events] table; keys are these field names).
-
-    mu0, mu1, edd: the CUSUM (OONI's values). silence_halving_hours: accumulators are halved once
-    per this many hours without a run. intermittent_*: the intermittent rule (see
-    `_intermittent_intervals`). technique_min_runs: consecutive blocked buckets a new technique
-    must dominate before it counts as a change (one odd run is not a switch).
-    merge_window_hours: findings on different targets or networks whose onsets (and ends) lie
-    within this many hours of each other are one event.
-    """
-
-    mu0: float = 0.0
-    mu1: float = 0.7
-    edd: float = 10.0
-    silence_halving_hours: int = 48
-    intermittent_window_runs: int = 72
-    intermittent_min_episodes: int = 3
-    intermittent_min_rate: float = 0.1
-    intermittent_max_rate: float = 0.9
-    intermittent_min_quiet_runs: int = 3
-    technique_min_runs: int = 3
-    merge_window_hours: int = 3
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.mu0 < self.mu1 <= 1.0:
-            raise ValueError(
-                f"events: need 0 <= mu0 < mu1 <= 1 (blocked shares), got mu0={self.mu0}, "
-                f"mu1={self.mu1}"
-            )
-        if self.edd <= 0:
-            raise ValueError(
-                f"events: edd (expected detection delay, runs) must be > 0, got {self.edd}"
-            )
-        if self.silence_halving_hours < 1:
-            raise ValueError(
-                f"events: silence_halving_hours must be >= 1, got {self.silence_halving_hours}"
-            )
-        if self.intermittent_window_runs < 3:
-            raise ValueError(
-                "events: intermittent_window_runs must be >= 3, got "
-                f"{self.intermittent_window_runs}"
-            )
-        if self.intermittent_min_episodes < 2:
-            raise ValueError(
-                "events: intermittent_min_episodes must be >= 2 (one episode is plain blocking), "
-                f"got {self.intermittent_min_episodes}"
-            )
-        if not 0.0 <= self.intermittent_min_rate < self.intermittent_max_rate <= 1.0:
-            raise ValueError(
-                "events: need 0 <= intermittent_min_rate < intermittent_max_rate <= 1, got "
-                f"{self.intermittent_min_rate} and {self.intermittent_max_rate}"
-            )
-        if self.intermittent_min_quiet_runs < 1:
-            raise ValueError(
-                "events: intermittent_min_quiet_runs must be >= 1, got "
-                f"{self.intermittent_min_quiet_runs}"
-            )
-        if self.technique_min_runs < 1:
-            raise ValueError(
-                f"events: technique_min_runs must be >= 1, got {self.technique_min_runs}"
-            )
-        if self.merge_window_hours < 0:
-            raise ValueError(
-                f"events: merge_window_hours must be >= 0, got {self.merge_window_hours}"
-            )
-
-    @property
-    def reference(self) -> float:
-        """CUSUM reference value k, halfway between the ok and blocked means: a bucket scoring
-        above it is evidence of blocking, below it evidence of ok."""
-        return (self.mu0 + self.mu1) / 2
-
-    @property
-    def threshold(self) -> float:
-        """CUSUM decision threshold h = edd * (mu1 - mu0) / 2."""
-        return self.edd * (self.mu1 - self.mu0) / 2
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any]) -> DetectorParams:
-        """Settings from a config table; missing keys keep their defaults."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(mapping) - set(known))
-        if unknown:
-            raise ValueError(
-                f"events: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
-            )
-        values: dict[str, Any] = {}
-        for name, value in mapping.items():
-            wants_int = known[name].type in ("int", int)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"events: {name} must be a number, got {value!r}")
-            if wants_int and not isinstance(value, int):
-                raise ValueError(f"events: {name} must be a whole number, got {value!r}")
-            values[name] = value if wants_int else float(value)
-        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)

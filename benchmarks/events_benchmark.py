@@ -16,8 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis.events import DetectorParams, detect_events_in
+from analysis.events import detect_events_in
 from analysis.timeline import build_timeline
+from probe.config import DetectorParams
 from tests.synthetic import generate, month_spec, score
 
 

@@ -14,7 +14,7 @@ import os
 import ssl
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -33,6 +33,105 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message says where and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorParams:
+    """The event detector's settings (config.toml's [events] table; keys are these field names):
+    read with the rest of the config, so a bad value stops at load time, not at a report.
+
+    mu0, mu1, edd: the CUSUM (OONI's values). silence_halving_hours: accumulators are halved once
+    per this many hours without a run. intermittent_*: the intermittent rule (see
+    `_intermittent_intervals`). technique_min_runs: consecutive blocked buckets a new technique
+    must dominate before it counts as a change (one odd run is not a switch).
+    merge_window_hours: findings on different targets or networks whose onsets (and ends) lie
+    within this many hours of each other are one event.
+    """
+
+    mu0: float = 0.0
+    mu1: float = 0.7
+    edd: float = 10.0
+    silence_halving_hours: int = 48
+    intermittent_window_runs: int = 72
+    intermittent_min_episodes: int = 3
+    intermittent_min_rate: float = 0.1
+    intermittent_max_rate: float = 0.9
+    intermittent_min_quiet_runs: int = 3
+    technique_min_runs: int = 3
+    merge_window_hours: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mu0 < self.mu1 <= 1.0:
+            raise ValueError(
+                f"events: need 0 <= mu0 < mu1 <= 1 (blocked shares), got mu0={self.mu0}, "
+                f"mu1={self.mu1}"
+            )
+        if self.edd <= 0:
+            raise ValueError(
+                f"events: edd (expected detection delay, runs) must be > 0, got {self.edd}"
+            )
+        if self.silence_halving_hours < 1:
+            raise ValueError(
+                f"events: silence_halving_hours must be >= 1, got {self.silence_halving_hours}"
+            )
+        if self.intermittent_window_runs < 3:
+            raise ValueError(
+                "events: intermittent_window_runs must be >= 3, got "
+                f"{self.intermittent_window_runs}"
+            )
+        if self.intermittent_min_episodes < 2:
+            raise ValueError(
+                "events: intermittent_min_episodes must be >= 2 (one episode is plain blocking), "
+                f"got {self.intermittent_min_episodes}"
+            )
+        if not 0.0 <= self.intermittent_min_rate < self.intermittent_max_rate <= 1.0:
+            raise ValueError(
+                "events: need 0 <= intermittent_min_rate < intermittent_max_rate <= 1, got "
+                f"{self.intermittent_min_rate} and {self.intermittent_max_rate}"
+            )
+        if self.intermittent_min_quiet_runs < 1:
+            raise ValueError(
+                "events: intermittent_min_quiet_runs must be >= 1, got "
+                f"{self.intermittent_min_quiet_runs}"
+            )
+        if self.technique_min_runs < 1:
+            raise ValueError(
+                f"events: technique_min_runs must be >= 1, got {self.technique_min_runs}"
+            )
+        if self.merge_window_hours < 0:
+            raise ValueError(
+                f"events: merge_window_hours must be >= 0, got {self.merge_window_hours}"
+            )
+
+    @property
+    def reference(self) -> float:
+        """CUSUM reference value k, halfway between the ok and blocked means: a bucket scoring
+        above it is evidence of blocking, below it evidence of ok."""
+        return (self.mu0 + self.mu1) / 2
+
+    @property
+    def threshold(self) -> float:
+        """CUSUM decision threshold h = edd * (mu1 - mu0) / 2."""
+        return self.edd * (self.mu1 - self.mu0) / 2
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> DetectorParams:
+        """Settings from a config table; missing keys keep their defaults."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(mapping) - set(known))
+        if unknown:
+            raise ValueError(
+                f"events: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        values: dict[str, Any] = {}
+        for name, value in mapping.items():
+            wants_int = known[name].type in ("int", int)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"events: {name} must be a number, got {value!r}")
+            if wants_int and not isinstance(value, int):
+                raise ValueError(f"events: {name} must be a whole number, got {value!r}")
+            values[name] = value if wants_int else float(value)
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +159,7 @@ class Settings:
     upload_url: str | None = None
     upload_token: str | None = None
     upload_proxy: str | None = None
-    events: Mapping[str, Any] = field(default_factory=dict)
+    events: DetectorParams = field(default_factory=DetectorParams)
     mmdb: tuple[Path, ...] = ()
     public_addresses: tuple[str, ...] = ()
     source: Path | None = None
@@ -83,6 +182,10 @@ class Settings:
         data["catalog_dir"] = None if self.catalog_dir is None else _tree_digest(self.catalog_dir)
         data["test_lists"] = [_content_digest(p) for p in self.test_lists]
         data["mmdb"] = [_content_digest(p) for p in self.mmdb]
+        # Only the [events] keys set, as the table once was stored: a default config keeps the
+        # digest it always had.
+        defaults = asdict(DetectorParams())
+        data["events"] = {k: v for k, v in data["events"].items() if v != defaults[k]}
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -319,7 +422,7 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
         upload_url=upload_url,
         upload_token=upload_token,
         upload_proxy=upload_proxy,
-        events=dict(table("events").data),
+        events=_detector_params(table("events").data, f"{name}: [events]"),
         mmdb=_existing_files(network.strings("mmdb", ()), path, f"{name}: [network] mmdb"),
         public_addresses=_addresses(network.strings("public_addresses", ()), name),
         source=source,
@@ -367,6 +470,13 @@ def _check_service_url(url: str, where: str, table: str = "helper") -> None:
         raise ConfigError(f"{where}: put the credentials in [{table}] token, not in the URL")
     if parts.query or parts.fragment or not url.isprintable() or " " in url:
         raise ConfigError(f"{where}: must be http(s)://host[:port][/path] (no query, no spaces)")
+
+
+def _detector_params(table: Mapping[str, Any], where: str) -> DetectorParams:
+    try:
+        return DetectorParams.from_mapping(table)
+    except ValueError as exc:
+        raise ConfigError(f"{where} {str(exc).removeprefix('events: ')}") from None
 
 
 def _existing_files(

@@ -66,11 +66,27 @@ url = "https://news.example/fa"
         ("[nonsense]\n", r"unknown table\(s\) nonsense"),
         ('[[targets]]\nurl = "gopher://x/"\n', r"\[\[targets\]\] #1"),
         ("[probe\n", "not valid TOML"),
+        ("[events]\nmu0 = 0.9\n", r"\[events\] need 0 <= mu0 < mu1 <= 1"),
+        ("[events]\nthreshold = 3\n", r"\[events\] unknown setting\(s\) threshold"),
+        ('[events]\nedd = "ten"\n', r"\[events\] edd must be a number"),
+        ("[events]\nmerge_window_hours = 2.5\n", "merge_window_hours must be a whole number"),
     ],
 )
 def test_a_broken_config_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(write(tmp_path, text))
+
+
+def test_the_events_table_is_read_with_the_config(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "[events]\nedd = 20\nmerge_window_hours = 2\n"))
+    assert (settings.events.edd, settings.events.merge_window_hours) == (20.0, 2)
+    assert settings.events.mu1 == load_settings(write(tmp_path, "")).events.mu1
+
+
+def test_setting_an_events_default_explicitly_keeps_the_digest(tmp_path: Path) -> None:
+    # The digest stores only the [events] keys that differ from the defaults.
+    assert load_settings(write(tmp_path, "[events]\nedd = 10\n")).digest() == Settings().digest()
+    assert load_settings(write(tmp_path, "[events]\nedd = 11\n")).digest() != Settings().digest()
 
 
 def test_missing_explicit_config_is_a_clear_error(tmp_path: Path) -> None:

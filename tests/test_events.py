@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from analysis.events import DetectorParams, detect_events
+from analysis.events import detect_events
 from analysis.model import Event, EventKind
+from probe.config import DetectorParams
 from probe.records import Confidence, Status, Verdict
 from tests.synthetic import (
     DEFAULT_PLATFORMS,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from analysis.events import DetectorParams
 from analysis.report.build import build_report
 from probe.cli.app import app
+from probe.config import DetectorParams
 from probe.model import Layer, NetworkInfo, Operation, Run
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
@@ -192,7 +192,12 @@ def test_bad_events_settings_are_one_line_and_exit_1(
 ) -> None:
     config = tmp_path / "config.toml"
     config.write_text(table)
-    for command in (("report",), ("export", "--what", "events", "--csv", str(tmp_path / "e"))):
+    # Refused when the config is read: even a command that detects no events stops on it.
+    for command in (
+        ("report",),
+        ("export", "--what", "events", "--csv", str(tmp_path / "e")),
+        ("export", "--what", "measurements", "--csv", str(tmp_path / "m")),
+    ):
         code, _, err = invoke(*command, "--db", str(db), "--config", str(config))
         assert code == 1
         assert message in err and str(config) in err

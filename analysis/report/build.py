@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from analysis.events import DetectorParams, detect_events_in
+from analysis.events import detect_events_in
 from analysis.export import select_verdicts
 from analysis.model import TECHNIQUE_CHANGE_SEPARATOR
 from analysis.report.labels import network_label
@@ -33,6 +33,7 @@ from analysis.report.model import (
 )
 from analysis.summaries import summarise
 from analysis.timeline import Series, Timeline, build_timeline, hour_of, hour_start
+from probe.config import DetectorParams
 from probe.model import Run
 from probe.records import PlatformSummary, Status, Verdict
 

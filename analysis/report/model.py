@@ -9,9 +9,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from analysis.events import DetectorParams
 from analysis.export import VerdictSource
 from analysis.model import Event
+from probe.config import DetectorParams
 from probe.model import Measurement, Run
 from probe.records import PlatformSummary, Verdict
 

@@ -10,9 +10,6 @@ from typing import Annotated
 
 import typer
 
-from analysis.events import DetectorParams
-from probe.cli.base import EXIT_ERROR, err
-from probe.cli.terminal import plain
 from probe.config import Settings, database_location, load_settings
 from probe.store import Store
 
@@ -92,17 +89,6 @@ def parse_networks(values: list[str] | None) -> list[int] | None:
             )
         asns.append(int(digits))
     return asns
-
-
-def detector_params(settings: Settings) -> DetectorParams:
-    """The event detector's settings from config.toml's [events]; a bad value ends the command
-    with a one-line message naming the key (exit status 1)."""
-    try:
-        return DetectorParams.from_mapping(settings.events)
-    except ValueError as exc:
-        where = f"{settings.source}: " if settings.source else ""
-        err.print(f"[red]error:[/red] {plain(where + str(exc))}")
-        raise typer.Exit(EXIT_ERROR) from None
 
 
 def settings_from(config: Path | None, test_lists: list[Path] | None = None) -> Settings:

@@ -32,7 +32,6 @@ from probe.cli.common import (
     PlatformOption,
     SinceOption,
     UntilOption,
-    detector_params,
     open_store,
     parse_networks,
     parse_when,
@@ -121,7 +120,7 @@ def register(app: typer.Typer) -> None:
         start, end = parse_when(since, "--since"), parse_when(until, "--until")
         asns = parse_networks(network)
         settings = settings_from(config)
-        params = detector_params(settings) if what is What.events else None
+        params = settings.events if what is What.events else None
         target = csv_file or jsonl_file
         assert target is not None
         as_csv = csv_file is not None

@@ -18,7 +18,6 @@ from probe.cli.common import (
     PlatformOption,
     SinceOption,
     UntilOption,
-    detector_params,
     open_store,
     parse_networks,
     parse_when,
@@ -53,7 +52,7 @@ def register(app: typer.Typer) -> None:
         start, end = parse_when(since, "--since"), parse_when(until, "--until")
         asns = parse_networks(network)
         settings = settings_from(config)
-        params = detector_params(settings)
+        params = settings.events
         with open_store(settings, db) as store:
             if html is not None:
                 refuse_database(html, store.path)  # before the work, not after it
