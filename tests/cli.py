@@ -1,4 +1,5 @@
-"""The one way tests drive the `probe` command line.
+"""The one way tests drive the `probe` command line (the user's directories are isolated for
+every test by tests/conftest.py).
 
 `invoke` runs it in process (typer's CliRunner: stdout and stderr are not a terminal, like a log
 or a pipe). `on_terminal` runs the real `python3 -m probe` on a pseudo-terminal of a given width,
@@ -18,27 +19,46 @@ import sys
 import termios
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+import typer
 from typer.testing import CliRunner
 
-from probe.cli.app import app
+from probe.cli.app import app as probe_app
 
 REPO = Path(__file__).resolve().parent.parent
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\r")
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+CONSENT = "--i-understand-the-risks"
+
+
+class Outcome(NamedTuple):
+    """A finished command: its exit status and what it wrote to stdout and stderr."""
+
     code: int
     stdout: str
     stderr: str
 
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
 
-def invoke(*args: str, env: Mapping[str, str] | None = None, input: str | None = None) -> Outcome:
-    """`probe ARGS` in process; a Python exception (a traceback for a user) is re-raised."""
-    result = CliRunner().invoke(app, list(args), env=dict(env or {}), input=input)
+
+def invoke(
+    *args: str,
+    app: typer.Typer = probe_app,
+    consent: bool = False,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Outcome:
+    """`probe ARGS` (or `app`'s commands) in process, read at a width no table wraps at;
+    `consent` adds the informed-consent flag. A Python exception the CLI did not turn into an
+    exit status (a traceback for a user) is re-raised into the test."""
+    argv = [*args, CONSENT] if consent else list(args)
+    environment = {"COLUMNS": "250"} if env is None else dict(env)
+    result = CliRunner().invoke(app, argv, env=environment, input=input)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return Outcome(result.exit_code, result.stdout, result.stderr)

@@ -10,13 +10,12 @@ from typing import Any
 
 import dns.message
 import pytest
-from typer.testing import CliRunner
 
 import probe.cli.locate as locate_cli
-from probe.cli.app import app
 from probe.cli.base import EXIT_ERROR, EXIT_NO_CONSENT
 from probe.cli.locate import client_hello, http_request
 from probe.rawnet import NEEDS_RAW_NOTE, RawCapability
+from tests.cli import invoke
 
 
 def _sni_seen_by_a_tls_server(hello: bytes) -> list[str | None]:
@@ -80,8 +79,8 @@ def no_packets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def test_locate_without_exactly_one_valid_trigger_is_a_usage_error(
     options: list[str], home: Path, no_packets: list[Any]
 ) -> None:
-    result = CliRunner().invoke(app, ["locate", "192.0.2.1", *options])
-    assert result.exit_code == 2, result.output
+    result = invoke("locate", "192.0.2.1", *options)
+    assert result.code == 2, result.output
     assert any(m in result.output for m in ("trigger", "not a DNS name", "not a host", "ASCII"))
     assert not no_packets
 
@@ -90,24 +89,22 @@ def test_locate_without_raw_sockets_says_why_and_sends_nothing(
     home: Path, no_packets: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(locate_cli, "raw_capability", lambda: RawCapability(False, NEEDS_RAW_NOTE))
-    result = CliRunner().invoke(
-        app, ["locate", "192.0.2.1", "--sni", "x.com", "--i-understand-the-risks"]
-    )
-    assert result.exit_code == EXIT_ERROR
+    result = invoke("locate", "192.0.2.1", "--sni", "x.com", consent=True)
+    assert result.code == EXIT_ERROR
     assert "CAP_NET_RAW" in result.output and not no_packets
 
 
 def test_locate_without_consent_sends_nothing(home: Path, no_packets: list[Any]) -> None:
-    result = CliRunner().invoke(app, ["locate", "192.0.2.1", "--host", "x.com"])
-    assert result.exit_code == EXIT_NO_CONSENT and not no_packets
+    result = invoke("locate", "192.0.2.1", "--host", "x.com")
+    assert result.code == EXIT_NO_CONSENT and not no_packets
 
 
 def test_locate_sends_the_trigger_to_the_address_and_port_asked_for(
     home: Path, no_packets: list[Any]
 ) -> None:
-    options = ["--dns", "t.me", "--port", "5353", "--max-hops", "7", "--i-understand-the-risks"]
-    result = CliRunner().invoke(app, ["locate", "192.0.2.1", *options])
-    assert result.exit_code == 0, result.output
+    options = ["--dns", "t.me", "--port", "5353", "--max-hops", "7"]
+    result = invoke("locate", "192.0.2.1", *options, consent=True)
+    assert result.code == 0, result.output
     [(args, kwargs)] = no_packets
     address, port, payload, max_hops = args
     assert (address, port, max_hops, kwargs["protocol"]) == ("192.0.2.1", 5353, 7, "udp")

@@ -23,8 +23,9 @@ from analysis.export import (
 )
 from probe.records import Status, Verdict
 from probe.store import Store
+from tests.cli import invoke
 from tests.synthetic import SyntheticDataset, generate, score
-from tests.test_report import TELEGRAM, TWITTER, invoke, small_spec, store_verdicts
+from tests.test_report import TELEGRAM, TWITTER, small_spec, store_verdicts
 from tests.test_store import make_measurement, make_run
 
 

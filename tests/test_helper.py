@@ -25,7 +25,6 @@ import aiohttp
 import pytest
 import typer
 from aiohttp import web
-from typer.testing import CliRunner
 
 from probe.addresses import non_public_reason
 from probe.checks import CheckContext, Timeouts
@@ -44,6 +43,7 @@ from probe.helper.server import HelperConfig, running
 from probe.model import DnsQuery, HttpTransaction, Layer, Target, TargetKind, TlsHandshake
 from probe.resolvers import parse_resolver
 from tests.builders import record
+from tests.cli import invoke
 from tests.servers import hostile
 from tests.servers.background import background
 from tests.servers.dns_server import Behaviour, FakeNameserver
@@ -104,6 +104,10 @@ async def _counting_listener() -> AsyncIterator[tuple[int, list[int]]]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def _name(query_name: str) -> str:
+    return query_name.lower().rstrip(".")
 
 
 def helper_config(
@@ -440,7 +444,11 @@ async def test_helper_busy_with_another_batch_answers_503(ns: FakeNameserver, pk
     slow = [Target("lo", "slow", TargetKind.TCP, "slow.example", (443,))]
     with guarded_helper(config) as url:
         first = asyncio.create_task(query_helper(url, TOKEN, slow, CheckContext(), timeout=5))
-        await asyncio.sleep(0.2)  # the first batch now waits for its deadline, 1 s
+        # The first batch is in flight once its lookup reaches the nameserver (it then waits for
+        # its 1 s deadline): an event, not a guess of how long the request takes to arrive.
+        async with asyncio.timeout(5):
+            while not any(_name(q.name) == "slow.example" for q in ns.queries):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)  # the nameserver runs in its own thread: poll it
         second = await query_helper(url, TOKEN, slow, CheckContext(), timeout=5)
         first_result = await first
 
@@ -460,21 +468,21 @@ def _helper_cli() -> typer.Typer:
 
 def test_serve_without_a_token_explains_where_to_put_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROBE_HELPER_TOKEN", raising=False)
-    result = CliRunner().invoke(_helper_cli(), ["helper", "serve"])
-    assert result.exit_code == 1
+    result = invoke("helper", "serve", app=_helper_cli())
+    assert result.code == 1
     assert "give --token-file FILE or set $PROBE_HELPER_TOKEN" in result.output
 
 
 def test_serve_refuses_a_short_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROBE_HELPER_TOKEN", "secret")
-    result = CliRunner().invoke(_helper_cli(), ["helper", "serve"])
-    assert result.exit_code == 1
+    result = invoke("helper", "serve", app=_helper_cli())
+    assert result.code == 1
     assert "at least 16 characters" in result.output
 
 
 def test_serve_command_has_help() -> None:
-    result = CliRunner().invoke(_helper_cli(), ["helper", "serve", "--help"])
-    assert result.exit_code == 0
+    result = invoke("helper", "serve", "--help", app=_helper_cli())
+    assert result.code == 0
     assert "--token-file" in result.output and "--allow-private" in result.output
 
 

@@ -12,14 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from analysis.report.build import build_report
-from probe.cli.app import app
 from probe.config import DetectorParams
 from probe.model import Layer, NetworkInfo, Operation, Run
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
+from tests.cli import invoke
 from tests.synthetic import (
     Censorship,
     Network,
@@ -96,11 +95,6 @@ def db(dataset: SyntheticDataset, tmp_path_factory: pytest.TempPathFactory) -> P
     with Store.open(path) as store:
         store_verdicts(store, dataset.verdicts)
     return path
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
-    return result.exit_code, result.stdout, result.stderr
 
 
 def section(out: str, title: str) -> str:

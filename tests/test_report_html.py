@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from probe.store import Store
+from tests.cli import invoke
 from tests.synthetic import Censorship, Network, SyntheticSpec, generate
-from tests.test_report import START, TELEGRAM, TWITTER, day, invoke, store_verdicts
+from tests.test_report import START, TELEGRAM, TWITTER, day, store_verdicts
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

@@ -8,6 +8,7 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -265,8 +266,9 @@ async def test_connects_start_on_the_primary_answer_while_a_dropped_resolver_tim
     (connect,) = [m.observation for m in sink.all if m.layer is Layer.TCP]
     assert answered.failure is None and connect.failure is None
     assert silent.failure == "generic_timeout_error"  # still measured and stored
-    waited = (connect.started_at - answered.started_at).total_seconds()
-    assert waited < 0.5, f"the connect waited {waited:.2f} s for the dropped resolver"
+    # An ordering, not a speed: the connect began while the dropped query was still waiting.
+    gave_up = silent.started_at + timedelta(milliseconds=silent.duration_ms)
+    assert connect.started_at < gave_up, "the connect waited for the dropped resolver"
 
 
 async def test_a_resolver_answering_after_the_connect_does_not_undo_the_reached_layer() -> None:

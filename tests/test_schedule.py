@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 import probe.schedule.systemd
 from probe.cli.base import EXIT_NO_CONSENT
@@ -35,6 +34,7 @@ from probe.schedule.job import probe_job
 from probe.schedule.log import LOG_MAX_BYTES, trim_log
 from probe.schedule.systemd import service_unit, timer_unit
 from probe.schedule.tools import ScheduleError
+from tests.cli import invoke
 
 USER_CRONTAB = (
     "MAILTO=volunteer@example.org\n"
@@ -143,10 +143,7 @@ def cli() -> typer.Typer:
 
 
 def _invoke(cli: typer.Typer, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["schedule", *args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stdout, result.stderr
+    return invoke("schedule", *args, app=cli)
 
 
 # -- durations and cadence -----------------------------------------------------------------------
@@ -438,9 +435,9 @@ def test_broken_config_is_caught_at_install_not_at_3am(host: Host, cli: typer.Ty
     ],
 )
 def test_every_schedule_command_has_help(cli: typer.Typer, command: str, summary: str) -> None:
-    result = CliRunner().invoke(cli, ["schedule", command, "--help"])
-    assert result.exit_code == 0
-    assert summary in " ".join(result.stdout.split())
+    code, out, _ = invoke("schedule", command, "--help", app=cli)
+    assert code == 0
+    assert summary in " ".join(out.split())
 
 
 # -- the unattended log ----------------------------------------------------------------------------
