@@ -32,7 +32,7 @@ from probe.model import (
     TlsHandshake,
 )
 from probe.store import Store
-from tests.test_store import T0, make_measurement, make_run
+from tests.store_rows import T0, make_measurement, make_run
 
 
 @pytest.fixture

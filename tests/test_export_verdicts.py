@@ -24,9 +24,9 @@ from analysis.export import (
 from probe.records import Status, Verdict
 from probe.store import Store
 from tests.cli import invoke
+from tests.store_rows import make_measurement, make_run
+from tests.stored_verdicts import TELEGRAM, TWITTER, small_spec, store_verdicts
 from tests.synthetic import SyntheticDataset, generate, score
-from tests.test_report import TELEGRAM, TWITTER, small_spec, store_verdicts
-from tests.test_store import make_measurement, make_run
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,10 @@ from probe.store import Store
 from probe.store.merge import merge_databases
 from tests.cli import invoke
 from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
+from tests.store_rows import make_measurement
+from tests.store_versions import MEASUREMENT_ID, RUN_ID, meta_value, write_version_1
+from tests.stored_verdicts import START, TELEGRAM, TWITTER, day, store_verdicts
 from tests.synthetic import Censorship, Network, SyntheticSpec, generate
-from tests.test_report import START, TELEGRAM, TWITTER, day, store_verdicts
-from tests.test_store import make_measurement
-from tests.test_store_migrations import MEASUREMENT_ID, RUN_ID, meta_value, write_version_1
 
 # Two probes on Irancell see Telegram blocked on day 2; DTAG sees nothing.
 SPEC = SyntheticSpec(

@@ -20,8 +20,8 @@ import pytest
 
 from probe.store import Store
 from tests.cli import invoke
+from tests.stored_verdicts import START, TELEGRAM, TWITTER, day, store_verdicts
 from tests.synthetic import Censorship, Network, SyntheticSpec, generate
-from tests.test_report import START, TELEGRAM, TWITTER, day, store_verdicts
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

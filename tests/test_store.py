@@ -8,87 +8,27 @@ import gc
 import json
 import re
 import sqlite3
-import time
 import tracemalloc
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from probe.model import (
     Connectivity,
-    Details,
     DnsQuery,
     DnsResponse,
     HttpTransaction,
     Layer,
     Measurement,
-    NetworkInfo,
-    Observation,
     Operation,
     Run,
     TcpConnect,
-    TlsHandshake,
-    new_run_id,
 )
 from probe.store import NotAProbeDatabaseError, Store, StoreError
 from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
-
-T0 = datetime(2024, 11, 20, 9, 30, 0, 123456, tzinfo=UTC)
-TEHRAN = timezone(timedelta(hours=3, minutes=30))
-
-
-def make_run(probe_id: str, started_at: datetime = T0, **network: object) -> Run:
-    return Run(
-        id=new_run_id(),
-        probe_id=probe_id,
-        started_at=started_at,
-        software_version="0.1.0",
-        config_digest="sha256:abc",
-        network=NetworkInfo(**network),  # type: ignore[arg-type]
-    )
-
-
-def _default_details(layer: Layer, endpoint: str) -> Details:
-    """An ordinary record of `layer` (the store keeps whatever the layer's record is)."""
-    if layer is Layer.DNS:
-        return DnsQuery("t.me", endpoint, "udp", addresses=("149.154.167.99",))
-    if layer is Layer.TLS:
-        return TlsHandshake("149.154.175.50", 443, "t.me")
-    if layer is Layer.HTTP:
-        return HttpTransaction(endpoint)
-    return TcpConnect("149.154.175.50", 443)
-
-
-def make_measurement(
-    run_id: str,
-    *,
-    platform: str = "telegram",
-    target: str = "dc1",
-    layer: Layer = Layer.TCP,
-    endpoint: str = "149.154.175.50:443",
-    started_at: datetime = T0,
-    failure: str | None = None,
-    failed_operation: Operation | None = None,
-    failure_detail: str | None = None,
-    details: Details | None = None,
-) -> Measurement:
-    return Measurement(
-        run_id=run_id,
-        platform=platform,
-        target=target,
-        observation=Observation(
-            layer=layer,
-            endpoint=endpoint,
-            started_at=started_at,
-            duration_ms=12.345,
-            failure=failure,
-            failed_operation=failed_operation,
-            failure_detail=failure_detail,
-            details=details if details is not None else _default_details(layer, endpoint),
-        ),
-    )
+from tests.store_rows import T0, TEHRAN, make_measurement, make_run
 
 
 @pytest.fixture(scope="session")
@@ -348,19 +288,16 @@ def test_streaming_50k_measurements_holds_one_chunk_not_the_whole_table(store: S
     assert peak < holding_all / 10, f"streaming peak {peak} B vs {holding_all:.0f} B to hold all"
 
 
-def test_many_single_measurement_batches_are_fast(tmp_path: Path) -> None:
+def test_many_single_measurement_batches_are_all_stored(tmp_path: Path) -> None:
+    # The runner writes whatever completed, often one measurement per transaction (their speed:
+    # benchmarks/store_benchmark.py).
     with Store.open(str(tmp_path / "probe.db")) as store:
         run = make_run(store.probe_id())
         store.start_run(run)
-        batches = 500
-        began = time.perf_counter()
-        for i in range(batches):
+        for i in range(500):
             store.save_measurements([make_measurement(run.id, target=f"t{i}")])
-        rate = batches / (time.perf_counter() - began)
-        assert sum(1 for _ in store.measurements()) == batches
-    # The runner writes whatever completed, often one measurement per transaction; a probe
-    # makes at most a few hundred measurements a second.
-    assert rate > 500, f"only {rate:.0f} single-measurement batches/s"
+        stored = [m.target for m in store.measurements()]
+    assert sorted(stored) == sorted(f"t{i}" for i in range(500))
 
 
 def test_corrupt_file_is_reported_as_not_a_probe_database(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from probe.model import Layer, Operation
 from probe.store import Store, latest_version
 from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
-from tests.test_store import T0, TEHRAN, make_measurement, make_run
+from tests.store_rows import T0, TEHRAN, make_measurement, make_run
 
 pytestmark = pytest.mark.postgres
 
