@@ -5,7 +5,6 @@ namespace topology: tests/test_rawnet.py.)"""
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 from typing import Any
 
 import dns.message
@@ -44,13 +43,6 @@ def test_host_trigger_is_a_complete_http_request_for_the_name() -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for variable, sub in (("HOME", ""), ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "s")):
-        monkeypatch.setenv(variable, str(tmp_path / sub))
-    return tmp_path
-
-
-@pytest.fixture
 def no_packets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Replaces the TTL-limited probe: any call is recorded and fails the test's expectations."""
     calls: list[Any] = []
@@ -77,7 +69,7 @@ def no_packets(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     ids=["none", "two", "bad dns name", "empty sni label", "long sni label", "non-ascii host"],
 )
 def test_locate_without_exactly_one_valid_trigger_is_a_usage_error(
-    options: list[str], home: Path, no_packets: list[Any]
+    options: list[str], no_packets: list[Any]
 ) -> None:
     result = invoke("locate", "192.0.2.1", *options)
     assert result.code == 2, result.output
@@ -86,7 +78,7 @@ def test_locate_without_exactly_one_valid_trigger_is_a_usage_error(
 
 
 def test_locate_without_raw_sockets_says_why_and_sends_nothing(
-    home: Path, no_packets: list[Any], monkeypatch: pytest.MonkeyPatch
+    no_packets: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(locate_cli, "raw_capability", lambda: RawCapability(False, NEEDS_RAW_NOTE))
     result = invoke("locate", "192.0.2.1", "--sni", "x.com", consent=True)
@@ -94,13 +86,13 @@ def test_locate_without_raw_sockets_says_why_and_sends_nothing(
     assert "CAP_NET_RAW" in result.output and not no_packets
 
 
-def test_locate_without_consent_sends_nothing(home: Path, no_packets: list[Any]) -> None:
+def test_locate_without_consent_sends_nothing(no_packets: list[Any]) -> None:
     result = invoke("locate", "192.0.2.1", "--host", "x.com")
     assert result.code == EXIT_NO_CONSENT and not no_packets
 
 
 def test_locate_sends_the_trigger_to_the_address_and_port_asked_for(
-    home: Path, no_packets: list[Any]
+    no_packets: list[Any],
 ) -> None:
     options = ["--dns", "t.me", "--port", "5353", "--max-hops", "7"]
     result = invoke("locate", "192.0.2.1", *options, consent=True)
