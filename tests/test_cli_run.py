@@ -155,7 +155,9 @@ def test_run_json_verdicts_are_the_export_records_of_the_same_run(
 ) -> None:
     """`probe run --json` and `probe export --what verdicts` serialise a verdict alike."""
     db = tmp_path / "v.db"
-    code, out, err = invoke("run", "--config", str(site.config), "--db", str(db), "--json")
+    code, out, err = invoke(
+        "run", "--config", str(site.config), "--db", str(db), "--json", consent=True
+    )
     assert code == 0, err
     document = json.loads(out)
     exported = tmp_path / "v.jsonl"
