@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
 
 from probe.checks import CheckContext
 from probe.checks.dns import resolve
-from probe.cli.app import app
 from probe.cli.common import parse_when
 from probe.config import (
     MAX_BODY_BYTES,
@@ -30,6 +28,7 @@ from probe.config import (
 )
 from probe.resolvers import SYSTEM_RESOLVER
 from probe.testlists import load_test_list
+from tests.cli import invoke
 from tests.servers.tls_certs import Pki
 
 HEADER = "url,category_code,category_description,date_added,source,notes\n"
@@ -296,15 +295,13 @@ def test_markup_and_escape_codes_in_a_skipped_row_are_printed_as_plain_text(
     path = tmp_path / "list.csv"
     hostile = "https://dup.example/[/x][link=http://evil.example]x\x1b[2J"
     path.write_text(HEADER + row("https://dup.example/ok") + row(hostile) + row(hostile))
-    result = CliRunner().invoke(
-        app, ["targets", "--test-list", str(path), "-p", "testlist"], env={"COLUMNS": "400"}
-    )
-    assert result.exit_code == 0, result.stderr
+    result = invoke("targets", "--test-list", str(path), "-p", "testlist")
+    assert result.code == 0, result.err
     # The skipped line shows the row literally: no MarkupError, no link, no ESC byte.
-    assert "[/x][link=http://evil.example]x\\x1b[2J; skipped" in result.stderr
-    assert "\x1b" not in result.stderr
+    assert "[/x][link=http://evil.example]x\\x1b[2J; skipped" in result.err
+    assert "\x1b" not in result.err
     # Negative control: the good row is still listed.
-    assert "https://dup.example/ok" in result.stdout
+    assert "https://dup.example/ok" in result.out
 
 
 def test_probe_run_with_an_unencodable_test_list_row_skips_it_and_measures_the_rest(
