@@ -380,7 +380,7 @@ def test_runs_upload_after_measuring_and_queue_while_the_collector_is_down(
     down = _with_upload(site, tmp_path, f"http://127.0.0.1:{site.refused_port}", token)
 
     # The collector is unreachable: the run still succeeds, and stays queued.
-    code, _out, err = invoke("run", "--config", str(down), "--db", db)
+    code, _out, err = invoke("run", "--config", str(down), "--db", db, consent=True)
     assert code == 0, err
     assert "upload: uploaded 0 run(s)" in err and "cannot reach the collector" in err
     code, out, _ = invoke("upload", "--status", "--config", str(down), "--db", db)
@@ -388,7 +388,7 @@ def test_runs_upload_after_measuring_and_queue_while_the_collector_is_down(
 
     with CollectorProcess(str(collector_db)) as collector:
         up = _with_upload(site, tmp_path, collector.url, token)
-        code, _out, err = invoke("run", "--config", str(up), "--db", db)
+        code, _out, err = invoke("run", "--config", str(up), "--db", db, consent=True)
         assert code == 0 and "upload: uploaded 2 run(s)" in err, err
     code, out, _ = invoke("upload", "--status", "--config", str(up), "--db", db)
     assert "everything is uploaded" in out

@@ -17,9 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import create_engine, text
-from typer.testing import CliRunner
 
-from probe.cli.app import app
 from probe.codec import encode_measurement, encode_run
 from probe.collector.batch import FORMAT, BatchLimits, compress, encode_batch
 from probe.collector.server import BATCHES_PATH, Collector, CollectorLimits, start
@@ -27,6 +25,7 @@ from probe.collector.uploader import UploadPolicy, UploadTarget, upload, upload_
 from probe.config import ConfigError, parse_settings
 from probe.store import Store
 from probe.store.uploads import Batch, add_token, list_tokens, revoke_token
+from tests.cli import invoke
 from tests.servers.collector import fill_probe, new_id
 
 FAST = UploadPolicy(deadline_s=5.0, request_timeout_s=5.0, backoff_base_s=0.05, backoff_cap_s=0.2)
@@ -340,23 +339,22 @@ def test_token_add_prints_the_token_once_and_the_database_keeps_only_its_hash(
     tmp_path: Path,
 ) -> None:
     db = str(tmp_path / "collector.db")
-    runner = CliRunner()
-    added = runner.invoke(app, ["collector", "token", "add", "volunteer-7", "--db", db])
-    assert added.exit_code == 0, added.output
-    token = added.stdout.strip().splitlines()[-1]
+    added = invoke("collector", "token", "add", "volunteer-7", "--db", db)
+    assert added.code == 0, added.output
+    token = added.out.strip().splitlines()[-1]
     assert len(token) >= 43
 
-    listed = runner.invoke(app, ["collector", "token", "list", "--db", db])
+    listed = invoke("collector", "token", "list", "--db", db)
     engine = create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
         dump = "\n".join(str(row) for row in conn.execute(text("SELECT * FROM upload_tokens")))
     engine.dispose()
-    assert "volunteer-7" in listed.stdout and token not in listed.stdout
+    assert "volunteer-7" in listed.out and token not in listed.out
     assert token not in dump and "volunteer-7" in dump
-    duplicate = runner.invoke(app, ["collector", "token", "add", "volunteer-7", "--db", db])
-    assert duplicate.exit_code == 1 and "already has a token named" in duplicate.output
-    revoked = runner.invoke(app, ["collector", "token", "revoke", "volunteer-7", "--db", db])
-    assert revoked.exit_code == 0
+    duplicate = invoke("collector", "token", "add", "volunteer-7", "--db", db)
+    assert duplicate.code == 1 and "already has a token named" in duplicate.output
+    revoked = invoke("collector", "token", "revoke", "volunteer-7", "--db", db)
+    assert revoked.code == 0
     with Store.open(db) as store:
         (info,) = list_tokens(store)
     assert info.revoked_at is not None
@@ -366,11 +364,11 @@ def test_upload_status_lists_what_is_not_uploaded(tmp_path: Path) -> None:
     db = str(tmp_path / "probe.db")
     with Store.open(db) as store:
         fill_probe(store, runs=2, measurements=3)
-    result = CliRunner().invoke(app, ["upload", "--status", "--db", db])
-    assert result.exit_code == 0, result.output
-    assert "2 run(s) and 6 measurement(s) not yet uploaded" in result.stdout
-    nothing = CliRunner().invoke(app, ["upload", "--db", db])
-    assert nothing.exit_code == 1 and "set [upload] url and token" in nothing.output
+    result = invoke("upload", "--status", "--db", db)
+    assert result.code == 0, result.output
+    assert "2 run(s) and 6 measurement(s) not yet uploaded" in result.out
+    nothing = invoke("upload", "--db", db)
+    assert nothing.code == 1 and "set [upload] url and token" in nothing.output
 
 
 def test_measurement_codec_round_trips_through_the_batch(probe_store: Store) -> None:
