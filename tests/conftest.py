@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Fixtures shared by several test modules, registered once instead of imported by each.
+pytest_plugins = ["tests.sites"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

@@ -296,12 +296,12 @@ def test_markup_and_escape_codes_in_a_skipped_row_are_printed_as_plain_text(
     hostile = "https://dup.example/[/x][link=http://evil.example]x\x1b[2J"
     path.write_text(HEADER + row("https://dup.example/ok") + row(hostile) + row(hostile))
     result = invoke("targets", "--test-list", str(path), "-p", "testlist")
-    assert result.code == 0, result.err
+    assert result.code == 0, result.stderr
     # The skipped line shows the row literally: no MarkupError, no link, no ESC byte.
-    assert "[/x][link=http://evil.example]x\\x1b[2J; skipped" in result.err
-    assert "\x1b" not in result.err
+    assert "[/x][link=http://evil.example]x\\x1b[2J; skipped" in result.stderr
+    assert "\x1b" not in result.stderr
     # Negative control: the good row is still listed.
-    assert "https://dup.example/ok" in result.out
+    assert "https://dup.example/ok" in result.stdout
 
 
 def test_probe_run_with_an_unencodable_test_list_row_skips_it_and_measures_the_rest(

@@ -17,8 +17,8 @@ import pytest
 
 from probe.outputs import OutputRefusedError, atomic_output
 from probe.store import NotAProbeDatabaseError, SchemaTooNewError, Store, StoreError
-from tests.test_cli_run import invoke
-from tests.test_store import make_measurement, make_run
+from tests.cli import invoke
+from tests.store_rows import make_measurement, make_run
 
 
 def probe_db(path: Path, measurements: int = 3) -> Path:
@@ -226,7 +226,7 @@ def test_an_empty_file_is_no_database_for_readers(tmp_path: Path) -> None:
 
 
 def test_an_older_schema_is_not_migrated_by_a_reader(tmp_path: Path) -> None:
-    from tests.test_store_migrations import write_version_1
+    from tests.store_versions import write_version_1
 
     old = tmp_path / "v1.db"
     write_version_1(old)

@@ -29,7 +29,7 @@ from probe.model import Layer
 from probe.records import Confidence, PlatformStatus, PlatformSummary, Status, Verdict
 from probe.schedule.commands import Backend, ScheduleStatus
 from probe.store import Store
-from tests.test_cli_run import Site, site  # noqa: F401  (the loopback site fixture)
+from tests.sites import Site
 from tests.store_rows import make_measurement, make_run
 
 OSC_LINK = "\x1b]8;;https://evil.example/\x07click\x1b]8;;\x07"
@@ -160,7 +160,7 @@ def test_error_message_quoting_hostile_input_is_inert(capsys: pytest.CaptureFixt
 
 
 def test_run_with_hostile_test_list_rows_measures_and_prints_them_inert(
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
 ) -> None:
     test_list = tmp_path / "hostile.csv"

@@ -23,9 +23,7 @@ from tests.builders import (
     tls_handshake,
 )
 from tests.cli import invoke
-from tests.test_cli_run import Site, site
-
-__all__ = ["site"]
+from tests.sites import Site
 
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 X_TITLE = "X. It's what's happening"

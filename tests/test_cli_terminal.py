@@ -13,9 +13,7 @@ import typer
 
 from probe.cli.app import app
 from tests.cli import invoke, on_terminal
-from tests.test_cli_run import Site, site, write_site_config
-
-__all__ = ["site"]  # the loopback site fixture, shared with test_cli_run
+from tests.sites import Site, write_site_config
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 # What differs between two runs of the same targets: ids, times, durations.

@@ -341,7 +341,7 @@ def test_token_add_prints_the_token_once_and_the_database_keeps_only_its_hash(
     db = str(tmp_path / "collector.db")
     added = invoke("collector", "token", "add", "volunteer-7", "--db", db)
     assert added.code == 0, added.output
-    token = added.out.strip().splitlines()[-1]
+    token = added.stdout.strip().splitlines()[-1]
     assert len(token) >= 43
 
     listed = invoke("collector", "token", "list", "--db", db)
@@ -349,7 +349,7 @@ def test_token_add_prints_the_token_once_and_the_database_keeps_only_its_hash(
     with engine.connect() as conn:
         dump = "\n".join(str(row) for row in conn.execute(text("SELECT * FROM upload_tokens")))
     engine.dispose()
-    assert "volunteer-7" in listed.out and token not in listed.out
+    assert "volunteer-7" in listed.stdout and token not in listed.stdout
     assert token not in dump and "volunteer-7" in dump
     duplicate = invoke("collector", "token", "add", "volunteer-7", "--db", db)
     assert duplicate.code == 1 and "already has a token named" in duplicate.output
@@ -366,7 +366,7 @@ def test_upload_status_lists_what_is_not_uploaded(tmp_path: Path) -> None:
         fill_probe(store, runs=2, measurements=3)
     result = invoke("upload", "--status", "--db", db)
     assert result.code == 0, result.output
-    assert "2 run(s) and 6 measurement(s) not yet uploaded" in result.out
+    assert "2 run(s) and 6 measurement(s) not yet uploaded" in result.stdout
     nothing = invoke("upload", "--db", db)
     assert nothing.code == 1 and "set [upload] url and token" in nothing.output
 

@@ -21,13 +21,13 @@ import pytest
 
 from tests.servers import hostile
 from tests.servers.background import background
-from tests.test_cli_run import Site, site  # noqa: F401 (the loopback site fixture)
+from tests.sites import Site
 
 RUN = [sys.executable, "-m", "probe", "run", "--i-understand-the-risks"]
 
 
 @pytest.fixture
-def hanging_config(site: Site, tmp_path: Path) -> Iterator[Path]:  # noqa: F811
+def hanging_config(site: Site, tmp_path: Path) -> Iterator[Path]:
     """The loopback site plus one target that accepts and never answers, with 60 s timeouts:
     a run of it measures the rest in a second, then hangs until it is stopped."""
     with background(hostile.silent) as (silent,):
@@ -103,7 +103,7 @@ def run_row(db: Path) -> tuple[str, int, str | None]:
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_end_a_run_like_ctrl_c(
     hanging_config: Path,
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
     number: signal.Signals,
 ) -> None:
@@ -126,7 +126,7 @@ def test_sigterm_and_sighup_end_a_run_like_ctrl_c(
 
 def test_a_run_killed_with_sigkill_is_finished_and_analysed_by_the_next_run(
     hanging_config: Path,
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "probe.db"
@@ -161,7 +161,7 @@ def test_a_run_killed_with_sigkill_is_finished_and_analysed_by_the_next_run(
 
 
 def test_ctrl_c_at_the_consent_prompt_exits_130_without_a_traceback(
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
 ) -> None:
     """Start-up, before any measuring: the consent prompt on a real terminal (a pty)."""
@@ -214,7 +214,7 @@ def test_ctrl_c_at_the_consent_prompt_exits_130_without_a_traceback(
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_while_asking_the_helper_exits_130_without_a_traceback_or_a_run(
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
     number: signal.Signals,
 ) -> None:
@@ -249,7 +249,7 @@ def test_a_stop_while_asking_the_helper_exits_130_without_a_traceback_or_a_run(
 
 
 def test_ctrl_c_at_any_moment_of_start_up_exits_130_without_a_traceback(
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
 ) -> None:
     """Ctrl-C while the interpreter loads the command's modules (seconds on a loaded machine),
