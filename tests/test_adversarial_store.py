@@ -84,7 +84,7 @@ def test_an_output_naming_the_database_is_refused_and_the_database_survives(
             args = ("report", "--html", str(output), "--db", str(db))
         else:
             args = ("export", f"--{command.split('-')[1]}", str(output), "--db", str(db))
-        code, _, err = invoke(*args)
+        code, _, err = invoke(*args, consent=args[0] == "run")
         one_line_error(code, err)
         assert "is the database being read" in err, how
         assert hashlib.sha256(db.read_bytes()).hexdigest() == before, how
@@ -147,7 +147,7 @@ def test_a_mistyped_db_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
         ("export", "--csv", str(tmp_path / "out.csv")),
         ("export", "--what", "verdicts", "--jsonl", "-"),
     ):
-        code, _, err = invoke(*args, "--db", str(missing))
+        code, _, err = invoke(*args, "--db", str(missing), consent=args[0] == "run")
         one_line_error(code, err)
         assert f"no probe database at {missing}" in err
     assert list(tmp_path.iterdir()) == []
@@ -211,7 +211,7 @@ def test_a_refused_file_is_left_byte_identical_by_readers_and_writers(
             opener(path)
         assert fingerprint(path) == before, opener
     for args in (("report",), ("export", "--csv", "-"), ("run", "--config", str(config))):
-        code, _, err = invoke(*args, "--db", str(path))
+        code, _, err = invoke(*args, "--db", str(path), consent=args[0] == "run")
         assert code != 0 and says in err and "Traceback" not in err, (args, err)
         assert fingerprint(path) == before, args
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
@@ -342,7 +342,7 @@ def test_a_run_into_a_database_with_damaged_pages_is_refused_before_measuring(
         listener.listen()
         listener.setblocking(False)
         config = tcp_config(tmp_path, listener.getsockname()[1])
-        code, _, err = invoke("run", "--config", str(config), "--db", str(path))
+        code, _, err = invoke("run", "--config", str(config), "--db", str(path), consent=True)
         with pytest.raises(BlockingIOError):
             listener.accept()
     assert code == 1 and "Traceback" not in err
