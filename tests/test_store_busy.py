@@ -13,7 +13,7 @@ from pathlib import Path
 
 from probe.store import Store
 from probe.store.database import SQLITE_BUSY_TIMEOUT_S
-from tests.test_cli_run import Site, site  # noqa: F401 (the loopback site fixture)
+from tests.sites import Site
 
 RUN = [sys.executable, "-m", "probe", "run", "--i-understand-the-risks", "--json"]
 
@@ -40,7 +40,7 @@ print("released", flush=True)
 
 
 def test_a_write_lock_held_past_the_busy_timeout_loses_nothing_and_freezes_no_check(
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "probe.db"
@@ -77,7 +77,7 @@ def test_a_write_lock_held_past_the_busy_timeout_loses_nothing_and_freezes_no_ch
 
 
 def test_rows_the_database_refuses_are_said_and_the_run_exits_5_keeping_the_rest(
-    site: Site,  # noqa: F811
+    site: Site,
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "probe.db"
