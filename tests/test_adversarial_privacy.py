@@ -27,9 +27,8 @@ from probe.privacy import SCRUBBED, Scrubber, ScrubbingSink
 from probe.store import Store
 from tests.servers import hostile
 from tests.servers.tls_certs import Pki
-from tests.test_cli_run import Site
-from tests.test_cli_run import site as site  # the loopback site fixture
-from tests.test_store import make_run
+from tests.sites import Site
+from tests.store_rows import make_run
 
 OWN_V4 = ipaddress.IPv4Address("5.160.12.34")
 OTHER_V4 = ipaddress.IPv4Address("5.160.12.35")  # the next address: another volunteer
