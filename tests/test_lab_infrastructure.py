@@ -24,6 +24,7 @@ from typing import Any
 import dns.message
 import pytest
 
+from probe.checks.tcp import PROTOCOL_PROBE_PAYLOAD
 from probe.model import Target, TargetKind
 from tests.lab import plan as lab_plan
 from tests.lab.blockpage import BLOCKPAGE_MARKER
@@ -355,7 +356,10 @@ def test_throttle_collapses_throughput_to_about_64_kbit(lab: Lab) -> None:
 @pytest.mark.lab
 def test_protocol_allowlist_drops_flows_whose_first_data_is_not_a_known_protocol(lab: Lab) -> None:
     address = lab.address_of("web.telegram.org")
-    junk: Check = {"op": "send", "address": address, "port": 443, "data_hex": os.urandom(64).hex()}
+    # The probe's own fixed payload: random bytes are sometimes a plausible SSLv2-style record
+    # header that makes the TLS server wait for more, instead of answering at once.
+    payload = PROTOCOL_PROBE_PAYLOAD.hex()
+    junk: Check = {"op": "send", "address": address, "port": 443, "data_hex": payload}
     before = one(lab, junk)
     assert before.get("reply") is not None  # the TLS server answers junk (alert or close)
     lab.apply(get_scenario("protocol_allowlist"))
