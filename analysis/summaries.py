@@ -1,13 +1,27 @@
 """Platform summaries: one run's verdicts folded per platform the way the field reports them.
 
-A group of interchangeable endpoints (Telegram's data centres, WhatsApp's chat endpoints: the
-catalog's `group`) is blocked only when every member fails, at least one of them blocked (OONI
-calls Telegram's TCP blocked only when all DCs fail); some members blocked is reported as
-partial, never rounded to blocked or ok: partial blocking has hidden real blocking before
-(REFERENCE.md). A platform whose core group (the endpoints its app talks to) is blocked is
-blocked whatever its web pages do. Answers outside a platform's owner ASNs (Facebook's AS32934)
-are flagged as suspicious when an IP -> ASN lookup is available. Groups, core groups and owner
-ASNs are the catalog's data (probe/catalog), not this module's.
+`summarise` is the one place a platform's (or a catalog group's) state is decided; the terminal
+(`probe run`, `probe show`, `probe report`), `probe run --json` and the HTML report print what it
+stored. The rule, in order (first match wins):
+
+1. blocked: a core group (the endpoints the platform's app talks to) is blocked, or some unit is
+   blocked and every unit that is not inconclusive is blocked or down. Units are the catalog's
+   groups of interchangeable endpoints (Telegram's data centres, WhatsApp's chat endpoints),
+   each folded by the group rule below, and the ungrouped targets.
+2. partial: otherwise, some unit is blocked or partial (partial blocking has hidden real blocking
+   before: it is never rounded to blocked or ok).
+3. ok: nothing is blocked and the targets judged ok are a strict majority of the targets that
+   are not down (a down target fails from the control too, so it says nothing about this
+   network either way). A platform whose targets are mostly inconclusive is not ok.
+4. down: nothing is blocked, and most targets are down.
+5. inconclusive: anything else (e.g. 2 ok of 903, the rest inconclusive).
+
+A group is blocked only when every member fails (blocked or down), at least one of them blocked
+(OONI calls Telegram's TCP blocked only when all DCs fail: ooni/spec,
+nettests/ts-020-telegram.md); partial when some members are blocked; otherwise ok, down or
+inconclusive by rules 3 to 5 over its members. Answers outside a platform's owner ASNs (Facebook's AS32934) are flagged as
+suspicious when an IP -> ASN lookup is available. Groups, core groups and owner ASNs are the
+catalog's data (probe/catalog), not this module's.
 """
 
 from __future__ import annotations
@@ -28,37 +42,45 @@ def _techniques(verdicts: Iterable[Verdict]) -> tuple[str, ...]:
     return tuple(t for t, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
+def _reachability(statuses: Sequence[Status]) -> PlatformStatus:
+    """Rules 3 to 5 for targets none of which is blocked: ok only when the ok ones are a strict
+    majority of those not down; down when most are down; else inconclusive."""
+    ok = sum(s is Status.OK for s in statuses)
+    down = sum(s is Status.DOWN for s in statuses)
+    if ok and 2 * ok > len(statuses) - down:
+        return PlatformStatus.OK
+    if 2 * down > len(statuses):
+        return PlatformStatus.DOWN
+    return PlatformStatus.INCONCLUSIVE
+
+
 def group_status(statuses: Sequence[Status]) -> PlatformStatus:
     """A group is blocked only when every member fails (blocked or down) and one is blocked;
-    partial when some members are blocked; inconclusive members are never assumed to fail."""
+    partial when some members are blocked; inconclusive members are never assumed to fail, nor
+    to be ok (`_reachability`)."""
     blocked = sum(s is Status.BLOCKED for s in statuses)
     failing = sum(s in (Status.BLOCKED, Status.DOWN) for s in statuses)
     if blocked and failing == len(statuses):
         return PlatformStatus.BLOCKED
     if blocked:
         return PlatformStatus.PARTIAL
-    if Status.OK in statuses:
-        return PlatformStatus.OK
-    if Status.DOWN in statuses:
-        return PlatformStatus.DOWN
-    return PlatformStatus.INCONCLUSIVE
+    return _reachability(statuses)
 
 
-def _platform_status(units: Sequence[PlatformStatus], core_blocked: bool) -> PlatformStatus:
-    """Across units (groups and ungrouped targets), inconclusive ones carry no information."""
+def platform_status(
+    statuses: Sequence[Status], units: Sequence[PlatformStatus], core_blocked: bool
+) -> PlatformStatus:
+    """The module docstring's rule: `statuses` are the platform's target verdicts, `units` the
+    states of its groups and ungrouped targets, `core_blocked` whether a core group is blocked."""
     if core_blocked:
         return PlatformStatus.BLOCKED
     known = [u for u in units if u is not PlatformStatus.INCONCLUSIVE]
-    if not known:
-        return PlatformStatus.INCONCLUSIVE
     blocked = [u for u in known if u is PlatformStatus.BLOCKED]
     if blocked and all(u in (PlatformStatus.BLOCKED, PlatformStatus.DOWN) for u in known):
         return PlatformStatus.BLOCKED
     if blocked or PlatformStatus.PARTIAL in known:
         return PlatformStatus.PARTIAL
-    if PlatformStatus.OK in known:
-        return PlatformStatus.OK
-    return PlatformStatus.DOWN
+    return _reachability(statuses)
 
 
 def _suspicious_answers(
@@ -147,7 +169,7 @@ def summarise(
         summaries.append(
             PlatformSummary(
                 platform=platform,
-                status=_platform_status(units, core_blocked),
+                status=platform_status([v.status for v in platform_verdicts], units, core_blocked),
                 techniques=_techniques(platform_verdicts),
                 blocked=blocked,
                 total=len(platform_verdicts),

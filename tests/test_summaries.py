@@ -184,6 +184,17 @@ def _verdict(target: str, status: Status, technique: str | None = None) -> Verdi
         ([Status.BLOCKED, Status.INCONCLUSIVE], PlatformStatus.BLOCKED),
         ([Status.BLOCKED, Status.DOWN], PlatformStatus.BLOCKED),
         ([Status.BLOCKED, Status.OK], PlatformStatus.PARTIAL),
+        # ok only when the ok targets are a strict majority of those not down
+        (
+            [Status.OK, Status.INCONCLUSIVE, Status.INCONCLUSIVE, Status.INCONCLUSIVE],
+            PlatformStatus.INCONCLUSIVE,
+        ),
+        ([Status.OK, Status.INCONCLUSIVE], PlatformStatus.INCONCLUSIVE),
+        ([Status.OK, Status.OK, Status.INCONCLUSIVE], PlatformStatus.OK),
+        ([Status.OK, Status.DOWN, Status.DOWN, Status.INCONCLUSIVE], PlatformStatus.INCONCLUSIVE),
+        ([Status.OK, Status.DOWN, Status.DOWN], PlatformStatus.OK),
+        ([Status.DOWN, Status.INCONCLUSIVE], PlatformStatus.INCONCLUSIVE),
+        ([Status.DOWN, Status.DOWN, Status.INCONCLUSIVE], PlatformStatus.DOWN),
     ],
 )
 def test_platform_status_from_ungrouped_targets(
@@ -207,6 +218,27 @@ def test_a_group_with_unknown_members_is_not_fully_blocked() -> None:
     (summary,) = summarise(verdicts, [], targets=targets)
     assert group(summary, "dc").status is PlatformStatus.PARTIAL
     assert summary.status is PlatformStatus.PARTIAL
+
+
+def test_a_platform_mostly_inconclusive_is_inconclusive_not_ok() -> None:
+    # 2 of 903 targets ok, 901 inconclusive: printed green before; nothing was judged ok.
+    verdicts = [_verdict(f"t{i}.example", Status.OK) for i in range(2)]
+    verdicts += [_verdict(f"u{i}.example", Status.INCONCLUSIVE) for i in range(901)]
+    (summary,) = summarise(verdicts, [])
+    assert summary.status is PlatformStatus.INCONCLUSIVE
+    assert (summary.blocked, summary.total) == (0, 903)
+    assert "901 inconclusive" in summary.detail
+
+
+def test_a_group_with_one_member_ok_and_the_rest_inconclusive_is_inconclusive() -> None:
+    names = ("a", "b", "c")
+    targets = [Target("telegram", name, TargetKind.HTTP, name, (80,), group="dc") for name in names]
+    verdicts = [_verdict("a", Status.OK)]
+    verdicts += [_verdict(name, Status.INCONCLUSIVE) for name in names[1:]]
+    verdicts = [replace(v, platform="telegram") for v in verdicts]
+    (summary,) = summarise(verdicts, [], targets=targets)
+    assert group(summary, "dc").status is PlatformStatus.INCONCLUSIVE
+    assert summary.status is PlatformStatus.INCONCLUSIVE
 
 
 def test_summaries_are_per_run() -> None:
