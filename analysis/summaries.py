@@ -19,9 +19,9 @@ stored. The rule, in order (first match wins):
 A group is blocked only when every member fails (blocked or down), at least one of them blocked
 (OONI calls Telegram's TCP blocked only when all DCs fail: ooni/spec,
 nettests/ts-020-telegram.md); partial when some members are blocked; otherwise ok, down or
-inconclusive by rules 3 to 5 over its members. Answers outside a platform's owner ASNs (Facebook's AS32934) are flagged as
-suspicious when an IP -> ASN lookup is available. Groups, core groups and owner ASNs are the
-catalog's data (probe/catalog), not this module's.
+inconclusive by rules 3 to 5 over its members. Answers outside a platform's owner ASNs
+(Facebook's AS32934) are flagged as suspicious when an IP -> ASN lookup is available. Groups,
+core groups and owner ASNs are the catalog's data (probe/catalog), not this module's.
 """
 
 from __future__ import annotations
