@@ -53,7 +53,11 @@ class Chart:
     lanes: int = 0
     cells: Counter[str] = field(default_factory=Counter)  # by class: blocked, ok, ...
     techniques: Counter[str] = field(default_factory=Counter)  # blocked cells by technique
-    onsets: int = 0
+    onset_positions: set[str] = field(default_factory=set)  # drawn over every lane
+
+    @property
+    def onsets(self) -> int:
+        return len(self.onset_positions)
 
 
 class DomReader(HTMLParser):
@@ -67,6 +71,7 @@ class DomReader(HTMLParser):
         self.loads: list[str] = []
         self.scripts = 0
         self._chart: Chart | None = None
+        self._depth = 0  # <div> nesting inside the current chart
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {name: value or "" for name, value in attrs}
@@ -76,8 +81,13 @@ class DomReader(HTMLParser):
         for name in ("src", "href", "xlink:href"):
             if name in a:
                 self.loads.append(a[name])
-        if tag == "svg" and "timeline" in classes:
-            self._chart = self.charts.setdefault(a["data-platform"], Chart())
+        if self._chart is not None and tag == "div":
+            self._depth += 1
+        if tag == "div" and "timeline" in classes and "data-platform" in a:
+            # The platform's chart; the target lanes of one network are keyed "platform/asn".
+            key = a["data-platform"] + (f"/{a['data-network']}" if "data-network" in a else "")
+            self._chart = self.charts.setdefault(key, Chart())
+            self._depth = 0
         elif tag == "span" and "data-technique" in a:
             self.legend[a["data-technique"]] = a["data-colour"]
         elif tag == "span" and "data-status" in a:
@@ -90,11 +100,14 @@ class DomReader(HTMLParser):
             if status == "blocked":
                 self._chart.techniques[a.get("data-technique", "")] += 1
         elif self._chart is not None and tag == "line" and "onset" in classes:
-            self._chart.onsets += 1
+            self._chart.onset_positions.add(a["x1"])
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "svg":
-            self._chart = None
+        if tag == "div" and self._chart is not None:
+            if self._depth == 0:
+                self._chart = None
+            else:
+                self._depth -= 1
 
 
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
@@ -210,7 +223,9 @@ def test_chromium_draws_a_chart_per_platform_with_blocked_hours(page: Path, tmp_
     dom = chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout
     reader = DomReader()
     reader.feed(dom)
-    assert set(reader.charts) == {"telegram", "twitter"}
+    # Telegram's events are on AS44244 only: its target lanes are drawn below the network lanes.
+    assert set(reader.charts) == {"telegram", "telegram/44244", "twitter"}
+    assert reader.charts["telegram/44244"].lanes == len(TELEGRAM)
 
     telegram = reader.charts["telegram"]
     assert telegram.lanes == 2  # one per network: AS3320 and AS44244

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from analysis.report.labels import (
     format_when,
+    measurement_facts,
     network_label,
     networks_label,
     period_text,
@@ -30,16 +31,9 @@ from probe.helper.client import HelperUnavailable
 from probe.helper.protocol import HelperResult
 from probe.history import Judged, RunDetail, RunOverview
 from probe.model import (
-    Details,
-    DnsQuery,
-    HttpTransaction,
     Measurement,
     NetworkInfo,
-    ProtocolProbe,
-    RawCapture,
     Run,
-    TcpConnect,
-    TlsHandshake,
 )
 from probe.records import PlatformStatus, PlatformSummary, Status, Verdict
 
@@ -256,54 +250,10 @@ def evidence_line(measurement: Measurement) -> Text:
         line += f" [red]{plain(obs.failure)}[/red]"
         if obs.failed_operation is not None:
             line += f" ({obs.failed_operation.value})"
-    seen = [plain(fact) for fact in _facts(obs.details)]
+    seen = [plain(fact) for fact in measurement_facts(obs.details)]
     if obs.failure_detail:
         seen.append(plain(obs.failure_detail))
     return Text.from_markup(line + (": " + "; ".join(seen) if seen else ""))
-
-
-def _facts(details: Details) -> list[str]:
-    """What a measurement saw, in a few words per fact (plain text)."""
-    match details:
-        case DnsQuery():
-            facts = [" ".join(details.addresses) or "no addresses"]
-            facts += [f"rcode {details.rcode}"] if details.rcode else []
-            if details.second_answer:
-                arrived = " then ".join(
-                    " ".join(r.addresses) or "(empty)" for r in details.responses
-                )
-                facts.append(f"answers raced: {arrived}")
-            return facts
-        case TlsHandshake():
-            facts = [f"SNI {details.sni}"]
-            if details.target_sni:
-                facts[0] += f" (harmless, for {details.target_sni})"
-            facts += [details.version] if details.version else []
-            if details.certificates:
-                leaf = details.certificates[0]
-                facts.append(
-                    f"certificate {leaf.subject or '?'} issued by {leaf.issuer or '?'}, "
-                    f"sha256 {leaf.sha256[:16]}"
-                )
-                facts.append("verified" if details.verified else "not verified")
-            return facts
-        case HttpTransaction():
-            facts = [] if details.status is None else [f"status {details.status}"]
-            facts += [f'title "{details.title}"'] if details.title else []
-            facts += [f"{details.body_length} bytes"] if details.status is not None else []
-            facts += [f"redirected to {r.location}" for r in details.redirects]
-            if details.target_host:
-                facts.append(f"Host {details.host_header} (harmless, for {details.target_host})")
-            if details.throughput_kbps is not None:
-                facts.append(f"{details.throughput_kbps:.0f} kbit/s")
-            return facts
-        case ProtocolProbe():
-            return [f"sent {details.payload_bytes} {details.payload} bytes"]
-        case RawCapture():
-            return [details.note] if details.note else []
-        case TcpConnect():
-            return []
-    return []
 
 
 def _evidence(judged: Judged) -> list[RenderableType]:
