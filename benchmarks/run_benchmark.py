@@ -590,25 +590,23 @@ def _experiment_dns_own_limiter() -> None:
     connection semaphore, so the idle second-answer window never delays a connect, handshake or
     fetch; the DNS burst stays as large as it is today (a larger DNS semaphore overflows a
     burst-limited resolver sooner)."""
-    from probe import runner
+    from probe.flows.base import TargetRun
 
-    original = runner._TargetRun._addresses
+    original = TargetRun.addresses
     limiters: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
-    async def _addresses(
-        self: runner._TargetRun, *args: Any, **kwargs: Any
-    ) -> list[tuple[str, str]]:
+    async def _addresses(self: TargetRun, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
         loop = asyncio.get_running_loop()
         dns_limiter = limiters.setdefault(loop, asyncio.Semaphore(self.plan.concurrency))
-        # The DNS checks read self.limiter as they start, which is before _addresses returns
-        # (their tasks start at the loop's next step; _addresses awaits the first of them).
+        # The DNS checks read self.limiter as they start, which is before addresses returns
+        # (their tasks start at the loop's next step; addresses awaits the first of them).
         saved, self.limiter = self.limiter, dns_limiter
         try:
             return await original(self, *args, **kwargs)
         finally:
             self.limiter = saved
 
-    runner._TargetRun._addresses = _addresses  # type: ignore[method-assign]
+    TargetRun.addresses = _addresses  # type: ignore[method-assign]
 
 
 def _experiment_depth_first() -> None:
@@ -617,12 +615,12 @@ def _experiment_depth_first() -> None:
     second-answer windows included) and no target finishes before every target has resolved.
     Proposed: a slot per target for its whole pipeline (concurrency = targets in flight), so 256
     targets run DNS -> TCP -> TLS -> HTTP each while others wait on the network."""
-    from probe import runner
+    from probe.flows.base import Flow, TargetRun
 
-    original = runner._TargetRun.run
+    original = TargetRun.run
     limiters: dict[asyncio.AbstractEventLoop, tuple[asyncio.Semaphore, asyncio.Semaphore]] = {}
 
-    async def run(self: runner._TargetRun, *args: Any, **kwargs: Any) -> None:
+    async def run(self: TargetRun, flow: Flow) -> None:
         loop = asyncio.get_running_loop()
         per_target, unlimited = limiters.setdefault(
             loop, (asyncio.Semaphore(self.plan.concurrency), asyncio.Semaphore(1 << 30))
@@ -630,9 +628,9 @@ def _experiment_depth_first() -> None:
         async with per_target:
             # The target's own checks (a few connects at most) need no further slot.
             self.limiter = unlimited
-            await original(self, *args, **kwargs)
+            await original(self, flow)
 
-    runner._TargetRun.run = run  # type: ignore[method-assign]
+    TargetRun.run = run  # type: ignore[method-assign]
 
 
 def _experiment_shared_http_session() -> None:

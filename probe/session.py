@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+import probe.rawnet
 from analysis.analyse import RunAnalysis, analyse_run
 from analysis.controls import ControlEvidence, controls_from_helper_targets
 from probe import __version__
@@ -108,7 +109,7 @@ def plan_run(settings: Settings, platforms: Sequence[str] = (), notes: Notes = _
         context=check_context(settings),
         concurrency=settings.concurrency,
         max_addresses=settings.max_addresses,
-        raw_evidence=raw.available,
+        rawnet=probe.rawnet if raw.available else None,
     )
 
 

@@ -155,3 +155,19 @@ def test_commands_share_wiring_through_cli_common_not_each_other() -> None:
     assert {"probe.cli.run", "probe.cli.report", "probe.cli.export"} <= commands
     crossing = sorted((name, target) for name in commands for target in graph[name] & commands)
     assert crossing == []
+
+
+def test_flows_import_neither_the_runner_nor_the_store_nor_analysis() -> None:
+    """A flow takes its dependencies from the RunPlan: the runner drives the flows, never the
+    other way round, and flows know nothing of where measurements go."""
+    graph = _import_graph()
+    flows = {name: targets for name, targets in graph.items() if name.startswith("probe.flows")}
+    assert {"probe.flows.base", "probe.flows.https"} <= set(flows)
+    above = ("probe.runner", "probe.session", "probe.store", "probe.cli", "analysis")
+    upward = sorted(
+        (name, target)
+        for name, targets in flows.items()
+        for target in targets
+        if target.startswith(above)
+    )
+    assert upward == []

@@ -306,9 +306,7 @@ class FakeRawnet:
         return {"evidence": "dns_packets", "responses": []}
 
 
-async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the_budget(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the_budget() -> None:
     raw = FakeRawnet()
     name = "raced.lo.test"
     async with (
@@ -330,9 +328,7 @@ async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the
             Target("lo", "slow", TargetKind.TCP, "127.0.0.1", (hole.port,)),
         ]
         context = CheckContext(timeouts=Timeouts(connect=0.5), dns_second_answer_window=0.2)
-        plan = RunPlan(
-            targets, [], [parse_resolver(ns.udp_spec)], context, raw_evidence=True, rawnet=raw
-        )
+        plan = RunPlan(targets, [], [parse_resolver(ns.udp_spec)], context, rawnet=raw)
         sink = ListSink()
         await asyncio.wait_for(execute(plan, "r10", sink), 10)
     tcp = [args[:2] for kind, args, _ in raw.calls if kind == "tcp"]
@@ -349,18 +345,14 @@ async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the
     assert min(c.observation.started_at.timestamp() for c in captures) >= last_end - 0.01
 
 
-async def test_a_capture_that_breaks_is_recorded_and_the_run_still_ends(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_capture_that_breaks_is_recorded_and_the_run_still_ends() -> None:
     class BrokenRawnet(FakeRawnet):
         async def tcp_reset_evidence(self, *args: Any) -> dict[str, Any]:
             raise RuntimeError("sniffer thread died")
 
     async with hostile.refused_port() as refused:
         target = Target("lo", "refused", TargetKind.TCP, "127.0.0.1", (refused.port,))
-        plan = RunPlan(
-            [target], [], [parse_resolver("system")], raw_evidence=True, rawnet=BrokenRawnet()
-        )
+        plan = RunPlan([target], [], [parse_resolver("system")], rawnet=BrokenRawnet())
         sink = ListSink()
         outcome = await asyncio.wait_for(execute(plan, "r11", sink), 10)
     connect, capture = [m.observation for m in sink.all]

@@ -1,0 +1,276 @@
+"""What every flow shares: one target's measurement in one run (TargetRun), its checks under the
+run's semaphore, the addresses it resolves, its connects and protocol probes, the HTTP fetch and
+the A/B controls (the same address with a harmless SNI or Host).
+
+A flow (probe/flows/tcp.py, http.py, https.py, dns.py) is the order in which a kind of target
+takes these steps; a TargetRun records every observation, tracks how far the target got and
+hands suspicious results to the run's raw-packet evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from probe.checks import http, tcp, tls
+from probe.checks.dns import resolve
+from probe.flows.evidence import RawEvidence
+from probe.model import (
+    Details,
+    DifferentialKind,
+    HttpTransaction,
+    Layer,
+    Measurement,
+    Observation,
+    Target,
+)
+from probe.plan import RunPlan
+
+# Ports where a protocol allowlist has been seen (REFERENCE.md: "on ports 53/80/443 only flows
+# whose first data looks like DNS/HTTP/TLS pass"); TCP to 53 is not in the catalog.
+PROTOCOL_PROBE_PORTS = frozenset({80, 443})
+
+# Failures that a censor's interference looks like (as opposed to a certificate problem): when a
+# handshake or request to the target name ends so, the same address is tried with a harmless name.
+# The same server completing with the harmless name proves the name is what was targeted
+# (REFERENCE.md: "The same IP with a harmless SNI completes the handshake: an A/B test").
+INTERFERENCE_FAILURES = frozenset(
+    {"connection_reset", "generic_timeout_error", "eof_error", "connection_aborted"}
+)
+
+# How far into a target's pipeline each layer is.
+_DEPTH = {Layer.DNS: 0, Layer.TCP: 1, Layer.TLS: 2, Layer.HTTP: 3}
+
+D = TypeVar("D", bound=Details)
+
+# (address, which resolver gave it): "literal" for an address target.
+Address = tuple[str, str]
+# (address, which resolver gave it, port).
+Endpoint = tuple[str, str, int]
+
+
+class Recorder(Protocol):
+    """Where a target's finished measurements go (the runner's writer)."""
+
+    def add(self, measurement: Measurement) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    """How far one target got: the furthest layer that succeeded, and the first failure."""
+
+    target: Target
+    reached: Layer | None
+    failure: str | None
+    failed_layer: Layer | None
+    measurements: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """An HTTP fetch a flow made: its observation and where it went (for an A/B control)."""
+
+    observation: Observation[HttpTransaction]
+    url: str
+    address: str
+    source: str
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class TargetRun:
+    """One target's measurement in one run; records what it measured and how far it got."""
+
+    def __init__(
+        self,
+        target: Target,
+        plan: RunPlan,
+        limiter: asyncio.Semaphore,
+        recorder: Recorder,
+        run_id: str,
+        raw: RawEvidence | None = None,
+    ) -> None:
+        self.target = target
+        self.plan = plan
+        self.limiter = limiter
+        self.recorder = recorder
+        self.run_id = run_id
+        self.raw = raw
+        self.count = 0
+        self.reached: Layer | None = None
+        self.failure: str | None = None
+        self.failed_layer: Layer | None = None
+
+    async def run(self, flow: Flow) -> None:
+        # The group holds the resolvers still answering while the flow goes on; leaving it
+        # waits for them (and a cancelled run cancels them).
+        async with asyncio.TaskGroup() as group:
+            await flow(self, group)
+
+    def record(self, observation: Observation[Details]) -> None:
+        target = self.target
+        self.recorder.add(Measurement(self.run_id, target.platform, target.name, observation))
+        self.count += 1
+
+    def result(self) -> TargetResult:
+        return TargetResult(self.target, self.reached, self.failure, self.failed_layer, self.count)
+
+    async def check(
+        self, call: Awaitable[Observation[D]], *, differential: bool = False, **annotations: Any
+    ) -> Observation[D]:
+        """Run one check under the semaphore and record it, with the runner's `annotations` set
+        on its record (address_source, primary, differential_kind, target_sni, target_host). A
+        differential measurement (the harmless-name half of an A/B test) is stored but does not
+        count as the target's progress."""
+        async with self.limiter:
+            observation = await call
+        if annotations:
+            details = dataclasses.replace(observation.details, **annotations)
+            observation = dataclasses.replace(observation, details=details)
+        self.record(observation)
+        if differential:
+            return observation
+        if self.raw is not None and observation.differential_kind is None:
+            # The packets behind a suspicious result (an extra UDP answer, a refused or reset
+            # connect): their IP TTL and IP-ID tell an injected packet from the server's.
+            self.raw.consider(self, observation)
+        if observation.ok:
+            # The furthest layer: a resolver still answering beside the connects (see
+            # addresses) may finish after them, and must not pull the target back to DNS.
+            if self.reached is None or _DEPTH[observation.layer] > _DEPTH[self.reached]:
+                self.reached = observation.layer
+        elif self.failure is None:
+            self.failure, self.failed_layer = observation.failure, observation.layer
+        return observation
+
+    async def addresses(self, group: asyncio.TaskGroup) -> list[Address]:
+        """(address, which resolver gave it): the primary resolver's answers first; when it gives
+        nothing, the other resolvers' answers, so IP-level reachability is measured even where
+        DNS is tampered with.
+
+        Every resolver is asked at once, and the flow goes on as soon as the first resolver in
+        order with an answer has it: the others (a DoH control the censor may null-route, a UDP
+        resolver listening for a second answer) finish in `group` beside the connects instead of
+        holding every target back by up to a DNS timeout (found with benchmarks/lab_benchmark.py).
+        """
+        host = self.target.host
+        if _is_ip(host):
+            return [(host, "literal")]
+        context = self.plan.context
+        lookups = [
+            group.create_task(self.check(resolve(host, spec, context), primary=i == 0))
+            for i, spec in enumerate(self.plan.resolvers)
+        ]
+        for spec, lookup in zip(self.plan.resolvers, lookups, strict=True):
+            observation = await lookup
+            found = [(a, spec.spec) for a in observation.details.addresses]
+            if found:
+                return found[: self.plan.max_addresses]
+        return []
+
+    async def connect(self, addresses: list[Address]) -> list[Endpoint]:
+        """A TCP connect to every address on every port of the target, all at once; the
+        endpoints that accepted."""
+        context = self.plan.context
+        pairs = [(a, source, port) for a, source in addresses for port in self.target.ports]
+        connects = await asyncio.gather(
+            *(
+                self.check(tcp.connect(address, port, context), address_source=source)
+                for address, source, port in pairs
+            )
+        )
+        return [pair for pair, obs in zip(pairs, connects, strict=True) if obs.ok]
+
+    async def protocol_probe(self, open_pairs: list[Endpoint], port: int) -> None:
+        """On 80 and 443, where Iran's protocol allowlist applies, one flow of non-HTTP/TLS
+        bytes to the first open address: dropped after the first data means an allowlist."""
+        if port not in PROTOCOL_PROBE_PORTS:
+            return
+        for address, source, open_port in open_pairs:
+            if open_port == port:
+                await self.check(
+                    tcp.protocol_probe(address, port, self.plan.context),
+                    differential=True,
+                    address_source=source,
+                )
+                return
+
+    async def fetch(self, open_pairs: list[Endpoint], port: int) -> Fetched | None:
+        """One HTTP request on `port`, to the first address that accepted a connection there."""
+        for address, source, open_port in open_pairs:
+            if open_port == port:
+                url = self.target.url_for_port(port)
+                fetch = http.fetch(
+                    url,
+                    self.plan.context,
+                    address=address,
+                    method=self.target.method,
+                    redirects=self.redirects(url),
+                )
+                observation = await self.check(fetch, address_source=source)
+                return Fetched(observation, url, address, source)
+        return None
+
+    def redirects(self, url: str) -> http.RedirectPolicy:
+        """The fetch's redirect policy: a host a redirect names is looked up through the
+        configured resolvers, each lookup stored as a DNS measurement of this target."""
+
+        async def addresses(host: str) -> list[str]:
+            context = self.plan.context
+            for spec in self.plan.resolvers:
+                # Not under the limiter: the fetch asking holds a slot already.
+                observation = await resolve(host, spec, context)
+                details = dataclasses.replace(observation.details, redirect_from=url)
+                self.record(dataclasses.replace(observation, details=details))
+                if details.addresses:
+                    return list(details.addresses[: self.plan.max_addresses])
+            return []
+
+        return http.RedirectPolicy(resolve=addresses)
+
+    async def sni_differential(self, address: str, source: str, port: int) -> None:
+        """The A/B control of a handshake: the same address, the harmless SNI. Completing the
+        handshake (even with a name mismatch) while the target SNI was reset or stalled proves
+        SNI-based filtering."""
+        name = self.plan.differential_name
+        await self.check(
+            tls.handshake(address, port, name, self.plan.context),
+            differential=True,
+            differential_kind=DifferentialKind.SNI,
+            target_sni=self.target.host,
+            address_source=source,
+        )
+
+    async def host_differential(self, fetched: Fetched) -> None:
+        """The A/B control of a plain-HTTP request: the same address and URL with a harmless
+        Host header."""
+        fetch = http.fetch(
+            fetched.url,
+            self.plan.context,
+            address=fetched.address,
+            method=self.target.method,
+            host_header=self.plan.differential_name,
+            redirects=self.redirects(fetched.url),
+        )
+        await self.check(
+            fetch,
+            differential=True,
+            differential_kind=DifferentialKind.HOST,
+            target_host=self.target.host,
+            address_source=fetched.source,
+        )
+
+
+# A flow: the steps one kind of target takes, given its TargetRun and the task group that holds
+# what may finish beside it (the resolvers still answering).
+Flow = Callable[[TargetRun, asyncio.TaskGroup], Awaitable[None]]

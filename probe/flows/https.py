@@ -1,0 +1,37 @@
+"""The secure flow: resolve, connect, a TLS handshake with the target's SNI to every address open
+on its port, protocol probes, one HTTP request over a verified address; a handshake that looks
+interfered with gets its A/B control, the same address with a harmless SNI."""
+
+from __future__ import annotations
+
+import asyncio
+
+from probe.checks import tls
+from probe.flows.base import INTERFERENCE_FAILURES, TargetRun
+
+
+async def measure(run: TargetRun, group: asyncio.TaskGroup) -> None:
+    addresses = await run.addresses(group)
+    if not addresses:
+        return
+    open_pairs = await run.connect(addresses)
+    target, context = run.target, run.plan.context
+    port = target.ports[0]
+    candidates = [(a, s) for a, s, p in open_pairs if p == port]
+    handshakes = await asyncio.gather(
+        *(
+            run.check(tls.handshake(a, port, target.host, context), address_source=s)
+            for a, s in candidates
+        )
+    )
+    verified = list(zip(candidates, handshakes, strict=True))
+    good = [(a, s, port) for (a, s), obs in verified if obs.ok]
+    await asyncio.gather(
+        *(run.protocol_probe(open_pairs, p) for p in target.ports),
+        run.fetch(good, port),
+        *(
+            run.sni_differential(a, s, port)
+            for (a, s), obs in verified
+            if obs.failure in INTERFERENCE_FAILURES
+        ),
+    )
