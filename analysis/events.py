@@ -5,6 +5,7 @@ each (network, platform, target) series' hourly blocking score, with mu0 = 0.0 (
 share when nothing is blocked), mu1 = 0.7 (when blocked) and threshold h = edd * (mu1 - mu0) / 2
 (edd 10 -> 3.5). States are unknown, ok and blocked; the accumulators are halved per 48 hours of
 silence so evidence from before a long gap counts for less, but a gap alone never changes the state.
+The end of blocking takes as many clean runs as its onset takes blocked ones (`_ok_weight`).
 
 On top of the per-target states:
 - intermittent: blocking that comes and goes is one event with its blocked rate (rule below);
@@ -227,7 +228,7 @@ def _cusum_states(positions: list[int], scores: list[float], params: DetectorPar
         up = max(0.0, up + score - reference)
         if down <= 0.0:
             down_start = position
-        down = max(0.0, down + reference - score)
+        down = max(0.0, down + _ok_weight(score, reference))
         if state != _BLOCKED and up > threshold:
             since = changes[-1][0] if changes else 0
             changes.append(
@@ -248,6 +249,24 @@ def _cusum_states(positions: list[int], scores: list[float], params: DetectorPar
         stop = changes[index + 1][0] if index + 1 < len(changes) else len(positions)
         states[start:stop] = [new_state] * (stop - start)
     return states
+
+
+def _ok_weight(score: float, reference: float) -> float:
+    """A bucket's evidence that blocking has stopped (the downward accumulator's step).
+
+    The upward step is score - k: with scores in [0, 1] and k = 0.35 a fully blocked run weighs
+    +0.65 and a clean run -0.35, so an onset takes ceil(h / 0.65) = 6 blocked runs. Page's
+    two-sided CUSUM (Page 1954, "Continuous inspection schemes", Biometrika 41) would step down by
+    k - score, which gives a clean run only 0.35: ten clean runs to end blocking that six blocked
+    runs began, so after six hourly ok runs the event still read "ongoing" whatever the technique.
+    This step mirrors the upward one about k: a clean run weighs +0.65 for an end and a fully
+    blocked run -0.35, so an end takes as many clean runs as an onset takes blocked ones. The
+    sign is unchanged (a score above k is evidence of blocking in either direction), so a share
+    that hovers between the two levels never flaps between the states.
+    """
+    if score < reference:
+        return (reference - score) * (1.0 - reference) / reference
+    return (reference - score) * reference / (1.0 - reference)
 
 
 def _change_point(

@@ -119,6 +119,54 @@ def test_blocking_shorter_than_the_cusum_threshold_is_not_an_event_but_six_hours
     assert event.technique == "tls.sni_reset"
 
 
+TWITTER_SEVEN = (
+    "twitter",
+    (
+        "twitter.com",
+        "x.com",
+        "api.twitter.com",
+        "abs.twimg.com",
+        "pbs.twimg.com",
+        "video.twimg.com",
+        "t.co",
+    ),
+)
+
+
+def _ends_with_ok_runs(technique: str, ok_runs: int) -> tuple[list[Event], SyntheticSpec]:
+    """One probe, seven targets, blocked by `technique` from hour 24 until `ok_runs` hourly ok
+    runs before the data ends."""
+    days = 3
+    end = START + timedelta(days=days) - ok_runs * RUN
+    dataset_spec = SyntheticSpec(
+        start=START,
+        days=days,
+        networks=(Network(58224, hosts=1),),
+        censorship=(Censorship((58224,), "twitter", technique, START + 24 * RUN, end),),
+        platforms=(TWITTER_SEVEN,),
+    )
+    return detect_events(generate(dataset_spec, seed=29).verdicts), dataset_spec
+
+
+@pytest.mark.parametrize(
+    "technique", ["tls.sni_reset", "dns.bogon", "tcp.timeout", "http.blockpage"]
+)
+def test_blocking_has_ended_after_six_hourly_ok_runs_whatever_the_technique(technique: str) -> None:
+    events, dataset_spec = _ends_with_ok_runs(technique, ok_runs=6)
+    (event,) = events
+    assert event.kind is EventKind.BLOCKING
+    assert event.technique == technique
+    assert event.end == dataset_spec.end - 6 * RUN, "ended at the first ok run, not ongoing"
+    assert "ongoing" not in event.detail
+
+
+def test_an_end_takes_as_many_ok_runs_as_an_onset_takes_blocked_ones() -> None:
+    # Five blocked runs are no onset (test above); five ok runs are no end either.
+    (event,) = _ends_with_ok_runs("tls.sni_reset", ok_runs=5)[0]
+    assert event.end is None
+    assert event.detail.endswith("; ongoing")
+
+
 def test_evening_blocking_is_one_intermittent_event_with_its_rate() -> None:
     dataset = generate(
         spec(
