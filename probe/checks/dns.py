@@ -221,6 +221,11 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
             sent = loop.time()
             transport.sendto(query.to_wire())
             while True:
+                if budget.expired():
+                    # The deadline fired while a reply was being read: asyncio.wait_for (3.11)
+                    # then returns the reply and drops the cancellation, so the loop ends here
+                    # (https://github.com/python/cpython/issues/86296); the reply is kept.
+                    break
                 if first is None and not unexpected and len(attempts) < UDP_ATTEMPTS:
                     resend_at = sent + interval * len(attempts)
                     try:
@@ -256,12 +261,12 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
                         # Garbage counts as a first reply too: give a valid one the same window
                         # to arrive, rather than waiting for the whole DNS timeout.
                         window_end = arrived + ctx.dns_second_answer_window
-                        budget.reschedule(min(window_end, budget.when() or window_end))
+                        _listen_until(budget, min(window_end, budget.when() or window_end))
                     continue
                 responses.append(_summary(message, rdtype, received_ms, attempts.index(query) + 1))
                 if first is None:
                     first = message
-                    budget.reschedule(arrived + ctx.dns_second_answer_window)
+                    _listen_until(budget, arrived + ctx.dns_second_answer_window)
     except TimeoutError:
         pass  # the end of the listening window, or no reply at all: told apart below
     except OSError as exc:
@@ -294,6 +299,13 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
             capped=capped,
         )
     return dataclasses.replace(_outcome(query, first, responses, unexpected), capped=capped)
+
+
+def _listen_until(budget: asyncio.Timeout, when: float) -> None:
+    """Move the listening deadline to `when`, unless it has already fired (asyncio refuses to
+    move an expiring timeout; the loop then stops at its next turn)."""
+    if not budget.expired():
+        budget.reschedule(when)
 
 
 async def _tcp(query: dns.message.Message, address: str, port: int, ctx: CheckContext) -> _Outcome:
