@@ -16,7 +16,7 @@ from probe.records import Status
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="Re-judge verdicts with other networks' data.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def analyse(
         config: ConfigOption = None,

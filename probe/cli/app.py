@@ -1,7 +1,9 @@
 """The `probe` command: the only place that wires config, checks, runner, store and analysis.
 
-Each command module registers itself here; each command parses its options, calls one library
-function and renders the result (exit statuses: probe.cli.base).
+Each command module registers itself (`register(app)`) and is imported only when its command is
+used (probe.cli.lazy): the table below names each top-level command's module and its summary.
+Each command parses its options, calls one library function and renders the result (exit
+statuses: probe.cli.base).
 """
 
 from __future__ import annotations
@@ -13,27 +15,40 @@ try:
     import typer
 
     from probe import __version__
-    from probe.cli import (
-        analyse,
-        collector,
-        export,
-        helper,
-        locate,
-        merge,
-        ooni,
-        report,
-        run,
-        runs,
-        schedule,
-        targets,
-        upload,
-    )
-    from probe.cli.base import EXIT_INTERRUPTED, err
+    from probe.cli.lazy import CommandEntry, LazyGroup
 except KeyboardInterrupt:  # Ctrl-C while the command loads (seconds on a slow machine)
     sys.exit(130)
 
+# In the order `probe --help` lists them.
+COMMANDS = {
+    "run": CommandEntry("probe.cli.run", "Measure every platform once and store it."),
+    "runs": CommandEntry("probe.cli.runs", "List past runs, newest first."),
+    "show": CommandEntry("probe.cli.runs", "One run's verdicts and their evidence."),
+    "upload": CommandEntry("probe.cli.upload", "Send what the collector has not acknowledged."),
+    "analyse": CommandEntry("probe.cli.analyse", "Re-judge verdicts with other networks' data."),
+    "report": CommandEntry("probe.cli.report", "Current state, latest verdicts and events."),
+    "export": CommandEntry(
+        "probe.cli.export", "Export measurements, verdicts, events or OONI documents."
+    ),
+    "merge": CommandEntry("probe.cli.merge", "Merge probe databases into one."),
+    "targets": CommandEntry("probe.cli.targets", "List the targets a run would measure."),
+    "locate": CommandEntry("probe.cli.locate", "Find the hop where a censor interferes."),
+    "import": CommandEntry("probe.cli.ooni", "Import measurements made by other tools."),
+    "schedule": CommandEntry("probe.cli.schedule", "Run the probe unattended on a schedule."),
+    "helper": CommandEntry("probe.cli.helper", "The control test helper (for an uncensored host)."),
+    "collector": CommandEntry(
+        "probe.cli.collector", "The collector that receives probes' uploads."
+    ),
+}
+
+
+class _ProbeGroup(LazyGroup):
+    entries = COMMANDS
+
+
 app = typer.Typer(
     name="probe",
+    cls=_ProbeGroup,
     help="Measure censorship of messaging and social platforms from this network.",
     no_args_is_help=True,
     add_completion=False,
@@ -60,28 +75,12 @@ def _root(
     """Measure censorship of messaging and social platforms from this network."""
 
 
-for _module in (
-    run,
-    runs,
-    upload,
-    analyse,
-    report,
-    export,
-    merge,
-    ooni,
-    targets,
-    schedule,
-    helper,
-    locate,
-    collector,
-):
-    _module.register(app)
-
-
 def main() -> None:
     """Console-script entry point."""
     try:
         app()
     except KeyboardInterrupt:
+        from probe.cli.base import EXIT_INTERRUPTED, err
+
         err.print("interrupted")
         sys.exit(EXIT_INTERRUPTED)

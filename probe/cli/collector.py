@@ -32,7 +32,6 @@ def register(app: typer.Typer) -> None:
     collector_app = typer.Typer(
         name="collector",
         help="Run a collector that receives uploads from probes, and manage their tokens.",
-        short_help="The collector that receives probes' uploads.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )

@@ -63,9 +63,7 @@ class Format(StrEnum):
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(
-        cls=ProbeCommand, short_help="Export measurements, verdicts, events or OONI documents."
-    )
+    @app.command(cls=ProbeCommand)
     @user_errors
     def export(
         what: Annotated[

@@ -80,7 +80,6 @@ def register(app: typer.Typer) -> None:
     helper_app = typer.Typer(
         name="helper",
         help="The control test helper: run it on an uncensored host; probes ask it for controls.",
-        short_help="The control test helper (for an uncensored host).",
         no_args_is_help=True,
         rich_markup_mode=None,
     )

@@ -106,7 +106,7 @@ def _hop_row(hop: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="Find the hop where a censor interferes.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def locate(
         target: Annotated[

@@ -13,7 +13,7 @@ from probe.store.merge import MERGED_TABLES, merge_databases
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="Merge probe databases into one.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def merge(
         sources: Annotated[

@@ -84,7 +84,6 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(
         name="import",
         help="Import measurements made by other tools (OONI's).",
-        short_help="Import measurements made by other tools.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )

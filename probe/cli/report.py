@@ -29,7 +29,7 @@ from probe.outputs import atomic_output, refuse_database
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="Current state, latest verdicts and events.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def report(
         since: SinceOption = None,

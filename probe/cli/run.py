@@ -91,7 +91,7 @@ class _ProgressBar:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="Measure every platform once and store it.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def run(
         config: ConfigOption = None,

@@ -25,7 +25,7 @@ from probe.history import RunLookupError, find_run, run_detail, run_overviews
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="List past runs, newest first.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def runs(
         since: SinceOption = None,
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         uploads = bool(settings.upload_url) or any(o.uploaded for o in overviews)
         out.print(runs_table(overviews, uploads=uploads))
 
-    @app.command(cls=ProbeCommand, short_help="One run's verdicts and their evidence.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def show(
         run: Annotated[

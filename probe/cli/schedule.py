@@ -59,7 +59,6 @@ def register(app: typer.Typer) -> None:
     schedule_app = typer.Typer(
         name="schedule",
         help="Run the probe unattended, on a schedule (systemd user timer, else cron).",
-        short_help="Run the probe unattended on a schedule.",
         no_args_is_help=True,
         rich_markup_mode=None,
     )

@@ -12,7 +12,7 @@ from probe.targets import select_targets
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="List the targets a run would measure.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def targets(
         config: ConfigOption = None,

@@ -15,7 +15,7 @@ from probe.store import Store
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(cls=ProbeCommand, short_help="Send what the collector has not acknowledged.")
+    @app.command(cls=ProbeCommand)
     @user_errors
     def upload(
         config: ConfigOption = None,

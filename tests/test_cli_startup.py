@@ -1,0 +1,55 @@
+"""`probe --version` and `probe --help` start without loading the libraries only commands need
+(aiohttp, SQLAlchemy, dnspython, rich): seen in the real `python3 -X importtime -m probe` the way
+a volunteer's shell starts it, by module name, never by timing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.cli import REPO
+
+HEAVY = ("aiohttp", "sqlalchemy", "dns", "rich")
+
+
+def _imported_packages(*args: str, code: int = 0) -> set[str]:
+    """The top-level packages `python3 -m probe ARGS` imported (importtime's report on stderr);
+    `code` is the exit status it must end with."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "probe", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == code, done.stderr[-2000:]
+    found = set()
+    for line in done.stderr.splitlines():
+        if line.startswith("import time:") and line.count("|") == 2:
+            name = line.rsplit("|", 1)[1].strip()
+            found.add(name.split(".", 1)[0])
+    return found
+
+
+# No arguments shows the help too, with click's usage status (2).
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(("--version",), 0), (("--help",), 0), ((), 2)],
+    ids=["version", "help", "bare"],
+)
+def test_version_and_help_load_no_command_libraries(args: tuple[str, ...], code: int) -> None:
+    imported = _imported_packages(*args, code=code)
+    assert "probe" in imported  # the report was read (a vacuous empty set would pass below)
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_a_command_loads_what_it_needs() -> None:
+    # Guards the detection above: the run command's help loads its module and its libraries.
+    imported = _imported_packages("run", "--help")
+    assert set(HEAVY) <= imported
