@@ -633,33 +633,6 @@ def _experiment_depth_first() -> None:
     TargetRun.run = run  # type: ignore[method-assign]
 
 
-def _experiment_shared_http_session() -> None:
-    """One aiohttp session (http.open_session, made for sharing) for every fetch of a run,
-    instead of a session, connector and resolver built and torn down per fetch."""
-    from probe import runner
-    from probe.checks import http
-
-    shared: list[Any] = []
-    original_execute, original_fetch = runner.execute, http.fetch
-
-    async def execute(plan: runner.RunPlan, *args: Any, **kwargs: Any) -> runner.RunOutcome:
-        session = http.open_session(plan.context)
-        shared.append(session)
-        try:
-            return await original_execute(plan, *args, **kwargs)
-        finally:
-            shared.remove(session)
-            await session.close()
-
-    async def fetch(url: str, ctx: Any, **kwargs: Any) -> Any:
-        if kwargs.get("session") is None and shared:
-            kwargs["session"] = shared[0]
-        return await original_fetch(url, ctx, **kwargs)
-
-    runner.execute = execute
-    http.fetch = fetch
-
-
 def _experiment_uvloop() -> None:
     """uvloop's event loop (C, with a C TLS transport) instead of asyncio's, whose SSL protocol is
     pure Python. uvloop is no project dependency: run the benchmark with an interpreter that has
@@ -672,11 +645,11 @@ def _experiment_uvloop() -> None:
 
 
 EXPERIMENTS: dict[str, Callable[[], None]] = {
-    # Applied in this order. (controls-first and dns-retransmit, measured here first, are now
-    # part of the probe: probe/runner.py starts controls first, probe/checks/dns.py resends.)
+    # Applied in this order. (controls-first, dns-retransmit and shared-http-session, measured
+    # here first, are now part of the probe: probe/runner.py starts controls first and opens one
+    # HTTP session per run, probe/checks/dns.py resends.)
     "depth-first": _experiment_depth_first,
     "dns-own-limiter": _experiment_dns_own_limiter,
-    "shared-http-session": _experiment_shared_http_session,
     "uvloop": _experiment_uvloop,
 }
 

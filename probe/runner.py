@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from probe.checks import http
 from probe.flows import TargetResult, TargetRun, flow_for
 from probe.flows.evidence import RawEvidence
 from probe.model import Connectivity, Layer, Measurement, Target
@@ -230,7 +231,9 @@ async def execute(
         target: Target, into: list[TargetResult | None], index: int, with_raw: bool
     ) -> None:
         nonlocal done
-        target_run = TargetRun(target, plan, limiter, writer, run_id, raw if with_raw else None)
+        target_run = TargetRun(
+            target, plan, limiter, writer, run_id, raw if with_raw else None, session
+        )
         try:
             await target_run.run(flow_for(target.kind))
         finally:
@@ -245,6 +248,8 @@ async def execute(
         for index, target in queue:
             await measure(target, results, index, True)
 
+    # One HTTP session for every fetch of the run (each fetch still opens its own connection).
+    session = http.open_session(plan.context)
     flusher = asyncio.create_task(writer.run())
     try:
         # Controls first, alone: with the crowd beside them they would queue for the same
@@ -270,6 +275,7 @@ async def execute(
         outcome.interrupted = True
         raise
     finally:
+        await session.close()
         writer.stopping = True
         await asyncio.wait([flusher])  # a save in its thread is finished, never abandoned
         await writer.close(plan.store_patience)

@@ -169,6 +169,10 @@ def _trace_config() -> aiohttp.TraceConfig:
 _TRACE = _trace_config()
 
 
+# What open_session returns, for layers that hold one without importing aiohttp themselves.
+Session = aiohttp.ClientSession
+
+
 def open_session(ctx: CheckContext) -> aiohttp.ClientSession:
     """A session for `fetch`, safe to share between concurrent fetches (pinned or not).
 

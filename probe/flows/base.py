@@ -99,6 +99,7 @@ class TargetRun:
         recorder: Recorder,
         run_id: str,
         raw: RawEvidence | None = None,
+        session: http.Session | None = None,
     ) -> None:
         self.target = target
         self.plan = plan
@@ -106,6 +107,9 @@ class TargetRun:
         self.recorder = recorder
         self.run_id = run_id
         self.raw = raw
+        # The run's HTTP session (http.open_session: safe to share, a new connection per fetch),
+        # so a fetch does not build and tear down a session, connector and resolver of its own.
+        self.session = session
         self.count = 0
         self.reached: Layer | None = None
         self.failure: str | None = None
@@ -215,6 +219,7 @@ class TargetRun:
                     self.plan.context,
                     address=address,
                     method=self.target.method,
+                    session=self.session,
                     redirects=self.redirects(url),
                 )
                 observation = await self.check(fetch, address_source=source)
@@ -260,6 +265,7 @@ class TargetRun:
             address=fetched.address,
             method=self.target.method,
             host_header=self.plan.differential_name,
+            session=self.session,
             redirects=self.redirects(fetched.url),
         )
         await self.check(
