@@ -6,8 +6,12 @@ run as they would in the field):
     web addresses        HTTPS on the HTTPS ports (443; a trustme certificate for *.bench.test)
                          and plain HTTP on every other port the catalog names (80, 5222)
     plain addresses      plain HTTP on all those ports (Telegram's data centres speak HTTP on 443)
-    blackhole addresses  a listener on 443 whose full accept queue makes the kernel drop every
-                         SYN (tests/servers/hostile.py, blackhole()): connects time out
+    blackhole addresses  a listener on 443 (or each of "blackhole_ports") whose full accept queue
+                         makes the kernel drop every SYN (tests/servers/hostile.py, blackhole()):
+                         connects time out
+    stall addresses      a listener on the HTTPS ports that accepts and never answers: a TLS
+                         handshake (or a request) times out, as where a censor drops the
+                         ClientHello
 
 and three resolvers for one zone of benchmark names: a fake nameserver (tests/servers/
 dns_server.py) with a 4 MiB receive buffer that keeps up with the probe's bursts ("dns"), the same
@@ -19,7 +23,8 @@ dns", like a home router's DNS forwarder at its limit), and a UDP port that neve
 
 SPEC.json: {"web": [addresses], "plain": [addresses], "blackhole": [addresses], "tls_ports":
 [ports], "plain_ports": [ports], "zone": {name: address}, "ca_file": where to write the CA
-certificate}.
+certificate}; optional: "blackhole_ports" (default [443]), "stall": [addresses], "tls_names":
+[more names the web servers' certificate is valid for, beyond *.bench.test].
 When every listener is up, one JSON line goes to stdout: {"dns", "burst_limited_dns",
 "silent_dns"} (resolver specs); the process then serves until SIGTERM or SIGINT. Every socket is
 bound to a loopback address; ports below 1024 need root (or CAP_NET_BIND_SERVICE).
@@ -89,19 +94,37 @@ def _listening_socket(address: str, port: int, backlog: int) -> socket.socket:
 
 
 @contextlib.contextmanager
-def _blackholes(addresses: Sequence[str]) -> Iterator[None]:
+def _blackholes(addresses: Sequence[str], ports: Sequence[int]) -> Iterator[None]:
     """Listeners with backlog 0 whose one accept slot is taken by a connection never accepted:
     Linux drops every further SYN (tcp_abort_on_overflow=0), so a connect waits for its timeout."""
     sockets: list[socket.socket] = []
     try:
         for address in addresses:
-            listener = _listening_socket(address, HTTPS_PORT, 0)
-            sockets.append(listener)
-            sockets.append(socket.create_connection((address, HTTPS_PORT), timeout=1.0))
+            for port in ports:
+                listener = _listening_socket(address, port, 0)
+                sockets.append(listener)
+                sockets.append(socket.create_connection((address, port), timeout=1.0))
         yield
     finally:
         for sock in sockets:
             sock.close()
+
+
+async def _stalls(addresses: Sequence[str], ports: Sequence[int]) -> list[asyncio.Server]:
+    """Listeners that accept and read, and never answer, until the client gives up."""
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while await reader.read(65536):
+                pass
+        writer.close()
+
+    servers = []
+    for address in addresses:
+        for port in ports:
+            sock = _listening_socket(_require_loopback(address), port, SERVE_BACKLOG)
+            servers.append(await asyncio.start_server(hold, sock=sock, backlog=SERVE_BACKLOG))
+    return servers
 
 
 @contextlib.contextmanager
@@ -150,7 +173,7 @@ async def serve(spec: dict[str, Any]) -> None:
     zone = {name: Behaviour.answer(a=[_require_loopback(a)]) for name, a in spec["zone"].items()}
     pki = Pki()
     pki.ca.cert_pem.write_to_path(spec["ca_file"])
-    identity = pki.server("*.bench.test", "bench.test")
+    identity = pki.server("*.bench.test", "bench.test", *spec.get("tls_names", ()))
     runner = web.AppRunner(_web_app(), access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -160,10 +183,14 @@ async def serve(spec: dict[str, Any]) -> None:
         with (
             FakeNameserver(zone) as ns,
             FakeNameserver(zone) as burst_limited_ns,
-            _blackholes([_require_loopback(a) for a in spec["blackhole"]]),
+            _blackholes(
+                [_require_loopback(a) for a in spec["blackhole"]],
+                [int(p) for p in spec.get("blackhole_ports", [HTTPS_PORT])],
+            ),
             _silent_resolver() as silent_dns,
         ):
             _enlarge_receive_buffer(ns)
+            stalls = await _stalls(spec.get("stall", []), [int(p) for p in spec["tls_ports"]])
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -176,6 +203,8 @@ async def serve(spec: dict[str, Any]) -> None:
             sys.stdout.write(json.dumps(line) + "\n")
             sys.stdout.flush()
             await stop.wait()
+            for server in stalls:
+                server.close()
     finally:
         await runner.cleanup()
 
