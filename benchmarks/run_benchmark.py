@@ -221,8 +221,10 @@ def write_scenario(
     goal: str,
     window: float = SECOND_ANSWER_WINDOW,
     connect_timeout: float | None = None,
+    test_lists: Sequence[Path] = (),
 ) -> Scenario:
-    """A catalog dir (platform "bench" + one loopback control) and the config.toml that uses it."""
+    """A catalog dir (platform "bench" + one loopback control) and the config.toml that uses it
+    (with `test_lists`, their targets too: platform "testlist")."""
     folder = tmp / name
     catalog = folder / "catalog"
     catalog.mkdir(parents=True)
@@ -235,10 +237,12 @@ def write_scenario(
         f'platform = "control"\ncontrol = true\n\n{entry(HTTPS, CONTROL)}', encoding="utf-8"
     )
     timeouts = f"[timeouts]\nconnect = {connect_timeout}\n" if connect_timeout else ""
+    platforms = ["bench", "testlist"] if test_lists else ["bench"]
+    lists = f"test_lists = {json.dumps([str(p) for p in test_lists])}\n" if test_lists else ""
     config = folder / "config.toml"
     config.write_text(
         f"""[probe]
-platforms = ["bench"]
+platforms = {json.dumps(platforms)}
 {timeouts}[dns]
 resolvers = [{json.dumps(resolver)}]
 second_answer_window = {window}
@@ -246,7 +250,7 @@ second_answer_window = {window}
 ca_file = {json.dumps(str(ca_file))}
 [catalog]
 dir = {json.dumps(str(catalog))}
-[network]
+{lists}[network]
 public_addresses = [{json.dumps(PUBLIC_ADDRESS)}]
 """,
         encoding="utf-8",
