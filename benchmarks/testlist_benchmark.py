@@ -17,8 +17,9 @@ Printed beside the goal (median of the runs, min, max, the load before each run)
     peak RSS   goal < 250 MB
     controls   measured first (every control's last measurement ends before any target's first
                starts) and on time (each within the chain)
-    sequential the sum of the same targets' durations (first start to last end of each target's
-               measurements): what a probe measuring one target at a time pays, as a ratio
+    sequential the sum of the same targets' durations (each target's time with a check in flight:
+               the union of its measurements' intervals): what a probe measuring one target at a
+               time pays, as a ratio
     OONI       the field's published per-URL figures for the same number of URLs, as ratios: OONI
                plans 5 s per URL, and real `ooniprobe run websites` sessions over a 137-URL list
                took 814-1,023 s (OONI Probe's documentation and measurement metadata)
@@ -138,21 +139,32 @@ def spans(db: Path) -> Spans:
         rows = conn.execute(
             "select platform, target, started_at, duration_ms from measurements"
         ).fetchall()
-    extent: dict[tuple[str, str], tuple[float, float]] = {}
+    intervals: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for platform, target, text, duration in rows:
         start = datetime.fromisoformat(text).timestamp()
-        end = start + duration / 1000.0
-        low, high = extent.get((platform, target), (start, end))
-        extent[(platform, target)] = (min(low, start), max(high, end))
+        intervals.setdefault((platform, target), []).append((start, start + duration / 1000.0))
+    extent = {key: (min(s for s, _ in spans), max(e for _, e in spans)) for key, spans in
+              intervals.items()}  # fmt: skip
     controls = [span for (platform, _), span in extent.items() if platform == "control"]
     others = [span for (platform, _), span in extent.items() if platform != "control"]
     first_target = min((start for start, _ in others), default=float("inf"))
     return Spans(
-        sequential_s=sum(end - start for start, end in extent.values()),
+        sequential_s=sum(_busy(spans) for spans in intervals.values()),
         controls_first=bool(controls) and max(end for _, end in controls) <= first_target,
         slowest_control_s=max((end - start for start, end in controls), default=float("nan")),
         targets=len(extent),
     )
+
+
+def _busy(spans: list[tuple[float, float]]) -> float:
+    """How long a target had a check in flight: the union of its measurements' intervals (the
+    time its checks waited for a free slot of the run's semaphore is left out)."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def _figure(values: Sequence[float], unit: str, digits: int = 1) -> str:
@@ -230,7 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"  run {i + 1}: wall {result.wall_s:.1f} s, peak RSS {result.rss_mb:.0f} MB, "
                     f"exit {result.exit_code}, {found.targets} targets measured, "
-                    f"{result.stored} measurements, load {result.load:.2f}; sequential "
+                    f"{result.stored} measurements, load {result.load:.2f}, probe CPU "
+                    f"{result.cpu_s:.1f} s (waited for a CPU {result.cpu_wait_s:.1f} s); "
+                    "sequential "
                     f"{found.sequential_s:.0f} s; controls first: {found.controls_first}, "
                     f"slowest control {found.slowest_control_s:.1f} s"
                 )
