@@ -28,7 +28,7 @@ from types import MappingProxyType
 from probe.model import Connectivity, Failure, Operation
 from probe.records import Confidence, Status
 
-RULES_VERSION = "2025.4"
+RULES_VERSION = "2025.5"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -137,6 +137,9 @@ class Facts:
     throttled: bool = False
     # The protocol allowlist.
     protocol_filtered: bool = False
+    # What the endpoint's own traffic is (raw, tls, http), as its protocol probes recorded the
+    # catalog's word; None for records made before the catalog said.
+    speaks: str | None = None
     evidence: Mapping[Evidence, tuple[str, ...]] = field(default_factory=_frozen_evidence)
 
     @property
@@ -218,9 +221,12 @@ def _dns_failed(failure: Failure) -> Callable[[Facts], bool]:
 
 
 def _app_endpoint(f: Facts) -> bool:
-    """An endpoint an app speaks its own protocol to: measured by TCP alone (WhatsApp's chat
-    servers), or an address literal probed with plain HTTP (Telegram's data centres). A name
-    fetched over HTTPS or plain HTTP is a web page, which a protocol allowlist lets through."""
+    """An endpoint an app speaks its own protocol to, as the catalog says (`speaks = "raw"`:
+    WhatsApp's chat servers, Telegram's data centres). One that speaks TLS (Facebook's API hosts,
+    every web page) or HTTP is what a protocol allowlist lets through. Records made before the
+    catalog said: measured by TCP alone, or an address literal probed with plain HTTP."""
+    if f.speaks is not None:
+        return f.speaks == "raw"
     if f.tls_attempted:
         return False
     if not f.http_attempted:

@@ -103,9 +103,26 @@ class TargetKind(StrEnum):
     HTTPS = "https"
 
 
+class Speaks(StrEnum):
+    """What an endpoint's own traffic is (the catalog's `speaks`): what its app sends first.
+
+    raw:  a protocol of the app's own that no DPI allowlist admits (WhatsApp's chat, Telegram's
+          MTProto): a flow of bytes that are neither HTTP nor TLS stands for it.
+    tls:  a TLS ClientHello with the endpoint's name as SNI (Facebook's API and MQTT endpoints).
+    http: a plain-HTTP request.
+    """
+
+    RAW = "raw"
+    TLS = "tls"
+    HTTP = "http"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One thing to test, from the catalog, config.toml or a test list."""
+    """One thing to test, from the catalog, config.toml or a test list.
+
+    `speaks` is what the endpoint's own traffic is when the catalog says so; None takes the
+    kind's (see `protocol`)."""
 
     platform: str
     name: str
@@ -117,6 +134,15 @@ class Target:
     control: bool = False
     source: str = "catalog"
     group: str | None = None
+    speaks: Speaks | None = None
+
+    @property
+    def protocol(self) -> Speaks | None:
+        """What the endpoint speaks: the catalog's word, else the kind's (https: tls, http: http,
+        tcp: raw); None for a name that is only resolved."""
+        if self.speaks is not None:
+            return self.speaks
+        return _KIND_SPEAKS.get(self.kind)
 
     @property
     def url(self) -> str | None:
@@ -131,6 +157,13 @@ class Target:
         host = f"[{self.host}]" if ":" in self.host else self.host
         netloc = host if port in (None, default) else f"{host}:{port}"
         return f"{scheme}://{netloc}{self.path}"
+
+
+_KIND_SPEAKS = {
+    TargetKind.TCP: Speaks.RAW,
+    TargetKind.HTTP: Speaks.HTTP,
+    TargetKind.HTTPS: Speaks.TLS,
+}
 
 
 # -- the per-layer records (Observation.details) -------------------------------------------------
@@ -224,6 +257,7 @@ class ProtocolProbe:
     response_bytes: int = 0  # how many bytes came back
     differential_kind: DifferentialKind = DifferentialKind.PROTOCOL  # always protocol
     address_source: str | None = None  # runner: the resolver that gave the address, or literal
+    speaks: str | None = None  # runner: what the endpoint's own traffic is (raw, tls, http)
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,9 +298,11 @@ def protocol_probe(
     failure: str | None = None,
     *,
     source: str | None = SYSTEM,
+    speaks: str | None = None,
 ) -> Measurement:
-    """The runner's protocol probe (random first data) to address:port."""
-    details = ProtocolProbe(address, port, payload_bytes=64, address_source=source)
+    """The runner's protocol probe (random first data) to address:port; `speaks` is what the
+    catalog says the endpoint's own traffic is."""
+    details = ProtocolProbe(address, port, payload_bytes=64, address_source=source, speaks=speaks)
     obs = observation(
         Layer.TCP,
         endpoint(address, port),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from probe.catalog import CatalogError, builtin_platforms, builtin_targets, load_catalog
-from probe.model import TargetKind
+from probe.model import Speaks, TargetKind
 
 TELEGRAM_DCS = {
     "149.154.175.50",
@@ -58,6 +58,28 @@ def test_the_apps_own_endpoints_are_core_groups_and_facebook_owns_as32934() -> N
         assert {t.group for t in platform.targets if t.group} == declared, platform.name
 
 
+def test_each_endpoint_says_what_it_speaks_facebooks_tcp_endpoints_tls() -> None:
+    targets = builtin_targets()
+    facebook_tcp = [t for t in targets if t.platform == "facebook" and t.kind is TargetKind.TCP]
+    assert {t.host for t in facebook_tcp} == {
+        "b-api.facebook.com",
+        "b-graph.facebook.com",
+        "edge-mqtt.facebook.com",
+        "external.xx.fbcdn.net",
+        "scontent.xx.fbcdn.net",
+        "star.c10r.facebook.com",
+    }
+    assert {t.protocol for t in facebook_tcp} == {Speaks.TLS}
+    # The apps' own protocols: WhatsApp's chat, Telegram's MTProto (probed with an HTTP POST).
+    chat = [t for t in targets if t.platform == "whatsapp" and t.group == "chat"]
+    dcs = [t for t in targets if t.platform == "telegram" and t.group == "dc"]
+    assert chat and {t.protocol for t in chat} == {Speaks.RAW}
+    assert dcs and {t.protocol for t in dcs} == {Speaks.RAW}
+    pages = [t for t in targets if t.kind is TargetKind.HTTPS]
+    assert {t.protocol for t in pages} == {Speaks.TLS}
+    assert {t.protocol for t in targets if t.kind is TargetKind.DNS} == {None}
+
+
 def test_stun_fbsbx_is_tested_by_dns_only() -> None:
     (stun,) = [t for t in builtin_targets() if t.host == "stun.fbsbx.com"]
     assert stun.kind is TargetKind.DNS and stun.ports == ()
@@ -98,6 +120,19 @@ def test_override_dir_replaces_a_platform(tmp_path: Path) -> None:
         ('platform = "x"\nowner_asns = [0]\n', "owner_asns: 0 is not an AS number"),
         ('platform = "x"\nowner_asns = ["AS1"]\n', "'AS1' is not an AS number"),
         ('platform = "x"\nowner_asns = 32934\n', "must be a list of AS numbers"),
+        (
+            'platform = "x"\n[[targets]]\nkind = "tcp"\nhost = "a.example"\nports = [443]\n'
+            'speaks = "quic"\n',
+            "'speaks' of a kind tcp target must be one of raw, tls",
+        ),
+        (
+            'platform = "x"\n[[targets]]\nurl = "https://a.example/"\nspeaks = "raw"\n',
+            "'speaks' of a kind https target must be one of tls",
+        ),
+        (
+            'platform = "x"\n[[targets]]\nkind = "dns"\nhost = "a.example"\nspeaks = "tls"\n',
+            r"must be one of nothing \(it is only resolved\)",
+        ),
     ],
 )
 def test_malformed_catalog_entry_is_a_clear_error_naming_the_file(

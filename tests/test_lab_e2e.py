@@ -19,14 +19,13 @@ Needs root (the lab fixtures skip, saying why, otherwise).
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from probe.model import Layer, Measurement, Target, TargetKind
+from probe.model import Layer, Measurement, Speaks, Target, TargetKind
 from tests.builders import stored, stored_observation
 from tests.lab import plan as lab_plan
 from tests.lab.blockpage import BLOCKPAGE_MARKER
@@ -491,8 +490,12 @@ def test_tls_interception_records_the_censors_certificate(
     run = probe("tls_interception")
     assert_ran(run)
     redirected = hosts_at(lab, targets, hits(lab, "tls_interception"))
-    intercepted = on_hosts(targets, redirected, (TargetKind.HTTPS,))
-    assert [t.name for t in intercepted] == ["https://www.facebook.com/"]
+    # Everything that speaks TLS there: the web page and Facebook's TLS-speaking API hosts.
+    intercepted = [t for t in on_hosts(targets, redirected) if t.protocol is Speaks.TLS]
+    assert {t.name for t in intercepted} == {
+        "https://www.facebook.com/",
+        *(t.host for t in targets if t.platform == "facebook" and t.kind is TargetKind.TCP),
+    }
     assert_verdicts(run, {key(t): blocked("tls.interception") for t in intercepted})
     for target in intercepted:
         (handshake,) = own(run, target, Layer.TLS)
@@ -501,7 +504,7 @@ def test_tls_interception_records_the_censors_certificate(
         assert details["verify_failure"] == "ssl_unknown_authority"
         assert INTERCEPTION_CA_ORGANIZATION in details["certificates"][0]["issuer"]
         assert not own(run, target, Layer.HTTP)
-    # Facebook's TCP-only endpoints still connect (the DNAT answers), its plain HTTP is untouched.
+    # Its plain HTTP is untouched.
     assert_untouched(run, [t for t in targets if t not in intercepted])
 
 
@@ -585,10 +588,16 @@ def test_protocol_allowlist_drops_the_protocol_probe_at_read(
     filtered = [t for t in targets if {80, 443} & set(t.ports)]
     assert [t.name for t in targets if t not in filtered] == ["stun.fbsbx.com"]
     # The allowlist blocks what apps speak their own protocol to (WhatsApp's chat servers,
-    # Telegram's data centres); web pages reached over HTTP/TLS pass it and stay ok.
-    apps = [t for t in filtered if t.kind is TargetKind.TCP or _is_address(t.host)]
-    assert {t.platform for t in apps} >= {"whatsapp", "telegram", "facebook"}
+    # Telegram's data centres); web pages and Facebook's API hosts, reached over TLS (or HTTP),
+    # pass it and stay ok.
+    apps = [t for t in filtered if t.protocol is Speaks.RAW]
+    assert {t.platform for t in apps} == {"whatsapp", "telegram"} and len(apps) == 22
+    tls_only = [t for t in filtered if t.kind is TargetKind.TCP and t.protocol is Speaks.TLS]
+    assert {t.platform for t in tls_only} == {"facebook"} and len(tls_only) == 6
     assert_verdicts(run, {key(t): blocked("protocol_filter") for t in apps})
+    for target in tls_only:
+        (handshake,) = own(run, target, Layer.TLS)
+        assert handshake.observation.failure is None and stored(handshake)["sni"] == target.host
     for target in filtered:
         probes = differential(run, target, Layer.TCP, "protocol")
         assert probes and failures(probes) == [("generic_timeout_error", "read")] * len(probes)
@@ -652,11 +661,3 @@ def test_the_helper_derived_asn_lands_in_the_runs_metadata(
     # The lab's client has a plain veth uplink, and the helper's network is the probe's own.
     assert network.vpn_suspected is False
     assert all(v.asn == 58224 and v.country == "IR" for v in run.verdicts)
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -22,6 +22,7 @@ from probe.model import (
     HttpTransaction,
     Layer,
     Measurement,
+    Speaks,
     Target,
     TargetKind,
     TlsHandshake,
@@ -122,6 +123,52 @@ async def test_sni_reset_gets_a_harmless_sni_handshake_on_the_same_address() -> 
         Layer.TLS,
     )
     assert outcome.connectivity is Connectivity.UNKNOWN
+
+
+async def test_a_tcp_endpoint_that_speaks_tls_gets_a_handshake_with_its_own_sni() -> None:
+    # Facebook's API hosts: measured by the TLS their apps send, not by a TCP connect alone.
+    pki = Pki()
+    identity = pki.server("api.lo.test", "blocked.lo.test", "ok.lo.test")
+    zone = {
+        "api.lo.test": Behaviour.answer(a=["127.0.0.1"]),
+        "blocked.lo.test": Behaviour.answer(a=["127.0.0.1"]),
+    }
+    async with (
+        FakeNameserver(zone) as ns,
+        hostile.tls(identity.context) as upstream,
+        sni_filter(b"blocked.lo.test", upstream.port) as port,
+    ):
+        targets = [
+            Target("lo", name, TargetKind.TCP, name, (port,), speaks=Speaks.TLS)
+            for name in ("api.lo.test", "blocked.lo.test")
+        ]
+        sink = ListSink()
+        plan = RunPlan(
+            targets=targets,
+            controls=[],
+            resolvers=[parse_resolver(ns.udp_spec)],
+            context=pki.check_context(),
+            differential_name="ok.lo.test",
+        )
+        outcome = await execute(plan, "run-tls", sink)
+    handshakes = {
+        (m.target, record(TlsHandshake, m.observation).sni): m.observation
+        for m in sink.all
+        if m.layer is Layer.TLS
+    }
+    assert set(handshakes) == {
+        ("api.lo.test", "api.lo.test"),
+        ("blocked.lo.test", "blocked.lo.test"),
+        ("blocked.lo.test", "ok.lo.test"),
+    }
+    assert handshakes["api.lo.test", "api.lo.test"].failure is None
+    assert record(TlsHandshake, handshakes["api.lo.test", "api.lo.test"]).verified
+    assert handshakes["blocked.lo.test", "blocked.lo.test"].failure == "connection_reset"
+    harmless = handshakes["blocked.lo.test", "ok.lo.test"]
+    assert harmless.failure is None
+    assert harmless.differential_kind is DifferentialKind.SNI
+    reached = {r.target.name: r.reached for r in outcome.results}
+    assert reached == {"api.lo.test": Layer.TLS, "blocked.lo.test": Layer.TCP}
 
 
 async def test_http_blockpage_gets_a_harmless_host_request_to_the_same_server() -> None:

@@ -9,6 +9,11 @@ from analysis.rules import TIMEOUT
 from probe.model import Operation
 
 
+def endpoint_speaks(s: Split) -> str | None:
+    """What the endpoint's own traffic is, as the runner recorded it on its protocol probes."""
+    return next((a.d.speaks for a in s.probes if a.d.speaks), None)
+
+
 def protocol_filtered(index: RunIndex, s: Split) -> bool:
     for attempt in s.probes:
         where = endpoint(attempt.d)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from analysis.facts.attempts import Split, dedup, split, strip_port
 from analysis.facts.dns import DnsFacts, dns_facts
 from analysis.facts.http import HttpFacts, http_facts
-from analysis.facts.protocol import protocol_filtered
+from analysis.facts.protocol import endpoint_speaks, protocol_filtered
 from analysis.facts.run import RunIndex
 from analysis.facts.tcp import TcpFacts, tcp_facts
 from analysis.facts.tls import TlsFacts, tls_facts
@@ -118,6 +118,7 @@ def _assemble(
         control_kbps=http.control_kbps,
         throttled=http.throttled,
         protocol_filtered=protocol,
+        speaks=endpoint_speaks(s),
         evidence=MappingProxyType(evidence),
     )
 

@@ -2,8 +2,16 @@
 
 A file holds `platform`, `display_name`, optionally `control = true`, and `[[targets]]` entries,
 each either `url = "https://host/path"` or `kind` ("dns" | "tcp" | "http" | "https") with `host`
-and `ports`, plus optional `method`, `path`, `name` and `group`. The same entry shape is accepted
-in config.toml's `[[targets]]`, so users extend the catalog with the words it is written in.
+and `ports`, plus optional `method`, `path`, `name`, `group` and `speaks`. The same entry shape is
+accepted in config.toml's `[[targets]]`, so users extend the catalog with the words it is written
+in.
+
+`speaks` says what the endpoint's own traffic is, when the kind alone does not: "tls" for a tcp
+endpoint that speaks TLS with its name as SNI (Facebook's b-api, edge-mqtt, fbcdn hosts: measured
+with a TLS handshake, so a protocol allowlist that passes TLS passes them too), "raw" for an
+endpoint the app speaks a protocol of its own to (WhatsApp's chat servers, the tcp default; or
+Telegram's data centres, which OONI probes with a plain-HTTP POST but the app speaks MTProto
+to). An https target speaks tls and an http target http unless it says raw.
 
 A platform's semantics are data too, so a new platform is one file:
 - `[groups.NAME]` declares a group of interchangeable endpoints (Telegram's data centres): the
@@ -30,13 +38,20 @@ from urllib.parse import urlsplit
 import dns.exception
 import dns.name
 
-from probe.model import Target, TargetKind
+from probe.model import Speaks, Target, TargetKind
 
 _DEFAULT_PORTS = {TargetKind.HTTP: (80,), TargetKind.HTTPS: (443,)}
 _ENTRY_KEYS = frozenset(
-    {"url", "kind", "host", "ports", "method", "path", "name", "group", "platform"}
+    {"url", "kind", "host", "ports", "method", "path", "name", "group", "platform", "speaks"}
 )
 _METHODS = frozenset({"GET", "POST", "HEAD"})
+# What each kind of target may say it speaks (the first is the kind's own, Target.protocol).
+_SPEAKS = {
+    TargetKind.TCP: (Speaks.RAW, Speaks.TLS),
+    TargetKind.HTTP: (Speaks.HTTP, Speaks.RAW),
+    TargetKind.HTTPS: (Speaks.TLS,),
+    TargetKind.DNS: (),
+}
 
 
 class CatalogError(ValueError):
@@ -114,6 +129,22 @@ def _check_ports(value: Any, where: str) -> tuple[int, ...]:
     return tuple(dict.fromkeys(ports))
 
 
+def _check_speaks(value: Any, kind: TargetKind, where: str) -> Speaks | None:
+    """The entry's `speaks`, None when absent or the kind's own (so a target's identity does not
+    depend on spelling out the default)."""
+    if value is None:
+        return None
+    allowed = _SPEAKS[kind]
+    try:
+        speaks = Speaks(value) if isinstance(value, str) else None
+    except ValueError:
+        speaks = None
+    if speaks is None or speaks not in allowed:
+        choices = ", ".join(s.value for s in allowed) or "nothing (it is only resolved)"
+        raise CatalogError(f"{where}: 'speaks' of a kind {kind} target must be one of {choices}")
+    return None if speaks is allowed[0] else speaks
+
+
 def parse_url_target(
     url: str, platform: str, *, where: str, control: bool = False, source: str = "catalog"
 ) -> Target:
@@ -180,6 +211,7 @@ def parse_target(
             control=control,
             source=source,
             group=group,
+            speaks=_check_speaks(entry.get("speaks"), target.kind, where),
         )
     try:
         kind = TargetKind(str(entry.get("kind", "")))
@@ -212,6 +244,7 @@ def parse_target(
         control=control,
         source=source,
         group=group,
+        speaks=_check_speaks(entry.get("speaks"), kind, where),
     )
 
 

@@ -1,7 +1,7 @@
 """Flows: one pipeline per target kind, the order in which its checks run.
 
     dns ..... resolve only
-    tcp ..... resolve -> connect -> protocol probe
+    tcp ..... resolve -> connect -> protocol probe (+ TLS handshake when it speaks TLS)
     http .... resolve -> connect -> protocol probe + HTTP request (+ harmless-Host A/B control)
     https ... resolve -> connect -> TLS handshake -> protocol probe + HTTP request
               (+ harmless-SNI A/B control)

@@ -27,6 +27,7 @@ from probe.model import (
     Measurement,
     Observation,
     Target,
+    TlsHandshake,
 )
 from probe.plan import RunPlan
 
@@ -51,6 +52,8 @@ D = TypeVar("D", bound=Details)
 Address = tuple[str, str]
 # (address, which resolver gave it, port).
 Endpoint = tuple[str, str, int]
+# A TLS handshake with the target's SNI: (address, which resolver gave it) and what it saw.
+Handshake = tuple[Address, Observation[TlsHandshake]]
 
 
 class Recorder(Protocol):
@@ -197,17 +200,44 @@ class TargetRun:
 
     async def protocol_probe(self, open_pairs: list[Endpoint], port: int) -> None:
         """On 80 and 443, where Iran's protocol allowlist applies, one flow of non-HTTP/TLS
-        bytes to the first open address: dropped after the first data means an allowlist."""
+        bytes to the first open address: dropped after the first data means an allowlist. The
+        record says what the endpoint speaks (the catalog's word): for a raw endpoint those
+        bytes stand for its own traffic, for the others they are the other half of an A/B test
+        whose first half is the endpoint's own TLS handshake or HTTP request."""
         if port not in PROTOCOL_PROBE_PORTS:
             return
+        speaks = self.target.protocol
         for address, source, open_port in open_pairs:
             if open_port == port:
                 await self.check(
                     tcp.protocol_probe(address, port, self.plan.context),
                     differential=True,
                     address_source=source,
+                    speaks=None if speaks is None else speaks.value,
                 )
                 return
+
+    async def handshakes(self, open_pairs: list[Endpoint], port: int) -> list[Handshake]:
+        """A TLS handshake with the target's name as SNI to every address open on `port`."""
+        target, context = self.target, self.plan.context
+        candidates = [(a, s) for a, s, p in open_pairs if p == port]
+        observations = await asyncio.gather(
+            *(
+                self.check(tls.handshake(a, port, target.host, context), address_source=s)
+                for a, s in candidates
+            )
+        )
+        return list(zip(candidates, observations, strict=True))
+
+    async def sni_differentials(self, handshakes: list[Handshake], port: int) -> None:
+        """The A/B control of every handshake that looks interfered with (cut or stalled)."""
+        await asyncio.gather(
+            *(
+                self.sni_differential(a, s, port)
+                for (a, s), obs in handshakes
+                if obs.failure in INTERFERENCE_FAILURES
+            )
+        )
 
     async def fetch(self, open_pairs: list[Endpoint], port: int) -> Fetched | None:
         """One HTTP request on `port`, to the first address that accepted a connection there."""

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from probe.checks import tls
-from probe.flows.base import INTERFERENCE_FAILURES, TargetRun
+from probe.flows.base import TargetRun
 
 
 async def measure(run: TargetRun, group: asyncio.TaskGroup) -> None:
@@ -15,23 +14,12 @@ async def measure(run: TargetRun, group: asyncio.TaskGroup) -> None:
     if not addresses:
         return
     open_pairs = await run.connect(addresses)
-    target, context = run.target, run.plan.context
+    target = run.target
     port = target.ports[0]
-    candidates = [(a, s) for a, s, p in open_pairs if p == port]
-    handshakes = await asyncio.gather(
-        *(
-            run.check(tls.handshake(a, port, target.host, context), address_source=s)
-            for a, s in candidates
-        )
-    )
-    verified = list(zip(candidates, handshakes, strict=True))
+    verified = await run.handshakes(open_pairs, port)
     good = [(a, s, port) for (a, s), obs in verified if obs.ok]
     await asyncio.gather(
         *(run.protocol_probe(open_pairs, p) for p in target.ports),
         run.fetch(good, port),
-        *(
-            run.sni_differential(a, s, port)
-            for (a, s), obs in verified
-            if obs.failure in INTERFERENCE_FAILURES
-        ),
+        run.sni_differentials(verified, port),
     )

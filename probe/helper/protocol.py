@@ -4,7 +4,9 @@ The probe asks (POST /v1/measure, `Authorization: Bearer <token>`):
 
     {"version": 1,
      "targets": [{"platform": str, "name": str, "kind": "dns" | "tcp" | "http" | "https",
-                  "host": str, "ports": [int], "path": "/...", "method": "GET" | "POST" | "HEAD"}]}
+                  "host": str, "ports": [int], "path": "/...", "method": "GET" | "POST" | "HEAD",
+                  "speaks": "raw" | "tls" | "http" (optional: only where the catalog says
+                            something other than the kind's own)}]}
 
 The helper answers, measuring each target with the probe's own runner and checks:
 
@@ -53,7 +55,7 @@ PROTOCOL_VERSION = 1
 MEASURE_PATH = "v1/measure"
 
 _REQUEST_KEYS = frozenset({"version", "targets"})
-_TARGET_KEYS = frozenset({"platform", "name", "kind", "host", "ports", "path", "method"})
+_TARGET_KEYS = frozenset({"platform", "name", "kind", "host", "ports", "path", "method", "speaks"})
 
 
 class ProtocolError(ValueError):
@@ -184,21 +186,24 @@ def batches(targets: Sequence[Target], limits: Limits = LIMITS) -> list[Sequence
 
 def encode_request(targets: Sequence[Target]) -> dict[str, Any]:
     """The request document for `targets`."""
-    return {
-        "version": PROTOCOL_VERSION,
-        "targets": [
-            {
-                "platform": t.platform,
-                "name": t.name,
-                "kind": t.kind.value,
-                "host": t.host,
-                "ports": list(t.ports),
-                "path": t.path,
-                "method": t.method,
-            }
-            for t in targets
-        ],
+    return {"version": PROTOCOL_VERSION, "targets": [_encode_target(t) for t in targets]}
+
+
+def _encode_target(t: Target) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "platform": t.platform,
+        "name": t.name,
+        "kind": t.kind.value,
+        "host": t.host,
+        "ports": list(t.ports),
+        "path": t.path,
+        "method": t.method,
     }
+    if t.speaks is not None:
+        # Sent only when it says more than the kind, so a helper that predates it still
+        # measures every other target.
+        entry["speaks"] = t.speaks.value
+    return entry
 
 
 def parse_request(data: Any, limits: Limits = LIMITS) -> tuple[Target, ...]:
@@ -222,7 +227,7 @@ def parse_request(data: Any, limits: Limits = LIMITS) -> tuple[Target, ...]:
             raise _fail(path, f"unknown key(s) {', '.join(sorted(unknown))}")
         platform = _text(entry.get("platform"), f"{path}.platform", 64)
         name = _text(entry.get("name"), f"{path}.name", limits.max_text)
-        for key in ("kind", "host", "path", "method"):
+        for key in ("kind", "host", "path", "method", "speaks"):
             if key in entry:
                 _text(entry[key], f"{path}.{key}", limits.max_text)
         fields = {k: v for k, v in entry.items() if k != "platform"}
