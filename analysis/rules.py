@@ -28,7 +28,7 @@ from types import MappingProxyType
 from probe.model import Connectivity, Failure, Operation
 from probe.records import Confidence, Status
 
-RULES_VERSION = "2025.5"
+RULES_VERSION = "2025.6"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -46,6 +46,10 @@ TCP_RESET = frozenset(
     }
 )
 UNREACHABLE = frozenset({str(Failure.HOST_UNREACHABLE), str(Failure.NETWORK_UNREACHABLE)})
+# What proves a protocol probe's silence is the path's: the helper's probe to the same endpoint
+# was answered, or (no helper) the same address and port answered HTTP or TLS in the run.
+PROOF_CONTROL = "control"
+PROOF_RUN = "run"
 CERTIFICATE_FAILURES = frozenset(
     {
         str(Failure.SSL_INVALID_HOSTNAME),
@@ -135,11 +139,18 @@ class Facts:
     throughput_kbps: float | None = None
     control_kbps: float | None = None  # the reference rate (see the throttling rule)
     throttled: bool = False
-    # The protocol allowlist.
-    protocol_filtered: bool = False
+    # The protocol allowlist: a flow of non-HTTP/TLS first bytes met silence that no control's
+    # flow met as well (silent), and what proves it the path's (PROOF_CONTROL, PROOF_RUN).
+    protocol_filtered: bool = False  # proved, either way
+    protocol_silent: bool = False
+    protocol_proof: str | None = None
     # What the endpoint's own traffic is (raw, tls, http), as its protocol probes recorded the
     # catalog's word; None for records made before the catalog said.
     speaks: str | None = None
+    # The endpoint's catalog group (Telegram's DCs, WhatsApp's chat servers): True when every
+    # member failed in this run in a way shaped like censorship (failed_like_censorship), False
+    # when one did not, None for an endpoint in no group (or a run whose groups are unknown).
+    group_failed: bool | None = None
     evidence: Mapping[Evidence, tuple[str, ...]] = field(default_factory=_frozen_evidence)
 
     @property
@@ -236,6 +247,24 @@ def _app_endpoint(f: Facts) -> bool:
     except ValueError:
         return False
     return True
+
+
+def failed_like_censorship(f: Facts) -> bool:
+    """The endpoint failed the way censorship fails, whether or not a control measured it: every
+    connect timed out (null-routing) or was answered by a RST, or, on an endpoint the app speaks
+    its own protocol to, its kind of bytes met silence where the same address and port answered
+    HTTP or TLS. What a group failing together is made of (see _group_failed)."""
+    if f.tcp_failure == TIMEOUT or f.tcp_failure in TCP_RESET:
+        return True
+    return f.protocol_proof == PROOF_RUN and _app_endpoint(f)
+
+
+def _group_failed(f: Facts) -> bool:
+    """Every endpoint of the target's catalog group failed like censorship in a run whose control
+    sites were reached: OONI's IM tests judge the group, not one endpoint (ooni/spec
+    nettests/ts-020-telegram.md: TCP blocking only when every DC fails), so a lone endpoint
+    down is never read as blocking."""
+    return f.group_failed is True and f.connectivity is Connectivity.OK
 
 
 RULES: tuple[Rule, ...] = (
@@ -451,6 +480,27 @@ RULES: tuple[Rule, ...] = (
         (Evidence.TCP,),
     ),
     Rule(
+        "tcp.timeout.group",
+        lambda f: f.tcp_failure == TIMEOUT and f.control_tcp_ok is None and _group_failed(f),
+        _blocked("tcp.timeout"),
+        "No control measured it, but every connect timed out and so did every endpoint of its"
+        " group, while the run's control sites were reached: the group is null-routed (OONI's"
+        " telegram test calls TCP blocking when every DC fails).",
+        "every connect timed out, as at every other endpoint of its group; no control measured it",
+        (Evidence.TCP,),
+    ),
+    Rule(
+        "tcp.reset.group",
+        lambda f: f.tcp_failure in TCP_RESET and f.control_tcp_ok is None and _group_failed(f),
+        _blocked("tcp.reset"),
+        "No control measured it, but every connect was answered with a RST and every endpoint of"
+        " its group failed too, while the run's control sites were reached (OONI's whatsapp test"
+        " calls the endpoints blocked when all of them fail).",
+        "every connect failed ({f.tcp_failure}), as at every other endpoint of its group; no"
+        " control measured it",
+        (Evidence.TCP,),
+    ),
+    Rule(
         "tls.down",
         lambda f: f.tls_failure is not None and f.control_tls_ok is False,
         DOWN,
@@ -576,7 +626,7 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "protocol_filter",
-        lambda f: f.protocol_filtered and _app_endpoint(f),
+        lambda f: f.protocol_proof == PROOF_CONTROL and _app_endpoint(f),
         _blocked("protocol_filter"),
         "A flow whose first data was neither HTTP nor TLS got no answer where the control's did,"
         " on an endpoint that accepts HTTP/TLS: a protocol allowlist (REFERENCE.md, Iran 2020-)."
@@ -584,6 +634,28 @@ RULES: tuple[Rule, ...] = (
         " Telegram's data centres), not the web pages reached over HTTP or TLS.",
         "a non-HTTP/TLS first flight went unanswered; the control's was answered",
         (Evidence.PROBE, Evidence.TCP),
+    ),
+    Rule(
+        "protocol_filter.group",
+        lambda f: f.protocol_proof == PROOF_RUN and _app_endpoint(f) and _group_failed(f),
+        _blocked("protocol_filter"),
+        "No helper measured it, but a flow of non-HTTP/TLS first bytes met silence where the same"
+        " address and port answered HTTP or TLS in this run (the protocol A/B test), and every"
+        " endpoint of its group met the same: a protocol allowlist (REFERENCE.md, Iran 2020-).",
+        "a non-HTTP/TLS first flight went unanswered where the same address and port answered"
+        " HTTP/TLS, at every endpoint of its group",
+        (Evidence.PROBE, Evidence.DIFFERENTIAL, Evidence.TCP),
+    ),
+    Rule(
+        "protocol.unproven",
+        lambda f: f.protocol_silent and _app_endpoint(f),
+        INCONCLUSIVE,
+        "An endpoint the app speaks its own protocol to: a flow of such bytes met silence, and"
+        " nothing shows whether the path or the server dropped it (no helper's flow was answered;"
+        " no HTTP or TLS answer from that address and port, or its group did not fail with it)."
+        " Its app may well be cut off: never ok.",
+        "a non-HTTP/TLS first flight went unanswered; nothing shows whether the path dropped it",
+        (Evidence.PROBE, Evidence.DIFFERENTIAL, Evidence.TCP),
     ),
     Rule(
         "ok.protocol_filter_seen",
@@ -601,6 +673,15 @@ RULES: tuple[Rule, ...] = (
         lambda f: f.reached,
         OK,
         "The target was reached and nothing in its measurements differs from the controls.",
+    ),
+    Rule(
+        "endpoint.lone_failure",
+        lambda f: not f.reached and failed_like_censorship(f) and not _group_failed(f),
+        INCONCLUSIVE,
+        "It failed the way censorship fails, but no control measured it and it failed alone (no"
+        " group, or other endpoints of its group got through): a server that is down looks the"
+        " same, so it is never called blocked.",
+        "it failed ({f.tcp_failure}) and no control measured it; it failed alone, not with a group",
     ),
     Rule(
         "control.missing",

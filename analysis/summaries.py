@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from analysis.controls import is_control_resolver
 from analysis.model import AsnLookup
-from probe.catalog import Platform, builtin_platforms
+from probe.catalog import Platform, builtin_platforms, target_groups
 from probe.model import DnsQuery, Measurement, Target
 from probe.records import GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
 
@@ -112,7 +112,7 @@ def _groups_of(
 ) -> dict[tuple[str, str], str]:
     if targets is None:
         targets = [t for platform in platforms.values() for t in platform.targets]
-    return {(t.platform, t.name): t.group for t in targets if t.group}
+    return target_groups(targets)
 
 
 def summarise(

@@ -16,14 +16,23 @@ target's own name) works the same way.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 
 from analysis.controls import ControlEvidence
 from analysis.facts.run import index_run
 from analysis.facts.target import facts_of
 from analysis.model import AsnLookup
-from analysis.rules import RULES_VERSION, Evidence, Facts, Rule, evaluate
+from analysis.rules import (
+    RULES_VERSION,
+    Evidence,
+    Facts,
+    Rule,
+    evaluate,
+    failed_like_censorship,
+)
+from probe.catalog import builtin_targets, target_groups
 from probe.model import Measurement, Run, Target
 from probe.records import Verdict
 
@@ -90,7 +99,9 @@ def verdicts_for_run(
                answers are added to it. Without either, failures are inconclusive, never blocked.
     asn_of:    an IP -> ASN lookup, when one is available: answers in the control's ASN agree.
     targets:   the run's planned targets; those with no measurement get an inconclusive verdict
-               (the runner cancels targets when the network is down).
+               (the runner cancels targets when the network is down). Their catalog groups
+               (default: the built-in catalog's) decide whether a failure no control measured
+               failed with its group (with_group_failures).
     """
     foreign = {m.run_id for m in measurements} - {run.id}
     if foreign:
@@ -103,8 +114,30 @@ def verdicts_for_run(
     for m in measurements:
         if m.platform not in control_platforms:
             grouped.setdefault((m.platform, m.target), []).append(m)
-    verdicts = []
-    for (platform, target), own in sorted(grouped.items()):
-        facts = facts_of(index, platform, target, own)
-        verdicts.append(verdict_from(run, facts, evaluate(facts)))
-    return verdicts
+    facts = {key: facts_of(index, *key, own) for key, own in sorted(grouped.items())}
+    groups = target_groups(builtin_targets() if targets is None else targets)
+    facts = with_group_failures(facts, groups)
+    return [verdict_from(run, f, evaluate(f)) for f in facts.values()]
+
+
+def with_group_failures(
+    facts: Mapping[tuple[str, str], Facts], groups: Mapping[tuple[str, str], str]
+) -> dict[tuple[str, str], Facts]:
+    """Each target's facts with `group_failed` set from its catalog group's members in the run:
+    True when every member (two at least) failed like censorship, False when one did not. A
+    target in no group keeps None: alone, a failure no control measured stays inconclusive."""
+    members: dict[tuple[str, str], list[Facts]] = {}
+    for key, f in facts.items():
+        group = groups.get(key)
+        if group is not None:
+            members.setdefault((key[0], group), []).append(f)
+    decided = {
+        member: len(together) > 1 and all(failed_like_censorship(m) for m in together)
+        for member, together in members.items()
+    }
+    return {
+        key: f
+        if (group := groups.get(key)) is None
+        else dataclasses.replace(f, group_failed=decided[(key[0], group)])
+        for key, f in facts.items()
+    }

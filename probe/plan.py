@@ -52,9 +52,19 @@ class RunPlan:
     context: CheckContext = field(default_factory=CheckContext)
     concurrency: int = 256
     max_addresses: int = 4
-    # The harmless name of the SNI and Host A/B tests: a name no censor has reason to target.
+    # The harmless names of the SNI and Host A/B tests: the run's control sites whose TLS
+    # handshake got through, set by the runner once they are measured (a name the censor
+    # demonstrably let pass on this network, whatever it allows), and before that, or when none
+    # did, `differential_name`, a name no censor has reason to target.
+    differential_names: tuple[str, ...] = ()
     differential_name: str = "example.com"
     # Who takes raw-packet evidence (IP TTL / IP-ID of DNS answers and of TCP resets): probe.rawnet
     # when the process may open raw sockets, a fake in tests, None for no captures this run.
     rawnet: PacketEvidence | None = None
     store_patience: float = STORE_PATIENCE
+
+    def harmless_name(self, host: str) -> str:
+        """The name an A/B test of `host` sends instead: the first control site that passed and
+        is not `host` itself, else `differential_name`."""
+        wanted = host.lower().rstrip(".")
+        return next((n for n in self.differential_names if n != wanted), self.differential_name)

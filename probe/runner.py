@@ -12,6 +12,7 @@ holds a bounded number of targets in memory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from typing import Protocol
 from probe.checks import http
 from probe.flows import TargetResult, TargetRun, flow_for
 from probe.flows.evidence import RawEvidence
-from probe.model import Connectivity, Layer, Measurement, Target
+from probe.model import Connectivity, Layer, Measurement, Speaks, Target
 from probe.plan import RunPlan
 
 __all__ = [
@@ -260,9 +261,10 @@ async def execute(
             async with asyncio.TaskGroup() as group:
                 for index, control in enumerate(plan.controls):
                     group.create_task(measure(control, controls, index, False))
-            reached = (r for r in controls if r is not None)
+            reached = [r for r in controls if r is not None]
             ok = any(r.reached not in (None, Layer.DNS) for r in reached)
             outcome.connectivity = Connectivity.OK if ok else Connectivity.NONE
+            plan = dataclasses.replace(plan, differential_names=passed_names(reached))
         if outcome.connectivity is not Connectivity.NONE and plan.targets:
             queue = iter(enumerate(plan.targets))
             workers = min(len(plan.targets), max(1, plan.concurrency) * CROWD_PER_SLOT)
@@ -285,6 +287,18 @@ async def execute(
         outcome.results = _filled(results, plan.targets)
         outcome.controls = _filled(controls, plan.controls)
     return outcome
+
+
+def passed_names(controls: Sequence[TargetResult]) -> tuple[str, ...]:
+    """The control sites whose TLS handshake with their own name completed, in catalog order:
+    names this network demonstrably lets through, the harmless half of the run's A/B tests (a
+    fixed name such as example.com fails them under an SNI allowlist that omits it)."""
+    names = (
+        r.target.host
+        for r in controls
+        if r.target.protocol is Speaks.TLS and r.reached in (Layer.TLS, Layer.HTTP)
+    )
+    return tuple(dict.fromkeys(n.lower().rstrip(".") for n in names))
 
 
 def _filled(results: list[TargetResult | None], targets: Sequence[Target]) -> list[TargetResult]:

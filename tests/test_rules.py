@@ -20,6 +20,7 @@ from probe.model import (
     Observation,
     Redirect,
     Run,
+    Speaks,
     Target,
     TargetKind,
 )
@@ -50,6 +51,10 @@ HOST = "www.example-news.com"
 ADDR = "93.184.216.34"
 PLAIN = "http://www.example-news.com/"
 DC = "149.154.175.50"
+DC2 = "149.154.167.51"
+CHAT = "e1.whatsapp.net"
+CHAT_ADDR = "157.240.9.10"
+RAW = Speaks.RAW
 
 
 @dataclass(frozen=True)
@@ -121,16 +126,42 @@ def _plain_http(*extra: Measurement, **http_kwargs: object) -> list[Measurement]
     ]
 
 
-def _dc(*extra: Measurement, port80: str | None = None) -> list[Measurement]:
+def _dc(*extra: Measurement, port80: str | None = None, dc: str = DC) -> list[Measurement]:
     """A Telegram data centre: literal address, plain-HTTP POST on 80 and 443."""
     found = [
-        tcp("telegram", DC, DC, 80, port80, source="literal"),
-        tcp("telegram", DC, DC, 443, source="literal"),
-        http("telegram", DC, f"http://{DC}:443/", DC, 404, title=None, source="literal"),
+        tcp("telegram", dc, dc, 80, port80, source="literal"),
+        tcp("telegram", dc, dc, 443, source="literal"),
+        http("telegram", dc, f"http://{dc}:443/", dc, 404, title=None, source="literal"),
     ]
     if port80 is None:
-        found.append(http("telegram", DC, f"http://{DC}/", DC, 404, title=None, source="literal"))
+        found.append(http("telegram", dc, f"http://{dc}/", dc, 404, title=None, source="literal"))
     return [*found, *extra]
+
+
+def _dc_group() -> list[Target]:
+    """Two of Telegram's data centres, one catalog group (judged together)."""
+    return [
+        Target(
+            "telegram", dc, TargetKind.HTTP, dc, (80, 443), method="POST", group="dc", speaks=RAW
+        )
+        for dc in (DC, DC2)
+    ]
+
+
+def _dcs_connect(failure: str, failure2: str | None) -> Scenario:
+    """Both DCs' connects end with `failure` / `failure2` (None: connected); no helper."""
+    measurements = [
+        tcp("telegram", dc, dc, port, fail, source="literal")
+        for dc, fail in ((DC, failure), (DC2, failure2))
+        for port in (80, 443)
+    ]
+    return Scenario(measurements, platform="telegram", target=DC, targets=_dc_group())
+
+
+def _silent_probe(dc: str) -> Measurement:
+    return protocol_probe(
+        "telegram", dc, dc, 443, "generic_timeout_error", source="literal", speaks="raw"
+    )
 
 
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
@@ -271,6 +302,8 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "tcp.reset": lambda: _tcp_fails("connection_reset"),
     "tcp.timeout": lambda: _tcp_fails("generic_timeout_error"),
     "tcp.failure": lambda: _tcp_fails("host_unreachable"),
+    "tcp.timeout.group": lambda: _dcs_connect("generic_timeout_error", "generic_timeout_error"),
+    "tcp.reset.group": lambda: _dcs_connect("connection_refused", "connection_reset"),
     "tls.down": lambda: _tls_fails(
         "ssl_invalid_certificate", h_tls(ADDR, 443, HOST, "ssl_invalid_certificate")
     ),
@@ -305,6 +338,21 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         platform="telegram",
         target=DC,
     ),
+    "protocol_filter.group": lambda: Scenario(
+        [*_dc(_silent_probe(DC)), *_dc(_silent_probe(DC2), dc=DC2)],
+        platform="telegram",
+        target=DC,
+        targets=_dc_group(),
+    ),
+    "protocol.unproven": lambda: Scenario(
+        [
+            dns("whatsapp", CHAT, CHAT, [CHAT_ADDR]),
+            tcp("whatsapp", CHAT, CHAT_ADDR, 443),
+            protocol_probe("whatsapp", CHAT, CHAT_ADDR, 443, "generic_timeout_error", speaks="raw"),
+        ],
+        platform="whatsapp",
+        target=CHAT,
+    ),
     "ok.protocol_filter_seen": lambda: Scenario(
         [
             *https_site("news", URL, HOST, ADDR),
@@ -313,8 +361,13 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         _site_helper(*_reached_tls(), h_probe(ADDR, 443, "eof_error")),
     ),
     "ok": lambda: Scenario(https_site("news", URL, HOST, ADDR)),
+    "endpoint.lone_failure": lambda: _dcs_connect("generic_timeout_error", None),
     "control.missing": lambda: Scenario(
-        [dns("news", URL, HOST, [ADDR]), tcp("news", URL, ADDR, 443, "generic_timeout_error")]
+        [
+            dns("news", URL, HOST, [ADDR]),
+            tcp("news", URL, ADDR, 443),
+            tls("news", URL, ADDR, 443, HOST, "connection_reset"),
+        ]
     ),
     "unexplained": lambda: Scenario(
         _tls_fails("connection_reset").measurements,

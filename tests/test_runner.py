@@ -48,9 +48,12 @@ class ListSink:
 
 
 @contextlib.asynccontextmanager
-async def sni_filter(blocked: bytes, upstream_port: int) -> AsyncIterator[int]:
-    """A middlebox in front of a TLS server: RST when the ClientHello names `blocked`,
-    otherwise a transparent relay (what a censor's SNI filter does)."""
+async def sni_filter(
+    blocked: bytes, upstream_port: int, *, allowed: tuple[bytes, ...] = ()
+) -> AsyncIterator[int]:
+    """A middlebox in front of a TLS server: RST when the ClientHello names `blocked` (or, with
+    `allowed`, names none of those: an SNI allowlist), otherwise a transparent relay (what a
+    censor's SNI filter does)."""
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
@@ -61,7 +64,7 @@ async def sni_filter(blocked: bytes, upstream_port: int) -> AsyncIterator[int]:
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         hello = await reader.read(65536)
-        if blocked in hello:
+        if blocked in hello or (allowed and not any(name in hello for name in allowed)):
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             writer.transport.abort()
@@ -123,6 +126,49 @@ async def test_sni_reset_gets_a_harmless_sni_handshake_on_the_same_address() -> 
         Layer.TLS,
     )
     assert outcome.connectivity is Connectivity.UNKNOWN
+
+
+async def test_the_harmless_sni_is_a_control_site_that_passed_not_a_fixed_name() -> None:
+    # An SNI allowlist that lets the control site's name through and not example.com: the A/B
+    # half must use the name that demonstrably passed, or it proves nothing.
+    pki = Pki()
+    identity = pki.server("blocked.lo.test", "control.lo.test")
+    zone = {
+        "blocked.lo.test": Behaviour.answer(a=["127.0.0.1"]),
+        "control.lo.test": Behaviour.answer(a=["127.0.0.1"]),
+    }
+    async with (
+        FakeNameserver(zone) as ns,
+        hostile.tls(identity.context) as upstream,
+        sni_filter(b"blocked.lo.test", upstream.port, allowed=(b"control.lo.test",)) as port,
+    ):
+        target = Target(
+            "lo", "blocked", TargetKind.TCP, "blocked.lo.test", (port,), speaks=Speaks.TLS
+        )
+        control = Target(
+            "control",
+            "c",
+            TargetKind.TCP,
+            "control.lo.test",
+            (port,),
+            control=True,
+            speaks=Speaks.TLS,
+        )
+        sink = ListSink()
+        plan = RunPlan(
+            targets=[target],
+            controls=[control],
+            resolvers=[parse_resolver(ns.udp_spec)],
+            context=pki.check_context(),
+        )
+        outcome = await execute(plan, "run-allow", sink)
+    assert outcome.connectivity is Connectivity.OK
+    (harmless,) = [
+        m.observation for m in sink.all if m.observation.differential_kind is DifferentialKind.SNI
+    ]
+    assert record(TlsHandshake, harmless).sni == "control.lo.test"
+    assert record(TlsHandshake, harmless).target_sni == "blocked.lo.test"
+    assert harmless.failure is None
 
 
 async def test_a_tcp_endpoint_that_speaks_tls_gets_a_handshake_with_its_own_sni() -> None:

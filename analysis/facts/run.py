@@ -43,6 +43,9 @@ class RunIndex:
     tls_reached: Mapping[Endpoint, tuple[tuple[str, str], ...]]
     # (address, port) -> (host header, measurement id) of every HTTP request answered.
     http_answered: Mapping[Endpoint, tuple[tuple[str, str], ...]]
+    # (address, port) -> ids of every measurement there that a server answered in HTTP or TLS
+    # (a handshake that reached it, a response): what proves a protocol probe's silence.
+    spoken: Mapping[Endpoint, tuple[str, ...]]
 
 
 def ipv6_broken_everywhere(measurements: Iterable[Measurement]) -> bool:
@@ -69,6 +72,7 @@ def index_run(
     rates, rate_ids = [], []
     tls_reached: dict[Endpoint, list[tuple[str, str]]] = {}
     http_answered: dict[Endpoint, list[tuple[str, str]]] = {}
+    spoken: dict[Endpoint, list[str]] = {}
     for m in measurements:
         d = m.observation.details
         control_site = m.platform in control_platforms and m.failure is None
@@ -85,6 +89,10 @@ def index_run(
         where = endpoint(d)
         if where is None:
             continue
+        if (isinstance(d, TlsHandshake) and handshake_reached_server(m.failure, d)) or (
+            isinstance(d, HttpTransaction) and d.status is not None
+        ):
+            spoken.setdefault(where, []).append(m.id)
         if isinstance(d, TlsHandshake) and handshake_reached_server(m.failure, d):
             if d.sni:
                 tls_reached.setdefault(where, []).append((normalise_host(d.sni), m.id))
@@ -107,4 +115,5 @@ def index_run(
         control_site_ids=tuple(rate_ids),
         tls_reached=MappingProxyType({k: tuple(v) for k, v in tls_reached.items()}),
         http_answered=MappingProxyType({k: tuple(v) for k, v in http_answered.items()}),
+        spoken=MappingProxyType({k: tuple(v) for k, v in spoken.items()}),
     )

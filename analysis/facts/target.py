@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from analysis.facts.attempts import Split, dedup, split, strip_port
 from analysis.facts.dns import DnsFacts, dns_facts
 from analysis.facts.http import HttpFacts, http_facts
-from analysis.facts.protocol import endpoint_speaks, protocol_filtered
+from analysis.facts.protocol import ProtocolFacts, protocol_facts
 from analysis.facts.run import RunIndex
 from analysis.facts.tcp import TcpFacts, tcp_facts
 from analysis.facts.tls import TlsFacts, tls_facts
@@ -56,7 +56,7 @@ def _assemble(
     tcp: TcpFacts,
     tls: TlsFacts,
     http: HttpFacts,
-    protocol: bool,
+    protocol: ProtocolFacts,
 ) -> Facts:
     run = index.run
     evidence = {
@@ -66,7 +66,9 @@ def _assemble(
         Evidence.TCP: tuple(a.id for a in s.tcp),
         Evidence.TLS: tuple(a.id for a in s.tls),
         Evidence.HTTP: tuple(a.id for a in s.http),
-        Evidence.DIFFERENTIAL: dedup([*tls.differential_ids, *http.differential_ids]),
+        Evidence.DIFFERENTIAL: dedup(
+            [*tls.differential_ids, *http.differential_ids, *protocol.evidence]
+        ),
         Evidence.PROBE: tuple(a.id for a in s.probes),
         Evidence.CONTROL_SITES: index.control_site_ids,
     }
@@ -117,8 +119,10 @@ def _assemble(
         throughput_kbps=http.throughput_kbps,
         control_kbps=http.control_kbps,
         throttled=http.throttled,
-        protocol_filtered=protocol,
-        speaks=endpoint_speaks(s),
+        protocol_filtered=protocol.proof is not None,
+        protocol_silent=protocol.silent,
+        protocol_proof=protocol.proof,
+        speaks=protocol.speaks,
         evidence=MappingProxyType(evidence),
     )
 
@@ -148,5 +152,5 @@ def facts_of(index: RunIndex, platform: str, target: str, own: Sequence[Measurem
         tcp=tcp_facts(index, host, s),
         tls=tls_facts(index, host, s),
         http=http_facts(index, host, s),
-        protocol=protocol_filtered(index, s),
+        protocol=protocol_facts(index, s),
     )

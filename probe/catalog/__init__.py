@@ -369,6 +369,11 @@ def load_catalog(override_dir: Path | None = None) -> list[Platform]:
     return list(platforms.values())
 
 
+def target_groups(targets: Iterable[Target]) -> dict[tuple[str, str], str]:
+    """(platform, target name) -> the catalog group of each target that has one."""
+    return {(t.platform, t.name): t.group for t in targets if t.group}
+
+
 def builtin_targets() -> list[Target]:
     """Every target of the built-in catalog (controls included, flagged `control=True`)."""
     return [target for platform in builtin_platforms() for target in platform.targets]

@@ -277,7 +277,7 @@ class TargetRun:
         """The A/B control of a handshake: the same address, the harmless SNI. Completing the
         handshake (even with a name mismatch) while the target SNI was reset or stalled proves
         SNI-based filtering."""
-        name = self.plan.differential_name
+        name = self.plan.harmless_name(self.target.host)
         await self.check(
             tls.handshake(address, port, name, self.plan.context),
             differential=True,
@@ -294,7 +294,7 @@ class TargetRun:
             self.plan.context,
             address=fetched.address,
             method=self.target.method,
-            host_header=self.plan.differential_name,
+            host_header=self.plan.harmless_name(self.target.host),
             session=self.session,
             redirects=self.redirects(fetched.url),
         )
