@@ -40,7 +40,7 @@ from tests.lab.e2e import (
 )
 from tests.lab.lab import Lab
 from tests.lab.pki import INTERCEPTION_CA_ORGANIZATION
-from tests.lab.scenarios import SCENARIOS, get_scenario
+from tests.lab.scenarios import CONTROL_NAMES, SCENARIOS, get_scenario
 
 pytest_plugins = ("tests.lab.fixtures",)  # the lab and lab_session fixtures
 
@@ -119,6 +119,17 @@ def probe_config(
 
 
 @pytest.fixture(scope="session")
+def alone_config(lab_session: Lab, workspace: ProbeWorkspace) -> Path:
+    """The same probe with no test helper: the run's DoH answers, its control sites and what
+    the run itself proves are all the control there is."""
+    return workspace.write_config(
+        "probe-alone.toml",
+        resolvers=("system", f"udp://{lab_session.isp_resolver}:53", LAB_DOH_RESOLVER),
+        extra=EXTRA_TARGETS,
+    )
+
+
+@pytest.fixture(scope="session")
 def targets(probe_config: Path) -> tuple[Target, ...]:
     return planned_targets(probe_config)
 
@@ -130,6 +141,19 @@ def probe(lab: Lab, workspace: ProbeWorkspace, probe_config: Path) -> Callable[[
     def run(scenario: str) -> ProbeRun:
         lab.apply(get_scenario(scenario))
         return run_probe(lab, workspace, probe_config, scenario)
+
+    return run
+
+
+@pytest.fixture
+def probe_alone(
+    lab: Lab, workspace: ProbeWorkspace, alone_config: Path
+) -> Callable[[str], ProbeRun]:
+    """Apply the named scenario and run the probe once under it without a helper."""
+
+    def run(scenario: str) -> ProbeRun:
+        lab.apply(get_scenario(scenario))
+        return run_probe(lab, workspace, alone_config, f"{scenario}-alone")
 
     return run
 
@@ -457,11 +481,13 @@ def test_sni_reset_is_blocked_not_down(
         (hello,) = own(run, target, Layer.TLS)
         assert failures([hello]) == [("connection_reset", "tls_handshake")]
         assert stored(hello)["sni"] == target.host
-        # The A/B half: the same address with a harmless SNI reaches the server (its
-        # certificate does not name example.com, which proves the handshake got through).
+        # The A/B half: the same address with a harmless SNI, a control site's name that
+        # passed in this run, reaches the server (the lab certificate covers every lab name,
+        # so the handshake completes; its certificates prove it got through).
         (harmless,) = differential(run, target, Layer.TLS, "sni")
         assert stored(harmless)["address"] == stored(hello)["address"]
-        assert harmless.observation.failure == "ssl_invalid_hostname"
+        assert stored(harmless)["sni"] in CONTROL_NAMES
+        assert harmless.observation.failure is None
         assert stored(harmless)["certificates"]
     assert_untouched(run, [t for t in targets if t not in reset])
 
@@ -602,6 +628,85 @@ def test_protocol_allowlist_drops_the_protocol_probe_at_read(
         probes = differential(run, target, Layer.TCP, "protocol")
         assert probes and failures(probes) == [("generic_timeout_error", "read")] * len(probes)
     # DNS, TLS and HTTP pass the allowlist: every target's own measurements still work.
+    assert_untouched(run, targets)
+
+
+def test_protocol_allowlist_without_a_helper_is_proved_only_where_the_endpoint_answers_http(
+    probe_alone: Callable[[str], ProbeRun], targets: tuple[Target, ...]
+) -> None:
+    # No helper: Telegram's DCs answer the POST on 80 and 443 and meet silence to other first
+    # bytes on the same ports, all six at once: protocol filtering. WhatsApp's chat servers have
+    # nothing in the run answering HTTP or TLS on their address: inconclusive, never ok.
+    run = probe_alone("protocol_allowlist")
+    assert_ran(run)
+    dcs = [t for t in targets if t.group == "dc"]
+    chat = [t for t in targets if t.group == "chat"]
+    assert len(dcs) == 6 and len(chat) == 16
+    expected: dict[Key, Outcome] = {key(t): blocked("protocol_filter") for t in dcs}
+    expected |= {key(t): ("inconclusive", None, None) for t in chat}
+    assert_verdicts(run, expected)
+    assert {v.rule_id for v in run.verdicts if v.target in {t.name for t in dcs}} == {
+        "protocol_filter.group"
+    }
+    assert {v.rule_id for v in run.verdicts if v.target in {t.name for t in chat}} == {
+        "protocol.unproven"
+    }
+    assert_untouched(run, targets)
+
+
+@covers("sni_allowlist")
+def test_sni_allowlist_without_the_old_harmless_name_is_decided_with_and_without_a_helper(
+    probe: Callable[[str], ProbeRun],
+    probe_alone: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
+) -> None:
+    # Only the control sites' names pass: example.com would be reset as well, so the A/B half
+    # takes a control site's name, which demonstrably passed, and the verdicts are decided.
+    cut = set(hits(lab, "sni_allowlist"))
+    tls_targets = [t for t in targets if t.protocol is Speaks.TLS and t.host in cut]
+    assert {t.platform for t in tls_targets} >= {"facebook", "twitter", "youtube", "signal"}
+    for run in (probe("sni_allowlist"), probe_alone("sni_allowlist")):
+        assert_ran(run)
+        assert_verdicts(run, {key(t): blocked("tls.sni_reset", "confirmed") for t in tls_targets})
+        for target in tls_targets:
+            harmless = differential(run, target, Layer.TLS, "sni")
+            assert harmless and {stored(m)["sni"] for m in harmless} <= set(CONTROL_NAMES)
+            assert all(stored(m)["certificates"] for m in harmless)
+        assert_untouched(run, [t for t in targets if t not in tls_targets])
+
+
+@covers("endpoint_down")
+def test_a_lone_endpoint_down_is_down_with_a_helper_and_inconclusive_without(
+    probe: Callable[[str], ProbeRun],
+    probe_alone: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
+) -> None:
+    down = on_hosts(targets, hosts_at(lab, targets, hits(lab, "endpoint_down")))
+    assert {t.host for t in down} == {"e7.whatsapp.net", "149.154.171.5", "b-graph.facebook.com"}
+    with_helper = probe("endpoint_down")
+    assert_ran(with_helper)
+    assert_verdicts(with_helper, {key(t): ("down", None, None) for t in down})
+    alone = probe_alone("endpoint_down")
+    assert_ran(alone)
+    assert_verdicts(alone, {key(t): ("inconclusive", None, None) for t in down})
+    assert {v.rule_id for v in alone.verdicts if v.status.value != "ok"} == {
+        "endpoint.lone_failure"
+    }
+    for run in (with_helper, alone):
+        for target in down:
+            assert set(failures(own(run, target, Layer.TCP))) == {("connection_refused", "connect")}
+        assert not run.blocked()
+        assert_untouched(run, [t for t in targets if t not in down])
+
+
+def test_clean_network_without_a_helper_gives_every_target_ok(
+    probe_alone: Callable[[str], ProbeRun], targets: tuple[Target, ...]
+) -> None:
+    run = probe_alone("clean")
+    assert_ran(run)
+    assert_verdicts(run, {})
     assert_untouched(run, targets)
 
 

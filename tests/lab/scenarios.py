@@ -23,6 +23,7 @@ from tests.lab.techniques import (
     IpBlackhole,
     ProtocolAllowlist,
     SiteDown,
+    SniAllowlist,
     SniDrop,
     SniReset,
     TcpReset,
@@ -43,6 +44,11 @@ WHATSAPP = ("*.whatsapp.net", "*.whatsapp.com")
 SIGNAL = ("*.signal.org",)
 YOUTUBE = ("youtube.com", "*.youtube.com", "*.ytimg.com")
 YOUTUBE_VIDEO = ("*.googlevideo.com",)
+# The run's control sites (probe/catalog/controls.toml): what an SNI allowlist lets through.
+CONTROL_NAMES = tuple(t.host for t in builtin_targets() if t.control)
+# One endpoint of each kind of group, down for everyone: a WhatsApp chat server, a Telegram DC,
+# and one of Facebook's TLS-speaking API hosts (in no group).
+LONE_ENDPOINTS = ("e7.whatsapp.net", "149.154.171.5", "b-graph.facebook.com")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +137,18 @@ SCENARIOS: dict[str, Scenario] = _scenarios(
         "protocol_allowlist",
         "on ports 53/80/443 only flows whose first data is DNS/HTTP/TLS pass (Iran, 2020-)",
         (ProtocolAllowlist(),),
+    ),
+    Scenario(
+        "sni_allowlist",
+        "on port 443 only ClientHellos naming a control site pass (not example.com, the old "
+        "harmless name); any other SNI is answered with RST",
+        (SniAllowlist(CONTROL_NAMES),),
+    ),
+    Scenario(
+        "endpoint_down",
+        "not censorship: one WhatsApp chat server, one Telegram DC and Facebook's b-graph host "
+        "are down everywhere (the control fails too), their groups' other endpoints work",
+        (SiteDown(LONE_ENDPOINTS),),
     ),
     Scenario(
         "site_down",

@@ -27,6 +27,7 @@ from tests.lab.plan import AddressPlan
 CLIENT_IFACE = "lan"  # the censor's client-facing link
 UPLINK_IFACE = "wan"  # the censor's inet-facing link
 ALLOWLIST_CHAIN = "LAB-ALLOWLIST"
+SNI_ALLOWLIST_CHAIN = "LAB-SNI-ALLOWLIST"
 THROTTLE_KBIT = 64
 # How long inet holds real answers back while injection is on, so that the scapy injector (a
 # Python process, slower under load than a real middlebox) wins the race: 50 ms lost it now and
@@ -401,6 +402,34 @@ class ProtocolAllowlist(Technique):
             )
             state.filter_forward.append(not_dns)
             state.filter_input.append(not_dns)
+
+
+# A ClientHello: a TLS handshake record (0x16 0x03 0x0X) whose handshake type (byte 5) is 1.
+_CLIENT_HELLO = f"{_TLS_RECORD}&&{_TCP_PAYLOAD}4>>16&0xFF=0x01"
+
+
+@dataclass(frozen=True, slots=True)
+class SniAllowlist(Technique):
+    """An SNI allowlist: on port 443 a ClientHello passes only when its server_name is one of
+    `hosts`; any other (another name, or none) is answered with a RST. The public resolvers'
+    addresses are exempt, so DoH by address keeps working (a real allowlist keeps its own
+    exceptions). It hits every served name it does not list."""
+
+    name: ClassVar[str] = "sni_allowlist"
+
+    def hits(self, address_plan: AddressPlan) -> tuple[str, ...]:
+        allowed = set(address_plan.select(self.hosts))
+        return tuple(n for n in address_plan.names if n not in allowed)
+
+    def apply(self, address_plan: AddressPlan, state: CensorState) -> None:
+        chain = SNI_ALLOWLIST_CHAIN
+        rules = [f"-d {address} -j RETURN" for address in address_plan.resolvers]
+        rules += [f"{sni_match(host)} -j RETURN" for host in address_plan.select(self.hosts)]
+        rules.append("-j REJECT --reject-with tcp-reset")
+        state.filter_chains[chain] = rules
+        state.filter_forward.append(
+            f'-i {CLIENT_IFACE} -p tcp --dport 443 -m u32 --u32 "{_CLIENT_HELLO}" -j {chain}'
+        )
 
 
 @dataclass(frozen=True, slots=True)
