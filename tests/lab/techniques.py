@@ -425,7 +425,7 @@ class SniAllowlist(Technique):
         chain = SNI_ALLOWLIST_CHAIN
         rules = [f"-d {address} -j RETURN" for address in address_plan.resolvers]
         rules += [f"{sni_match(host)} -j RETURN" for host in address_plan.select(self.hosts)]
-        rules.append("-j REJECT --reject-with tcp-reset")
+        rules.append("-p tcp -j REJECT --reject-with tcp-reset")
         state.filter_chains[chain] = rules
         state.filter_forward.append(
             f'-i {CLIENT_IFACE} -p tcp --dport 443 -m u32 --u32 "{_CLIENT_HELLO}" -j {chain}'
