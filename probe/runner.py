@@ -94,6 +94,9 @@ class RunOutcome:
     # and the store's reasons: a run with any is incomplete and says so.
     unsaved: int = 0
     store_errors: list[str] = field(default_factory=list)
+    # Targets whose measuring raised an unexpected error (a bug in the probe, not a network
+    # outcome): "name: error" each. The other targets are measured and judged as usual.
+    failed_targets: list[str] = field(default_factory=list)
 
 
 Progress = Callable[[int, int], None]
@@ -237,6 +240,8 @@ async def execute(
         )
         try:
             await target_run.run(flow_for(target.kind))
+        except Exception as error:  # one target's bug must not end the run
+            outcome.failed_targets.append(f"{target.name}: {_error_line(error)}")
         finally:
             into[index] = target_run.result()
             done += 1
@@ -308,3 +313,11 @@ def _filled(results: list[TargetResult | None], targets: Sequence[Target]) -> li
         r if r is not None else TargetResult(t, None, None, None, 0)
         for r, t in zip(results, targets, strict=True)
     ]
+
+
+def _error_line(error: BaseException) -> str:
+    """One short line for an unexpected error; an ExceptionGroup by its first leaf."""
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    text = " ".join(str(error).split())[:160]
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

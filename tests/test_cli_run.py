@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from analysis.export import MEASUREMENT_COLUMNS
+from probe.checks import CheckContext
+from probe.model import Observation, TcpConnect
 from probe.store import Store
 from probe.store.uploads import add_token
 from tests.cli import invoke
@@ -75,6 +77,34 @@ def test_run_json_verdicts_are_the_export_records_of_the_same_run(
     assert sorted(document["verdicts"], key=lambda v: [v[k] for k in key]) == sorted(
         records, key=lambda v: [v[k] for k in key]
     )
+
+
+def test_a_bug_on_one_target_exits_6_naming_it_and_the_others_are_stored(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from probe.checks import tcp
+
+    real_connect = tcp.connect
+
+    async def connect(address: str, port: int, context: CheckContext) -> Observation[TcpConnect]:
+        if port == site.refused_port:
+            raise RuntimeError("a bug in the check\n  with a second line")
+        return await real_connect(address, port, context)
+
+    monkeypatch.setattr(tcp, "connect", connect)
+    db_path = tmp_path / "m.db"
+    code, out, err = invoke(
+        "run", "--config", str(site.config), "--db", str(db_path), "--json", consent=True
+    )
+    assert code == 6, err
+    assert "Traceback" not in err
+    assert "failed on 1 target(s)" in err and "refused.lo.test: RuntimeError: a bug" in err
+    document = json.loads(out)
+    assert document["failed_targets"] == [
+        "refused.lo.test: RuntimeError: a bug in the check with a second line"
+    ]
+    by_target = {t["target"]: t for t in document["targets"]}
+    assert by_target[f"https://ok.lo.test:{site.https_port}/"]["reached"] == "http"
 
 
 def test_report_shows_the_latest_status_per_endpoint(site: Site, tmp_path: Path) -> None:

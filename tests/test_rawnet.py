@@ -546,7 +546,10 @@ async def test_cancelled_capture_leaves_no_sniffer_running() -> None:
         task = asyncio.create_task(
             rawnet.dns_packet_evidence("127.0.0.1", nameserver.port, "silent.example", 30.0, 1.0)
         )
-        await asyncio.sleep(0.5)
+        for _ in range(300):  # until the capture has started (a loaded machine takes longer)
+            if _sniffer_threads():
+                break
+            await asyncio.sleep(0.05)
         assert _sniffer_threads() == ["AsyncSniffer"]
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -240,6 +240,40 @@ async def test_no_differential_when_the_target_answers_normally() -> None:
     assert not any(m.observation.differential_kind for m in sink.all)
 
 
+async def test_a_bug_in_one_targets_check_is_reported_and_the_others_are_still_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found in the lab under load: an asyncio.Timeout rescheduled while expiring raised
+    # RuntimeError inside the DNS check, and the TaskGroup turned it into a crashed run (exit 1,
+    # an ExceptionGroup traceback, nothing stored). One target's bug is that target's alone.
+    from probe.checks import tcp
+
+    real_connect = tcp.connect
+
+    async def connect(address: str, port: int, context: CheckContext) -> Any:
+        if port == broken_port:
+            raise RuntimeError("Cannot change state of expiring Timeout")
+        return await real_connect(address, port, context)
+
+    monkeypatch.setattr(tcp, "connect", connect)
+    async with (
+        hostile.web_app(blockpage_app("x")) as fine,
+        hostile.web_app(blockpage_app("x")) as broken,
+    ):
+        broken_port = broken.port
+        targets = [
+            Target("lo", "fine", TargetKind.HTTP, "127.0.0.1", (fine.port,)),
+            Target("lo", "broken", TargetKind.HTTP, "127.0.0.1", (broken.port,)),
+        ]
+        sink = ListSink()
+        outcome = await execute(RunPlan(targets, [], [parse_resolver("system")]), "run-b", sink)
+    assert outcome.failed_targets == [
+        "broken: RuntimeError: Cannot change state of expiring Timeout"
+    ]
+    assert [m.layer for m in sink.all if m.target == "fine"] == [Layer.TCP, Layer.HTTP]
+    assert len(outcome.results) == 2
+
+
 async def test_failed_controls_cancel_the_targets_still_in_flight() -> None:
     async with hostile.refused_port() as refused, hostile.blackhole() as hole:
         control = Target("control", "c", TargetKind.TCP, "127.0.0.1", (refused.port,), control=True)

@@ -36,6 +36,7 @@ EXIT_USAGE = 2  # click's status for a usage error
 EXIT_NO_CONNECTIVITY = 3
 EXIT_NO_CONSENT = 4
 EXIT_NOT_STORED = 5  # measured, but not all of it could be stored: the run is incomplete
+EXIT_TARGETS_FAILED = 6  # measured and stored, but the probe failed on some targets (a bug)
 EXIT_BUSY = 75  # EX_TEMPFAIL: another run holds the lock; try again later
 EXIT_INTERRUPTED = 130
 

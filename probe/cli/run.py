@@ -18,6 +18,7 @@ from probe.cli.base import (
     EXIT_NO_CONNECTIVITY,
     EXIT_NO_CONSENT,
     EXIT_NOT_STORED,
+    EXIT_TARGETS_FAILED,
     ProbeCommand,
     console,
     err,
@@ -157,6 +158,13 @@ def register(app: typer.Typer) -> None:
                 f"not be stored ({plain(reasons)}): the run is incomplete",
                 soft_wrap=True,
             )
+        if outcome.failed_targets:
+            err.print(
+                f"[red]error:[/red] the probe failed on {len(outcome.failed_targets)} target(s) "
+                f"of run {report.run.id} (a bug; please report it), the others were measured: "
+                + plain("; ".join(outcome.failed_targets[:3])),
+                soft_wrap=True,
+            )
         if outcome.interrupted:
             err.print(
                 f"interrupted: {outcome.measurements} finished measurements were kept "
@@ -168,6 +176,8 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_INTERRUPTED)
         if outcome.connectivity is Connectivity.NONE:
             raise typer.Exit(EXIT_NO_CONNECTIVITY)
+        if outcome.failed_targets:
+            raise typer.Exit(EXIT_TARGETS_FAILED)
 
 
 def _vpn_reasons(report: RunReport) -> list[str]:
@@ -188,6 +198,7 @@ def _render(report: RunReport, *, as_json: bool, verbose: bool, mmdb_configured:
             "interrupted": outcome.interrupted,
             "measurements": outcome.measurements,
             "unsaved_measurements": outcome.unsaved,
+            "failed_targets": list(outcome.failed_targets),
             "network": {
                 "asn": network.asn,
                 "as_name": network.as_name,
