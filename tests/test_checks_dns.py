@@ -493,3 +493,36 @@ async def test_a_lost_udp_query_is_resent_and_the_reply_is_no_second_answer() ->
     assert [r.attempt for r in observation.details.responses] == [2]
     assert observation.details.second_answer is False
     assert server.seen[dns.rdatatype.A] == 2
+
+
+async def test_a_reply_that_lands_as_the_dns_budget_expires_is_a_timeout_not_a_crash(
+    nameserver: FakeNameserver,
+) -> None:
+    # The event loop is held (a busy 2-core machine, a slow callback) from just after the
+    # queries went out until past the DNS budget; meanwhile the server's replies arrive. When
+    # the loop resumes, the reply, the resend timer and the budget's expiry are due at once: the
+    # budget's cancellation must end the query, never be lost inside the wait for the reply
+    # (asyncio.wait_for on Python 3.11 returned the reply and dropped it, and the next
+    # reschedule of the expired budget raised RuntimeError out of resolve()).
+    loop = asyncio.get_running_loop()
+    budget = 0.6
+    ctx = CheckContext(timeouts=Timeouts(dns=budget), dns_second_answer_window=0.1)
+    name = "held-loop.example"
+    # The replies trail the queries by a little, so that they land while the loop is held.
+    behaviour = Behaviour.answer(a=["192.0.2.61"], aaaa=["2001:db8::61"], delay=0.15)
+    nameserver.set(name, behaviour)
+    held: list[float] = []
+
+    def hold_the_loop() -> None:
+        if len(nameserver.queries_for(name)) < 2:
+            loop.call_later(0.001, hold_the_loop)  # the queries are not out yet
+            return
+        time.sleep(budget + 0.2)  # the replies land in the socket; the budget runs out
+        held.append(budget + 0.2)
+
+    loop.call_soon(hold_the_loop)
+    observation = await resolve(name, spec_for(nameserver, "udp"), ctx)
+    assert held, "the loop was never held"
+    assert observation.failure == "generic_timeout_error"
+    assert observation.failed_operation is Operation.DNS_ROUND_TRIP
+    assert observation.details.addresses == ()

@@ -228,11 +228,16 @@ async def _udp(query: dns.message.Message, address: str, port: int, ctx: CheckCo
                     break
                 if first is None and not unexpected and len(attempts) < UDP_ATTEMPTS:
                     resend_at = sent + interval * len(attempts)
+                    # A nested timeout, not asyncio.wait_for: on Python 3.11 wait_for returns a
+                    # reply that lands in the same loop pass as the budget's expiry and drops the
+                    # budget's cancellation (CPython gh-86296), leaving `budget` expiring, so the
+                    # query listened on unbounded and budget.reschedule raised RuntimeError.
                     try:
-                        arrived, item = await asyncio.wait_for(
-                            listener.arrivals.get(), max(0.0, resend_at - loop.time())
-                        )
+                        async with asyncio.timeout_at(resend_at):
+                            arrived, item = await listener.arrivals.get()
                     except TimeoutError:
+                        if budget.expired():
+                            raise
                         again = _query(query.question[0].name, query.question[0].rdtype)
                         attempts.append(again)
                         transport.sendto(again.to_wire())
