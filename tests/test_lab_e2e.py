@@ -30,11 +30,15 @@ from tests.builders import stored, stored_observation
 from tests.lab import plan as lab_plan
 from tests.lab.blockpage import BLOCKPAGE_MARKER
 from tests.lab.e2e import (
+    FAST_DOWNLOAD,
+    INSTAGRAM_PLAIN,
     LAB_CLIENT_NETWORK,
     LAB_DOH_RESOLVER,
+    THROTTLED_DOWNLOAD,
     ControlHelper,
     ProbeRun,
     ProbeWorkspace,
+    e2e_config,
     planned_targets,
     run_probe,
 )
@@ -43,23 +47,6 @@ from tests.lab.pki import INTERCEPTION_CA_ORGANIZATION
 from tests.lab.scenarios import CONTROL_NAMES, SCENARIOS, get_scenario
 
 pytest_plugins = ("tests.lab.fixtures",)  # the lab and lab_session fixtures
-
-THROTTLED_DOWNLOAD = "http://redirector.googlevideo.com/big"
-FAST_DOWNLOAD = "http://i.ytimg.com/big"
-INSTAGRAM_PLAIN = "http://www.instagram.com/"
-EXTRA_TARGETS = f"""
-[[targets]]
-platform = "instagram"
-url = "{INSTAGRAM_PLAIN}"
-
-[[targets]]
-platform = "youtube"
-url = "{THROTTLED_DOWNLOAD}"
-
-[[targets]]
-platform = "youtube"
-url = "{FAST_DOWNLOAD}"
-"""
 
 Key = tuple[str, str]  # (platform, target name), as verdicts are keyed
 Outcome = tuple[str, str | None, str | None]  # status, technique, confidence
@@ -110,12 +97,7 @@ def control_helper(lab_session: Lab, workspace: ProbeWorkspace) -> Iterator[Cont
 def probe_config(
     lab_session: Lab, workspace: ProbeWorkspace, control_helper: ControlHelper
 ) -> Path:
-    return workspace.write_config(
-        helper_url=control_helper.url,
-        token=control_helper.token,
-        resolvers=("system", f"udp://{lab_session.isp_resolver}:53", LAB_DOH_RESOLVER),
-        extra=EXTRA_TARGETS,
-    )
+    return e2e_config(lab_session, workspace, control_helper)
 
 
 @pytest.fixture(scope="session")

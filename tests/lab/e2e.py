@@ -160,6 +160,41 @@ class ProbeWorkspace:
         return path
 
 
+# The end-to-end config's extra targets: plain HTTP to www.instagram.com (the catalog has only its
+# HTTPS page, so the http_reset scenario would hit nothing) and a 2 MiB plain-HTTP download from
+# the throttled video host and from an unthrottled one (the catalog's home pages are too short for
+# a rate).
+THROTTLED_DOWNLOAD = "http://redirector.googlevideo.com/big"
+FAST_DOWNLOAD = "http://i.ytimg.com/big"
+INSTAGRAM_PLAIN = "http://www.instagram.com/"
+EXTRA_TARGETS = f"""
+[[targets]]
+platform = "instagram"
+url = "{INSTAGRAM_PLAIN}"
+
+[[targets]]
+platform = "youtube"
+url = "{THROTTLED_DOWNLOAD}"
+
+[[targets]]
+platform = "youtube"
+url = "{FAST_DOWNLOAD}"
+"""
+
+
+def e2e_config(lab: Lab, workspace: ProbeWorkspace, helper: ControlHelper) -> Path:
+    """The config the end-to-end tests and the replay recordings run the probe with: the lab's
+    timeouts, the control helper, the system resolver, the ISP resolver over UDP (a forged answer
+    racing the real one shows only on a UDP socket), DoH as the control resolver, and
+    EXTRA_TARGETS."""
+    return workspace.write_config(
+        helper_url=helper.url,
+        token=helper.token,
+        resolvers=("system", f"udp://{lab.isp_resolver}:53", LAB_DOH_RESOLVER),
+        extra=EXTRA_TARGETS,
+    )
+
+
 # What the helper's ASN file says of the lab client's address.
 LAB_CLIENT_NETWORK = {
     "autonomous_system_number": 58224,
