@@ -1,6 +1,7 @@
 """Change detection: hourly series of verdicts -> events (onset, end, technique, scope).
 
-The core is the field's detector (OONI; REFERENCE.md, "Events over time"): a two-sided CUSUM on
+The core is the field's detector (OONI's event detector,
+https://github.com/ooni/backend/blob/master/detector/detector/detector.py): a two-sided CUSUM on
 each (network, platform, target) series' hourly blocking score, with mu0 = 0.0 (the blocked
 share when nothing is blocked), mu1 = 0.7 (when blocked) and threshold h = edd * (mu1 - mu0) / 2
 (edd 10 -> 3.5). States are unknown, ok and blocked; the accumulators are halved per 48 hours of

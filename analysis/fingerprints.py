@@ -84,8 +84,8 @@ class Exclusion:
 _IR_BLOCKPAGE_ADDRESSES = r"10\.10\.34\.3[4-6]"
 
 DNS_FINGERPRINTS: tuple[Fingerprint, ...] = (
-    # Iran's DNS injection points answers at the national blockpage (REFERENCE.md; OONI
-    # backend#543 added .36 and d0::11 in 2022).
+    # Iran's DNS injection points answers at the national blockpage (OONI, https://ooni.org/post/iran-internet-censorship/;
+    # https://github.com/ooni/blocking-fingerprints; OONI backend#543 added .36 and d0::11 in 2022).
     *(
         Fingerprint(
             id=f"ir.dns.{address}",
@@ -93,7 +93,9 @@ DNS_FINGERPRINTS: tuple[Fingerprint, ...] = (
             pattern=address,
             country="IR",
             confidence=Confidence.CONFIRMED,
-            source="Iran's national blockpage address (REFERENCE.md; ooni/backend#543)",
+            source=(
+                "Iran's national blockpage address (ooni/blocking-fingerprints; ooni/backend#543)"
+            ),
         )
         for address in BLOCKPAGE_ADDRESSES
     ),
@@ -103,7 +105,7 @@ DNS_FINGERPRINTS: tuple[Fingerprint, ...] = (
         pattern="d0::11",
         country="IR",
         confidence=Confidence.CONFIRMED,
-        source="Iran's IPv6 injection answer (REFERENCE.md; ooni/backend#543)",
+        source="Iran's IPv6 injection answer (ooni/blocking-fingerprints; ooni/backend#543)",
     ),
 )
 
@@ -111,7 +113,7 @@ HTTP_FINGERPRINTS: tuple[Fingerprint, ...] = (
     Fingerprint(
         id="ir.http.iframe",
         kind=FingerprintKind.HTTP_BODY,
-        # The whole blockpage is a frame around the national filter's page (REFERENCE.md).
+        # The whole blockpage is a frame around the national filter's page (OONI, https://ooni.org/post/iran-internet-censorship/).
         pattern=rf"<iframe\s[^>]*src\s*=\s*[\"']?https?://{_IR_BLOCKPAGE_ADDRESSES}(?![\d])",
         country="IR",
         confidence=Confidence.CONFIRMED,
@@ -123,7 +125,7 @@ HTTP_FINGERPRINTS: tuple[Fingerprint, ...] = (
         pattern=r"\?type=Invalid\s*Site&(?:amp;)?policy=MainPolicy",
         country="IR",
         confidence=Confidence.CONFIRMED,
-        source="Iran blockpage frame URL query (REFERENCE.md)",
+        source="Iran blockpage frame URL query (ooni/blocking-fingerprints)",
     ),
     Fingerprint(
         id="ir.http.peyvandha",
@@ -131,7 +133,9 @@ HTTP_FINGERPRINTS: tuple[Fingerprint, ...] = (
         pattern=r"\bpeyvandha\.ir\b",
         country="IR",
         confidence=Confidence.CONFIRMED,
-        source="Iran's older blockpage points at peyvandha.ir (REFERENCE.md)",
+        source=(
+            "Iran's older blockpage points at peyvandha.ir (ooni.org/post/iran-internet-censorship)"
+        ),
     ),
     Fingerprint(
         id="ir.http.internet_ir",
@@ -139,7 +143,7 @@ HTTP_FINGERPRINTS: tuple[Fingerprint, ...] = (
         pattern=r"\binternet\.ir/1-2",
         country="IR",
         confidence=Confidence.CONFIRMED,
-        source="Iran's older blockpage points at internet.ir/1-2 (REFERENCE.md)",
+        source="Iran's older blockpage points at internet.ir/1-2 (ooni/blocking-fingerprints)",
     ),
     Fingerprint(
         id="ir.http.location",
@@ -152,7 +156,9 @@ HTTP_FINGERPRINTS: tuple[Fingerprint, ...] = (
         ),
         country="IR",
         confidence=Confidence.CONFIRMED,
-        source="Iran's blockpage addresses and hosts as a redirect target (REFERENCE.md)",
+        source=(
+            "Iran's blockpage addresses and hosts as a redirect target (ooni/blocking-fingerprints)"
+        ),
     ),
 )
 
@@ -200,7 +206,7 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
         host="ir.ebaystatic.com",
         comment=(
             "eBay's image host answers Iranian users itself (a sanctions 403 'Access Denied' from"
-            " its CDN): a known false positive of Iran blockpage detection (REFERENCE.md)"
+            " its CDN), not a censor's page: a false positive of Iran blockpage detection"
         ),
     ),
 )

@@ -92,7 +92,8 @@ def compare_http(
     title: str | None,
     control: ControlHttp,
 ) -> HttpComparison:
-    """Compare a response with the control's the way the field does (REFERENCE.md)."""
+    """Compare a response with the control's the way OONI Web Connectivity does (ooni/spec
+    nettests/ts-017-web-connectivity.md: body proportion, status, headers, title)."""
     if control.status is None or control.status >= 500:
         status_match = None  # the control's own server trouble says nothing about ours
     else:

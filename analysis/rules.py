@@ -5,7 +5,7 @@ Rule ids are never renamed or reused: verdicts store the id and RULES_VERSION, s
 always be traced to the rule text that produced it. Change a rule's meaning -> bump RULES_VERSION;
 retire a rule -> delete it, never give its id to another.
 
-The order encodes the field's rules (REFERENCE.md, "How verdicts are reached"):
+The order encodes the field's rules (OONI Web Connectivity, https://github.com/ooni/spec/blob/master/nettests/ts-017-web-connectivity.md):
   1. a dead network, a VPN, or no measurement -> inconclusive, before anything else;
   2. evidence that is its own control -> blocked, confirmed: a blockpage fingerprint (DNS answer,
      page), A/B differentials (the same address completes with a harmless SNI or Host but fails
@@ -33,7 +33,7 @@ RULES_VERSION = "2025.6"
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
 # A TLS handshake or HTTP exchange cut by the path: an RST, or a close before any answer. Both are
-# what SNI / Host filtering looks like (the TLS check's docstring; REFERENCE.md, Iran).
+# what SNI / Host filtering looks like (the TLS check's docstring; OONI, https://ooni.org/post/2020-iran-sni-blocking/).
 INTERRUPTED = frozenset(
     {str(Failure.CONNECTION_RESET), str(Failure.CONNECTION_ABORTED), str(Failure.EOF_ERROR)}
 )
@@ -294,7 +294,7 @@ RULES: tuple[Rule, ...] = (
         lambda f: f.dns_injection and bool(f.dns_injection_fingerprints),
         _confirmed("dns.injection"),
         "Two answers to one UDP query, one a known censor's address, usually the first"
-        " (REFERENCE.md, DNS injection on path; Centinel's second-answer test).",
+        " (ICLab Centinel's second-answer test, github.com/iclab/centinel).",
         "a forged DNS answer ({f.dns_injection_fingerprints}) raced the real one",
         _DNS,
     ),
@@ -319,7 +319,7 @@ RULES: tuple[Rule, ...] = (
         lambda f: f.sni_differential and f.tls_failure in INTERRUPTED,
         _confirmed("tls.sni_reset"),
         "The handshake with the target's SNI was cut while a handshake to the same address with"
-        " a harmless SNI completed: SNI filtering (REFERENCE.md, Iran's TLS signature).",
+        " a harmless SNI completed: SNI filtering (ooni.org/post/2020-iran-sni-blocking).",
         "TLS with SNI {f.host} failed ({f.tls_failure}); a harmless SNI to the same address"
         " completed",
         _TLS_AB,
@@ -375,8 +375,8 @@ RULES: tuple[Rule, ...] = (
         "dns.bogon",
         lambda f: bool(f.dns_bogons) and f.control_dns_ok is True,
         _blocked("dns.bogon"),
-        "The resolver answered a non-routable address the control did not give (REFERENCE.md:"
-        " bogons not seen by the control are blocking).",
+        "The resolver answered a non-routable address the control did not give (OONI Web"
+        " Connectivity: a bogon answer is DNS blocking, ooni/spec ts-017).",
         "DNS answered bogon(s) {f.dns_bogons}; the control answered {f.control_addresses}",
         _DNS,
     ),
@@ -466,8 +466,8 @@ RULES: tuple[Rule, ...] = (
         "tcp.timeout",
         lambda f: f.tcp_failure == TIMEOUT and f.control_tcp_ok is True,
         _blocked("tcp.timeout"),
-        "Every connect timed out while the control connects: IP null-routing (REFERENCE.md,"
-        " Telegram in Iran since 2018).",
+        "Every connect timed out while the control connects: IP null-routing (Telegram in"
+        " Iran, ooni.org/post/2018-iran-protests).",
         "every connect timed out; the control connects",
         (Evidence.TCP,),
     ),
@@ -586,7 +586,8 @@ RULES: tuple[Rule, ...] = (
         _blocked("throttling"),
         "The download ran ten times slower or worse than the control (the run's control sites'"
         " long downloads, else the helper's download of the same resource) while the control was"
-        " fast and the download was not (OONI targets 'extreme' throttling, 10x; REFERENCE.md).",
+        " fast and the download was not (OONI targets 'extreme' throttling, 10x;"
+        " ooni/probe-cli docs/design/dd-007-throttling.md).",
         "{f.throughput_kbps} kbit/s here; the control ran at {f.control_kbps} kbit/s",
         (Evidence.HTTP, Evidence.CONTROL_SITES),
     ),
@@ -629,7 +630,8 @@ RULES: tuple[Rule, ...] = (
         lambda f: f.protocol_proof == PROOF_CONTROL and _app_endpoint(f),
         _blocked("protocol_filter"),
         "A flow whose first data was neither HTTP nor TLS got no answer where the control's did,"
-        " on an endpoint that accepts HTTP/TLS: a protocol allowlist (REFERENCE.md, Iran 2020-)."
+        " on an endpoint that accepts HTTP/TLS: a protocol allowlist (Iran 2020-; Bock et al.,"
+        " FOCI 2020)."
         " It blocks the endpoints apps speak their own protocols to (WhatsApp's chat servers,"
         " Telegram's data centres), not the web pages reached over HTTP or TLS.",
         "a non-HTTP/TLS first flight went unanswered; the control's was answered",

@@ -2,7 +2,9 @@
 
 Each series holds one bucket per UTC hour. A bucket counts ok, blocked, down and inconclusive
 verdicts; its blocking score is blocked / (ok + blocked). Down and inconclusive verdicts are not
-evidence either way (REFERENCE.md, "How verdicts are reached"), so a bucket holding only those is
+evidence either way (OONI Web Connectivity,
+https://github.com/ooni/spec/blob/master/nettests/ts-017-web-connectivity.md), so a bucket
+holding only those is
 empty: it has no score. The technique is an attribute of each bucket (the dominant one among its
 blocked verdicts), and so are the probes that reported ok and blocked.
 

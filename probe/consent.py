@@ -1,6 +1,6 @@
 """Informed consent: no measurement before the volunteer has read what running the probe means.
 
-Like OONI Probe, the first run is gated behind consent (REFERENCE.md, "Volunteer safety"): the
+Like OONI Probe, the first run is gated behind consent (https://ooni.org/about/risks/): the
 network operator can see the probe's traffic, and running it can carry legal risk (Iran is a
 high-risk place). Consent is recorded once per user, with its date and the version of the text,
 in consent.toml in the user's config directory (beside the user's config.toml, never in a

@@ -1,4 +1,5 @@
-"""The built-in catalog holds the field's endpoints (REFERENCE.md), and bad entries are named."""
+"""The built-in catalog holds the field's endpoints (the OONI specs: ooni/spec nettests ts-018
+WhatsApp, ts-019 Facebook Messenger, ts-020 Telegram, ts-029 Signal), and bad entries are named."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ class CheckContext:
     max_redirects: int = 5
     user_agent: str = DEFAULT_USER_AGENT
     # How long a UDP DNS query keeps listening after its first answer, to catch a second
-    # (injected or real) one: Centinel's technique (REFERENCE.md, "DNS injection on path").
+    # (injected or real) one: ICLab Centinel's technique (https://github.com/iclab/centinel/blob/master/centinel/primitives/dnslib.py).
     dns_second_answer_window: float = 0.5
     # The probe's own addresses, for what a check digests before the store's scrubbing sees it:
     # the HTTP body's sha256 and length are taken over the body with them removed, or a page

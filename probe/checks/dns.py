@@ -4,7 +4,9 @@ chosen one over UDP, TCP or DNS over HTTPS) and return what was seen as an Obser
 Over UDP the socket keeps listening after the first response for ctx.dns_second_answer_window
 seconds and records every further response to the same query: an on-path injector's forged answer
 races the real one and usually wins, so two answers on one socket are the signature of injection
-(Centinel's technique; REFERENCE.md, "DNS injection on path"). The addresses reported are those of
+(ICLab Centinel's technique,
+https://github.com/iclab/centinel/blob/master/centinel/primitives/dnslib.py). The addresses
+reported are those of
 the first response, which is what an ordinary stub resolver would have used.
 
 Outcome per query type, from the response (or its absence):

@@ -74,8 +74,10 @@ async def connect(address: str, port: int, ctx: CheckContext) -> Observation[Tcp
 
 
 # Bytes that look like no protocol a DPI allowlist admits on 53/80/443 (neither DNS, HTTP nor a
-# TLS record), so that a flow carrying them is what such an allowlist drops (REFERENCE.md:
-# "Protocol allowlist (2020 onward)"). Random, but fixed so that a measurement is repeatable.
+# TLS record), so that a flow carrying them is what such an allowlist drops (Iran's protocol
+# filter, 2020: Bock et al., FOCI 2020,
+# https://www.usenix.org/conference/foci20/presentation/bock). Random, but fixed so that a
+# measurement is repeatable.
 PROTOCOL_PROBE_PAYLOAD = bytes.fromhex(
     "8f3a5c19e07d42b6a1f05e93c27b48d1"
     "6a0c9e2fb3d7158e4c60a9f21b7e3d05"

@@ -5,7 +5,7 @@ A handshake that verifies is a success. A certificate that does not verify is an
 and the check then makes one more, non-verifying, handshake to record the chain the server
 presented: an unexpected chain is the evidence of TLS interception. A handshake cut by a reset,
 a stall or a close is connection_reset / generic_timeout_error / eof_error: the shape of SNI
-filtering (REFERENCE.md, "Iran's known signatures").
+filtering (OONI, Iran: https://ooni.org/post/2020-iran-sni-blocking/; OONI's SNI test: https://github.com/ooni/spec/blob/master/nettests/ts-024-sni-blocking.md).
 
 Certificates are parsed with the ssl module alone (`_ssl.Certificate.get_info`, CPython >= 3.10),
 so the probe needs no X.509 library.

@@ -31,14 +31,15 @@ from probe.model import (
 )
 from probe.plan import RunPlan
 
-# Ports where a protocol allowlist has been seen (REFERENCE.md: "on ports 53/80/443 only flows
-# whose first data looks like DNS/HTTP/TLS pass"); TCP to 53 is not in the catalog.
+# Ports where a protocol allowlist has been seen (Iran, 2020: on TCP 53/80/443 only flows whose
+# first data looks like DNS/HTTP/TLS pass; Bock et al., FOCI 2020, https://www.usenix.org/conference/foci20/presentation/bock);
+# TCP to 53 is not in the catalog.
 PROTOCOL_PROBE_PORTS = frozenset({80, 443})
 
 # Failures that a censor's interference looks like (as opposed to a certificate problem): when a
 # handshake or request to the target name ends so, the same address is tried with a harmless name.
 # The same server completing with the harmless name proves the name is what was targeted
-# (REFERENCE.md: "The same IP with a harmless SNI completes the handshake: an A/B test").
+# (OONI's SNI blocking test compares the two: https://github.com/ooni/spec/blob/master/nettests/ts-024-sni-blocking.md).
 INTERFERENCE_FAILURES = frozenset(
     {"connection_reset", "generic_timeout_error", "eof_error", "connection_aborted"}
 )

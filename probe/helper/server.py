@@ -1,7 +1,7 @@
 """The control test helper: a small aiohttp service, run on an uncensored host, that measures the
 probe's targets from its own vantage with the probe's own runner and checks, and returns what it
 saw (probe.helper.protocol). It plays the role of OONI's test helper: without such a control the
-honest verdict is "inconclusive" (REFERENCE.md, "How verdicts are reached").
+honest verdict is "inconclusive" (OONI Web Connectivity, https://github.com/ooni/spec/blob/master/nettests/ts-017-web-connectivity.md).
 
     POST /v1/measure   a batch of targets -> their DNS/TCP/TLS/HTTP measurements
                        (bearer token, compared in constant time; 401 without it)

@@ -1,7 +1,8 @@
 """The identify step: the probe's network and its resolver's from the helper's view and the
 offline database (helper first), the own addresses to scrub, and the VPN/proxy signals.
 
-VPN/proxy awareness (REFERENCE.md: "VPNs (results over a VPN are not the local network's)"): a
+VPN/proxy awareness (results over a VPN are not the local network's: OONI's FAQ,
+https://ooni.org/support/faq/): a
 run is flagged when a proxy variable is set, when Internet traffic leaves through a tunnel
 interface (the default route, OpenVPN's 0.0.0.0/1 + 128.0.0.0/1 pair, or the route the kernel
 picks under policy routing as wg-quick sets up), or when the network the helper sees disagrees

@@ -3,7 +3,10 @@ received, captured beside the normal checks; the probe's only user of scapy (STY
 
 Injected packets are told from genuine ones by their headers: a forged DNS answer or TCP reset
 sent by a middlebox nearer than the server usually arrives with an IP TTL (and often an IP ID)
-unlike the server's own packets (REFERENCE.md, "DNS injection on path"). Three captures:
+unlike the server's own packets (Anonymous, "Towards a Comprehensive Picture of the Great
+Firewall's DNS Censorship", FOCI 2014,
+https://www.usenix.org/conference/foci14/workshop-program/presentation/anonymous). Three
+captures:
 
     dns_packet_evidence ..... one DNS A query; every response, with TTL / IP ID / DF / checksum,
                               responses whose TTL differs from the others flagged as injected

@@ -1,5 +1,6 @@
-"""Iran's national blockpage as the lab serves and injects it (REFERENCE.md, "Iran's known
-signatures"): status 403, a tiny page framing http://10.10.34.34/?type=Invalid Site&policy=...
+"""Iran's national blockpage as the lab serves and injects it (OONI,
+https://ooni.org/post/iran-internet-censorship/): status 403, a tiny page framing
+http://10.10.34.34/?type=Invalid Site&policy=...
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ which ports and how, plus the fixed addresses of the lab's own machinery (client
 blockpage). Pure data computed from a list of Targets; nothing here touches the network.
 
 Host names get public-looking addresses from the owner's real ranges (Facebook's names in
-157.240.0.0/16, AS32934, as REFERENCE.md notes; Twitter's in 104.244.42.0/24, ...), so address
+157.240.0.0/16, AS32934, as OONI's Facebook Messenger test expects, ooni/spec ts-019;
+Twitter's in 104.244.42.0/24, ...), so address
 and ASN based reasoning in the probe sees plausible answers. The mapping is deterministic: a
 name's address is picked by hashing the name inside its pool (linear probing on collisions), so
 it does not depend on the catalog's order, and each name gets its own address so that techniques
@@ -34,7 +35,7 @@ PREFIX_LENGTH = 24
 # The ISP's recursive resolver, in the censor namespace: where the client's resolv.conf points.
 ISP_RESOLVER = "100.64.53.53"
 
-# Iran's national blockpage servers and the address its DNS lies answer (REFERENCE.md).
+# Iran's national blockpage servers and the address its DNS lies answer (OONI, https://ooni.org/post/iran-internet-censorship/).
 BLOCKPAGE_ADDRESSES = ("10.10.34.34", "10.10.34.35", "10.10.34.36")
 LIE_ADDRESS = "10.10.34.35"
 LIE_ADDRESS6 = "d0::11"

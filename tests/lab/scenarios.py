@@ -32,7 +32,8 @@ from tests.lab.techniques import (
     TlsInterception,
 )
 
-# Host groups, as selectors over the catalog's names (REFERENCE.md, "Platform endpoints").
+# Host groups, as selectors over the catalog's names (the OONI specs' endpoints, ooni/spec
+# nettests/ts-018-whatsapp.md, ts-019-facebook-messenger.md, ts-020-telegram.md, ts-029-signal.md).
 TELEGRAM_NAMES = ("telegram.org", "*.telegram.org", "t.me")
 TELEGRAM_DCS = tuple(
     t.host for t in builtin_targets() if t.platform == "telegram" and t.group == "dc"

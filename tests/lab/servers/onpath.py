@@ -3,7 +3,8 @@ blockpage injection is on. It watches the client-facing link and, spoofing the s
 
 - DNS: for an A query naming a hit host (to any resolver), races a forged answer (10.10.34.35)
   to the client. The real query goes on; the lab delays upstream DNS so the forged answer wins,
-  and the real one still arrives second, as on-path injectors behave (REFERENCE.md).
+  and the real one still arrives second, as on-path injectors behave (FOCI 2014, "Towards a
+  Comprehensive Picture of the Great Firewall's DNS Censorship").
 - HTTP: for a request whose Host is a hit host (the censor's firewall drops that request), writes
   Iran's 403 blockpage into the connection with the server's address, sequence numbers that
   continue the stream, and FIN.
