@@ -104,11 +104,7 @@ def probe_config(
 def alone_config(lab_session: Lab, workspace: ProbeWorkspace) -> Path:
     """The same probe with no test helper: the run's DoH answers, its control sites and what
     the run itself proves are all the control there is."""
-    return workspace.write_config(
-        "probe-alone.toml",
-        resolvers=("system", f"udp://{lab_session.isp_resolver}:53", LAB_DOH_RESOLVER),
-        extra=EXTRA_TARGETS,
-    )
+    return e2e_config(lab_session, workspace, None, name="probe-alone.toml")
 
 
 @pytest.fixture(scope="session")

@@ -182,14 +182,21 @@ url = "{FAST_DOWNLOAD}"
 """
 
 
-def e2e_config(lab: Lab, workspace: ProbeWorkspace, helper: ControlHelper) -> Path:
+def e2e_config(
+    lab: Lab,
+    workspace: ProbeWorkspace,
+    helper: ControlHelper | None,
+    *,
+    name: str = "probe.toml",
+) -> Path:
     """The config the end-to-end tests and the replay recordings run the probe with: the lab's
-    timeouts, the control helper, the system resolver, the ISP resolver over UDP (a forged answer
-    racing the real one shows only on a UDP socket), DoH as the control resolver, and
-    EXTRA_TARGETS."""
+    timeouts, the control helper (None: none), the system resolver, the ISP resolver over UDP (a
+    forged answer racing the real one shows only on a UDP socket), DoH as the control resolver,
+    and EXTRA_TARGETS."""
     return workspace.write_config(
-        helper_url=helper.url,
-        token=helper.token,
+        name,
+        helper_url=None if helper is None else helper.url,
+        token=None if helper is None else helper.token,
         resolvers=("system", f"udp://{lab.isp_resolver}:53", LAB_DOH_RESOLVER),
         extra=EXTRA_TARGETS,
     )
