@@ -32,8 +32,9 @@ from probe.store.crossnet import (
 )
 
 CROSS_RULES_VERSION = "cross.2026.1"
-# The probe's rules whose inconclusive verdicts a control from elsewhere can decide.
-REJUDGED = frozenset({"control.missing", "unexplained"})
+# The probe's rules whose inconclusive verdicts a control from elsewhere can decide (a lone
+# endpoint failing with no control is one: another network reaching it is that control).
+REJUDGED = frozenset({"control.missing", "endpoint.lone_failure", "unexplained"})
 # Measurements elsewhere count as a control when they started within this long of the run.
 DEFAULT_WINDOW = timedelta(hours=1)
 # Ids of other networks' measurements a derived verdict cites (the first ones in time order).

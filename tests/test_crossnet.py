@@ -114,3 +114,13 @@ def test_unknown_network_is_not_rejudged(tmp_path: Path) -> None:
         )
         report = analyse_across_networks(store)
     assert report.examined == 2 and report.derived == ()
+
+
+def test_a_lone_endpoint_failure_is_rejudged_by_another_network(tmp_path: Path) -> None:
+    # Without a helper one endpoint failing alone stays inconclusive (endpoint.lone_failure):
+    # another network reaching it at the same time is the control that decides it.
+    with pooled(tmp_path / "pool.db", elsewhere_failure=None) as store:
+        with store._transaction(write=True) as conn:
+            conn.execute(text("UPDATE verdicts SET rule_id = 'endpoint.lone_failure'"))
+        report = analyse_across_networks(store)
+    assert report.examined == 3 and report.count(Status.BLOCKED) == 3
