@@ -40,7 +40,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
@@ -459,6 +459,10 @@ def insert_missing(conn: Connection, table: Table) -> Insert:
     """INSERT that skips rows whose primary key is already there: copying rows between
     databases (merge, upload) is idempotent because ids are global."""
     if conn.dialect.name == "postgresql":
+        # Imported here: PostgreSQL's dialect is a fifth of SQLAlchemy's import time, and a
+        # probe on SQLite never needs it (its engine loads it for a postgresql:// URL anyway).
+        from sqlalchemy.dialects import postgresql
+
         keys = list(table.primary_key.columns)
         return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
     return sqlite.insert(table).on_conflict_do_nothing()
