@@ -856,10 +856,18 @@ def _verdict_row(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+# A report or export decodes a million verdicts: the enums by dict lookup (a KeyError for an
+# unknown value, named by _names_the_row like Status()'s ValueError), JSON by one decoder.
+_STATUSES = {str(status): status for status in Status}
+_CONFIDENCES: dict[str | None, Confidence | None] = {str(c): c for c in Confidence}
+_CONFIDENCES[None] = None
+_decode_json = json.JSONDecoder().decode
+
+
 @_names_the_row("verdicts")
 def _verdict_from_row(row: Row[Any]) -> Verdict:
     m = row._mapping
-    confidence = m["confidence"]
+    evidence = m["evidence"]
     return Verdict(
         run_id=m["run_id"],
         probe_id=m["probe_id"],
@@ -868,12 +876,12 @@ def _verdict_from_row(row: Row[Any]) -> Verdict:
         country=m["country"],
         platform=m["platform"],
         target=m["target"],
-        status=Status(m["status"]),
+        status=_STATUSES[m["status"]],
         technique=m["technique"],
-        confidence=None if confidence is None else Confidence(confidence),
+        confidence=_CONFIDENCES[m["confidence"]],
         rule_id=m["rule_id"],
         rules_version=m["rules_version"],
-        evidence=tuple(json.loads(m["evidence"])),
+        evidence=() if evidence == "[]" else tuple(_decode_json(evidence)),
         detail=m["detail"],
     )
 
