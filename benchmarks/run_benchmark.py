@@ -9,10 +9,10 @@ measured alone.
 
 Scenarios (each run --runs times; min and median printed beside the goal):
 
-    mix         1,000 targets in the built-in catalog's mix of kinds; goal >= 200 targets/s and
+    mix         1,000 targets in the built-in catalog's mix of kinds; goal >= 300 targets/s and
                 a peak RSS < 200 MB
-    https       1,000 HTTPS targets (the costly kind); the same goal
-    blackhole   200 TCP targets whose SYNs are dropped, connect = 2 s; goal: the run ends in < 3 s
+    https       1,000 HTTPS targets (the costly kind); goal >= 250 targets/s, the same RSS
+    blackhole   200 TCP targets whose SYNs are dropped, connect = 2 s; goal: the run ends in < 2.5 s
     window      `mix` with the default DNS second-answer window (0.5 s instead of 0.05 s)
     burst-dns   `mix` through a resolver that drops datagrams when a burst overflows its socket
     dead        `mix` on a dead network (the resolver never answers): the runner promises that a
@@ -79,9 +79,11 @@ BLACKHOLE_CONNECT_TIMEOUT = 2.0
 PUBLIC_ADDRESS = "192.0.2.77"
 PROBE_TIMEOUT_S = 300.0
 
-GOAL_TARGETS_PER_S = 200.0
+# Issue 16's goals on this 2-core machine: the catalog's mix, and HTTPS alone (the costly kind).
+GOAL_TARGETS_PER_S = 300.0
+GOAL_HTTPS_TARGETS_PER_S = 250.0
 GOAL_RSS_MB = 200.0
-GOAL_BLACKHOLE_WALL_S = 3.0
+GOAL_BLACKHOLE_WALL_S = 2.5
 DEFAULT_DNS_TIMEOUT_S = 3.0  # probe.checks.Timeouts.dns
 
 SCENARIOS = ("mix", "https", "blackhole", "window", "burst-dns", "dead")
@@ -263,6 +265,7 @@ def build_scenarios(
 ) -> dict[str, Scenario]:
     mixed = [entry(shape, name) for shape, name in internet.mixed]
     rate_goal = f">= {GOAL_TARGETS_PER_S:.0f} targets/s, peak RSS < {GOAL_RSS_MB:.0f} MB"
+    https_goal = f">= {GOAL_HTTPS_TARGETS_PER_S:.0f} targets/s, peak RSS < {GOAL_RSS_MB:.0f} MB"
 
     def write(name: str, entries: Sequence[str], goal: str, **options: Any) -> Scenario:
         options.setdefault("resolver", resolvers["dns"])
@@ -274,12 +277,11 @@ def build_scenarios(
     ]
     return {
         "mix": write("mix", mixed, rate_goal),
-        "https": write("https", [entry(HTTPS, n) for n in internet.https_names()], rate_goal),
+        "https": write("https", [entry(HTTPS, n) for n in internet.https_names()], https_goal),
         "blackhole": write(
             "blackhole",
             blackhole,
-            f"wall < {GOAL_BLACKHOLE_WALL_S:.0f} s at a {BLACKHOLE_CONNECT_TIMEOUT} s connect "
-            "timeout",
+            f"wall < {GOAL_BLACKHOLE_WALL_S} s at a {BLACKHOLE_CONNECT_TIMEOUT} s connect timeout",
             connect_timeout=BLACKHOLE_CONNECT_TIMEOUT,
         ),
         "window": write(
