@@ -643,7 +643,8 @@ RULES: tuple[Rule, ...] = (
         _blocked("protocol_filter"),
         "No helper measured it, but a flow of non-HTTP/TLS first bytes met silence where the same"
         " address and port answered HTTP or TLS in this run (the protocol A/B test), and every"
-        " endpoint of its group met the same: a protocol allowlist (REFERENCE.md, Iran 2020-).",
+        " endpoint of its group met the same: a protocol allowlist (Iran 2020-; Bock et al.,"
+        " FOCI 2020).",
         "a non-HTTP/TLS first flight went unanswered where the same address and port answered"
         " HTTP/TLS, at every endpoint of its group",
         (Evidence.PROBE, Evidence.DIFFERENTIAL, Evidence.TCP),
