@@ -1,159 +1,54 @@
-"""Stream stored measurements, verdicts and events to CSV or JSON Lines, with fixed columns.
+"""Stream stored runs, measurements, verdicts and events to CSV or JSON Lines, with fixed columns.
 
 Rows come straight from the store's iterator and go straight to the output: an export of millions
-of measurements holds one chunk in memory. The columns are a contract with researchers' scripts:
-append new ones before `details_json`, never rename or reorder.
+of measurements holds one chunk in memory. The columns, their types and meanings are the data
+dictionary (analysis.dictionary, rendered as docs/data-dictionary.md): a contract with
+researchers' scripts, appended to, never renamed or reordered. The *_rows functions here are the
+one place a record becomes an export row (JSONL_FIELDS order, typed values, times as text); the
+CSV and JSON Lines writers here and the Parquet writer (analysis.parquet) all start from them.
 
-Data dictionary (MEASUREMENT_COLUMNS, in order):
-
-    measurement_id    uuid4 hex, unique across probes and databases
-    run_id            uuid4 hex of the run that made the measurement
-    probe_id          uuid4 hex of the probe (random; never derived from the host)
-    asn               the probe network's AS number, from the run (empty if unknown)
-    country           the probe network's ISO 3166 country code, from the run (empty if unknown)
-    platform          catalog platform, e.g. telegram, whatsapp
-    target            the target's name within the platform
-    endpoint          what was tested: resolver spec (dns), address:port (tcp, tls), URL (http)
-    layer             dns | tcp | tls | http
-    differential_kind empty for the target's own checks; sni | host | protocol: the harmless
-                      half of an A/B test on the same address; raw: a packet capture (IP TTL /
-                      IP-ID) taken after the run's measurements
-    started_at        UTC, ISO-8601 with microseconds and a Z suffix: 2024-11-20T09:30:00.123456Z
-                      (fixed width, so the text sorts chronologically)
-    duration_ms       float, monotonic clock
-    failure           OONI df-007 failure string; empty on success
-    failed_operation  resolve | connect | tls_handshake | http_round_trip | dns_round_trip | read
-                      | write | top_level; empty on success
-    dns_addresses     dns: the answers (A then AAAA), space-separated
-    tls_version       tls: negotiated version, e.g. TLSv1.3
-    http_status       http: final status code
-    http_body_length  http: body bytes read (capped; see details.body_truncated)
-    http_title        http: the page <title>, whitespace collapsed to single spaces
-    failure_detail    unknown_failure only: the free text of the error (a dependency's message,
-                      which may change between versions; join on `failure`, never on this)
-    details_json      the full Observation.details as compact JSON (ASCII, escapes for the rest),
-                      written by probe.codec: its keys are documented in docs/details.md
-
-Flattened columns are empty for other layers. No cell contains a line break (text is joined onto
-one line; the original stays in details_json), so a file splits into rows on newlines alone.
-Rows end with "\\n"; quoting is RFC 4180 style (the csv module's; details_json is always quoted),
-which pandas, R and csv.DictReader read. The verdict and event exports follow the same rules.
+No cell contains a line break (text is joined onto one line; the original stays in details_json),
+so a file splits into rows on newlines alone. Rows end with "\\n"; quoting is RFC 4180 style (the
+csv module's; details_json is always quoted), which pandas, R and csv.DictReader read.
 
 Formula injection (OWASP, "CSV Injection"): a text cell that begins with =, +, -, @, a tab or a
 carriage return (also after leading blanks) is written with a leading ' so that a spreadsheet
 shows it as text instead of running it (a page title "=HYPERLINK(...)" or "@SUM(...)" is
 server-controlled). Numbers are never prefixed; details_json starts with "{"; JSON Lines keep
-every value as it was.
+every value as it was, with `details` an object, numbers as numbers, lists as lists and empty
+cells as null.
 
-JSON Lines (JSONL_FIELDS): one object per line with the same keys, except that `details_json`
-becomes `details`, the object itself; numbers stay numbers and empty cells are null.
-
-Verdicts (VERDICT_COLUMNS, in order), one row per (run, platform, target), streamed in time order:
-
-    run_id            the run the verdict belongs to
-    probe_id          the probe that ran it
-    measured_at       the run's start, UTC ISO-8601 with microseconds and Z (as started_at)
-    asn, country      the probe's network at the time (empty if unknown)
-    platform, target  what was judged
-    status            ok | blocked | down | inconclusive
-    technique         how it was blocked (dns.bogon, tcp.timeout, tls.sni_reset, ...); blocked only
-    confidence        confirmed | anomaly; blocked only
-    rule_id           the rule that decided it (analysis/rules.py; ids are never renamed)
-    rules_version     the rules version that wrote the row
-    evidence          ids of the measurements the rule read, space-separated (a list in JSONL)
-    detail            why, in a sentence
-
-Events (EVENT_COLUMNS, in order), one row per detected event, sorted by onset:
-
-    kind              blocking | intermittent | partial | technique_change
-    platform          the platform affected
-    asn               the network when the event is confined to one; empty when it spans several
-    networks          every network in scope, space-separated AS numbers ("unknown" for verdicts
-                      whose network was unknown); a list in JSONL (null for unknown)
-    technique         dominant technique at onset; "<previous> -> <new>" for technique_change
-    onset             start of the first hourly bucket of the evidence (UTC, Z)
-    end               start of the first bucket back to ok; empty while ongoing
-    ongoing           true | false
-    targets           the targets affected, space-separated (a list in JSONL)
-    hosts             distinct probes that agree (integer)
-    rate              share of runs blocked during an intermittent event (0..1); empty otherwise
-    runs              ok + blocked verdicts in scope during the event (integer)
-    detail            the event in a sentence
+Which measurements a failure count should read is the `role` column (probe.model.Role): the A/B
+harmless halves, protocol probes (whose random bytes end in eof_error on most networks), packet
+captures and redirect lookups are not tests of the target; `roles` keeps only the ones asked for.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import itertools
 import json
 import re
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
+from analysis.dictionary import EVENTS, MEASUREMENTS, RUNS, VERDICTS
 from analysis.model import Event
 from probe.codec import encode_details
-from probe.model import DnsQuery, HttpTransaction, Measurement, Run, TlsHandshake
-from probe.records import Verdict
+from probe.model import DnsQuery, HttpTransaction, Measurement, Role, Run, Target, TlsHandshake
+from probe.records import Status, Verdict
 
-MEASUREMENT_COLUMNS: tuple[str, ...] = (
-    "measurement_id",
-    "run_id",
-    "probe_id",
-    "asn",
-    "country",
-    "platform",
-    "target",
-    "endpoint",
-    "layer",
-    "differential_kind",
-    "started_at",
-    "duration_ms",
-    "failure",
-    "failed_operation",
-    "dns_addresses",
-    "tls_version",
-    "http_status",
-    "http_body_length",
-    "http_title",
-    "failure_detail",
-    "details_json",
-)
+MEASUREMENT_COLUMNS: tuple[str, ...] = MEASUREMENTS.names
+JSONL_FIELDS: tuple[str, ...] = MEASUREMENTS.jsonl_names
+VERDICT_COLUMNS: tuple[str, ...] = VERDICTS.names
+EVENT_COLUMNS: tuple[str, ...] = EVENTS.names
+RUN_COLUMNS: tuple[str, ...] = RUNS.names
 
-JSONL_FIELDS: tuple[str, ...] = (*MEASUREMENT_COLUMNS[:-1], "details")
-
-VERDICT_COLUMNS: tuple[str, ...] = (
-    "run_id",
-    "probe_id",
-    "measured_at",
-    "asn",
-    "country",
-    "platform",
-    "target",
-    "status",
-    "technique",
-    "confidence",
-    "rule_id",
-    "rules_version",
-    "evidence",
-    "detail",
-)
-
-EVENT_COLUMNS: tuple[str, ...] = (
-    "kind",
-    "platform",
-    "asn",
-    "networks",
-    "technique",
-    "onset",
-    "end",
-    "ongoing",
-    "targets",
-    "hosts",
-    "rate",
-    "runs",
-    "detail",
-)
+# A target's test-list category, by (platform, target): the configured test lists' metadata.
+Categories = Mapping[tuple[str, str], str]
+_NO_CATEGORIES: Categories = {}
 
 _ZERO = timedelta(0)
 
@@ -186,6 +81,33 @@ class VerdictSource(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Iterator[Verdict]: ...
+
+
+class RunSource(Protocol):
+    """Where runs and their verdicts' counts come from: probe.store.Store satisfies it."""
+
+    def runs(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        asns: Collection[int] | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[Run]: ...
+
+    def verdict_counts(self, run_ids: Collection[str]) -> dict[str, dict[Status, int]]: ...
+
+    def rules_versions(self, run_ids: Collection[str]) -> dict[str, tuple[str, ...]]: ...
+
+
+def test_list_categories(targets: Iterable[Target]) -> dict[tuple[str, str], str]:
+    """The category_code of every test-list target, by (platform, target name)."""
+    return {
+        (t.platform, t.name): t.group
+        for t in targets
+        if t.group is not None and t.source.startswith("testlist:")
+    }
 
 
 def format_timestamp(when: datetime) -> str:
@@ -228,6 +150,8 @@ def write_measurements_csv(
     run_id: str | None = None,
     asns: Collection[int] | None = None,
     runs: Iterable[Run] | None = None,
+    categories: Categories = _NO_CATEGORIES,
+    roles: Collection[Role] | None = None,
     header: bool = True,
 ) -> int:
     """Write measurements started in [since, until) as CSV; return the number of rows.
@@ -235,8 +159,9 @@ def write_measurements_csv(
     `asns` keeps the measurements of runs on those networks only. `runs`: the runs the
     measurements may belong to, read once up front (one query instead of one per run: the
     difference between seconds and minutes for a month of hourly runs); a run not among them is
-    looked up on its own. `header=False` appends rows to an export already begun (the CLI does
-    so per platform).
+    looked up on its own. `categories`: the test-list category of each (platform, target);
+    `roles`: the measurement roles to keep (all when None). `header=False` appends rows to an
+    export already begun (the CLI does so per platform).
     """
     # The csv module writes every column but the last: None as an empty cell, numbers as str()
     # does (repr for floats). details_json, always quoted, is appended by hand: the csv module
@@ -246,14 +171,22 @@ def write_measurements_csv(
         writer.writerow(MEASUREMENT_COLUMNS)
         out.write("\n")
     count = 0
-    rows = _measurement_values(
-        store, since=since, until=until, platform=platform, run_id=run_id, asns=asns, runs=runs
+    rows = measurement_rows(
+        store,
+        since=since,
+        until=until,
+        platform=platform,
+        run_id=run_id,
+        asns=asns,
+        runs=runs,
+        categories=categories,
+        roles=roles,
     )
     write = out.write
     for values in rows:
         details = values.pop()
         writer.writerow([inert_cell(v) for v in values])
-        write(',"' + _compact_json(details).replace('"', '""') + '"\n')
+        write(',"' + compact_json(details).replace('"', '""') + '"\n')
         count += 1
     return count
 
@@ -268,6 +201,8 @@ def write_measurements_jsonl(
     run_id: str | None = None,
     asns: Collection[int] | None = None,
     runs: Iterable[Run] | None = None,
+    categories: Categories = _NO_CATEGORIES,
+    roles: Collection[Role] | None = None,
     header: bool = True,
 ) -> int:
     """Write measurements started in [since, until) as JSON Lines; return the number of lines.
@@ -276,8 +211,16 @@ def write_measurements_jsonl(
     """
     del header
     count = 0
-    rows = _measurement_values(
-        store, since=since, until=until, platform=platform, run_id=run_id, asns=asns, runs=runs
+    rows = measurement_rows(
+        store,
+        since=since,
+        until=until,
+        platform=platform,
+        run_id=run_id,
+        asns=asns,
+        runs=runs,
+        categories=categories,
+        roles=roles,
     )
     for values in rows:
         _write_json_line(out, dict(zip(JSONL_FIELDS, values, strict=True)))
@@ -285,12 +228,20 @@ def write_measurements_jsonl(
     return count
 
 
-def verdict_record(verdict: Verdict) -> dict[str, Any]:
+def verdict_record(verdict: Verdict, categories: Categories = _NO_CATEGORIES) -> dict[str, Any]:
     """One verdict as a VERDICT_COLUMNS dict: typed values, single-line text, evidence a list."""
-    return dict(zip(VERDICT_COLUMNS, _verdict_values(verdict), strict=True))
+    return dict(zip(VERDICT_COLUMNS, verdict_values(verdict, categories), strict=True))
 
 
-def _verdict_values(verdict: Verdict) -> list[Any]:
+def verdict_rows(
+    verdicts: Iterable[Verdict], categories: Categories = _NO_CATEGORIES
+) -> Iterator[list[Any]]:
+    """The VERDICT_COLUMNS values of each verdict, as they stream."""
+    for verdict in verdicts:
+        yield verdict_values(verdict, categories)
+
+
+def verdict_values(verdict: Verdict, categories: Categories = _NO_CATEGORIES) -> list[Any]:
     """The VERDICT_COLUMNS values of a verdict, in order: the one place a verdict becomes an
     export row (once per exported verdict: kept flat)."""
     technique, confidence = verdict.technique, verdict.confidence
@@ -309,17 +260,19 @@ def _verdict_values(verdict: Verdict) -> list[Any]:
         verdict.rules_version,
         list(verdict.evidence),
         _one_line(verdict.detail),
+        categories.get((verdict.platform, verdict.target)) if categories else None,
     ]
 
 
-def write_verdicts_csv(verdicts: Iterable[Verdict], out: TextIO) -> int:
+def write_verdicts_csv(
+    verdicts: Iterable[Verdict], out: TextIO, categories: Categories = _NO_CATEGORIES
+) -> int:
     """Write verdicts as CSV (VERDICT_COLUMNS) as they stream; return the number of rows."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(VERDICT_COLUMNS)
     count = 0
     evidence = VERDICT_COLUMNS.index("evidence")
-    for verdict in verdicts:
-        values = _verdict_values(verdict)
+    for values in verdict_rows(verdicts, categories):
         values[evidence] = " ".join(values[evidence])
         # None is an empty cell; no column here holds a float or bool.
         writer.writerow([inert_cell(v) for v in values])
@@ -327,11 +280,13 @@ def write_verdicts_csv(verdicts: Iterable[Verdict], out: TextIO) -> int:
     return count
 
 
-def write_verdicts_jsonl(verdicts: Iterable[Verdict], out: TextIO) -> int:
+def write_verdicts_jsonl(
+    verdicts: Iterable[Verdict], out: TextIO, categories: Categories = _NO_CATEGORIES
+) -> int:
     """Write verdicts as JSON Lines (VERDICT_COLUMNS keys) as they stream; return the count."""
     count = 0
-    for verdict in verdicts:
-        _write_json_line(out, verdict_record(verdict))
+    for values in verdict_rows(verdicts, categories):
+        _write_json_line(out, dict(zip(VERDICT_COLUMNS, values, strict=True)))
         count += 1
     return count
 
@@ -380,6 +335,75 @@ def write_events_jsonl(events: Iterable[Event], out: TextIO) -> int:
     return count
 
 
+# Runs whose verdict counts and rules versions are read in one query.
+_RUN_BATCH = 500
+
+
+def run_rows(
+    source: RunSource,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    asns: Collection[int] | None = None,
+) -> Iterator[list[Any]]:
+    """The RUN_COLUMNS values of each run started in [since, until) on `asns` (all when None),
+    oldest first, with its verdicts' counts and rules versions (read per batch of runs)."""
+    stream = source.runs(since=since, until=until, asns=asns)
+    while batch := list(itertools.islice(stream, _RUN_BATCH)):
+        ids = [run.id for run in batch]
+        counts, versions = source.verdict_counts(ids), source.rules_versions(ids)
+        for run in batch:
+            yield run_values(run, counts.get(run.id, {}), versions.get(run.id, ()))
+
+
+def run_values(run: Run, counts: Mapping[Status, int], rules_versions: Sequence[str]) -> list[Any]:
+    """The RUN_COLUMNS values of a run, in order: the one place a run becomes an export row."""
+    network = run.network
+    return [
+        run.id,
+        run.probe_id,
+        format_timestamp(run.started_at),
+        None if run.finished_at is None else format_timestamp(run.finished_at),
+        network.asn,
+        _one_line(network.as_name),
+        _one_line(network.country),
+        network.resolver_asn,
+        _one_line(network.resolver_as_name),
+        _one_line(network.resolver_country),
+        _one_line(network.source),
+        network.vpn_suspected,
+        run.connectivity.value,
+        run.interrupted,
+        _one_line(run.software_version),
+        " ".join(rules_versions) if rules_versions else None,
+        _one_line(run.config_digest),
+        counts.get(Status.BLOCKED, 0),
+        counts.get(Status.OK, 0),
+        counts.get(Status.DOWN, 0),
+        counts.get(Status.INCONCLUSIVE, 0),
+    ]
+
+
+def write_runs_csv(rows: Iterable[list[Any]], out: TextIO) -> int:
+    """Write run_rows as CSV (RUN_COLUMNS); return the number of rows."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RUN_COLUMNS)
+    count = 0
+    for values in rows:
+        writer.writerow([inert_cell(_csv_cell(v)) for v in values])
+        count += 1
+    return count
+
+
+def write_runs_jsonl(rows: Iterable[list[Any]], out: TextIO) -> int:
+    """Write run_rows as JSON Lines (RUN_COLUMNS keys); return the number of lines."""
+    count = 0
+    for values in rows:
+        _write_json_line(out, dict(zip(RUN_COLUMNS, values, strict=True)))
+        count += 1
+    return count
+
+
 # What a measurement needs of its run: the probe and its network.
 _RunNetwork = tuple[str | None, int | None, str | None]  # probe_id, asn, country
 _NO_RUN: _RunNetwork = (None, None, None)
@@ -389,10 +413,10 @@ def _run_network(run: Run) -> _RunNetwork:
     return (run.probe_id, run.network.asn, _one_line(run.network.country))
 
 
-def _values(measurement: Measurement, run: _RunNetwork) -> list[Any]:
+def _values(measurement: Measurement, run: _RunNetwork, category: str | None) -> list[Any]:
     """The JSONL_FIELDS values of a measurement, in order (details last, as a dict).
 
-    The one place a measurement becomes an export row: both writers start from it. One flat
+    The one place a measurement becomes an export row: every writer starts from it. One flat
     function on purpose: it runs once per exported measurement.
     """
     observation = measurement.observation
@@ -435,26 +459,33 @@ def _values(measurement: Measurement, run: _RunNetwork) -> list[Any]:
         http_body_length,
         http_title,
         None if detail is None else _one_line(detail),
+        observation.role.value,
+        category,
         encode_details(details),
     ]
 
 
-def _measurement_values(
+def measurement_rows(
     store: MeasurementSource,
     *,
-    since: datetime | None,
-    until: datetime | None,
-    platform: str | None,
-    run_id: str | None,
-    asns: Collection[int] | None,
-    runs: Iterable[Run] | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    platform: str | None = None,
+    run_id: str | None = None,
+    asns: Collection[int] | None = None,
+    runs: Iterable[Run] | None = None,
+    categories: Categories = _NO_CATEGORIES,
+    roles: Collection[Role] | None = None,
 ) -> Iterator[list[Any]]:
+    """The JSONL_FIELDS values of each measurement (details last, as a dict), as they stream;
+    the arguments are write_measurements_csv's."""
     # Measurements carry no network of their own: the run's is theirs. Runs are few next to
     # measurements (one per probe execution), and only three of their fields are kept.
     known: dict[str, _RunNetwork] = {}
     for run in runs or ():
         known[run.id] = _run_network(run)
     wanted = set(asns) if asns else None
+    keep = None if roles is None else frozenset(roles)
     for measurement in store.measurements(
         run_id=run_id, platform=platform, since=since, until=until
     ):
@@ -464,17 +495,22 @@ def _measurement_values(
             network = known[measurement.run_id] = _NO_RUN if found is None else _run_network(found)
         if wanted is not None and network[1] not in wanted:
             continue
-        yield _values(measurement, network)
+        if keep is not None and measurement.observation.role not in keep:
+            continue
+        category = (
+            categories.get((measurement.platform, measurement.target)) if categories else None
+        )
+        yield _values(measurement, network, category)
 
 
 def _write_json_line(out: TextIO, record: dict[str, Any]) -> None:
     # ensure_ascii: U+2028 and friends would otherwise split lines for str.splitlines readers.
-    out.write(_compact_json(record))
+    out.write(compact_json(record))
     out.write("\n")
 
 
 # Compact ASCII JSON; one encoder made once (json.dumps with options builds one per call).
-_compact_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+compact_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 # What str.splitlines splits on: a cheap test first, since almost no value holds one.
 _LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")

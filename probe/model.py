@@ -88,6 +88,27 @@ class DifferentialKind(StrEnum):
     RAW = "raw"  # a raw-packet capture (probe.rawnet): IP TTL / IP-ID evidence
 
 
+class Role(StrEnum):
+    """What a measurement is for (the exports' `role` column). Only `primary` measurements test
+    the target itself: a failure count of interference reads those. The others are controls and
+    evidence beside them, whose failures are expected or mean something else (a protocol probe's
+    random bytes usually end in eof_error even on an open network)."""
+
+    PRIMARY = "primary"  # the target's own check
+    AB_CONTROL = "ab_control"  # the harmless-SNI or harmless-Host half of an A/B test
+    PROTOCOL_PROBE = "protocol_probe"  # random bytes to the endpoint (protocol allowlisting)
+    RAW_CAPTURE = "raw_capture"  # IP TTL / IP-ID packet evidence taken after the run
+    REDIRECT_LOOKUP = "redirect_lookup"  # a redirect's host resolved before following it
+
+
+_ROLE_OF_KIND = {
+    DifferentialKind.SNI: Role.AB_CONTROL,
+    DifferentialKind.HOST: Role.AB_CONTROL,
+    DifferentialKind.PROTOCOL: Role.PROTOCOL_PROBE,
+    DifferentialKind.RAW: Role.RAW_CAPTURE,
+}
+
+
 class TargetKind(StrEnum):
     """What the runner does with a target.
 
@@ -386,6 +407,16 @@ class Observation(Generic[D]):
     def differential_kind(self) -> DifferentialKind | None:
         """The A/B kind of a runner's extra measurement, None for a target's own."""
         return getattr(self.details, "differential_kind", None)
+
+    @property
+    def role(self) -> Role:
+        """What this measurement is for: the target's own check or one beside it."""
+        kind = self.differential_kind
+        if kind is not None:
+            return _ROLE_OF_KIND[kind]
+        if getattr(self.details, "redirect_from", None) is not None:
+            return Role.REDIRECT_LOOKUP
+        return Role.PRIMARY
 
 
 @dataclass(frozen=True, slots=True)

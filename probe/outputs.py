@@ -11,6 +11,7 @@ and no partial one.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,3 +76,32 @@ def _mode_for(path: Path) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+@contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """A temporary folder to build the folder `path` in (a Parquet export), renamed into place
+    only when the block ends without an exception. `path` must not exist yet, or be an empty
+    folder: an export never merges into or deletes what is there."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise OutputRefusedError(f"{path} exists and is not a folder: name a new folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise OutputRefusedError(f"{path} is not empty: name a new folder (nothing was written)")
+    final = Path(os.path.abspath(path))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())
+        if final.is_dir():
+            final.rmdir()
+        os.replace(temporary, final)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

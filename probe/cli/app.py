@@ -28,7 +28,7 @@ COMMANDS = {
     "analyse": CommandEntry("probe.cli.analyse", "Re-judge verdicts with other networks' data."),
     "report": CommandEntry("probe.cli.report", "Current state, latest verdicts and events."),
     "export": CommandEntry(
-        "probe.cli.export", "Export measurements, verdicts, events or OONI documents."
+        "probe.cli.export", "Export runs, measurements, verdicts, events or OONI documents."
     ),
     "merge": CommandEntry("probe.cli.merge", "Merge probe databases into one."),
     "targets": CommandEntry("probe.cli.targets", "List the targets a run would measure."),

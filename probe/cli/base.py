@@ -21,6 +21,8 @@ import typer
 from rich.console import Console, ConsoleDimensions
 from typer.core import TyperCommand
 
+from analysis.dictionary import DescriptorError
+from analysis.parquet import ParquetUnavailableError
 from probe.catalog import CatalogError
 from probe.cli.terminal import plain
 from probe.config import ConfigError
@@ -101,7 +103,15 @@ def _placeholder(param: Any) -> str:
     return name if param.required else f"[{name}]"
 
 
-USER_ERRORS = (ConfigError, CatalogError, StoreError, TestListError, OutputRefusedError)
+USER_ERRORS = (
+    ConfigError,
+    CatalogError,
+    StoreError,
+    TestListError,
+    OutputRefusedError,
+    DescriptorError,
+    ParquetUnavailableError,
+)
 
 
 def print_skipped(problems: Iterable[str]) -> None:

@@ -366,6 +366,23 @@ class Store:
                 counts.setdefault(run_id, {})[Status(status)] = int(count)
         return counts
 
+    def rules_versions(self, run_ids: Collection[str]) -> dict[str, tuple[str, ...]]:
+        """The rules versions that wrote each run's verdicts, sorted (runs without any: absent)."""
+        table = schema.verdicts
+        versions: dict[str, tuple[str, ...]] = {}
+        if not run_ids:
+            return versions
+        stmt = (
+            select(table.c.run_id, table.c.rules_version)
+            .where(table.c.run_id.in_(list(run_ids)))
+            .group_by(table.c.run_id, table.c.rules_version)
+            .order_by(table.c.run_id, table.c.rules_version)
+        )
+        with self._transaction() as conn:
+            for run_id, version in conn.execute(stmt):
+                versions[run_id] = (*versions.get(run_id, ()), str(version))
+        return versions
+
     def measurements(
         self,
         run_id: str | None = None,
