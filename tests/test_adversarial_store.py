@@ -114,7 +114,8 @@ def test_an_export_replaces_its_file_whole_and_keeps_a_symlink(db: Path, tmp_pat
     assert code == 0, err
     assert link.is_symlink() and real.read_text().count("\n") == 4  # header + 3 rows
     outputs = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("probe.db"))
-    assert outputs == ["out.csv", "real.csv"]  # no temporary file left
+    # No temporary file left; the export's schema goes beside it.
+    assert outputs == ["datapackage.json", "out.csv", "real.csv"]
 
 
 def test_a_failed_write_leaves_the_old_output_and_no_partial_file(tmp_path: Path) -> None:
