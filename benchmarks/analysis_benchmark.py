@@ -13,7 +13,8 @@ batches of 50,000), as probes and `probe merge` leave it.
 
 Then, each as its own process (peak RSS measured per process with wait4), pinned to 2 CPUs:
 `probe report` over the month (verdicts -> timeline -> events -> tables), the same with --html,
-and `probe export --what measurements|verdicts|events --csv` of all of it.
+`probe export --what runs|measurements|verdicts|events --csv` of all of it, and the same tables
+but events as Parquet (`--parquet DIR`, when pyarrow is installed) beside CSV: time and size.
 
     python3 benchmarks/analysis_benchmark.py [--db FILE] [--keep] [--days 30] [--seed 7]
 
@@ -24,8 +25,10 @@ under 30 s and under 1 GB.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -220,7 +223,10 @@ def measure(label: str, args: list[str], output: Path | None) -> Figure:
         raise SystemExit(f"{label} failed ({code}): {text}")
     usage = next(line for line in text.splitlines() if line.startswith("RUSAGE "))
     _, max_rss_kb, cpu = usage.split()
-    size = output.stat().st_size if output is not None else 0
+    size = 0
+    if output is not None:
+        files = output.rglob("*") if output.is_dir() else [output]
+        size = sum(p.stat().st_size for p in files if p.is_file())
     return Figure(label, seconds, float(cpu), int(max_rss_kb) * 1024, size)
 
 
@@ -258,17 +264,22 @@ def main() -> int:
     until = (last.started_at + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%MZ")
     period = ["--since", since, "--until", until, "--db", str(db)]
     html = folder / "report.html"
-    exports = {what: folder / f"{what}.csv" for what in ("measurements", "verdicts", "events")}
+    tables = ("runs", "measurements", "verdicts", "events")
+    exports = {(what, "csv"): folder / f"{what}.csv" for what in tables}
+    if importlib.util.find_spec("pyarrow") is not None:
+        exports.update({(w, "parquet"): folder / w for w in tables if w != "events"})
+    else:
+        print("pyarrow is not installed: no Parquet figures (pip install '.[parquet]')")
     figures = [
         measure("probe report (the month)", ["report", *period], None),
         measure("probe report --html", ["report", *period, "--html", str(html)], html),
         *(
             measure(
-                f"probe export --what {what} --csv",
-                ["export", "--what", what, "--csv", str(path), "--db", str(db)],
+                f"probe export --what {what} --{form}",
+                ["export", "--what", what, f"--{form}", str(path), "--db", str(db)],
                 path,
             )
-            for what, path in exports.items()
+            for (what, form), path in exports.items()
         ),
     ]
     print(f"\n{'command':<38} {'wall':>7} {'CPU':>7} {'peak RSS':>9} {'output':>9}  goal: < "
@@ -283,15 +294,13 @@ def main() -> int:
               f"{output:>9}  {'ok' if ok else 'OVER'}")  # fmt: skip
     load = os.getloadavg()[0]
     print(f"load average (1 min) at the end: {load:.2f} on {len(os.sched_getaffinity(0))} CPUs")
-    with exports["measurements"].open() as handle:
+    with exports["measurements", "csv"].open() as handle:
         rows = sum(1 for _ in handle) - 1
     print(f"\nmeasurement rows exported: {rows:,}")
     if args.keep:
         print(f"kept: {folder}")
     else:  # the exports, and the store unless it was given with --db
-        for path in folder.iterdir():
-            path.unlink()
-        folder.rmdir()
+        shutil.rmtree(folder)
     return 0 if within else 1
 
 
