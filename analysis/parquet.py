@@ -5,8 +5,8 @@ become DIR/day=YYYY-MM-DD/part-0.parquet, Hive-style partitions that DuckDB
 (`read_parquet('DIR/**/*.parquet', hive_partitioning = true)`), Spark, BigQuery and pandas read
 with a `day` column. Column types come from the data dictionary (analysis.dictionary): times are
 UTC timestamps in microseconds, lists are lists, text stays text; `details_json` stays JSON text.
-Rows are buffered per day and written in row groups, so memory holds a few batches, not the
-export. pyarrow is the optional extra `parquet` (https://arrow.apache.org/docs/python/parquet.html).
+Rows are buffered per day and written in row groups as the stream leaves a day (or a batch
+fills), so memory holds about one batch, not the export. pyarrow is the optional extra `parquet` (https://arrow.apache.org/docs/python/parquet.html).
 """
 
 from __future__ import annotations
@@ -85,8 +85,14 @@ def write_parquet(
         writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
 
     try:
+        previous: str | None = None
         for values in rows:
             day = values[day_index][:10]
+            if previous is not None and day != previous and previous in buffers:
+                # Rows come in time order: a day the stream has left is written out now, so
+                # memory holds one batch, not every day's remainder until the end.
+                flush(previous)
+            previous = day
             buffer = buffers.setdefault(day, [])
             buffer.append(values)
             count += 1
