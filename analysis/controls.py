@@ -80,6 +80,7 @@ class ControlHttp:
     failure: str | None
     throughput_kbps: float | None = None
     source: str = HELPER_SOURCE
+    ttfb_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +249,7 @@ class _Collector:
                     details.headers,
                     failure,
                     details.throughput_kbps,
+                    ttfb_ms=details.timings.ttfb_ms,
                 )
             )
 

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from probe.model import Connectivity, Failure, Operation
 from probe.records import Confidence, Status
 
-RULES_VERSION = "2025.6"
+RULES_VERSION = "2025.7"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -139,6 +139,10 @@ class Facts:
     throughput_kbps: float | None = None
     control_kbps: float | None = None  # the reference rate (see the throttling rule)
     throttled: bool = False
+    # A transfer's time to first byte (ms) against the control sites' transfers'.
+    ttfb_ms: float | None = None
+    control_ttfb_ms: float | None = None
+    first_byte_delayed: bool = False
     # The protocol allowlist: a flow of non-HTTP/TLS first bytes met silence that no control's
     # flow met as well (silent), and what proves it the path's (PROOF_CONTROL, PROOF_RUN).
     protocol_filtered: bool = False  # proved, either way
@@ -589,6 +593,17 @@ RULES: tuple[Rule, ...] = (
         " fast and the download was not (OONI targets 'extreme' throttling, 10x;"
         " ooni/probe-cli docs/design/dd-007-throttling.md).",
         "{f.throughput_kbps} kbit/s here; the control ran at {f.control_kbps} kbit/s",
+        (Evidence.HTTP, Evidence.CONTROL_SITES),
+    ),
+    Rule(
+        "throttling.first_byte",
+        lambda f: f.first_byte_delayed,
+        _blocked("throttling"),
+        "A transfer's first byte came ten times later than the control sites' transfers' (and"
+        " seconds later) while the helper's request for it, if any, was answered promptly: the"
+        " path holds the response back (a shaper queueing it, or a response slowed by its name),"
+        " which the goodput alone misses when little of the transfer arrives at all.",
+        "first byte after {f.ttfb_ms} ms here; the control transfers' after {f.control_ttfb_ms} ms",
         (Evidence.HTTP, Evidence.CONTROL_SITES),
     ),
     Rule(

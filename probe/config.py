@@ -147,6 +147,8 @@ class Settings:
     dns_second_answer_window: float = 0.5
     ca_file: str | None = None
     max_body_bytes: int = 1 << 20
+    transfer_bytes: int = 512 * 1024
+    transfer_seconds: float = 3.0
     body_prefix_bytes: int = 2048
     max_redirects: int = 5
     user_agent: str = DEFAULT_USER_AGENT
@@ -317,6 +319,9 @@ MAX_PHASE_TIMEOUT = 120.0  # s, per DNS / connect / TLS phase
 MAX_HTTP_TIMEOUT = 600.0  # s, for a whole HTTP transaction (a slow throttled download included)
 MAX_SECOND_ANSWER_WINDOW = 10.0  # s a UDP query keeps listening after its first answer
 MAX_BODY_BYTES = 64 * 1024 * 1024
+# A download shorter than this has no rate worth reading (its latency dominates): a transfer
+# that reaches its byte bound must be at least this long, and analysis counts no shorter one.
+MIN_TRANSFER_BYTES = 64 * 1024
 MAX_BODY_PREFIX_BYTES = 64 * 1024  # stored with every HTTP row
 MAX_REDIRECTS = 20  # the limit browsers apply (Fetch standard, "HTTP-redirect fetch")
 MAX_CONCURRENCY = 4096  # connections in flight; each needs a descriptor
@@ -403,6 +408,15 @@ def parse_settings(document: Mapping[str, Any], *, source: Path | None = None) -
         ca_file=str(ca_file) if ca_file else None,
         max_body_bytes=http.integer(
             "max_body_bytes", defaults.max_body_bytes, maximum=MAX_BODY_BYTES
+        ),
+        transfer_bytes=http.integer(
+            "transfer_bytes",
+            defaults.transfer_bytes,
+            minimum=MIN_TRANSFER_BYTES,
+            maximum=MAX_BODY_BYTES,
+        ),
+        transfer_seconds=http.number(
+            "transfer_seconds", defaults.transfer_seconds, maximum=MAX_HTTP_TIMEOUT
         ),
         body_prefix_bytes=http.integer(
             "body_prefix_bytes",

@@ -155,6 +155,9 @@ class Target:
     control: bool = False
     source: str = "catalog"
     group: str | None = None
+    # A large resource read for its goodput, within the transfer bounds ([http] transfer_bytes
+    # and transfer_seconds), and compared with the control sites' transfers (throttling).
+    transfer: bool = False
     speaks: Speaks | None = None
 
     @property
@@ -351,6 +354,7 @@ class HttpTransaction:
     final_url: str | None = None  # the URL of the final response
     timings: HttpTimings = field(default_factory=HttpTimings)  # the final request's phases
     throughput_kbps: float | None = None  # the body's download rate, kbit/s
+    transfer: bool | None = None  # runner: a bulk transfer, read within the transfer bounds
     differential_kind: DifferentialKind | None = None  # runner: host for the harmless-Host half
     target_host: str | None = None  # runner: the target's name, on the harmless-Host half
     address_source: str | None = None  # runner: the resolver that gave the address, or literal

@@ -87,6 +87,8 @@ def check_context(settings: Settings) -> CheckContext:
         timeouts=settings.timeouts,
         ssl_context=default_ssl_context(settings.ca_file),
         max_body_bytes=settings.max_body_bytes,
+        transfer_bytes=settings.transfer_bytes,
+        transfer_seconds=settings.transfer_seconds,
         body_prefix_bytes=settings.body_prefix_bytes,
         max_redirects=settings.max_redirects,
         user_agent=settings.user_agent,

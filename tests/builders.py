@@ -202,6 +202,9 @@ def http_transaction(
     redirects: Sequence[Redirect] = (),
     differential_kind: DifferentialKind | None = None,
     target_host: str | None = None,
+    transfer: bool | None = None,
+    truncated: bool = False,
+    ttfb_ms: float = 30.0,
 ) -> HttpTransaction:
     host = url.split("://", 1)[1].split("/", 1)[0]
     answered = status is not None
@@ -213,14 +216,15 @@ def http_transaction(
         status=status,
         headers=tuple(headers) if answered else (),
         body_length=(len(body) if body_length is None else body_length) if status else 0,
-        body_truncated=False,
+        body_truncated=truncated,
         body_sha256="cd" * 32,
         title=title if answered else None,
         body_prefix=body[:2048] if answered else "",
         redirects=tuple(redirects),
         final_url=url,
-        timings=HttpTimings(connect_ms=10.0, ttfb_ms=30.0, total_ms=50.0),
+        timings=HttpTimings(connect_ms=10.0, ttfb_ms=ttfb_ms, total_ms=ttfb_ms + 20.0),
         throughput_kbps=throughput,
+        transfer=transfer,
         differential_kind=differential_kind,
         target_host=target_host,
         address_source=source,
@@ -362,6 +366,9 @@ def http(
     redirects: Sequence[Redirect] = (),
     differential_kind: DifferentialKind | None = None,
     target_host: str | None = None,
+    transfer: bool | None = None,
+    truncated: bool = False,
+    ttfb_ms: float = 30.0,
 ) -> Measurement:
     if failure is not None:
         status = None if operation in (None, "http_round_trip") else status
@@ -380,6 +387,9 @@ def http(
         redirects=redirects,
         differential_kind=differential_kind,
         target_host=target_host,
+        transfer=transfer,
+        truncated=truncated,
+        ttfb_ms=ttfb_ms,
     )
     obs = observation(Layer.HTTP, url, details, failure, operation)
     return measurement(platform, target, obs)
@@ -393,6 +403,28 @@ def control_site(kbps: float = 8000.0) -> list[Measurement]:
         tcp("control", url, address, 443),
         tls("control", url, address, 443, "www.google.com"),
         http("control", url, url, address, body_length=300_000, throughput=kbps),
+    ]
+
+
+def control_transfer(kbps: float = 80_000.0, *, ttfb_ms: float = 40.0) -> list[Measurement]:
+    """The run's control transfer (a large file read within the transfer bounds), reached."""
+    url = "https://upload.wikimedia.org/wikipedia/commons/3/3f/Fronalpstock_big.jpg"
+    address = "185.15.59.240"
+    return [
+        dns("control", url, "upload.wikimedia.org", [address]),
+        tcp("control", url, address, 443),
+        tls("control", url, address, 443, "upload.wikimedia.org"),
+        http(
+            "control",
+            url,
+            url,
+            address,
+            body_length=512 * 1024,
+            throughput=kbps,
+            transfer=True,
+            truncated=True,
+            ttfb_ms=ttfb_ms,
+        ),
     ]
 
 
@@ -456,6 +488,7 @@ def h_http(
     headers: Sequence[tuple[str, str]] = HEADERS,
     throughput: float | None = None,
     differential_kind: DifferentialKind | None = None,
+    ttfb_ms: float | None = None,
 ) -> Observation[Details]:
     details = HttpTransaction(
         url,
@@ -465,6 +498,7 @@ def h_http(
         headers=tuple(headers),
         throughput_kbps=throughput,
         differential_kind=differential_kind,
+        timings=HttpTimings(ttfb_ms=ttfb_ms),
     )
     operation = "http_round_trip" if failure else None
     return observation(Layer.HTTP, url, details, failure, operation)

@@ -358,6 +358,43 @@ async def test_trickling_body_is_generic_timeout_while_reading(pki: Pki) -> None
     assert 450 <= observation.duration_ms < 2000
 
 
+async def test_a_trickling_transfer_is_a_sample_that_ends_with_its_window(pki: Pki) -> None:
+    # A throttled transfer: the window ends while bytes still trickle in. That is the sample a
+    # transfer target is read for, not a failure, and its rate is over the whole window.
+    ctx = pki.check_context(timeouts=Timeouts(connect=0.5, tls=0.5, http=5.0))
+    async with hostile.trickle(interval=0.2) as server:
+        observation = await fetch(server.url, ctx, read_seconds=0.6)
+
+    assert observation.ok
+    details = observation.details
+    assert details.status == 200 and details.body_truncated is True
+    assert 1 <= details.body_length <= 5
+    # A few bytes over about 0.6 s: well under a kilobit per second.
+    assert details.throughput_kbps is not None and details.throughput_kbps < 1.0
+    assert observation.duration_ms < 4000  # the window ended it, not the http timeout
+
+
+async def test_a_transfer_window_closes_before_the_fetch_timeout(pki: Pki) -> None:
+    # A window longer than what is left of the fetch's timeout still ends as a sample.
+    ctx = pki.check_context(timeouts=Timeouts(connect=0.5, tls=0.5, http=0.8))
+    async with hostile.trickle(interval=0.2) as server:
+        observation = await fetch(server.url, ctx, read_seconds=30.0)
+
+    assert observation.ok
+    assert observation.details.body_truncated is True
+    assert observation.details.throughput_kbps is not None
+
+
+async def test_a_transfer_that_ends_within_its_window_is_whole(pki: Pki) -> None:
+    site = Site()
+    async with hostile.web_app(site.app) as server:
+        observation = await fetch(server.url, pki.check_context(), read_seconds=5.0)
+
+    assert observation.ok
+    assert observation.details.body_truncated is False
+    assert observation.details.body_length == len(PAGE.encode())
+
+
 async def test_server_that_never_answers_is_generic_timeout_in_the_round_trip(pki: Pki) -> None:
     ctx = pki.check_context(timeouts=Timeouts(connect=0.5, tls=0.5, http=0.4))
     async with hostile.silent() as server:

@@ -7,11 +7,11 @@ on, success everywhere it does not, and the verdict per target.
 
 The probe's config (tests/lab/e2e.py writes it) has short timeouts, the ISP resolver once more
 over UDP (the system resolver records no raw responses, and a forged answer racing the real one
-is only visible on a UDP socket), DoH to the lab's 1.1.1.1 as the control resolver, and three
-extra targets: plain HTTP to www.instagram.com (the catalog has only its HTTPS page, so the
-http_reset scenario would hit nothing) and a 2 MiB plain-HTTP download from the throttled video
-host and from an unthrottled one (the catalog fetches home pages of a few KB, too short for a
-rate; over TLS a 64 kbit/s path delivers whole 16 KB records, too coarse for a 3 s sample).
+is only visible on a UDP socket), DoH to the lab's 1.1.1.1 as the control resolver, and one
+extra target: plain HTTP to www.instagram.com (the catalog has only its HTTPS page, so the
+http_reset scenario would hit nothing). Throttling is measured with the catalog's own transfer
+targets (a large asset per platform, and the control sites' transfers of the same size), which
+the lab serves at their paths.
 
 One lab and one helper serve the whole file; each test is one probe run of a few seconds.
 Needs root (the lab fixtures skip, saying why, otherwise).
@@ -30,11 +30,9 @@ from tests.builders import stored, stored_observation
 from tests.lab import plan as lab_plan
 from tests.lab.blockpage import BLOCKPAGE_MARKER
 from tests.lab.e2e import (
-    FAST_DOWNLOAD,
     INSTAGRAM_PLAIN,
     LAB_CLIENT_NETWORK,
     LAB_DOH_RESOLVER,
-    THROTTLED_DOWNLOAD,
     ControlHelper,
     ProbeRun,
     ProbeWorkspace,
@@ -47,6 +45,9 @@ from tests.lab.pki import INTERCEPTION_CA_ORGANIZATION
 from tests.lab.scenarios import CONTROL_NAMES, SCENARIOS, get_scenario
 
 pytest_plugins = ("tests.lab.fixtures",)  # the lab and lab_session fixtures
+
+# A shaped transfer's goodput is at most this (kbit/s): the shaper's 64 kbit/s and its burst.
+SHAPED_KBPS = 200.0
 
 Key = tuple[str, str]  # (platform, target name), as verdicts are keyed
 Outcome = tuple[str, str | None, str | None]  # status, technique, confidence
@@ -550,32 +551,69 @@ def test_http_reset_is_confirmed_by_a_harmless_host_on_the_same_server(
 
 
 @covers("throttle")
-def test_throttle_collapses_the_video_download_far_below_an_unthrottled_one(
+def test_throttle_collapses_the_youtube_transfer_far_below_the_control_transfers(
     probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
 ) -> None:
     run = probe("throttle")
     assert_ran(run)
     shaped = on_hosts(targets, hosts_at(lab, targets, hits(lab, "throttle")))
-    assert {t.name for t in shaped} == {THROTTLED_DOWNLOAD, "https://redirector.googlevideo.com/"}
-    (slow_target,) = [t for t in shaped if t.name == THROTTLED_DOWNLOAD]
-    (fast_target,) = [t for t in targets if t.name == FAST_DOWNLOAD]
-    (slow,) = own(run, slow_target, Layer.HTTP)
-    (fast,) = own(run, fast_target, Layer.HTTP)
-    # The download is cut by the http timeout mid-body; the rate of what arrived is stored.
-    assert failures([slow]) == [("generic_timeout_error", "read")]
-    assert stored(slow)["status"] == 200
-    assert fast.observation.failure is None
-    slow_kbps = stored(slow)["throughput_kbps"]
-    fast_kbps = stored(fast)["throughput_kbps"]
-    assert slow_kbps < 200 and fast_kbps > 10 * slow_kbps, (slow_kbps, fast_kbps)
+    assert {t.host for t in shaped} == {"i.ytimg.com", "redirector.googlevideo.com"}
+    assert_throttled(run, shaped, targets)
+
+
+@covers("throttle_small_pages")
+def test_small_page_throttle_is_seen_on_the_platforms_large_asset_only(
+    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+) -> None:
+    run = probe("throttle_small_pages")
+    assert_ran(run)
+    shaped = on_hosts(targets, hosts_at(lab, targets, hits(lab, "throttle_small_pages")))
+    assert {t.host for t in shaped} == {"pbs.twimg.com"} and len(shaped) == 2
+    # The root page is a few KB: too short for a rate, it says nothing of the shaper.
+    for page in [t for t in shaped if not t.transfer]:
+        for fetch in own(run, page, Layer.HTTP):
+            assert stored(fetch)["body_length"] < 64 * 1024
+            assert not stored(fetch)["transfer"]
+    assert_throttled(run, shaped, targets)
+
+
+def control_transfers(run: ProbeRun) -> list[Measurement]:
+    return [
+        m
+        for m in run.measurements
+        if m.platform == "control" and m.layer is Layer.HTTP and stored(m)["transfer"]
+    ]
+
+
+def assert_throttled(run: ProbeRun, shaped: list[Target], targets: Iterable[Target]) -> None:
+    """The shaped transfers read as a sample of a trickle (their window ended, no failure) far
+    below the control sites' transfers, and are blocked by throttling; the pages on the shaped
+    addresses share the shaper and may come to SHAPER_COLLATERAL; nothing else is touched."""
+    transfers = [t for t in shaped if t.transfer]
+    assert transfers
+    controls = control_transfers(run)
+    assert len(controls) == 2 and all(m.failure is None for m in controls), run.explain()
+    fastest_slow = 0.0
+    for target in transfers:
+        (fetch,) = own(run, target, Layer.HTTP)
+        details = stored(fetch)
+        assert fetch.observation.failure is None, run.explain(target.name)
+        assert details["status"] == 200 and details["transfer"] is True
+        assert details["body_truncated"] is True  # the sample window ended it, not the server
+        assert details["throughput_kbps"] < SHAPED_KBPS, details["throughput_kbps"]
+        fastest_slow = max(fastest_slow, details["throughput_kbps"])
+    for control in controls:
+        assert stored(control)["throughput_kbps"] > 10 * max(fastest_slow, 1.0)
     verdicts = outcomes(run)
-    assert verdicts[key(slow_target)] == blocked("throttling")
-    # The video host's home page shares the 64 kbit/s shaper with that download, whose queue
-    # holds seconds of data: it usually times out too, at the handshake or the request, depending
-    # on whose packets queue first (and now and then gets through). What must never come of it
-    # is a name-based claim: the harmless SNI stalls on that address as well.
-    (home,) = [t for t in shaped if t is not slow_target]
-    assert verdicts[key(home)] in SHAPER_COLLATERAL, run.explain(home.name)
+    for target in transfers:
+        assert verdicts[key(target)] == blocked("throttling"), run.explain(target.name)
+    # A page on a shaped address shares the 64 kbit/s shaper with the transfer, whose queue
+    # holds seconds of data: it may time out at the handshake or the request, depending on whose
+    # packets queue first (and often gets through). What must never come of it is a name-based
+    # claim: the harmless SNI stalls on that address as well.
+    for target in shaped:
+        if not target.transfer:
+            assert verdicts[key(target)] in SHAPER_COLLATERAL, run.explain(target.name)
     assert_verdicts(run, {key(t): verdicts[key(t)] for t in shaped})
     assert_untouched(run, [t for t in targets if t not in shaped])
 
@@ -707,13 +745,13 @@ def test_iran_mix_shows_each_technique_on_its_platform(
         **{key(t): blocked("tcp.timeout") for t in dcs},
         **{key(t): blocked("tls.sni_reset", "confirmed") for t in reset},
         **{key(t): blocked("http.blockpage", "confirmed") for t in paged},
-        **{key(t): blocked("throttling") for t in shaped if t.name == THROTTLED_DOWNLOAD},
+        **{key(t): blocked("throttling") for t in shaped if t.transfer},
     }
-    assert len(lied) == 3 and len(dcs) == 6 and len(reset) == 7 and len(paged) == 1
+    assert len(lied) == 4 and len(dcs) == 6 and len(reset) == 7 and len(paged) == 1
     verdicts = outcomes(run)
-    # The video home page shares the shaper with the download (see the throttle test).
+    # The media hosts' pages share the shaper with the transfer (see assert_throttled).
     for t in shaped:
-        if t.name != THROTTLED_DOWNLOAD:
+        if not t.transfer:
             assert verdicts[key(t)] in SHAPER_COLLATERAL, run.explain(t.name)
             expected[key(t)] = verdicts[key(t)]
     assert_verdicts(run, expected)

@@ -29,6 +29,7 @@ from tests.builders import (
     DOH,
     MITM_CA,
     control_site,
+    control_transfer,
     dns,
     doh,
     h_dns,
@@ -318,6 +319,21 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         [
             *https_site("news", URL, HOST, ADDR, body_length=2_000_000, throughput=140.0),
             *control_site(kbps=12_000.0),
+        ]
+    ),
+    "throttling.first_byte": lambda: Scenario(
+        [
+            *https_site(
+                "news",
+                URL,
+                HOST,
+                ADDR,
+                body_length=600_000,
+                throughput=4_000.0,
+                transfer=True,
+                ttfb_ms=4_500.0,
+            ),
+            *control_transfer(ttfb_ms=60.0),
         ]
     ),
     "http.reset": lambda: _http_fails("connection_reset"),

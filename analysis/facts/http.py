@@ -17,17 +17,20 @@ from analysis.facts.attempts import (
     is_plain_http,
     strip_port,
 )
-from analysis.facts.run import MIN_THROTTLE_BYTES, RunIndex
+from analysis.facts.run import MIN_THROTTLE_BYTES, RunIndex, gives_rate
 from analysis.facts.tls import CUT, ab_proved
 from analysis.fingerprints import match_captcha, match_http
 from analysis.http_compare import HttpComparison, compare_http
-from analysis.rules import TIMEOUT
 from probe.model import HttpTransaction, Operation
 
 # Throttling: OONI designs for "extreme" throttling, 10x slower or worse. The control must be
 # fast for the ratio to mean anything.
 THROTTLE_RATIO = 10.0
 FAST_CONTROL_KBPS = 1000.0
+# A transfer's first byte counts as held back only this much later than the control transfers'
+# (ms) as well as THROTTLE_RATIO times later: a CDN fetching a large file from its origin on a
+# cache miss takes hundreds of milliseconds, which is no censor's doing.
+FIRST_BYTE_DELAY_MS = 2000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,9 @@ class HttpFacts:
     throughput_kbps: float | None
     control_kbps: float | None
     throttled: bool
+    ttfb_ms: float | None
+    control_ttfb_ms: float | None
+    first_byte_delayed: bool
     differential_ids: tuple[str, ...]
 
 
@@ -57,16 +63,22 @@ class _Throughput:
     throttled: bool
 
 
+@dataclass(frozen=True, slots=True)
+class _FirstByte:
+    local: float | None
+    control: float | None
+    delayed: bool
+
+
 def _throughput(
     index: RunIndex, attempts: Sequence[Attempt[HttpTransaction]], records: Sequence[ControlHttp]
 ) -> _Throughput:
-    rates = []
-    for a in attempts:
-        rate = a.d.throughput_kbps
-        long_enough = a.d.body_length >= MIN_THROTTLE_BYTES
-        stalled = a.failure == TIMEOUT and a.operation == Operation.READ
-        if rate is not None and (long_enough or stalled):
-            rates.append(rate)
+    rates = [
+        a.d.throughput_kbps
+        for a in attempts
+        if a.d.throughput_kbps is not None
+        and gives_rate(a.d, a.failure, a.m.observation.failed_operation)
+    ]
     local = round(max(rates), 1) if rates else None
     # A resource the helper also downloads slowly is slow at its server, not on our path.
     helper = [r.throughput_kbps for r in records if r.throughput_kbps is not None]
@@ -93,6 +105,31 @@ def _throughput(
         and not slow_everywhere
     )
     return _Throughput(local, control, throttled)
+
+
+def _first_byte(
+    index: RunIndex, attempts: Sequence[Attempt[HttpTransaction]], records: Sequence[ControlHttp]
+) -> _FirstByte:
+    """A transfer's time to first byte against the control sites' transfers': a response held
+    back THROTTLE_RATIO times longer, and FIRST_BYTE_DELAY_MS more, while the helper's own
+    request for the same resource was answered promptly (or not asked)."""
+    first = [
+        a.d.timings.ttfb_ms
+        for a in attempts
+        if a.d.transfer and a.d.status is not None and a.d.timings.ttfb_ms is not None
+    ]
+    local = round(min(first), 1) if first else None
+    control = index.control_ttfb_ms
+    helper = [r.ttfb_ms for r in records if r.ttfb_ms is not None and r.status is not None]
+    slow_everywhere = local is not None and bool(helper) and THROTTLE_RATIO * min(helper) > local
+    delayed = (
+        local is not None
+        and control is not None
+        and local >= THROTTLE_RATIO * control
+        and local - control >= FIRST_BYTE_DELAY_MS
+        and not slow_everywhere
+    )
+    return _FirstByte(local, control, delayed)
 
 
 def http_facts(index: RunIndex, host: str | None, s: Split) -> HttpFacts:
@@ -133,6 +170,7 @@ def http_facts(index: RunIndex, host: str | None, s: Split) -> HttpFacts:
         ]
         differential_ids = ab_proved(host, cut, index.http_answered)
     rate = _throughput(index, attempts, records)
+    first_byte = _first_byte(index, attempts, records)
     return HttpFacts(
         attempted=bool(attempts),
         ok=bool(good),
@@ -149,5 +187,8 @@ def http_facts(index: RunIndex, host: str | None, s: Split) -> HttpFacts:
         throughput_kbps=rate.local,
         control_kbps=rate.control,
         throttled=rate.throttled,
+        ttfb_ms=first_byte.local,
+        control_ttfb_ms=first_byte.control,
+        first_byte_delayed=first_byte.delayed,
         differential_ids=differential_ids,
     )

@@ -22,13 +22,26 @@ from analysis.facts.attempts import (
     strip_port,
 )
 from analysis.model import AsnLookup
-from analysis.rules import UNREACHABLE
+from analysis.rules import TIMEOUT, UNREACHABLE
+from probe.config import MIN_TRANSFER_BYTES
 from probe.model import HttpTransaction, Layer, Measurement, Operation, Run, TlsHandshake
 from probe.names import normalise_host
 
 # Throttling: a download must be long enough for its rate not to be dominated by latency (a
 # short body reads slow on any line); the lab's 2 KB control pages read at gigabits.
-MIN_THROTTLE_BYTES = 64 * 1024
+MIN_THROTTLE_BYTES = MIN_TRANSFER_BYTES
+
+
+def gives_rate(d: HttpTransaction, failure: str | None, operation: Operation | None) -> bool:
+    """Whether a download's rate says something about the path: it was long enough, it was a
+    transfer whose sample window ended while it was still arriving (a throttled transfer delivers
+    little in its window, and that is the measurement), or it stalled mid-body until the http
+    timeout."""
+    if d.throughput_kbps is None:
+        return False
+    if failure is not None:
+        return failure == TIMEOUT and operation is Operation.READ
+    return d.body_length >= MIN_THROTTLE_BYTES or (d.transfer is True and d.body_truncated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +51,8 @@ class RunIndex:
     asn_of: AsnLookup | None
     ipv6_broken: bool
     control_kbps: float | None
+    # The control sites' transfers: the median time to their first byte (ms).
+    control_ttfb_ms: float | None
     control_site_ids: tuple[str, ...]
     # (address, port) -> (sni, measurement id) of every handshake in the run that reached a server.
     tls_reached: Mapping[Endpoint, tuple[tuple[str, str], ...]]
@@ -69,7 +84,7 @@ def index_run(
     asn_of: AsnLookup | None,
     control_platforms: Collection[str],
 ) -> RunIndex:
-    rates, rate_ids = [], []
+    rates, rate_ids, first_bytes = [], [], []
     tls_reached: dict[Endpoint, list[tuple[str, str]]] = {}
     http_answered: dict[Endpoint, list[tuple[str, str]]] = {}
     spoken: dict[Endpoint, list[str]] = {}
@@ -77,15 +92,13 @@ def index_run(
         d = m.observation.details
         control_site = m.platform in control_platforms and m.failure is None
         # A short page arrives with its headers, so its "rate" measures the host's memory, not
-        # the path: long downloads only.
-        if (
-            control_site
-            and isinstance(d, HttpTransaction)
-            and d.throughput_kbps is not None
-            and d.body_length >= MIN_THROTTLE_BYTES
-        ):
-            rates.append(d.throughput_kbps)
-            rate_ids.append(m.id)
+        # the path: long downloads and transfers only.
+        if control_site and isinstance(d, HttpTransaction) and d.throughput_kbps is not None:
+            if gives_rate(d, None, None):
+                rates.append(d.throughput_kbps)
+                rate_ids.append(m.id)
+            if d.transfer and d.timings.ttfb_ms is not None:
+                first_bytes.append(d.timings.ttfb_ms)
         where = endpoint(d)
         if where is None:
             continue
@@ -112,6 +125,7 @@ def index_run(
         asn_of=asn_of,
         ipv6_broken=ipv6_broken_everywhere(measurements),
         control_kbps=round(statistics.median(rates), 1) if rates else None,
+        control_ttfb_ms=round(statistics.median(first_bytes), 1) if first_bytes else None,
         control_site_ids=tuple(rate_ids),
         tls_reached=MappingProxyType({k: tuple(v) for k, v in tls_reached.items()}),
         http_answered=MappingProxyType({k: tuple(v) for k, v in http_answered.items()}),

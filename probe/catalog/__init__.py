@@ -21,6 +21,9 @@ A platform's semantics are data too, so a new platform is one file:
   443 and 5222 is blocked only when every connect fails, as its verdict rules decide.)
 - `owner_asns = [...]` lists the networks that own the platform's addresses (Facebook's AS32934):
   a DNS answer outside them is flagged as suspicious when an IP -> ASN lookup is available.
+- `transfer = true` on an http(s) target marks a large resource (a static asset of the
+  platform's CDN, a video) read for its goodput within the transfer bounds; the control sites'
+  transfers of the same size are the reference a throttled one is compared with.
 """
 
 from __future__ import annotations
@@ -42,7 +45,19 @@ from probe.model import Speaks, Target, TargetKind
 
 _DEFAULT_PORTS = {TargetKind.HTTP: (80,), TargetKind.HTTPS: (443,)}
 _ENTRY_KEYS = frozenset(
-    {"url", "kind", "host", "ports", "method", "path", "name", "group", "platform", "speaks"}
+    {
+        "url",
+        "kind",
+        "host",
+        "ports",
+        "method",
+        "path",
+        "name",
+        "group",
+        "platform",
+        "speaks",
+        "transfer",
+    }
 )
 _METHODS = frozenset({"GET", "POST", "HEAD"})
 # What each kind of target may say it speaks (the first is the kind's own, Target.protocol).
@@ -191,6 +206,9 @@ def parse_target(
     group = entry.get("group")
     if group is not None and not isinstance(group, str):
         raise CatalogError(f"{where}: 'group' must be a string")
+    transfer = entry.get("transfer", False)
+    if not isinstance(transfer, bool):
+        raise CatalogError(f"{where}: 'transfer' must be true or false")
     if "url" in entry:
         if "host" in entry or "kind" in entry:
             raise CatalogError(f"{where}: give either 'url' or 'kind' + 'host', not both")
@@ -212,6 +230,7 @@ def parse_target(
             source=source,
             group=group,
             speaks=_check_speaks(entry.get("speaks"), target.kind, where),
+            transfer=transfer,
         )
     try:
         kind = TargetKind(str(entry.get("kind", "")))
@@ -222,6 +241,8 @@ def parse_target(
     if not isinstance(entry.get("host"), str):
         raise CatalogError(f"{where}: 'host' is required and must be a string")
     host = _check_host(entry["host"], where)
+    if transfer and kind not in _DEFAULT_PORTS:
+        raise CatalogError(f"{where}: only an http or https target can be a transfer")
     if kind is TargetKind.DNS:
         ports: tuple[int, ...] = ()
     elif "ports" in entry:
@@ -245,6 +266,7 @@ def parse_target(
         source=source,
         group=group,
         speaks=_check_speaks(entry.get("speaks"), kind, where),
+        transfer=transfer,
     )
 
 

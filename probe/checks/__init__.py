@@ -52,6 +52,10 @@ class CheckContext:
     timeouts: Timeouts = field(default_factory=Timeouts)
     ssl_context: ssl.SSLContext = field(default_factory=default_ssl_context)
     max_body_bytes: int = 1 << 20
+    # A transfer target (Target.transfer) is read for its goodput up to this many bytes and for
+    # at most this many seconds after its headers: enough for a rate, cheap on a metered line.
+    transfer_bytes: int = 512 * 1024
+    transfer_seconds: float = 3.0
     body_prefix_bytes: int = 2048
     max_redirects: int = 5
     user_agent: str = DEFAULT_USER_AGENT

@@ -70,6 +70,10 @@ _TITLE_SCAN_BYTES = 64 * 1024
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
 
 _READ_CHUNK = 64 * 1024
+# A transfer's sample window closes this long (s) before the whole fetch's timeout would fire.
+_WINDOW_MARGIN = 0.05
+# A window shorter than this (s) with nothing in it says nothing: no rate (0 kbit/s) is given.
+_MIN_WINDOW = 0.25
 
 _BROWSER_HEADERS = {
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
@@ -270,7 +274,17 @@ class _Body:
     """The body as read so far: kept whole only up to what the title and prefix need, or (with a
     scrubber) up to the cap, so that its digest can be taken over what the store may hold."""
 
-    __slots__ = ("digest", "end", "head", "keep", "length", "start", "truncated", "whole")
+    __slots__ = (
+        "digest",
+        "end",
+        "head",
+        "keep",
+        "length",
+        "start",
+        "truncated",
+        "whole",
+        "window_ended",
+    )
 
     def __init__(self, keep: int, whole: bool) -> None:
         self.digest = hashlib.sha256()
@@ -281,6 +295,7 @@ class _Body:
         self.truncated = False
         self.start: float | None = None
         self.end: float | None = None
+        self.window_ended = False
 
     def add(self, chunk: bytes) -> None:
         self.digest.update(chunk)
@@ -304,22 +319,41 @@ class _Body:
         data = scrubbed.encode("latin-1")
         return len(data), hashlib.sha256(data).hexdigest()
 
-    async def read(self, response: aiohttp.ClientResponse, cap: int) -> None:
-        """Read up to `cap` bytes, then stop: the rest is never buffered."""
+    async def read(
+        self, response: aiohttp.ClientResponse, cap: int, window_end: float | None = None
+    ) -> None:
+        """Read up to `cap` bytes, and until the event loop's clock reaches `window_end` when
+        given, then stop: the rest is never buffered. A window that ends is a sample taken, not
+        a failure: the rate is what arrived over the whole window (a transfer that stalls after
+        its first chunk must not read as fast)."""
         self.start = time.monotonic()
-        while self.length < cap:
-            chunk = await response.content.read(min(_READ_CHUNK, cap - self.length))
-            if not chunk:
-                break
-            self.add(chunk)
+        sample = asyncio.timeout_at(window_end)
+        ended = False
+        try:
+            async with sample:
+                while self.length < cap:
+                    chunk = await response.content.read(min(_READ_CHUNK, cap - self.length))
+                    if not chunk:
+                        break
+                    self.add(chunk)
+                    self.end = time.monotonic()
+        except TimeoutError:
+            if not sample.expired():
+                raise
+            self.window_ended = True
             self.end = time.monotonic()
-        # At the cap with bytes still pending (or not yet at EOF): the body was cut here.
-        self.truncated = self.length >= cap and not response.content.at_eof()
+        # At the cap or the window's end with bytes still pending: the body was cut here.
+        ended = self.window_ended
+        self.truncated = (ended or self.length >= cap) and not response.content.at_eof()
 
     def throughput_kbps(self) -> float | None:
-        if self.start is None or self.end is None or self.end <= self.start or not self.length:
+        if self.start is None or self.end is None or self.end <= self.start:
             return None
-        return round(self.length * 8 / 1000.0 / (self.end - self.start), 3)
+        elapsed = self.end - self.start
+        if not self.length and not (self.window_ended and elapsed >= _MIN_WINDOW):
+            # Nothing arrived, and no window was sampled long enough to say "nothing in it".
+            return None
+        return round(self.length * 8 / 1000.0 / elapsed, 3)
 
 
 class _Exchange:
@@ -345,6 +379,8 @@ class _Exchange:
         method: str,
         host_header: str | None,
         cap: int,
+        window: float | None = None,
+        fetch_end: float | None = None,
     ) -> str | None:
         """Request, follow redirects, read the final body; a failure string for what is not an
         exception (too many redirects), None otherwise."""
@@ -387,7 +423,14 @@ class _Exchange:
                 target = _redirect_target(url, response)
                 if target is None:
                     self.reading = True
-                    await self.body.read(response, cap)
+                    window_end = None
+                    if window is not None:
+                        # The sample ends before the whole fetch's timeout does, so that a
+                        # transfer is always a sample and never a read cut by the timeout.
+                        window_end = asyncio.get_running_loop().time() + window
+                        if fetch_end is not None:
+                            window_end = min(window_end, fetch_end - _WINDOW_MARGIN)
+                    await self.body.read(response, cap, window_end)
                     return None
                 self.redirects.append(
                     Redirect(str(url), response.status, response.headers.get("Location", ""))
@@ -440,6 +483,7 @@ async def fetch(
     host_header: str | None = None,
     session: aiohttp.ClientSession | None = None,
     max_body_bytes: int | None = None,
+    read_seconds: float | None = None,
     redirects: RedirectPolicy | None = None,
 ) -> Observation[HttpTransaction]:
     """Request `url` (following redirects by hand) and read its body up to a cap.
@@ -450,6 +494,8 @@ async def fetch(
     session:      a session to reuse; it must come from open_session() to honour `address`
                   (any other session serves unpinned fetches only, and gives no connect_ms).
     max_body_bytes: the body cap, default ctx.max_body_bytes; reaching it is not a failure.
+    read_seconds: read the body for at most this long after the headers (a transfer's sample
+                  window, still under the whole fetch's timeout); reaching it is not a failure.
     redirects:    where redirects to other hosts may go (RedirectPolicy); without one, a redirect
                   to another host name is recorded and not followed.
 
@@ -475,8 +521,11 @@ async def fetch(
     try:
         # Always a pinning session: a redirect's host is pinned to the address checked for it.
         async with _session_for(ctx, session, True) as client:
-            async with asyncio.timeout(ctx.timeouts.http):
-                cut = await exchange.run(client, start_url, origin, method, host_header, cap)
+            fetch_end = asyncio.get_running_loop().time() + ctx.timeouts.http
+            async with asyncio.timeout_at(fetch_end):
+                cut = await exchange.run(
+                    client, start_url, origin, method, host_header, cap, read_seconds, fetch_end
+                )
             if cut is not None:
                 failure, failure_detail = split(cut)
                 operation = Operation.HTTP_ROUND_TRIP

@@ -241,19 +241,25 @@ class TargetRun:
         )
 
     async def fetch(self, open_pairs: list[Endpoint], port: int) -> Fetched | None:
-        """One HTTP request on `port`, to the first address that accepted a connection there."""
+        """One HTTP request on `port`, to the first address that accepted a connection there; a
+        transfer target's body is read within the transfer bounds (bytes and seconds)."""
+        context = self.plan.context
+        transfer = self.target.transfer
         for address, source, open_port in open_pairs:
             if open_port == port:
                 url = self.target.url_for_port(port)
                 fetch = http.fetch(
                     url,
-                    self.plan.context,
+                    context,
                     address=address,
                     method=self.target.method,
                     session=self.session,
                     redirects=self.redirects(url),
+                    max_body_bytes=context.transfer_bytes if transfer else None,
+                    read_seconds=context.transfer_seconds if transfer else None,
                 )
-                observation = await self.check(fetch, address_source=source)
+                annotations = {"transfer": True} if transfer else {}
+                observation = await self.check(fetch, address_source=source, **annotations)
                 return Fetched(observation, url, address, source)
         return None
 

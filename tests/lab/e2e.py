@@ -64,11 +64,14 @@ class LabTimeouts:
     # scapy injector's forgery by 150-400 ms (measured), and a window it misses turns a proven
     # injection into a mere blockpage address.
     second_answer_window: float = 1.0
+    # A transfer's sample window ([http] transfer_seconds); the fetch's http timeout caps it.
+    transfer_seconds: float = 2.0
 
     def describe(self) -> str:
         return (
             f"dns {self.dns:g} s, connect {self.connect:g} s, tls {self.tls:g} s, "
-            f"http {self.http:g} s, second_answer_window {self.second_answer_window:g} s"
+            f"http {self.http:g} s, second_answer_window {self.second_answer_window:g} s, "
+            f"transfer_seconds {self.transfer_seconds:g} s"
         )
 
 
@@ -97,6 +100,9 @@ def probe_config_text(
         "[dns]",
         f"resolvers = {_toml_list(resolvers)}",
         f"second_answer_window = {timeouts.second_answer_window}",
+        "",
+        "[http]",
+        f"transfer_seconds = {timeouts.transfer_seconds}",
     ]
     if helper_url is not None:
         lines += ["", "[helper]", f"url = {json.dumps(helper_url)}"]
@@ -160,25 +166,14 @@ class ProbeWorkspace:
         return path
 
 
-# The end-to-end config's extra targets: plain HTTP to www.instagram.com (the catalog has only its
-# HTTPS page, so the http_reset scenario would hit nothing) and a 2 MiB plain-HTTP download from
-# the throttled video host and from an unthrottled one (the catalog's home pages are too short for
-# a rate).
-THROTTLED_DOWNLOAD = "http://redirector.googlevideo.com/big"
-FAST_DOWNLOAD = "http://i.ytimg.com/big"
+# The end-to-end config's extra target: plain HTTP to www.instagram.com (the catalog has only its
+# HTTPS page, so the http_reset scenario would hit nothing). Throttling is measured with the
+# catalog's own transfer targets, which the lab serves at their paths.
 INSTAGRAM_PLAIN = "http://www.instagram.com/"
 EXTRA_TARGETS = f"""
 [[targets]]
 platform = "instagram"
 url = "{INSTAGRAM_PLAIN}"
-
-[[targets]]
-platform = "youtube"
-url = "{THROTTLED_DOWNLOAD}"
-
-[[targets]]
-platform = "youtube"
-url = "{FAST_DOWNLOAD}"
 """
 
 

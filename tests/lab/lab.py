@@ -174,6 +174,7 @@ class Lab:
             "listeners": [[s.address, s.port, str(s.service)] for s in self.plan.listeners],
             "server_chain": str(self.pki.server_chain),
             "big_bytes": BIG_BYTES,
+            "bulk_paths": list(self.plan.bulk_paths),
             "rules_file": str(self.inet_rules_path),
             "delay_exempt_network": f"{lab_plan.CONTROL_ADDRESS}/32",
         }

@@ -19,6 +19,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from probe.model import Target, TargetKind
 
@@ -71,6 +72,8 @@ _CDN_POOL = "23.32.0.0/22"
 
 HTTP_PORT = 80
 HTTPS_PORT = 443
+# The large resource every site serves for throughput tests (and at every transfer's path).
+BULK_PATH = "/big"
 
 
 class Service(StrEnum):
@@ -105,6 +108,9 @@ class AddressPlan:
     listeners: tuple[Listener, ...]
     resolvers: tuple[str, ...]  # honest resolver addresses (UDP/TCP 53, DoH 443)
     platforms: dict[str, str]  # host (name or IP literal) -> platform, for listings
+    # Paths every site answers with the large resource: the catalog's transfer targets' (and
+    # BULK_PATH), so that a transfer reads as much as its bounds allow.
+    bulk_paths: tuple[str, ...] = ()
 
     def address_of(self, host: str) -> str:
         """The honest address of a host name (an IP literal is its own address)."""
@@ -263,6 +269,8 @@ def build_plan(targets: Sequence[Target], extra_hosts: Iterable[str] = ()) -> Ad
             services.items(), key=lambda item: (ipaddress.ip_address(item[0][0]), item[0][1])
         )
     )
+    bulk_paths = {BULK_PATH}
+    bulk_paths.update(urlsplit(t.path).path for t in targets if t.transfer)
     return AddressPlan(
         hosts=hosts,
         cdn=cdn,
@@ -271,6 +279,7 @@ def build_plan(targets: Sequence[Target], extra_hosts: Iterable[str] = ()) -> Ad
         listeners=listeners,
         resolvers=resolvers,
         platforms=platforms,
+        bulk_paths=tuple(sorted(bulk_paths)),
     )
 
 

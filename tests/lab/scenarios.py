@@ -50,6 +50,8 @@ CONTROL_NAMES = tuple(t.host for t in builtin_targets() if t.control)
 # One endpoint of each kind of group, down for everyone: a WhatsApp chat server, a Telegram DC,
 # and one of Facebook's TLS-speaking API hosts (in no group).
 LONE_ENDPOINTS = ("e7.whatsapp.net", "149.154.171.5", "b-graph.facebook.com")
+YOUTUBE_MEDIA = ("*.ytimg.com", *YOUTUBE_VIDEO)
+TWITTER_MEDIA = ("pbs.twimg.com",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +127,15 @@ SCENARIOS: dict[str, Scenario] = _scenarios(
     ),
     Scenario(
         "throttle",
-        "YouTube video (googlevideo) addresses are shaped to 64 kbit/s",
-        (Throttle(YOUTUBE_VIDEO),),
+        "YouTube's media addresses (i.ytimg.com, the googlevideo video host) are shaped to "
+        "64 kbit/s",
+        (Throttle(YOUTUBE_MEDIA),),
+    ),
+    Scenario(
+        "throttle_small_pages",
+        "Twitter's media CDN (pbs.twimg.com) is shaped to 64 kbit/s: its root page is a few KB, "
+        "too short for a rate, and only its large asset shows the throttling",
+        (Throttle(TWITTER_MEDIA),),
     ),
     Scenario(
         "tls_interception",
@@ -170,13 +179,13 @@ SCENARIOS: dict[str, Scenario] = _scenarios(
     Scenario(
         "iran_mix",
         "Iran as measured: DNS lies for Telegram's names, Telegram DCs blackholed, SNI reset "
-        "for Twitter/X, blockpage for Facebook's HTTP, YouTube video throttled",
+        "for Twitter/X, blockpage for Facebook's HTTP, YouTube's media throttled",
         (
             DnsLie(TELEGRAM_NAMES),
             IpBlackhole(TELEGRAM_DCS),
             SniReset(TWITTER),
             HttpBlockpage(FACEBOOK),
-            Throttle(YOUTUBE_VIDEO),
+            Throttle(YOUTUBE_MEDIA),
         ),
     ),
 )

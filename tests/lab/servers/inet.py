@@ -2,7 +2,8 @@
 (authoritative for every name the lab serves; UDP/TCP 53 and DoH at /dns-query on 443), and the
 web: every catalog host name answered over HTTP on 80 and HTTPS on 443 with the lab CA's
 certificate, the Telegram data centres' plain HTTP on 80 and 443, silent TCP listeners (WhatsApp's
-5222), and a 2 MiB resource at /big on every site for throughput tests.
+5222), and a 2 MiB resource on every site at /big and at the paths of the catalog's transfer
+targets, for throughput tests.
 
 Run by the lab: `python3 -m tests.lab.servers.inet CONFIG.json`.
 """
@@ -28,10 +29,10 @@ from aiohttp import web
 from tests.lab.servers.common import RulesFile, announce_ready, load_config, prepare_process
 from tests.lab.servers.dnsserver import Records, answer_from, start_dns_server
 
-BIG_PATH = "/big"
 DOH_PATH = "/dns-query"
 DOH_CONTENT_TYPE = "application/dns-message"
 SERVER_HEADER = "censorprobe-lab"
+_BULK_PIECE = 4096
 _SILENT_IDLE_TIMEOUT = 30.0
 log = logging.getLogger("lab.inet")
 
@@ -60,10 +61,13 @@ def request_host(request: web.Request) -> str:
 class Web:
     """The request handler every HTTP(S) listener shares."""
 
-    def __init__(self, records: Records, resolvers: set[str], big: bytes) -> None:
+    def __init__(
+        self, records: Records, resolvers: set[str], big: bytes, bulk_paths: set[str]
+    ) -> None:
         self._records = records
         self._resolvers = resolvers
         self._big = big
+        self._bulk_paths = bulk_paths
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         headers = {"Server": SERVER_HEADER, "Cache-Control": "no-store"}
@@ -73,16 +77,28 @@ class Web:
         local_address = local[0] if local else None
         if request.path == DOH_PATH and local_address in self._resolvers:
             return await self._doh(request, headers)
-        if request.path == BIG_PATH:
-            return web.Response(
-                body=self._big, content_type="application/octet-stream", headers=headers
-            )
+        if request.path in self._bulk_paths:
+            return await self._bulk(request, headers)
         return web.Response(
             body=site_page(request_host(request) or str(local_address)),
             content_type="text/html",
             charset="utf-8",
             headers=headers,
         )
+
+    async def _bulk(self, request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
+        """The large resource, written in small pieces (each its own TLS record), as a CDN's
+        dynamic record sizing does: a shaped path then delivers a steady trickle, not one 16 KB
+        record every two seconds at 64 kbit/s."""
+        response = web.StreamResponse(headers=headers)
+        response.content_type = "application/octet-stream"
+        response.content_length = len(self._big)
+        await response.prepare(request)
+        view = memoryview(self._big)
+        for start in range(0, len(view), _BULK_PIECE):
+            await response.write(view[start : start + _BULK_PIECE].tobytes())
+        await response.write_eof()
+        return response
 
     async def _doh(self, request: web.Request, headers: dict[str, str]) -> web.Response:
         if request.method == "POST":
@@ -139,7 +155,10 @@ async def serve(config: dict[str, Any]) -> None:
     tls.set_alpn_protocols(["http/1.1"])
     app = web.Application(client_max_size=4 << 20)
     handler = Web(
-        records, resolvers, (b"censorprobe lab bulk data\n" * 100_000)[: config["big_bytes"]]
+        records,
+        resolvers,
+        (b"censorprobe lab bulk data\n" * 100_000)[: config["big_bytes"]],
+        set(config["bulk_paths"]),
     )
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.2)
