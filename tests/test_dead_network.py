@@ -48,7 +48,7 @@ def test_dead_uplink_ends_with_no_connectivity_and_nothing_blocked(
         capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 3, result.stderr
-    assert "No network connectivity: none of the 4 control sites could be reached" in " ".join(
+    assert "No network connectivity: none of the 6 control sites could be reached" in " ".join(
         result.stdout.split()
     )
     assert "Traceback" not in result.stderr
