@@ -342,7 +342,7 @@ def test_throttle_collapses_throughput_to_about_64_kbit(lab: Lab) -> None:
         lab,
         [
             {"op": "download", "url": "http://redirector.googlevideo.com/big", "seconds": 3},
-            {"op": "download", "url": "http://i.ytimg.com/big", "seconds": 3},
+            {"op": "download", "url": "http://www.youtube.com/big", "seconds": 3},
         ],
     )
     assert 40 <= throttled["kbps"] <= 100, throttled
