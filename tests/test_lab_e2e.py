@@ -453,7 +453,7 @@ def test_sni_reset_is_blocked_not_down(
     run = probe("sni_reset")
     assert_ran(run)
     reset = on_hosts(targets, hits(lab, "sni_reset"), (TargetKind.HTTPS,))
-    assert {t.platform for t in reset} == {"twitter"} and len(reset) == 7
+    assert {t.platform for t in reset} == {"twitter"} and len(reset) == 8
     assert_verdicts(run, {key(t): blocked("tls.sni_reset", "confirmed") for t in reset})
     for target in reset:
         assert failures(own(run, target, Layer.TCP)) == [(None, None)]
@@ -747,7 +747,7 @@ def test_iran_mix_shows_each_technique_on_its_platform(
         **{key(t): blocked("http.blockpage", "confirmed") for t in paged},
         **{key(t): blocked("throttling") for t in shaped if t.transfer},
     }
-    assert len(lied) == 4 and len(dcs) == 6 and len(reset) == 7 and len(paged) == 1
+    assert len(lied) == 4 and len(dcs) == 6 and len(reset) == 8 and len(paged) == 1
     verdicts = outcomes(run)
     # The media hosts' pages share the shaper with the transfer (see assert_throttled).
     for t in shaped:
