@@ -28,7 +28,8 @@ from probe.store.crossnet import cross_verdicts
 from probe.store.uploads import add_token
 from tests.lab.e2e import ProbeWorkspace, run_probe
 from tests.lab.lab import Lab
-from tests.lab.scenarios import get_scenario
+from tests.lab.scenarios import TELEGRAM_DCS, Scenario
+from tests.lab.techniques import IpBlackhole
 from tests.servers.mmdb import write_mmdb
 
 pytest_plugins = ("tests.lab.fixtures",)
@@ -62,6 +63,9 @@ def _wait_ready(lab: Lab, url: str) -> None:
             return
         time.sleep(0.2)
     raise RuntimeError(f"the collector at {url} did not answer in {READY_TIMEOUT} s")
+
+
+ONE_DC = TELEGRAM_DCS[:1]
 
 
 def test_pooled_uploads_turn_the_censored_probes_no_control_failures_into_blocked(
@@ -116,7 +120,9 @@ def _pool_and_analyse(
             ),
         )
 
-    lab.apply(get_scenario("ip_blackhole"))
+    # One data centre null-routed: a lone failure the censored probe cannot decide alone (its
+    # group does not fail together: endpoint.lone_failure); the other network reaches it.
+    lab.apply(Scenario("one_dc_blackhole", "one Telegram DC null-routed", (IpBlackhole(ONE_DC),)))
     censored = run_probe(
         lab,
         workspace,
@@ -149,14 +155,14 @@ def _pool_and_analyse(
     assert "upload: uploaded 1 run(s)" in free.stderr, free.stderr[-2000:]
     assert censored.run is not None and censored.run.network.asn == CENSORED[1]
     undecided = {v.target: v for v in censored.verdicts if v.status is Status.INCONCLUSIVE}
-    assert len(undecided) == 6  # the six data centres, blackholed, with no control
-    assert {v.rule_id for v in undecided.values()} == {"control.missing"}
+    assert set(undecided) == set(ONE_DC)  # the blackholed data centre, with no control
+    assert {v.rule_id for v in undecided.values()} == {"endpoint.lone_failure"}
     with Store.open(free_db) as store:
         free_ids = {m.id for m in store.measurements()}
 
     analysed = CliRunner().invoke(app, ["analyse", "--db", str(collector_db)])
     assert analysed.exit_code == 0, analysed.output
-    assert "6 blocked and 0 down" in analysed.output
+    assert "1 blocked and 0 down" in analysed.output
     with Store.open(collector_db) as store:
         derived = {item.verdict.target: item for item in cross_verdicts(store)}
         own = {v.target: v for v in store.verdicts(run_id=censored.run.id)}

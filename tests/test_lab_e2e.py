@@ -275,7 +275,7 @@ def test_site_down_everywhere_is_down_not_blocked(
     run = probe("site_down")
     assert_ran(run)
     down = on_hosts(targets, hosts_at(lab, targets, hits(lab, "site_down")))
-    assert {t.platform for t in down} == {"signal"} and len(down) == 4
+    assert {t.platform for t in down} == {"signal"} and len(down) == 5  # with its transfer
     assert_verdicts(run, {key(t): ("down", None, None) for t in down})
     for target in down:
         assert failures(own(run, target, Layer.TCP)) == [("connection_refused", "connect")]
@@ -362,7 +362,7 @@ def test_dns_injection_records_two_answers_the_first_forged(
     run = probe("dns_injection")
     assert_ran(run)
     raced = on_hosts(targets, hits(lab, "dns_injection"))
-    assert {t.platform for t in raced} == {"twitter"} and len(raced) == 7
+    assert {t.platform for t in raced} == {"twitter"} and len(raced) == 8  # with its transfer
     assert_verdicts(run, {key(t): blocked("dns.injection", "confirmed") for t in raced})
     for target in raced:
         details = stored(udp_dns(run, target, lab))
@@ -388,7 +388,7 @@ def test_dns_drop_times_out_whatsapp_names_and_no_other(
     run = probe("dns_drop")
     assert_ran(run)
     dropped = on_hosts(targets, hits(lab, "dns_drop"))
-    assert {t.platform for t in dropped} == {"whatsapp"} and len(dropped) == 18
+    assert {t.platform for t in dropped} == {"whatsapp"} and len(dropped) == 19  # with its transfer
     assert_verdicts(run, {key(t): blocked("dns.timeout") for t in dropped})
     for target in dropped:
         assert failures([system_dns(run, target)]) == [("generic_timeout_error", "resolve")]
