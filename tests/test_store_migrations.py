@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Connection, create_engine, inspect, text
 
 from probe.model import Connectivity, Layer, Operation, TcpConnect
-from probe.store import SchemaTooNewError, Store, StoreError, latest_version, migrations
+from probe.store import SchemaTooNewError, Store, StoreError, latest_version, migrations, schema
 from probe.store.migrations import Migration
 from tests.store_versions import (
     MEASUREMENT_ID,
@@ -173,3 +173,33 @@ def test_version_3_database_gains_the_upload_tables_and_keeps_its_verdicts(
     assert migrated == shape(f"sqlite:///{fresh}")
     assert {"upload_tokens", "probe_owners", "cross_verdicts", "upload_progress"} <= set(migrated)
     assert ("ux_upload_tokens_hash", ("token_hash",)) in migrated["upload_tokens"]["indexes"]
+
+
+def _columns(url: str, table: str) -> list[tuple[str, str, bool, int]]:
+    """A table's columns as the database has them: name, type, nullable, primary-key position."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [
+                (c["name"], str(c["type"]), c["nullable"], c.get("primary_key", 0))
+                for c in inspect(conn).get_columns(table)
+            ]
+    finally:
+        engine.dispose()
+
+
+def test_migration_4_creates_the_cross_verdicts_table_the_schema_describes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, fresh = tmp_path / "v3.db", tmp_path / "fresh.db"
+    write_version_3(path, monkeypatch)
+    Store.open(str(path)).close()
+    Store.open(str(fresh)).close()
+
+    migrated = _columns(f"sqlite:///{path}", "cross_verdicts")
+    assert migrated == _columns(f"sqlite:///{fresh}", "cross_verdicts")
+    assert [name for name, *_ in migrated] == [c.name for c in schema.cross_verdicts.columns]
+    # A cross verdict is a verdict row with the controls it rests on, before its detail.
+    verdict_columns = _columns(f"sqlite:///{path}", "verdicts")
+    assert [c for c in migrated if c[0] != "controls"] == verdict_columns
+    assert migrated[-2] == ("controls", "TEXT", False, 0)

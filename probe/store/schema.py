@@ -128,25 +128,35 @@ measurements = Table(
     Index("ix_measurements_latest", "platform", "target", "layer", "endpoint", "started_at"),
 )
 
+
+def _verdict_columns(*extra: Column[Any]) -> list[Column[Any]]:
+    """A verdict row's columns (probe.records.Verdict), new for each table that stores verdicts;
+    `extra` stand before `detail`, where migration 4 put cross_verdicts' `controls`."""
+    return [
+        Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
+        Column("platform", String, primary_key=True),
+        Column("target", String, primary_key=True),
+        Column("probe_id", String, nullable=False),
+        Column("measured_at", UTCDateTime, nullable=False),
+        Column("asn", BigInteger, nullable=True),
+        Column("country", String, nullable=True),
+        Column("status", String, nullable=False),
+        Column("technique", String, nullable=True),
+        Column("confidence", String, nullable=True),
+        Column("rule_id", String, nullable=False),
+        Column("rules_version", String, nullable=False),
+        Column("evidence", Text, nullable=False),  # JSON list: this run's measurement ids
+        *extra,
+        Column("detail", Text, nullable=False),
+    ]
+
+
 # One verdict per (run, platform, target): probe.records.Verdict. Re-analysing a run replaces its
 # verdicts, so rules_version always says which rules wrote a row. Added by migration 3.
 verdicts = Table(
     "verdicts",
     metadata,
-    Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
-    Column("platform", String, primary_key=True),
-    Column("target", String, primary_key=True),
-    Column("probe_id", String, nullable=False),
-    Column("measured_at", UTCDateTime, nullable=False),
-    Column("asn", BigInteger, nullable=True),
-    Column("country", String, nullable=True),
-    Column("status", String, nullable=False),
-    Column("technique", String, nullable=True),
-    Column("confidence", String, nullable=True),
-    Column("rule_id", String, nullable=False),
-    Column("rules_version", String, nullable=False),
-    Column("evidence", Text, nullable=False),  # JSON list of measurement ids
-    Column("detail", Text, nullable=False),
+    *_verdict_columns(),
     Index("ix_verdicts_measured_at", "measured_at"),
     Index("ix_verdicts_platform_measured", "platform", "measured_at"),
 )
@@ -198,21 +208,7 @@ probe_owners = Table(
 cross_verdicts = Table(
     "cross_verdicts",
     metadata,
-    Column("run_id", String, ForeignKey("runs.id"), primary_key=True),
-    Column("platform", String, primary_key=True),
-    Column("target", String, primary_key=True),
-    Column("probe_id", String, nullable=False),
-    Column("measured_at", UTCDateTime, nullable=False),
-    Column("asn", BigInteger, nullable=True),
-    Column("country", String, nullable=True),
-    Column("status", String, nullable=False),
-    Column("technique", String, nullable=True),
-    Column("confidence", String, nullable=True),
-    Column("rule_id", String, nullable=False),
-    Column("rules_version", String, nullable=False),
-    Column("evidence", Text, nullable=False),  # JSON list: this run's measurement ids
-    Column("controls", Text, nullable=False),  # JSON list: other networks' measurement ids
-    Column("detail", Text, nullable=False),
+    *_verdict_columns(Column("controls", Text, nullable=False)),
     Index("ix_cross_verdicts_measured_at", "measured_at"),
 )
 
