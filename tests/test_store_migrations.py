@@ -180,9 +180,13 @@ def _columns(url: str, table: str) -> list[tuple[str, str, bool, int]]:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
+            columns = inspect(conn).get_columns(table)
+            keys = inspect(conn).get_pk_constraint(table)["constrained_columns"]
             return [
-                (c["name"], str(c["type"]), c["nullable"], c.get("primary_key", 0))
-                for c in inspect(conn).get_columns(table)
+                (c["name"], str(c["type"]), c["nullable"], keys.index(c["name"]) + 1)
+                if c["name"] in keys
+                else (c["name"], str(c["type"]), c["nullable"], 0)
+                for c in columns
             ]
     finally:
         engine.dispose()

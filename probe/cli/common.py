@@ -4,6 +4,8 @@ time, network and platform filters, and the event detector's settings."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -73,6 +75,50 @@ NetworkOption = Annotated[
         help="Only this network: an AS number such as 58224 or AS58224 (repeatable).",
     ),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """A reading command's --since, --until, --network and --platform, parsed once; `given` says
+    them as the user typed them ("--network AS58224 --since 7d"), empty when none."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    asns: list[int] | None = None
+    platforms: list[str] | None = None
+    given: str = ""
+
+
+def parse_filters(
+    since: str | None,
+    until: str | None,
+    network: list[str] | None,
+    platform: list[str] | None = None,
+) -> Filters:
+    """The filter options of runs, report and export; a bad value is a typer.BadParameter."""
+    return Filters(
+        since=parse_when(since, "--since"),
+        until=parse_when(until, "--until"),
+        asns=parse_networks(network),
+        platforms=platform or None,
+        given=_given_text(since=since, until=until, networks=network, platforms=platform),
+    )
+
+
+def _given_text(
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    networks: Sequence[str] | None = None,
+    platforms: Sequence[str] | None = None,
+) -> str:
+    """The filters a user gave, as they typed them ("--network AS58224 --since 7d"); empty
+    when none (plain text)."""
+    given = [f"--network {n}" for n in networks or ()]
+    given += [f"--platform {p}" for p in platforms or ()]
+    given += [f"--since {since}"] if since is not None else []
+    given += [f"--until {until}"] if until is not None else []
+    return " ".join(given)
 
 
 def parse_networks(values: list[str] | None) -> list[int] | None:

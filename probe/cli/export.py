@@ -45,11 +45,9 @@ from probe.cli.common import (
     TestListOption,
     UntilOption,
     open_store,
-    parse_networks,
-    parse_when,
+    parse_filters,
     settings_from,
 )
-from probe.cli.render import filters_text
 from probe.cli.terminal import plain
 from probe.model import Role
 from probe.ooni.disagreements import (
@@ -181,8 +179,8 @@ def register(app: typer.Typer) -> None:
                 "--parquet writes runs, measurements or verdicts (events and ooni-agreement: "
                 "--csv or --jsonl)"
             )
-        start, end = parse_when(since, "--since"), parse_when(until, "--until")
-        asns = parse_networks(network)
+        filters = parse_filters(since, until, network, platform)
+        start, end, asns = filters.since, filters.until, filters.asns
         settings = settings_from(config, test_list)
         target = given[0]
         roles = None if all_roles else PRIMARY_ONLY
@@ -270,8 +268,7 @@ def register(app: typer.Typer) -> None:
                 if str(target) != "-" and format_ is Shape.columns and what.value in TABLES:
                     folder = Path(target).absolute().parent
                     save_descriptor(folder, resource(TABLES[what.value], form, [target.name]))
-        filters = filters_text(since=since, until=until, networks=network, platforms=platform)
-        matched = f" (nothing matches {filters})" if count == 0 and filters else ""
+        matched = f" (nothing matches {filters.given})" if count == 0 and filters.given else ""
         shown = "OONI documents" if format_ is Shape.ooni else what.value
         scope = ""
         if what is What.measurements and format_ is Shape.columns and roles is not None:

@@ -159,22 +159,6 @@ def run_view(
     return out
 
 
-def filters_text(
-    *,
-    since: str | None = None,
-    until: str | None = None,
-    networks: Sequence[str] | None = None,
-    platforms: Sequence[str] | None = None,
-) -> str:
-    """The filters a user gave, as they typed them ("--network AS58224 --since 7d"); empty
-    when none (plain text)."""
-    given = [f"--network {n}" for n in networks or ()]
-    given += [f"--platform {p}" for p in platforms or ()]
-    given += [f"--since {since}"] if since is not None else []
-    given += [f"--until {until}"] if until is not None else []
-    return " ".join(given)
-
-
 def runs_table(overviews: Sequence[RunOverview], *, uploads: bool = False) -> Table:
     """`probe runs`: one row per run, newest first; with `uploads`, whether the collector has
     acknowledged each."""

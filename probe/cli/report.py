@@ -19,11 +19,10 @@ from probe.cli.common import (
     SinceOption,
     UntilOption,
     open_store,
-    parse_networks,
-    parse_when,
+    parse_filters,
     settings_from,
 )
-from probe.cli.render import filters_text, report_tables
+from probe.cli.render import report_tables
 from probe.cli.terminal import plain
 from probe.outputs import atomic_output, refuse_database
 
@@ -49,19 +48,24 @@ def register(app: typer.Typer) -> None:
         db: DbOption = None,
     ) -> None:
         """Per platform: current state, latest verdict per target, and events over the period."""
-        start, end = parse_when(since, "--since"), parse_when(until, "--until")
-        asns = parse_networks(network)
+        filters = parse_filters(since, until, network, platform)
         settings = settings_from(config)
         params = settings.events
         with open_store(settings, db) as store:
             if html is not None:
                 refuse_database(html, store.path)  # before the work, not after it
             built = build_report(
-                store, since=start, until=end, platforms=platform, asns=asns, params=params
+                store,
+                since=filters.since,
+                until=filters.until,
+                platforms=filters.platforms,
+                asns=filters.asns,
+                params=params,
             )
-        given = filters_text(since=since, until=until, networks=network, platforms=platform)
-        if given and not built.verdicts and not built.latest_measurements:
-            console().print(f"Nothing matches {plain(given)}: no verdicts, nothing to show.")
+        if filters.given and not built.verdicts and not built.latest_measurements:
+            console().print(
+                f"Nothing matches {plain(filters.given)}: no verdicts, nothing to show."
+            )
             if html is not None:
                 err.print(f"{plain(str(html))} was not written")
             return

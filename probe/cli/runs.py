@@ -15,11 +15,10 @@ from probe.cli.common import (
     SinceOption,
     UntilOption,
     open_store,
-    parse_networks,
-    parse_when,
+    parse_filters,
     settings_from,
 )
-from probe.cli.render import filters_text, run_detail_view, runs_table
+from probe.cli.render import run_detail_view, runs_table
 from probe.cli.terminal import plain
 from probe.history import RunLookupError, find_run, run_detail, run_overviews
 
@@ -42,14 +41,15 @@ def register(app: typer.Typer) -> None:
 
         Give an id (or its first characters) to `probe show` for the evidence.
         """
-        start, end = parse_when(since, "--since"), parse_when(until, "--until")
-        asns = parse_networks(network)
+        filters = parse_filters(since, until, network)
         settings = settings_from(config)
         with open_store(settings, db) as store:
-            overviews = run_overviews(store, since=start, until=end, asns=asns, limit=limit)
+            overviews = run_overviews(
+                store, since=filters.since, until=filters.until, asns=filters.asns, limit=limit
+            )
         out = console()
         if not overviews:
-            given = filters_text(since=since, until=until, networks=network)
+            given = filters.given
             out.print(f"No runs match {plain(given)}." if given else "No runs yet.")
             return
         uploads = bool(settings.upload_url) or any(o.uploaded for o in overviews)
