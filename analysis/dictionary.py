@@ -401,8 +401,7 @@ EVENTS = Table(
         Column(
             "runs",
             ColumnType.INTEGER,
-            "runs that judged the event's targets ok or blocked during it (each run once, however"
-            " many targets it judged)",
+            "ok + blocked verdicts in scope during the event",
             record=(Event, "runs"),
         ),
         Column("detail", ColumnType.TEXT, "the event in a sentence", record=(Event, "detail")),

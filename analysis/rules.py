@@ -28,7 +28,7 @@ from types import MappingProxyType
 from probe.model import Connectivity, Failure, Operation
 from probe.records import Confidence, Status
 
-RULES_VERSION = "2025.7"
+RULES_VERSION = "2025.8"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -104,6 +104,16 @@ class Facts:
     validated_addresses: tuple[str, ...] = ()  # completed a valid TLS handshake for the host
     control_addresses: tuple[str, ...] = ()
     control_dns_ok: bool | None = None
+    # The network resolver's answer is another real site's address (TLS to it presented a
+    # certificate for another name while the control's address validated for this one).
+    dns_other_site: bool = False
+    # The network's resolver gave no address for any of the run's control sites: broken, not
+    # censoring; its failures are no DNS verdict.
+    network_dns_broken: bool = False
+    # IP-level reachability of the name's true address (the attempts to addresses only a
+    # control resolver gave; every attempt when the network's resolver gave none): what a user
+    # who changed resolver gets. None: not measured.
+    ip_reachable: bool | None = None
     # TCP (IPv6 failures masked when IPv6 is broken everywhere in the run).
     tcp_attempted: bool = False
     tcp_ok: bool = False
@@ -170,6 +180,15 @@ class Facts:
         return bool(self.dns_addresses) and self.dns_consistent is not False
 
     @property
+    def reachability(self) -> str:
+        """What a DNS verdict's detail adds about the true address (empty: not measured)."""
+        if self.ip_reachable is None:
+            return ""
+        if self.ip_reachable:
+            return "; the control's address is reachable (a changed resolver gets through)"
+        return "; the control's address is not reachable either"
+
+    @property
     def has_control(self) -> bool:
         return any(
             c is not None
@@ -232,7 +251,9 @@ _HANDSHAKE = str(Operation.TLS_HANDSHAKE)
 
 
 def _dns_failed(failure: Failure) -> Callable[[Facts], bool]:
-    return lambda f: f.dns_failure == failure and f.control_dns_ok is True
+    return lambda f: (
+        f.dns_failure == failure and f.control_dns_ok is True and not f.network_dns_broken
+    )
 
 
 def _app_endpoint(f: Facts) -> bool:
@@ -381,7 +402,8 @@ RULES: tuple[Rule, ...] = (
         _blocked("dns.bogon"),
         "The resolver answered a non-routable address the control did not give (OONI Web"
         " Connectivity: a bogon answer is DNS blocking, ooni/spec ts-017).",
-        "DNS answered bogon(s) {f.dns_bogons}; the control answered {f.control_addresses}",
+        "DNS answered bogon(s) {f.dns_bogons}; the control answered {f.control_addresses}"
+        "{f.reachability}",
         _DNS,
     ),
     Rule(
@@ -389,7 +411,8 @@ RULES: tuple[Rule, ...] = (
         _dns_failed(Failure.DNS_NXDOMAIN_ERROR),
         _blocked("dns.nxdomain"),
         "The resolver says the name does not exist while the control resolves it.",
-        "NXDOMAIN here; the control answered {f.control_addresses}",
+        "the network's resolver says NXDOMAIN; the control answered {f.control_addresses}"
+        "{f.reachability}",
         _DNS,
     ),
     Rule(
@@ -397,7 +420,7 @@ RULES: tuple[Rule, ...] = (
         _dns_failed(Failure.GENERIC_TIMEOUT_ERROR),
         _blocked("dns.timeout"),
         "The resolver never answered for this name while the control resolves it.",
-        "DNS timed out here; the control answered {f.control_addresses}",
+        "DNS timed out here; the control answered {f.control_addresses}{f.reachability}",
         _DNS,
     ),
     Rule(
@@ -405,7 +428,7 @@ RULES: tuple[Rule, ...] = (
         _dns_failed(Failure.DNS_SERVFAIL_ERROR),
         _blocked("dns.servfail"),
         "The resolver answers SERVFAIL for this name while the control resolves it.",
-        "SERVFAIL here; the control answered {f.control_addresses}",
+        "SERVFAIL here; the control answered {f.control_addresses}{f.reachability}",
         _DNS,
     ),
     Rule(
@@ -413,7 +436,7 @@ RULES: tuple[Rule, ...] = (
         _dns_failed(Failure.DNS_REFUSED_ERROR),
         _blocked("dns.refused"),
         "The resolver refuses this name while the control resolves it.",
-        "REFUSED here; the control answered {f.control_addresses}",
+        "REFUSED here; the control answered {f.control_addresses}{f.reachability}",
         _DNS,
     ),
     Rule(
@@ -421,16 +444,32 @@ RULES: tuple[Rule, ...] = (
         _dns_failed(Failure.DNS_NO_ANSWER),
         _blocked("dns.no_answer"),
         "The resolver answers with no address while the control resolves the name.",
-        "no address here; the control answered {f.control_addresses}",
+        "no address here; the control answered {f.control_addresses}{f.reachability}",
         _DNS,
     ),
     Rule(
         "dns.failure",
-        lambda f: f.dns_failure is not None and f.control_dns_ok is True,
+        lambda f: (
+            f.dns_failure is not None and f.control_dns_ok is True and not f.network_dns_broken
+        ),
         _blocked("dns.failure"),
         "The resolver fails for this name in another way while the control resolves it.",
-        "DNS failed here ({f.dns_failure}); the control answered {f.control_addresses}",
+        "DNS failed here ({f.dns_failure}); the control answered {f.control_addresses}"
+        "{f.reachability}",
         _DNS,
+    ),
+    Rule(
+        "dns.other_site",
+        lambda f: f.dns_other_site and f.dns_consistent is False,
+        _blocked("dns.other_site"),
+        "The network's resolver answered another real site's address: TLS to it presents a"
+        " certificate for another name, while the control's address completes a valid handshake"
+        " for this one (DNS tampering that points at someone else's server; an answer is"
+        " consistent only when it shares an address or ASN with the control or TLS validates it,"
+        " ooni/spec ts-017 and OONI's DNS consistency check).",
+        "DNS answered {f.dns_addresses}, a server with a certificate for another name; the"
+        " control answered {f.control_addresses}, which validates{f.reachability}",
+        (Evidence.DNS, Evidence.DNS_CONTROL, Evidence.TLS),
     ),
     Rule(
         "dns.inconsistent",
@@ -438,7 +477,8 @@ RULES: tuple[Rule, ...] = (
         _blocked("dns.inconsistent"),
         "The answers share no address (or ASN) with the control's, none completed a valid TLS"
         " handshake, and the target was not reached through them.",
-        "DNS answered {f.dns_addresses}; the control answered {f.control_addresses}",
+        "DNS answered {f.dns_addresses}; the control answered {f.control_addresses}"
+        "{f.reachability}",
         (Evidence.DNS, Evidence.DNS_CONTROL, Evidence.TCP, Evidence.TLS, Evidence.HTTP),
     ),
     Rule(
@@ -686,6 +726,18 @@ RULES: tuple[Rule, ...] = (
         (Evidence.PROBE,),
     ),
     # 4. The rest.
+    Rule(
+        "dns.network_resolver_broken",
+        lambda f: f.network_dns_broken and f.dns_failure is not None,
+        INCONCLUSIVE,
+        "The network's resolver failed for this name, and for every one of the run's control"
+        " sites too: a broken resolver, not a censor choosing names, so its failure is no DNS"
+        " verdict (without a working baseline the honest verdict is inconclusive, ooni/spec"
+        " ts-017).",
+        "the network's resolver failed ({f.dns_failure}) here and for the run's control sites"
+        " too: DNS is inconclusive on this network{f.reachability}",
+        _DNS,
+    ),
     Rule(
         "ok",
         lambda f: f.reached,

@@ -25,7 +25,7 @@ from probe.catalog import CatalogError, parse_target
 from probe.checks import DEFAULT_USER_AGENT, Timeouts
 from probe.model import Target
 from probe.privacy import parse_address
-from probe.resolvers import SYSTEM_RESOLVER, ResolverSpec, parse_resolver
+from probe.resolvers import DEFAULT_RESOLVERS, ResolverSpec, parse_resolver
 
 APP_NAME = "censorprobe"
 T = TypeVar("T")
@@ -143,7 +143,7 @@ class Settings:
     platforms: tuple[str, ...] = ()
     max_addresses: int = 4
     timeouts: Timeouts = field(default_factory=Timeouts)
-    resolvers: tuple[ResolverSpec, ...] = (SYSTEM_RESOLVER,)
+    resolvers: tuple[ResolverSpec, ...] = DEFAULT_RESOLVERS
     dns_second_answer_window: float = 0.5
     ca_file: str | None = None
     max_body_bytes: int = 1 << 20

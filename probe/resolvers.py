@@ -15,7 +15,15 @@ from urllib.parse import urlsplit
 
 from probe.checks import format_endpoint
 
-__all__ = ["SYSTEM_RESOLVER", "ResolverSpec", "TransportName", "ip_text", "parse_resolver"]
+__all__ = [
+    "DEFAULT_RESOLVERS",
+    "DEFAULT_RESOLVER_TEXTS",
+    "SYSTEM_RESOLVER",
+    "ResolverSpec",
+    "TransportName",
+    "ip_text",
+    "parse_resolver",
+]
 
 TransportName = Literal["system", "udp", "tcp", "doh"]
 
@@ -47,6 +55,20 @@ class ResolverSpec:
 
 
 SYSTEM_RESOLVER = ResolverSpec("system", "system")
+
+# The resolvers of a probe whose config names none. The first is the network's (the system's:
+# what every application on the machine uses), judged alone. Then DNS over HTTPS to two
+# independent providers, Cloudflare and Google, given by address so that reaching them never
+# depends on the network's resolver: nobody on the path can rewrite their answers, so they are
+# the DNS controls (OONI's test helper plays this role, ooni/spec ts-017). Last, Google's
+# resolver over plain UDP: a forged answer racing the real one on its socket reveals on-path
+# injection, which DoH cannot see (ICLab Centinel's second-answer test).
+DEFAULT_RESOLVER_TEXTS = (
+    "system",
+    "https://1.1.1.1/dns-query",
+    "https://8.8.8.8/dns-query",
+    "udp://8.8.8.8",
+)
 
 
 def ip_text(text: str) -> str | None:
@@ -156,3 +178,6 @@ def parse_resolver(text: str) -> ResolverSpec:
     if scheme == "http":
         raise ValueError(f"resolver {raw!r}: DNS over HTTPS needs an https:// URL")
     raise ValueError(f"unsupported resolver scheme {scheme!r} in {raw!r}: {_USAGE}")
+
+
+DEFAULT_RESOLVERS: tuple[ResolverSpec, ...] = tuple(map(parse_resolver, DEFAULT_RESOLVER_TEXTS))

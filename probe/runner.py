@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from probe.checks import http
+from probe.checks.dns import open_doh_session
 from probe.flows import TargetResult, TargetRun, flow_for
 from probe.flows.evidence import RawEvidence
 from probe.model import Connectivity, Layer, Measurement, Speaks, Target
@@ -236,7 +237,7 @@ async def execute(
     ) -> None:
         nonlocal done
         target_run = TargetRun(
-            target, plan, limiter, writer, run_id, raw if with_raw else None, session
+            target, plan, limiter, writer, run_id, raw if with_raw else None, session, doh
         )
         try:
             await target_run.run(flow_for(target.kind))
@@ -256,6 +257,9 @@ async def execute(
 
     # One HTTP session for every fetch of the run (each fetch still opens its own connection).
     session = http.open_session(plan.context)
+    # One DoH session for every lookup of the run (its connections are kept and reused).
+    uses_doh = any(r.transport == "doh" for r in plan.resolvers)
+    doh = open_doh_session(plan.context) if uses_doh else None
     flusher = asyncio.create_task(writer.run())
     try:
         # Controls first, alone: with the crowd beside them they would queue for the same
@@ -283,6 +287,8 @@ async def execute(
         raise
     finally:
         await session.close()
+        if doh is not None:
+            await doh.close()
         writer.stopping = True
         await asyncio.wait([flusher])  # a save in its thread is finished, never abandoned
         await writer.close(plan.store_patience)

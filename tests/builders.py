@@ -245,12 +245,21 @@ def dns(
     responses: Sequence[Sequence[str]] | None = None,
     rcode: str | None = "",
     run_id: str = RUN_ID,
+    primary: bool | None = None,
 ) -> Measurement:
-    """A DNS measurement; `responses` lists the addresses of each UDP response in arrival order."""
+    """A DNS measurement; `responses` lists the addresses of each UDP response in arrival order.
+    `primary` is the runner's mark of the first configured resolver (the network's); None is a
+    record made before the runner marked it."""
     if failure is None and not addresses:
         failure = "dns_no_answer"
     details = dns_query(
-        host, addresses, failure, resolver=resolver, responses=responses, rcode=rcode
+        host,
+        addresses,
+        failure,
+        resolver=resolver,
+        responses=responses,
+        rcode=rcode,
+        primary=primary,
     )
     operation = (
         None
@@ -271,8 +280,11 @@ def doh(
     failure: str | None = None,
     *,
     rcode: str | None = "",
+    primary: bool | None = None,
 ) -> Measurement:
-    return dns(platform, target, host, addresses, failure, resolver=DOH, rcode=rcode)
+    return dns(
+        platform, target, host, addresses, failure, resolver=DOH, rcode=rcode, primary=primary
+    )
 
 
 def tcp(

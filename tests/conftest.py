@@ -3,10 +3,15 @@ run lock, default database, unattended log) point into a temporary folder, never
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import probe.checks.dns
+from probe.resolvers import ResolverSpec
 
 # Fixtures shared by several test modules, registered once instead of imported by each.
 pytest_plugins = ["tests.sites"]
@@ -26,6 +31,41 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
             patch.setenv(variable, str(home / folder))
         patch.delenv("PROBE_CONFIG", raising=False)
         yield home
+
+
+class OffMachineResolver(AssertionError):
+    """A test asked a resolver that is not on loopback: tests send traffic only to loopback (or
+    to the lab's own namespaces, from the probe processes the lab starts there)."""
+
+
+def _on_loopback(spec: ResolverSpec) -> bool:
+    try:
+        return spec.address is not None and ipaddress.ip_address(spec.address).is_loopback
+    except ValueError:
+        return spec.address == "localhost"
+
+
+@pytest.fixture(autouse=True)
+def loopback_resolvers_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every UDP, TCP or DoH query a test makes goes to loopback: one to any other address (the
+    default config's public resolvers, 1.1.1.1 or 8.8.8.8) is refused before a packet leaves and
+    fails the test, so a test that runs the default config must point its resolvers at local
+    servers. (The lab runs the probe in its own namespaces, in processes of their own.)"""
+    refused: list[str] = []
+    exchange = probe.checks.dns._exchange_all
+
+    async def guarded(qname: Any, resolver: ResolverSpec, *args: Any) -> Any:
+        if not _on_loopback(resolver):
+            refused.append(resolver.spec)
+            raise OffMachineResolver(f"a test queried the resolver {resolver.spec}")
+        return await exchange(qname, resolver, *args)
+
+    monkeypatch.setattr(probe.checks.dns, "_exchange_all", guarded)
+    yield refused
+    assert not refused, (
+        f"the test queried resolvers off this machine: {sorted(set(refused))}; point the "
+        "config's [dns] resolvers at loopback servers (tests/servers/dns_server.py)"
+    )
 
 
 def _ooni_measurements_dir() -> Path | None:

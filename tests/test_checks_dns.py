@@ -19,7 +19,7 @@ import dns.rrset
 import pytest
 
 from probe.checks import CheckContext, Timeouts
-from probe.checks.dns import resolve
+from probe.checks.dns import DOH_CONNECTIONS_PER_SERVER, open_doh_session, resolve
 from probe.codec import encode_details
 from probe.model import DnsAnswer, DnsPerType, Layer, Operation
 from probe.resolvers import ResolverSpec, parse_resolver
@@ -526,3 +526,29 @@ async def test_a_reply_that_lands_as_the_dns_budget_expires_is_a_timeout_not_a_c
     assert observation.failure == "generic_timeout_error"
     assert observation.failed_operation is Operation.DNS_ROUND_TRIP
     assert observation.details.addresses == ()
+
+
+async def test_doh_lookups_of_a_run_share_a_few_kept_alive_connections(
+    nameserver: FakeNameserver, ctx: CheckContext
+) -> None:
+    # A run's first names are asked all at once: with a session per lookup each name opened two
+    # TLS connections (the lab's DoH server then timed out under ~120 handshakes at once).
+    nameserver.doh_connections.clear()
+    names = ["ok.example"] * 30
+    async with open_doh_session(ctx) as session:
+        observations = await asyncio.gather(
+            *(resolve(n, spec_for(nameserver, "doh"), ctx, doh_session=session) for n in names)
+        )
+    assert all(o.ok for o in observations)
+    assert 1 <= len(nameserver.doh_connections) <= DOH_CONNECTIONS_PER_SERVER
+
+
+async def test_a_test_that_asks_a_resolver_off_this_machine_is_refused_before_any_packet(
+    loopback_resolvers_only: list[str], ctx: CheckContext
+) -> None:
+    # tests/conftest.py: the default config's public resolvers must never be asked from a test.
+    for text in ("udp://8.8.8.8", "https://1.1.1.1/dns-query"):
+        with pytest.raises(AssertionError, match="queried the resolver"):
+            await resolve("example.org", parse_resolver(text), ctx)
+    assert loopback_resolvers_only == ["udp://8.8.8.8:53", "https://1.1.1.1/dns-query"]
+    loopback_resolvers_only.clear()  # refused as it should be: this test itself passes

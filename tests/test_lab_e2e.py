@@ -28,6 +28,7 @@ import pytest
 from probe.model import Layer, Measurement, Speaks, Target, TargetKind
 from tests.builders import stored, stored_observation
 from tests.lab import plan as lab_plan
+from tests.lab import scenarios
 from tests.lab.blockpage import BLOCKPAGE_MARKER
 from tests.lab.e2e import (
     INSTAGRAM_PLAIN,
@@ -36,6 +37,7 @@ from tests.lab.e2e import (
     ControlHelper,
     ProbeRun,
     ProbeWorkspace,
+    default_config,
     e2e_config,
     planned_targets,
     run_probe,
@@ -109,6 +111,13 @@ def alone_config(lab_session: Lab, workspace: ProbeWorkspace) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shipped_config(workspace: ProbeWorkspace) -> Path:
+    """The default config: the built-in resolvers (the system's, two DoH providers, plain UDP to
+    8.8.8.8), no helper."""
+    return default_config(workspace)
+
+
+@pytest.fixture(scope="session")
 def targets(probe_config: Path) -> tuple[Target, ...]:
     return planned_targets(probe_config)
 
@@ -133,6 +142,19 @@ def probe_alone(
     def run(scenario: str) -> ProbeRun:
         lab.apply(get_scenario(scenario))
         return run_probe(lab, workspace, alone_config, f"{scenario}-alone")
+
+    return run
+
+
+@pytest.fixture
+def probe_default(
+    lab: Lab, workspace: ProbeWorkspace, shipped_config: Path
+) -> Callable[[str], ProbeRun]:
+    """Apply the named scenario and run the probe once under it with the default config."""
+
+    def run(scenario: str) -> ProbeRun:
+        lab.apply(get_scenario(scenario))
+        return run_probe(lab, workspace, shipped_config, f"{scenario}-default")
 
     return run
 
@@ -299,7 +321,9 @@ def test_cdn_answer_with_a_valid_certificate_is_ok_not_blocked(
         assert stored(doh_dns(run, target))["addresses"] == [lab.address_of(target.host)]
         for handshake in own(run, target, Layer.TLS):
             assert handshake.observation.failure is None
-            assert stored(handshake)["address"] == cdn_address
+            # The network's answer, and the control's other address, measured beside it.
+            expected = cdn_address if stored(handshake)["address_source"] == "system" else None
+            assert stored(handshake)["address"] in {expected, lab.address_of(target.host)}
     assert_untouched(run, targets)
 
 
@@ -353,6 +377,84 @@ def test_dns_nxdomain_is_blocked_while_doh_resolves_the_name(
         assert connects and failures(connects) == [(None, None)] * len(connects)
         assert {stored(m)["address_source"] for m in connects} == {LAB_DOH_RESOLVER}
     assert_untouched(run, [t for t in targets if t not in gone])
+
+
+def verdict_counts(run: ProbeRun, expected: Mapping[Key, Outcome]) -> dict[str, int]:
+    """correct / false blocked / missed (a censored target called ok) / inconclusive, over every
+    verdict of the run (targets not in `expected` should be ok)."""
+    counts = {"correct": 0, "false_blocked": 0, "missed": 0, "inconclusive": 0}
+    for k, got in outcomes(run).items():
+        want = expected.get(k, ("ok", None, None))
+        if got == want:
+            counts["correct"] += 1
+        elif got[0] == "blocked" and want[0] != "blocked":
+            counts["false_blocked"] += 1
+        elif got[0] == "ok" and want[0] == "blocked":
+            counts["missed"] += 1
+        else:
+            counts["inconclusive"] += 1
+    print(f"{run.name}: {counts}")
+    return counts
+
+
+@covers("resolver_lie")
+def test_a_lying_network_resolver_is_blocked_while_an_honest_foreign_resolver_answers(
+    probe: Callable[[str], ProbeRun],
+    probe_default: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
+) -> None:
+    # Only the network's resolver censors: 8.8.8.8 (in the default config) and DoH answer truly.
+    # Its NXDOMAIN and its lie are DNS blocking, and the true address, measured beside it, is
+    # reported reachable (what a user who changed resolver gets).
+    gone = on_hosts(targets, hits(lab, "resolver_lie", "dns_nxdomain"))
+    lied = on_hosts(targets, hits(lab, "resolver_lie", "dns_lie"))
+    assert {t.platform for t in gone} == {"signal"} and len(gone) == 5
+    assert {t.platform for t in lied} == {"telegram"} and lied
+    expected = {key(t): blocked("dns.nxdomain") for t in gone}
+    expected |= {key(t): blocked("dns.inconsistent") for t in lied}
+    for run in (probe("resolver_lie"), probe_default("resolver_lie")):
+        assert_ran(run)
+        assert_verdicts(run, expected)
+        assert verdict_counts(run, expected)["correct"] == len(run.verdicts)
+        for target in gone + lied:
+            assert "the control's address is reachable" in run.verdict(*key(target)).detail
+        for target in lied:
+            answer = system_dns(run, target).observation
+            assert stored_observation(answer)["addresses"] == [scenarios.NOWHERE_ADDRESS]
+            sources = {stored(m)["address_source"] for m in own(run, target, Layer.TLS)}
+            assert sources and "system" not in sources  # only the true address handshakes
+        assert_untouched(run, [t for t in targets if t not in gone + lied])
+
+
+@covers("dns_other_site")
+def test_a_lie_pointing_at_another_real_site_is_dns_tampering_not_unexplained(
+    probe: Callable[[str], ProbeRun],
+    probe_default: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
+) -> None:
+    # Instagram's names resolve to another real site: its certificate is valid for its own name
+    # only, so the handshake fails ssl_invalid_hostname, while the control's address validates.
+    # The plain-HTTP target has no TLS to tell: its connect to the other site's port 80 fails,
+    # and its answer shares nothing with the control's.
+    moved = on_hosts(targets, hits(lab, "dns_other_site"))
+    secure = [t for t in moved if t.kind is TargetKind.HTTPS]
+    plain = [t for t in moved if t.kind is TargetKind.HTTP]
+    assert secure and plain and {t.platform for t in moved} == {"instagram"}
+    expected = {key(t): blocked("dns.other_site") for t in secure}
+    expected |= {key(t): blocked("dns.inconsistent") for t in plain}
+    for run in (probe("dns_other_site"), probe_default("dns_other_site")):
+        assert_ran(run)
+        assert_verdicts(run, expected)
+        assert verdict_counts(run, expected)["correct"] == len(run.verdicts)
+        for target in secure:
+            by_source = {
+                stored(m)["address_source"]: m.observation for m in own(run, target, Layer.TLS)
+            }
+            assert by_source.pop("system").failure == "ssl_invalid_hostname"
+            assert by_source and all(o.failure is None for o in by_source.values())
+        assert_untouched(run, [t for t in targets if t not in moved])
 
 
 @covers("dns_injection")

@@ -55,6 +55,7 @@ DC = "149.154.175.50"
 DC2 = "149.154.167.51"
 CHAT = "e1.whatsapp.net"
 CHAT_ADDR = "157.240.9.10"
+GOOGLE = "udp://8.8.8.8:53"
 RAW = Speaks.RAW
 
 
@@ -89,6 +90,19 @@ def _dns_fails(failure: str) -> Scenario:
             http("news", URL, URL, ADDR, source=DOH),
         ]
     )
+
+
+def _control_site_unresolved() -> list[Measurement]:
+    """The run's control site, which the network's resolver failed to resolve (reached through
+    the DoH control's answer)."""
+    url, host, address = "https://www.google.com/", "www.google.com", "142.250.1.1"
+    return [
+        dns("control", url, host, [], "generic_timeout_error", rcode=None, primary=True),
+        doh("control", url, host, [address], primary=False),
+        tcp("control", url, address, 443, source=DOH),
+        tls("control", url, address, 443, host, source=DOH),
+        http("control", url, url, address, source=DOH),
+    ]
 
 
 def _tcp_fails(failure: str, control_failure: str | None = None) -> Scenario:
@@ -291,6 +305,16 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "dns.refused": lambda: _dns_fails("dns_refused_error"),
     "dns.no_answer": lambda: _dns_fails("dns_no_answer"),
     "dns.failure": lambda: _dns_fails("dns_server_misbehaving"),
+    "dns.other_site": lambda: Scenario(
+        [
+            dns("news", URL, HOST, ["45.33.1.1"], primary=True),
+            dns("news", URL, HOST, [ADDR], resolver=GOOGLE, primary=False),
+            tcp("news", URL, "45.33.1.1", 443),
+            tls("news", URL, "45.33.1.1", 443, HOST, "ssl_invalid_hostname"),
+            tcp("news", URL, ADDR, 443, source=GOOGLE),
+            tls("news", URL, ADDR, 443, HOST, source=GOOGLE),
+        ]
+    ),
     "dns.inconsistent": lambda: Scenario(
         [
             dns("news", URL, HOST, ["45.33.1.1"]),
@@ -375,6 +399,16 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
             protocol_probe("news", URL, ADDR, 443, "generic_timeout_error"),
         ],
         _site_helper(*_reached_tls(), h_probe(ADDR, 443, "eof_error")),
+    ),
+    "dns.network_resolver_broken": lambda: Scenario(
+        [
+            dns("news", URL, HOST, [], "generic_timeout_error", rcode=None, primary=True),
+            doh("news", URL, HOST, [ADDR], primary=False),
+            tcp("news", URL, ADDR, 443, source=DOH),
+            tls("news", URL, ADDR, 443, HOST, source=DOH),
+            http("news", URL, URL, ADDR, source=DOH),
+            *_control_site_unresolved(),
+        ]
     ),
     "ok": lambda: Scenario(https_site("news", URL, HOST, ADDR)),
     "endpoint.lone_failure": lambda: _dcs_connect("generic_timeout_error", None),

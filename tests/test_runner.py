@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import struct
 import time
@@ -25,6 +26,7 @@ from probe.model import (
     Speaks,
     Target,
     TargetKind,
+    TcpConnect,
     TlsHandshake,
 )
 from probe.resolvers import parse_resolver
@@ -520,3 +522,32 @@ async def test_controls_are_measured_before_the_crowd_and_targets_in_flight_stay
     control_end = max(m.observation.started_at for m in measured if m.platform == "control")
     first_target = min(m.observation.started_at for m in measured if m.platform == "testlist")
     assert control_end <= first_target
+
+
+async def test_a_lying_network_resolver_still_gets_the_true_address_measured_beside_it() -> None:
+    # The network's resolver (the first) answers an address where nothing listens; a second
+    # resolver answers the true one. The flow measures the network's answer (what every app
+    # uses), and the true address is measured too, for IP-level reachability.
+    pki = Pki()
+    name = "lied.lo.test"
+    identity = pki.server(name)
+    async with (
+        FakeNameserver({name: Behaviour.answer(a=["127.0.0.3"])}) as network,
+        FakeNameserver({name: Behaviour.answer(a=["127.0.0.1"])}) as honest,
+        hostile.tls(identity.context) as server,
+    ):
+        target = Target("lo", "lied", TargetKind.HTTPS, name, (server.port,))
+        resolvers = [parse_resolver(network.udp_spec), parse_resolver(honest.udp_spec)]
+        context = dataclasses.replace(pki.check_context(), dns_second_answer_window=0.0)
+        sink = ListSink()
+        outcome = await asyncio.wait_for(
+            execute(RunPlan([target], [], resolvers, context), "r10", sink), 20
+        )
+    tcp = [record(TcpConnect, m.observation) for m in sink.all if m.layer is Layer.TCP]
+    connects = {(d.address, d.address_source) for d in tcp}
+    assert connects == {("127.0.0.3", network.udp_spec), ("127.0.0.1", honest.udp_spec)}
+    (handshake,) = [record(TlsHandshake, m.observation) for m in sink.all if m.layer is Layer.TLS]
+    assert (handshake.address, handshake.verified) == ("127.0.0.1", True)
+    # The target's own progress is the network's path: it never got past DNS there.
+    (result,) = outcome.results
+    assert result.failed_layer is Layer.TCP

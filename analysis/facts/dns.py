@@ -1,16 +1,20 @@
-"""DNS facts: the probe's own answers against the controls' (fingerprints, bogons, injection,
-consistency with the control or with a valid TLS handshake)."""
+"""DNS facts: the network resolver's answers against the controls' (fingerprints, bogons,
+injection, consistency with the control or with a valid TLS handshake, another site's address)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from analysis.facts.attempts import Split, control_state, dedup, dominant
+from analysis.controls import ControlDns
+from analysis.facts.attempts import Attempt, Split, control_state, dedup, dominant
+from analysis.facts.resolvers import Paths
 from analysis.facts.run import RunIndex
 from analysis.fingerprints import is_bogon, match_dns
-from probe.model import DnsResponse
+from probe.model import DnsQuery, DnsResponse, Failure
 from probe.names import normalise_host
+
+SSL_INVALID_HOSTNAME = str(Failure.SSL_INVALID_HOSTNAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,9 @@ class DnsFacts:
     validated_addresses: tuple[str, ...]
     control_addresses: tuple[str, ...]
     control_ok: bool | None
+    # The network's answer is another real site's address: TLS to it presented a certificate
+    # for another name while the control's address validated for this one.
+    other_site: bool
 
 
 def _forged_first(
@@ -75,19 +82,63 @@ def _consistent(
     return False
 
 
-def dns_facts(index: RunIndex, host: str | None, s: Split) -> DnsFacts:
-    control_records = index.controls.dns_for(host) if host else ()
+def _validated(s: Split, host: str | None) -> tuple[str, ...]:
+    """Addresses that completed a TLS handshake for `host` whose certificate verified."""
+    return dedup(
+        t.d.address
+        for t in s.tls
+        if t.failure is None and t.d.verified and normalise_host(t.d.sni) == host and t.d.address
+    )
+
+
+def _wrong_name(s: Split, host: str | None) -> frozenset[str]:
+    """Addresses whose TLS handshake for `host` presented a certificate for another name."""
+    return frozenset(
+        t.d.address
+        for t in s.tls
+        if t.failure == SSL_INVALID_HOSTNAME and normalise_host(t.d.sni) == host and t.d.address
+    )
+
+
+def _validated_controls(
+    others: Sequence[Attempt[DnsQuery]], validated: Sequence[str]
+) -> list[ControlDns]:
+    """Another plain resolver's answer is a control when an address of it completed a valid TLS
+    handshake for the name: the certificate, not the resolver, vouches for it (the DNS
+    consistency check of OONI Web Connectivity counts an answer that TLS validates as
+    consistent, ooni/spec nettests/ts-017-web-connectivity.md)."""
+    good = set(validated)
+    return [
+        ControlDns(
+            normalise_host(a.d.query), a.d.resolver or "", a.d.addresses, a.failure, a.d.rcode
+        )
+        for a in others
+        if good & set(a.d.addresses)
+    ]
+
+
+def dns_facts(index: RunIndex, host: str | None, s: Split, p: Paths) -> DnsFacts:
+    """The network resolver's answers (p.network_dns) judged against the controls: the run's
+    DoH answers, a helper's, and another plain resolver's answer that TLS validated. Every plain
+    resolver's responses are read for injection and fingerprints: a forged answer to any query
+    on this network is the network's."""
+    validated = _validated(s, host)
+    control_records = [
+        *(index.controls.dns_for(host) if host else ()),
+        *_validated_controls(p.other_dns, validated),
+    ]
     control_addresses = frozenset(a for r in control_records for a in r.addresses)
     answers: list[str] = []
     seen: list[str] = []
     failures: list[str] = []
     injected, injected_fps = False, []
-    for attempt in s.dns:
-        d = attempt.d
-        answers += d.addresses
-        seen += d.addresses
+    for attempt in p.network_dns:
+        answers += attempt.d.addresses
         if attempt.failure is not None:
             failures.append(attempt.failure)
+    for attempt in s.dns:
+        d = attempt.d
+        seen += d.addresses
         for responses in (d.responses, d.aaaa_responses):
             for r in responses:
                 seen += r.addresses
@@ -95,22 +146,25 @@ def dns_facts(index: RunIndex, host: str | None, s: Split) -> DnsFacts:
             if forged is not None:
                 injected = True
                 injected_fps += forged
-    answers_t, seen_t = dedup(answers), dedup(seen)
-    fingerprints = match_dns([a for a in seen_t if a not in control_addresses], host=host)
-    validated = dedup(
-        t.d.address
-        for t in s.tls
-        if t.failure is None and t.d.verified and normalise_host(t.d.sni) == host
-    )
+    answers_t = dedup(answers)
+    # An address that completed a valid handshake for the name is the name's, whatever it looks
+    # like (a bogon on a corporate network, an address a fingerprint lists): never evidence.
+    suspects = dedup(a for a in seen if a not in control_addresses and a not in validated)
+    fingerprints = match_dns(suspects, host=host)
+    wrong = _wrong_name(s, host)
     return DnsFacts(
         addresses=answers_t,
-        failure=dominant(failures) if s.dns and not answers_t else None,
+        failure=dominant(failures) if p.network_dns and not answers_t else None,
         fingerprints=tuple(fp.id for fp in fingerprints),
-        bogons=tuple(a for a in seen_t if is_bogon(a) and a not in control_addresses),
+        bogons=tuple(a for a in suspects if is_bogon(a)),
         injection=injected,
         injection_fingerprints=dedup(injected_fps),
         consistent=_consistent(index, answers_t, validated, control_addresses),
-        validated_addresses=tuple(a for a in validated if a),
+        validated_addresses=validated,
         control_addresses=tuple(sorted(control_addresses)),
         control_ok=control_state([bool(r.addresses) for r in control_records]),
+        other_site=bool(answers_t)
+        and not set(answers_t) & set(validated)
+        and bool(set(answers_t) & wrong)
+        and bool(control_addresses & set(validated)),
     )

@@ -24,7 +24,7 @@ from analysis.facts.attempts import (
 from analysis.model import AsnLookup
 from analysis.rules import TIMEOUT, UNREACHABLE
 from probe.config import MIN_TRANSFER_BYTES
-from probe.model import HttpTransaction, Layer, Measurement, Operation, Run, TlsHandshake
+from probe.model import DnsQuery, HttpTransaction, Layer, Measurement, Operation, Run, TlsHandshake
 from probe.names import normalise_host
 
 # Throttling: a download must be long enough for its rate not to be dominated by latency (a
@@ -61,6 +61,9 @@ class RunIndex:
     # (address, port) -> ids of every measurement there that a server answered in HTTP or TLS
     # (a handshake that reached it, a response): what proves a protocol probe's silence.
     spoken: Mapping[Endpoint, tuple[str, ...]]
+    # The network's resolver gave no address for any of the run's control sites: it is broken
+    # (not censoring), so its failures say nothing about a target.
+    network_dns_broken: bool = False
 
 
 def ipv6_broken_everywhere(measurements: Iterable[Measurement]) -> bool:
@@ -75,6 +78,25 @@ def ipv6_broken_everywhere(measurements: Iterable[Measurement]) -> bool:
         if connect and is_v6(address(obs.details)):
             failures.append(m.failure)
     return bool(failures) and all(f in UNREACHABLE for f in failures)
+
+
+def network_resolver_broken(
+    measurements: Iterable[Measurement], control_platforms: Collection[str]
+) -> bool:
+    """True when the run's control sites were looked up through the network's resolver (the
+    runner's `primary` mark) and it gave an address for none of them: a broken resolver, which
+    would fail every name alike, not a censor's choice of names."""
+    answered: list[bool] = []
+    for m in measurements:
+        d = m.observation.details
+        if (
+            m.platform in control_platforms
+            and isinstance(d, DnsQuery)
+            and d.primary is True
+            and d.redirect_from is None
+        ):
+            answered.append(bool(d.addresses))
+    return bool(answered) and not any(answered)
 
 
 def index_run(
@@ -130,4 +152,5 @@ def index_run(
         tls_reached=MappingProxyType({k: tuple(v) for k, v in tls_reached.items()}),
         http_answered=MappingProxyType({k: tuple(v) for k, v in http_answered.items()}),
         spoken=MappingProxyType({k: tuple(v) for k, v in spoken.items()}),
+        network_dns_broken=network_resolver_broken(measurements, control_platforms),
     )

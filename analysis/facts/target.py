@@ -12,6 +12,7 @@ from analysis.facts.attempts import Split, dedup, split, strip_port
 from analysis.facts.dns import DnsFacts, dns_facts
 from analysis.facts.http import HttpFacts, http_facts
 from analysis.facts.protocol import ProtocolFacts, protocol_facts
+from analysis.facts.resolvers import Paths, ip_reachable, paths
 from analysis.facts.run import RunIndex
 from analysis.facts.tcp import TcpFacts, tcp_facts
 from analysis.facts.tls import TlsFacts, tls_facts
@@ -51,6 +52,7 @@ def _assemble(
     host: str | None,
     s: Split,
     own: Sequence[Measurement],
+    p: Paths,
     *,
     dns: DnsFacts,
     tcp: TcpFacts,
@@ -89,6 +91,9 @@ def _assemble(
         validated_addresses=dns.validated_addresses,
         control_addresses=dns.control_addresses,
         control_dns_ok=dns.control_ok,
+        dns_other_site=dns.other_site,
+        network_dns_broken=index.network_dns_broken,
+        ip_reachable=ip_reachable(p),
         tcp_attempted=tcp.attempted,
         tcp_ok=tcp.ok,
         tcp_failure=tcp.failure,
@@ -144,6 +149,10 @@ def facts_of(index: RunIndex, platform: str, target: str, own: Sequence[Measurem
         )
     s = split(own)
     host = target_host(target, s)
+    p = paths(s)
+    # Every layer after DNS is judged on the network's path: the attempts to its resolver's
+    # answers. Those to addresses only another resolver gave are IP-level reachability.
+    net = p.network
     return _assemble(
         index,
         platform,
@@ -151,9 +160,10 @@ def facts_of(index: RunIndex, platform: str, target: str, own: Sequence[Measurem
         host,
         s,
         own,
-        dns=dns_facts(index, host, s),
-        tcp=tcp_facts(index, host, s),
-        tls=tls_facts(index, host, s),
-        http=http_facts(index, host, s),
-        protocol=protocol_facts(index, s),
+        p,
+        dns=dns_facts(index, host, s, p),
+        tcp=tcp_facts(index, host, net),
+        tls=tls_facts(index, host, net),
+        http=http_facts(index, host, net),
+        protocol=protocol_facts(index, net),
     )

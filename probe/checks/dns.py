@@ -57,7 +57,7 @@ from probe.model import (
 )
 from probe.resolvers import ResolverSpec, ip_text
 
-__all__ = ["resolve"]
+__all__ = ["open_doh_session", "resolve"]
 
 # EDNS(0) with the DNS Flag Day 2020 buffer size: large enough for ordinary A/AAAA answers, small
 # enough to avoid IP fragmentation; a longer answer comes back truncated and is retried over TCP.
@@ -370,6 +370,23 @@ async def _https(
     return _failed(query, Failure.DNS_SERVER_MISBEHAVING, unexpected=(note,))
 
 
+# At most this many connections to one DoH server at once, each kept alive and reused: a run's
+# first names are all asked at once, and a new session per lookup opened two TLS connections per
+# name (some 120 handshakes at once against the lab's one-process DoH server, which then timed
+# out under load). Queries beyond it wait for a connection, inside their own DNS timeout.
+DOH_CONNECTIONS_PER_SERVER = 8
+
+
+def open_doh_session(ctx: CheckContext) -> aiohttp.ClientSession:
+    """The run's DNS-over-HTTPS session: keep-alive connections shared by every lookup, verified
+    with the run's trust store, no proxy from the environment (it would route the control around
+    the network under test). Call inside a running loop; close it when the run ends."""
+    connector = aiohttp.TCPConnector(
+        ssl=ctx.ssl_context, limit=0, limit_per_host=DOH_CONNECTIONS_PER_SERVER
+    )
+    return aiohttp.ClientSession(connector=connector, trust_env=False)
+
+
 # -- the check -----------------------------------------------------------------------------------
 
 
@@ -536,7 +553,10 @@ def _unencodable(
 
 
 async def _exchange_all(
-    qname: dns.name.Name, resolver: ResolverSpec, ctx: CheckContext
+    qname: dns.name.Name,
+    resolver: ResolverSpec,
+    ctx: CheckContext,
+    session: aiohttp.ClientSession | None,
 ) -> tuple[_Outcome, _Outcome]:
     queries = (_query(qname, dns.rdatatype.A), _query(qname, dns.rdatatype.AAAA))
     if resolver.transport == "doh":
@@ -544,10 +564,14 @@ async def _exchange_all(
         for query in queries:
             # RFC 8484 section 4.1: id 0 makes the request cacheable by HTTP caches.
             query.id = 0
-        connector = aiohttp.TCPConnector(ssl=ctx.ssl_context)
-        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        if session is not None:
             a, aaaa = await asyncio.gather(
                 *(_https(query, resolver.url, session, ctx) for query in queries)
+            )
+            return a, aaaa
+        async with open_doh_session(ctx) as own:
+            a, aaaa = await asyncio.gather(
+                *(_https(query, resolver.url, own, ctx) for query in queries)
             )
         return a, aaaa
     assert resolver.address is not None and resolver.port is not None
@@ -558,10 +582,17 @@ async def _exchange_all(
     return a, aaaa
 
 
-async def resolve(host: str, resolver: ResolverSpec, ctx: CheckContext) -> Observation[DnsQuery]:
+async def resolve(
+    host: str,
+    resolver: ResolverSpec,
+    ctx: CheckContext,
+    *,
+    doh_session: aiohttp.ClientSession | None = None,
+) -> Observation[DnsQuery]:
     """Resolve `host` (A and AAAA, concurrently) through `resolver`; never raises for a network
     outcome. An IP literal is returned as it is, without a query. A host with no DNS wire form
-    is a recorded failure too."""
+    is a recorded failure too. `doh_session` (open_doh_session) is the run's: its connections
+    to a DoH server are reused; without it a lookup opens and closes a session of its own."""
     watch = Stopwatch()
     literal = _literal(host)
     if literal is not None:
@@ -580,5 +611,5 @@ async def resolve(host: str, resolver: ResolverSpec, ctx: CheckContext) -> Obser
         return _unencodable(host, resolver, watch, str(exc))
     if resolver.transport == "system":
         return await _resolve_system(host, resolver, ctx, watch)
-    a, aaaa = await _exchange_all(qname, resolver, ctx)
+    a, aaaa = await _exchange_all(qname, resolver, ctx, doh_session)
     return _observation(host, resolver, watch, a, aaaa)

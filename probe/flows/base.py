@@ -22,11 +22,14 @@ from probe.flows.evidence import RawEvidence
 from probe.model import (
     Details,
     DifferentialKind,
+    DnsQuery,
     HttpTransaction,
     Layer,
     Measurement,
     Observation,
+    Speaks,
     Target,
+    TargetKind,
     TlsHandshake,
 )
 from probe.plan import RunPlan
@@ -104,6 +107,7 @@ class TargetRun:
         run_id: str,
         raw: RawEvidence | None = None,
         session: http.Session | None = None,
+        doh_session: http.Session | None = None,
     ) -> None:
         self.target = target
         self.plan = plan
@@ -114,16 +118,25 @@ class TargetRun:
         # The run's HTTP session (http.open_session: safe to share, a new connection per fetch),
         # so a fetch does not build and tear down a session, connector and resolver of its own.
         self.session = session
+        # The run's DoH session (dns.open_doh_session): its connections are reused by every
+        # lookup instead of two new TLS connections per name.
+        self.doh_session = doh_session
         self.count = 0
         self.reached: Layer | None = None
         self.failure: str | None = None
         self.failed_layer: Layer | None = None
+        # The other resolvers' lookups, still answering when the network's resolver (the first)
+        # gave the addresses the flow measures; and those addresses.
+        self._other_lookups: list[tuple[str, asyncio.Task[Observation[DnsQuery]]]] = []
+        self._network_answers: set[str] = set()
 
     async def run(self, flow: Flow) -> None:
         # The group holds the resolvers still answering while the flow goes on; leaving it
         # waits for them (and a cancelled run cancels them).
         async with asyncio.TaskGroup() as group:
             await flow(self, group)
+            if self.target.kind is not TargetKind.DNS:
+                await self.reach_elsewhere()
 
     def record(self, observation: Observation[Details]) -> None:
         target = self.target
@@ -176,15 +189,62 @@ class TargetRun:
             return [(host, "literal")]
         context = self.plan.context
         lookups = [
-            group.create_task(self.check(resolve(host, spec, context), primary=i == 0))
+            group.create_task(
+                self.check(
+                    resolve(host, spec, context, doh_session=self.doh_session), primary=i == 0
+                )
+            )
             for i, spec in enumerate(self.plan.resolvers)
         ]
-        for spec, lookup in zip(self.plan.resolvers, lookups, strict=True):
+        for i, (spec, lookup) in enumerate(zip(self.plan.resolvers, lookups, strict=True)):
             observation = await lookup
             found = [(a, spec.spec) for a in observation.details.addresses]
             if found:
+                if i == 0:
+                    self._network_answers = {a for a, _ in found}
+                    self._other_lookups = [
+                        (other.spec, task)
+                        for other, task in zip(self.plan.resolvers[1:], lookups[1:], strict=True)
+                    ]
                 return found[: self.plan.max_addresses]
         return []
+
+    async def reach_elsewhere(self) -> None:
+        """IP-level reachability of the addresses only the other resolvers gave, once the flow
+        has measured the network resolver's: a connect to each on every port, and a TLS
+        handshake with the target's name where it speaks TLS. When the network's resolver lies,
+        this is the true address, what a user who changed resolver reaches; the analysis reports
+        it beside the network's DNS verdict (and a valid handshake makes a plain resolver's
+        answer a control). Not the target's progress: the flow's own attempts are."""
+        extra: list[Address] = []
+        for source, lookup in self._other_lookups:
+            observation = await lookup
+            for a in observation.details.addresses:
+                if a not in self._network_answers and all(a != seen for seen, _ in extra):
+                    extra.append((a, source))
+        if not extra:
+            return
+        target, context = self.target, self.plan.context
+        pairs = [(a, s, p) for a, s in extra[: self.plan.max_addresses] for p in target.ports]
+        connects = await asyncio.gather(
+            *(
+                self.check(tcp.connect(a, p, context), differential=True, address_source=s)
+                for a, s, p in pairs
+            )
+        )
+        if target.kind is TargetKind.HTTPS or target.protocol is Speaks.TLS:
+            port = target.ports[0]
+            await asyncio.gather(
+                *(
+                    self.check(
+                        tls.handshake(a, p, target.host, context),
+                        differential=True,
+                        address_source=s,
+                    )
+                    for (a, s, p), obs in zip(pairs, connects, strict=True)
+                    if obs.ok and p == port
+                )
+            )
 
     async def connect(self, addresses: list[Address]) -> list[Endpoint]:
         """A TCP connect to every address on every port of the target, all at once; the
@@ -271,7 +331,7 @@ class TargetRun:
             context = self.plan.context
             for spec in self.plan.resolvers:
                 # Not under the limiter: the fetch asking holds a slot already.
-                observation = await resolve(host, spec, context)
+                observation = await resolve(host, spec, context, doh_session=self.doh_session)
                 details = dataclasses.replace(observation.details, redirect_from=url)
                 self.record(dataclasses.replace(observation, details=details))
                 if details.addresses:

@@ -32,6 +32,7 @@ from probe.codec import encode_details
 from probe.config import load_settings
 from probe.model import Layer, Measurement, Run, Target
 from probe.records import Verdict
+from probe.resolvers import DEFAULT_RESOLVER_TEXTS
 from probe.store import Store
 from probe.targets import select_targets
 from tests.lab import plan as lab_plan
@@ -200,6 +201,14 @@ def e2e_config(
         resolvers=("system", f"udp://{lab.isp_resolver}:53", LAB_DOH_RESOLVER),
         extra=EXTRA_TARGETS,
     )
+
+
+def default_config(workspace: ProbeWorkspace, *, name: str = "probe-default.toml") -> Path:
+    """The config a volunteer who changes nothing runs, in the lab: the built-in resolvers
+    (probe.resolvers.DEFAULT_RESOLVER_TEXTS: the system's, DoH to 1.1.1.1 and 8.8.8.8, plain
+    UDP to 8.8.8.8, all hosted honestly in the lab's inet), no helper; only the lab's timeouts
+    and EXTRA_TARGETS added."""
+    return workspace.write_config(name, resolvers=DEFAULT_RESOLVER_TEXTS, extra=EXTRA_TARGETS)
 
 
 # What the helper's ASN file says of the lab client's address.

@@ -167,12 +167,15 @@ class Lab:
 
     def _bring_up(self, ready_timeout: float) -> None:
         self.topology.build(self.plan, self.workdir)
-        self.pki = make_pki(self.workdir / "pki", self.plan.tls_identities)
+        self.pki = make_pki(
+            self.workdir / "pki", self.plan.tls_identities, other_site=lab_plan.OTHER_SITE_NAME
+        )
         inet_config = {
             "records": {name: list(addrs) for name, addrs in self.plan.records.items()},
             "resolvers": list(self.plan.resolvers),
             "listeners": [[s.address, s.port, str(s.service)] for s in self.plan.listeners],
             "server_chain": str(self.pki.server_chain),
+            "other_site": [lab_plan.OTHER_SITE_ADDRESS, str(self.pki.other_site_chain)],
             "big_bytes": BIG_BYTES,
             "bulk_paths": list(self.plan.bulk_paths),
             "rules_file": str(self.inet_rules_path),

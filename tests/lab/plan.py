@@ -41,6 +41,12 @@ BLOCKPAGE_ADDRESSES = ("10.10.34.34", "10.10.34.35", "10.10.34.36")
 LIE_ADDRESS = "10.10.34.35"
 LIE_ADDRESS6 = "d0::11"
 
+# Another real site, hosted in inet beside the catalog's: HTTPS on 443 with a valid lab-CA
+# certificate for its own name only (not the catalog's names). A resolver lie pointing a name at
+# it is DNS tampering that TLS exposes (ssl_invalid_hostname), not a dead address.
+OTHER_SITE_NAME = "www.example.org"
+OTHER_SITE_ADDRESS = "93.184.216.34"
+
 # Where the censor's intercepting TLS server listens (DNAT target, on its client-side address).
 INTERCEPTION_PORT = 8443
 
@@ -140,6 +146,7 @@ class AddressPlan:
         addresses.update(self.cdn.values())
         addresses.update(self.resolvers)
         addresses.update(self.ip_targets)
+        addresses.add(OTHER_SITE_ADDRESS)
         return tuple(sorted(addresses, key=ipaddress.ip_address))
 
     @property

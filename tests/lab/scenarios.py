@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from probe.catalog import builtin_targets
+from tests.lab import plan as lab_plan
 from tests.lab.plan import AddressPlan
 from tests.lab.techniques import (
     Cdn,
@@ -18,6 +19,7 @@ from tests.lab.techniques import (
     DnsInjection,
     DnsLie,
     DnsNxdomain,
+    DnsOtherSite,
     HttpBlockpage,
     HttpReset,
     IpBlackhole,
@@ -52,6 +54,8 @@ CONTROL_NAMES = tuple(t.host for t in builtin_targets() if t.control)
 LONE_ENDPOINTS = ("e7.whatsapp.net", "149.154.171.5", "b-graph.facebook.com")
 YOUTUBE_MEDIA = ("*.ytimg.com", *YOUTUBE_VIDEO)
 TWITTER_MEDIA = ("pbs.twimg.com",)
+# Where a resolver lie points that is no fingerprint and no bogon: an address nobody serves.
+NOWHERE_ADDRESS = "45.90.28.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,19 @@ SCENARIOS: dict[str, Scenario] = _scenarios(
         "dns_nxdomain",
         "the ISP resolver answers NXDOMAIN for YouTube's names",
         (DnsNxdomain(YOUTUBE),),
+    ),
+    Scenario(
+        "resolver_lie",
+        "only the network's resolver censors: NXDOMAIN for Signal's names, and an address "
+        f"nobody serves ({NOWHERE_ADDRESS}, no fingerprint, no bogon) for Telegram's web names; "
+        "a foreign resolver (8.8.8.8) and DoH answer truly",
+        (DnsNxdomain(SIGNAL), DnsLie(TELEGRAM_NAMES, address=NOWHERE_ADDRESS, address6=None)),
+    ),
+    Scenario(
+        "dns_other_site",
+        "the ISP resolver points Instagram's names at another real site "
+        f"({lab_plan.OTHER_SITE_ADDRESS}, a valid certificate for {lab_plan.OTHER_SITE_NAME} only)",
+        (DnsOtherSite(INSTAGRAM),),
     ),
     Scenario(
         "dns_injection",

@@ -193,6 +193,18 @@ class DnsLie(Technique):
 
 
 @dataclass(frozen=True, slots=True)
+class DnsOtherSite(Technique):
+    """The ISP resolver answers another real site's address (lab_plan.OTHER_SITE_ADDRESS: a
+    server with a valid certificate for its own name only), A only."""
+
+    name: ClassVar[str] = "dns_other_site"
+
+    def apply(self, address_plan: AddressPlan, state: CensorState) -> None:
+        for host in self.hits(address_plan):
+            state.resolver_answers[host] = {"A": [lab_plan.OTHER_SITE_ADDRESS]}
+
+
+@dataclass(frozen=True, slots=True)
 class DnsNxdomain(Technique):
     """The ISP resolver says the name does not exist."""
 

@@ -313,6 +313,8 @@ class FakeNameserver:
         self._tcp: asyncio.Server | None = None
         self._tcp_tasks: set[asyncio.Task[None]] = set()
         self._doh_runner: web.AppRunner | None = None
+        # The client ends (address, port) of every connection a DoH request came over.
+        self.doh_connections: set[tuple[object, ...]] = set()
         self._stopping: asyncio.Event | None = None
 
     # -- the API --------------------------------------------------------------------------------
@@ -536,6 +538,9 @@ class FakeNameserver:
             writer.close()
 
     async def _serve_doh(self, request: web.Request) -> web.StreamResponse:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer is not None:
+            self.doh_connections.add(tuple(peer))
         if request.method == "POST":
             if request.content_type != "application/dns-message":
                 return web.Response(status=415, text="expected application/dns-message")

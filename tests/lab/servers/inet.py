@@ -2,8 +2,8 @@
 (authoritative for every name the lab serves; UDP/TCP 53 and DoH at /dns-query on 443), and the
 web: every catalog host name answered over HTTP on 80 and HTTPS on 443 with the lab CA's
 certificate, the Telegram data centres' plain HTTP on 80 and 443, silent TCP listeners (WhatsApp's
-5222), and a 2 MiB resource on every site at /big and at the paths of the catalog's transfer
-targets, for throughput tests.
+5222), another real site with a certificate for its own name only, and a 2 MiB resource on every
+site at /big and at the paths of the catalog's transfer targets, for throughput tests.
 
 Run by the lab: `python3 -m tests.lab.servers.inet CONFIG.json`.
 """
@@ -171,6 +171,12 @@ async def serve(config: dict[str, Any]) -> None:
                 runner, host=address, port=port, ssl_context=tls if service == "https" else None
             )
             await site.start()
+    # Another real site: its own certificate, for its own name only, on 443 (nothing on 80).
+    other_address, other_chain = config["other_site"]
+    other_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    other_tls.load_cert_chain(other_chain)
+    other_tls.set_alpn_protocols(["http/1.1"])
+    await web.TCPSite(runner, host=other_address, port=443, ssl_context=other_tls).start()
     log.info("inet serving %d listeners", len(config["listeners"]))
 
     stop = asyncio.Event()
