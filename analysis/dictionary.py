@@ -401,7 +401,8 @@ EVENTS = Table(
         Column(
             "runs",
             ColumnType.INTEGER,
-            "ok + blocked verdicts in scope during the event",
+            "runs that judged the event's targets ok or blocked during it (each run once, however"
+            " many targets it judged)",
             record=(Event, "runs"),
         ),
         Column("detail", ColumnType.TEXT, "the event in a sentence", record=(Event, "detail")),

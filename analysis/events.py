@@ -15,6 +15,12 @@ On top of the per-target states:
 - scope: per-target findings with the same onset and end are grouped per network, then networks
   that agree are grouped, listing targets, networks and the hosts (distinct probe ids) that agree.
 
+Each probe's series is judged on its own (analysis.timeline.Timeline.probe_series): pooled, a
+clean second probe on the same network would halve the first's blocked share and hide its
+blocking. A network is its ASN, or while a probe's ASN is unknown that probe alone, so probes of
+unknown networks are never one "unknown network". An event's `runs` counts runs (one probe's
+run judges every target once), not verdicts.
+
 Pure analysis: no network I/O, no storage. `detect_events(verdicts, params)` is the entry point.
 """
 
@@ -74,10 +80,12 @@ class _Finding:
     targets: tuple[str, ...]
     networks: list[int | None]
     hosts: set[str]
-    runs: int
-    blocked: int
+    runs: int  # distinct runs (probe x run) the finding rests on
+    blocked: int  # blocked verdicts, of `verdicts` ok + blocked ones (the rate)
+    verdicts: int
     ok_targets: set[str] = field(default_factory=set)
     from_first_observation: bool = False
+    unknown_probe: str | None = None  # the probe whose unknown network this is (asn None)
 
     @property
     def onset(self) -> int:
@@ -109,8 +117,7 @@ def detect_events(verdicts: Iterable[Verdict], params: DetectorParams | None = N
 def detect_events_in(timeline: Timeline, params: DetectorParams) -> list[Event]:
     """The events of an already built timeline, sorted by onset, then kind, platform, network."""
     findings: list[_Finding] = []
-    for asn, platform in timeline.networks():
-        members = timeline.targets(asn, platform)
+    for asn, platform, members in timeline.probe_groups():
         spans = [span for series in members for span in _series_spans(series, params)]
         findings.extend(_network_findings(asn, platform, members, spans, params))
     events = [_event(finding) for finding in _merge_networks(findings, params)]
@@ -498,11 +505,54 @@ def _network_findings(
     groups: dict[tuple[EventKind, str | None, str | None], list[_Span]] = {}
     for span in spans:
         groups.setdefault((span.kind, span.technique, span.previous_technique), []).append(span)
+    now = max(series.first_hour + len(series) for series in members) if members else 0
     findings: list[_Finding] = []
     for group in groups.values():
-        for cluster in _clusters(group, params.merge_window_hours):
+        clusters = _absorb_stragglers(_clusters(group, params.merge_window_hours), now)
+        for cluster in clusters:
             findings.append(_finding(asn, platform, members, cluster, params))
     return findings
+
+
+# How much of their time two clusters must share for the smaller to be a straggler of the larger.
+STRAGGLER_OVERLAP = 0.8
+
+
+def _absorb_stragglers(clusters: list[list[_Span]], now: int) -> list[list[_Span]]:
+    """Fold each cluster into a larger one it shares most of its time with (intersection over
+    union of their median intervals at least STRAGGLER_OVERLAP), when no series is in both.
+
+    Each probe's series is judged alone, so one target of one probe can date an edge a few runs
+    off (a noisy run next to the change): outside the merge window, it would be an event of its
+    own, though it lies within the same week of blocking as the rest. A short block a few runs
+    apart from another does not overlap it enough and stays separate.
+    """
+    kept: list[list[_Span]] = []
+    for cluster in sorted(clusters, key=len, reverse=True):
+        onset, end = _medians(cluster)
+        for home in kept:
+            home_onset, home_end = _medians(home)
+            if (end is None) != (home_end is None):
+                continue
+            if _overlap(onset, end, home_onset, home_end, now) < STRAGGLER_OVERLAP:
+                continue
+            if any(span.series is member.series for span in cluster for member in home):
+                continue
+            home.extend(cluster)
+            break
+        else:
+            kept.append(cluster)
+    return kept
+
+
+def _overlap(a_onset: int, a_end: int | None, b_onset: int, b_end: int | None, now: int) -> float:
+    """Intersection over union of [a_onset, a_end) and [b_onset, b_end) (ongoing: up to now)."""
+    a_stop = now if a_end is None else a_end
+    b_stop = now if b_end is None else b_end
+    union = max(a_stop, b_stop) - min(a_onset, b_onset)
+    if union <= 0:
+        return 1.0
+    return max(0, min(a_stop, b_stop) - max(a_onset, b_onset)) / union
 
 
 def _clusters(spans: list[_Span], window: int) -> list[list[_Span]]:
@@ -552,40 +602,50 @@ def _finding(
     cluster: list[_Span],
     params: DetectorParams,
 ) -> _Finding:
+    """One finding from a cluster of per-probe spans: its targets, the hosts that agree, and the
+    runs it rests on (a run judges every target once, so a probe's runs in an hour are the most
+    verdicts any one of its targets got in that hour)."""
     first = cluster[0]
-    runs = blocked = 0
-    # Per probe (by bit: every series of a network shares its probe numbering): buckets in
-    # which it reported blocked, and buckets in which it reported at all.
-    probes = first.series.probes
-    probe_blocked = [0] * len(probes)
-    probe_runs = [0] * len(probes)
+    verdicts = blocked = 0
+    probe_blocked: Counter[str] = Counter()
+    probe_verdicts: Counter[str] = Counter()
+    runs_at: dict[tuple[str, int], int] = {}
     for span in cluster:
         series = span.series
+        probe = series.probes[0]
         for index in range(span.start, span.stop):
-            runs += series.ok[index] + series.blocked[index]
+            evidence = series.ok[index] + series.blocked[index]
+            if not evidence:
+                continue
+            verdicts += evidence
             blocked += series.blocked[index]
-            _count_bits(series.blocked_hosts[index], probe_blocked)
-            _count_bits(series.ok_hosts[index] | series.blocked_hosts[index], probe_runs)
-    rate = blocked / runs if runs else 0.0
+            probe_blocked[probe] += series.blocked[index]
+            probe_verdicts[probe] += evidence
+            at = (probe, series.first_hour + index)
+            runs_at[at] = max(runs_at.get(at, 0), evidence)
+    rate = blocked / verdicts if verdicts else 0.0
     # A host agrees when its own blocked share reaches half the event's: hosts that only show
     # the odd noisy run (a few percent) do not count.
     hosts = {
-        probes[bit]
-        for bit, count in enumerate(probe_blocked)
-        if count and count / probe_runs[bit] >= rate / 2
+        probe
+        for probe, count in probe_blocked.items()
+        if count and count / probe_verdicts[probe] >= rate / 2
     }
     kind = first.kind
     onset, end = _medians(cluster)
-    targets = tuple(sorted(span.series.target or "" for span in cluster))
+    targets = tuple(sorted({span.series.target or "" for span in cluster}))
     ok_targets: set[str] = set()
     if kind is EventKind.BLOCKING:
-        in_cluster = {id(span.series) for span in cluster}
+        # Partial only by the agreeing probes' own other targets: another probe that sees no
+        # blocking at all is not evidence that this probe's blocking spared some targets.
+        blocked_targets = set(targets)
         for series in members:
-            if id(series) in in_cluster:
+            target = series.target or ""
+            if series.probes[0] not in hosts or target in blocked_targets:
                 continue
             share = _blocked_share(series, onset, end)
             if share is not None and share < params.reference:
-                ok_targets.add(series.target or "")
+                ok_targets.add(target)
         if ok_targets:
             kind = EventKind.PARTIAL
     return _Finding(
@@ -598,19 +658,13 @@ def _finding(
         targets=targets,
         networks=[asn],
         hosts=hosts,
-        runs=runs,
+        runs=sum(runs_at.values()),
         blocked=blocked,
+        verdicts=verdicts,
         ok_targets=ok_targets,
         from_first_observation=any(span.from_first_observation for span in cluster),
+        unknown_probe=first.series.probes[0] if asn is None else None,
     )
-
-
-def _count_bits(mask: int, counts: list[int]) -> None:
-    """Add one to counts[i] for every bit i set in `mask`."""
-    while mask:
-        low = mask & -mask
-        counts[low.bit_length() - 1] += 1
-        mask ^= low
 
 
 def _blocked_share(series: Series, onset: int, end: int | None) -> float | None:
@@ -647,6 +701,7 @@ def _merge_networks(findings: list[_Finding], params: DetectorParams) -> list[_F
                 other.hosts |= finding.hosts
                 other.runs += finding.runs
                 other.blocked += finding.blocked
+                other.verdicts += finding.verdicts
                 other.ok_targets |= finding.ok_targets
                 other.onsets.extend(finding.onsets)
                 other.ends.extend(finding.ends)
@@ -662,7 +717,7 @@ def _event(finding: _Finding) -> Event:
     technique = finding.technique
     if finding.kind is EventKind.TECHNIQUE_CHANGE:
         technique = f"{finding.previous_technique}{TECHNIQUE_CHANGE_SEPARATOR}{finding.technique}"
-    rate = finding.blocked / finding.runs if finding.runs else 0.0
+    rate = finding.blocked / finding.verdicts if finding.verdicts else 0.0
     onset = hour_start(finding.onset)
     end: datetime | None = None if finding.end is None else hour_start(finding.end)
     return Event(
@@ -683,7 +738,10 @@ def _event(finding: _Finding) -> Event:
 
 def _describe(finding: _Finding, networks: tuple[int | None, ...], rate: float) -> str:
     how = finding.technique or "an unnamed technique"
-    where = ", ".join("AS?" if a is None else f"AS{a}" for a in networks)
+    where = ", ".join(
+        f"an unknown network (probe {finding.unknown_probe})" if a is None else f"AS{a}"
+        for a in networks
+    )
     count = len(finding.targets)
     kind = finding.kind
     if kind is EventKind.TECHNIQUE_CHANGE:

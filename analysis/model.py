@@ -52,8 +52,9 @@ class Event:
                technique_change is a moment: end == onset.
     targets:   the targets affected; hosts: distinct probe ids that agree; networks: the ASNs.
     rate:      share of runs blocked during the event (intermittent events; None otherwise).
-    runs:      ok + blocked verdicts in scope during the event (for technique_change: from the
-               switch to the end of the blocking).
+    runs:      the runs the event rests on: the runs of its probes that judged its targets ok or
+               blocked during it, each counted once however many targets it judged
+               (for technique_change: from the switch to the end of the blocking).
     """
 
     kind: EventKind

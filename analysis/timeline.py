@@ -8,6 +8,12 @@ holding only those is
 empty: it has no score. The technique is an attribute of each bucket (the dominant one among its
 blocked verdicts), and so are the probes that reported ok and blocked.
 
+The event detector reads a second set of series, one per probe (`Timeline.probe_series`): a
+probe's blocking is decided on its own evidence, so a clean second probe on the same network does
+not dilute the first's blocked share, and probes whose network is unknown (no helper, no mmdb) are
+never pooled into one "unknown network" (`network_key`: the ASN, or the probe id while the ASN is
+unknown). They hold only what the detector reads (ok and blocked counts and the technique).
+
 The builder streams: it reads each verdict once and keeps only counters, so a month of hourly runs
 from 50 hosts (a million verdicts) fits in tens of megabytes. Storage is compact on purpose: one
 `array` per counter, one int bitmask per bucket for the probes (bit i = the i-th probe seen in
@@ -49,6 +55,24 @@ class SeriesKey(NamedTuple):
     asn: int | None
     platform: str
     target: str
+
+
+class ProbeSeriesKey(NamedTuple):
+    """One probe's series of a target (asn None = that probe's network is unknown)."""
+
+    asn: int | None
+    probe: str
+    platform: str
+    target: str
+
+
+NetworkKey = int | str
+
+
+def network_key(asn: int | None, probe: str) -> NetworkKey:
+    """Which verdicts form one network for the detector: the ASN's, or while a probe's ASN is
+    unknown, that probe's alone (two unknown networks are not one)."""
+    return probe if asn is None else asn
 
 
 class AggregateKey(NamedTuple):
@@ -243,6 +267,7 @@ class Timeline:
 
     def __init__(self) -> None:
         self._series: dict[tuple[int | None, str, str], Series] = {}
+        self._probe_series: dict[tuple[int | None, str, str, str], Series] = {}
         self._techniques: list[str | None] = []
         self._probes: dict[int | None, tuple[list[str], dict[str, int]]] = {}
         self.verdicts = 0
@@ -251,6 +276,30 @@ class Timeline:
     def series(self) -> Mapping[tuple[int | None, str, str], Series]:
         """Every series, keyed by SeriesKey (a plain (asn, platform, target) tuple also works)."""
         return self._series
+
+    @property
+    def probe_series(self) -> Mapping[tuple[int | None, str, str, str], Series]:
+        """Every probe's own series, keyed by ProbeSeriesKey; `Series.probes` is (that probe,)."""
+        return self._probe_series
+
+    def probe_groups(self) -> list[tuple[int | None, str, list[Series]]]:
+        """(asn, platform, the per-probe series) of each detector network (`network_key`) and
+        platform, sorted by network then platform; members sorted by target then probe."""
+        groups: dict[tuple[NetworkKey, str], list[Series]] = {}
+        for (asn, probe, platform, _), series in self._probe_series.items():
+            groups.setdefault((network_key(asn, probe), platform), []).append(series)
+        ordered = sorted(
+            groups.items(),
+            key=lambda item: (isinstance(item[0][0], str), str(item[0][0]).zfill(12), item[0][1]),
+        )
+        return [
+            (
+                members[0].asn,
+                platform,
+                sorted(members, key=lambda s: (s.target or "", s.probes[0])),
+            )
+            for (_, platform), members in ordered
+        ]
 
     @property
     def techniques(self) -> tuple[str | None, ...]:
@@ -315,6 +364,21 @@ class Timeline:
         }
 
 
+def _add_blocked(series: Series, index: int, technique: int) -> None:
+    """Count one blocked verdict of interned `technique` in bucket `index`."""
+    cell = series.technique[index]
+    if cell == _NO_TECHNIQUE:
+        series.technique[index] = technique
+    elif cell == _MIXED:
+        counts = series.mixed[index]
+        counts[technique] = counts.get(technique, 0) + 1
+    elif cell != technique:
+        # Until now every blocked verdict here had technique `cell`.
+        series.mixed[index] = {cell: series.blocked[index], technique: 1}
+        series.technique[index] = _MIXED
+    series.blocked[index] += 1
+
+
 def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
     """Stream `verdicts` (any order) into hourly series; the verdicts are not kept."""
     timeline = Timeline()
@@ -322,6 +386,7 @@ def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
     techniques = timeline._techniques
     technique_index: dict[str | None, int] = {}
     probes_by_asn = timeline._probes
+    probe_series_map = timeline._probe_series
     blocked_status, ok_status, down_status = Status.BLOCKED, Status.OK, Status.DOWN
     last_moment: datetime | None = None
     hour = 0
@@ -355,26 +420,36 @@ def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
                 bit = 1 << len(series.probes)
                 series.probe_bits[verdict.probe_id] = bit
                 series.probes.append(verdict.probe_id)
+            probe_key = (verdict.asn, verdict.probe_id, verdict.platform, verdict.target)
+            own = probe_series_map.get(probe_key)
+            if own is None:
+                own = Series(
+                    verdict.asn,
+                    verdict.platform,
+                    verdict.target,
+                    hour,
+                    [verdict.probe_id],
+                    {verdict.probe_id: 1},
+                    techniques,
+                )
+                probe_series_map[ProbeSeriesKey(*probe_key)] = own
+            own_index = hour - own.first_hour
+            if own_index < 0 or own_index >= len(own.ok):
+                own_index = own.cover(hour)
             if status is ok_status:
                 series.ok[index] += 1
                 series.ok_hosts[index] |= bit
+                own.ok[own_index] += 1
+                own.ok_hosts[own_index] = 1
                 continue
             technique = technique_index.get(verdict.technique)
             if technique is None:
                 technique = technique_index[verdict.technique] = len(techniques)
                 techniques.append(verdict.technique)
-            cell = series.technique[index]
-            if cell == _NO_TECHNIQUE:
-                series.technique[index] = technique
-            elif cell == _MIXED:
-                counts = series.mixed[index]
-                counts[technique] = counts.get(technique, 0) + 1
-            elif cell != technique:
-                # Until now every blocked verdict here had technique `cell`.
-                series.mixed[index] = {cell: series.blocked[index], technique: 1}
-                series.technique[index] = _MIXED
-            series.blocked[index] += 1
+            _add_blocked(series, index, technique)
             series.blocked_hosts[index] |= bit
+            _add_blocked(own, own_index, technique)
+            own.blocked_hosts[own_index] = 1
         elif status is down_status:
             series.down[index] += 1
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -347,3 +348,83 @@ def test_single_probe_networks_with_noise_still_date_events_within_one_run(
     dataset = generate(spec(*censorship, networks=SINGLE_PROBE_NETWORKS, days=21), seed=seed)
     result = score(dataset.truth, detect_events(dataset.verdicts), tolerance=RUN)
     assert (result.missed, result.spurious) == ((), ())
+
+
+# --- probes, networks and runs ------------------------------------------------------------------
+
+
+def _two_probes(
+    *censorship: Censorship, asn: int | None, days: int = 10, seed: int = 41
+) -> list[Verdict]:
+    """Two single-host networks' verdicts (AS44244 and AS197207, noise as usual), then both put
+    on network `asn` (None: unknown): two probes sharing one network, blocked as `censorship`
+    says per original network."""
+    dataset = generate(
+        spec(
+            *censorship,
+            networks=(Network(44244, hosts=1), Network(197207, hosts=1)),
+            days=days,
+        ),
+        seed=seed,
+    )
+    return [replace(verdict, asn=asn) for verdict in dataset.verdicts]
+
+
+def test_a_clean_second_probe_on_the_same_network_does_not_hide_the_first_probes_blocking() -> None:
+    # Pooled, the clean probe halves the blocked share to 0.5, 0.15 a run above k = 0.35: the
+    # CUSUM needs 24 such runs to reach h = 3.5 instead of 6 fully blocked ones.
+    verdicts = _two_probes(
+        Censorship((44244,), "telegram", "tls.sni_reset", day(2), day(6)), asn=44244
+    )
+    (event,) = detect_events(verdicts)
+    assert event.kind is EventKind.BLOCKING
+    assert event.networks == (44244,)
+    assert event.hosts == 1, "only the blocked probe agrees"
+    assert abs(event.onset - day(2)) <= RUN
+    assert event.end is not None and abs(event.end - day(6)) <= RUN
+    assert set(event.targets) == set(TELEGRAM[1])
+
+
+def test_probes_of_unknown_networks_are_each_their_own_series() -> None:
+    verdicts = _two_probes(
+        Censorship((44244,), "telegram", "tcp.timeout", day(2), day(5)),
+        Censorship((197207,), "telegram", "dns.bogon", day(6), None),
+        asn=None,
+    )
+    events = detect_events(verdicts)
+    assert [(e.technique, e.hosts, e.networks) for e in events] == [
+        ("tcp.timeout", 1, (None,)),
+        ("dns.bogon", 1, (None,)),
+    ], "two unknown networks: two events, not one pooled 'unknown network'"
+    first, second = events
+    assert abs(first.onset - day(2)) <= RUN
+    assert first.end is not None and abs(first.end - day(5)) <= RUN
+    assert abs(second.onset - day(6)) <= RUN and second.end is None
+    assert "unknown network (probe probe-as44244-00)" in first.detail
+    assert "unknown network (probe probe-as197207-00)" in second.detail
+
+
+def test_a_clean_probe_of_an_unknown_network_does_not_dilute_another_unknown_probe() -> None:
+    verdicts = _two_probes(
+        Censorship((197207,), "telegram", "tls.sni_reset", day(3), day(7)), asn=None
+    )
+    (event,) = detect_events(verdicts)
+    assert event.hosts == 1 and event.networks == (None,)
+    assert "probe-as197207-00" in event.detail
+    assert abs(event.onset - day(3)) <= RUN
+    assert event.end is not None and abs(event.end - day(7)) <= RUN
+
+
+def test_runs_counts_runs_not_target_runs() -> None:
+    dataset_spec = SyntheticSpec(
+        start=START,
+        days=5,
+        networks=(Network(44244, hosts=2),),
+        censorship=(Censorship((44244,), "telegram", "tcp.timeout", day(1), day(3)),),
+        platforms=(TELEGRAM,),
+    )
+    (event,) = detect_events(generate(dataset_spec, seed=3).verdicts)
+    assert (event.onset, event.end) == (day(1), day(3))
+    assert len(event.targets) == len(TELEGRAM[1]) == 9
+    assert event.runs == 2 * 48, "two probes' hourly runs over two days, each run once"
+    assert event.detail.endswith("2 host(s) agree over 96 runs")

@@ -5,7 +5,8 @@ hits; `--vantage control` runs CMD in the uncensored control namespace instead; 
 the control test helper in the control namespace first and gives CMD a config that uses it
 (PROBE_CONFIG; the lab's short timeouts, a database in a temporary directory), so that `probe run`
 tells down and blocked apart as a volunteer with a helper would see it; `--sweep` removes labs
-left behind by processes that were killed.
+left behind by processes that were killed. `python3 -m tests.lab record-replays [--scenario
+NAME...]` records the replay fixtures in tests/replays/ (tests/lab/replays.py).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def list_scenarios() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["record-replays"]:
+        from tests.lab.replays import main as replays_main
+
+        return replays_main(args)
     command: list[str] = []
     if "--" in args:
         split = args.index("--")
