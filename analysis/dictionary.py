@@ -116,7 +116,8 @@ MEASUREMENTS = Table(
         Column(
             "measurement_id",
             ColumnType.TEXT,
-            "uuid4 hex, unique across probes and databases",
+            "32 hex digits, unique across probes and databases (older rows: uuid4 hex); within a "
+            "run, in the order the measurements were made",
             record=(Measurement, "id"),
         ),
         Column(
@@ -180,7 +181,8 @@ MEASUREMENTS = Table(
         Column(
             "started_at",
             ColumnType.TIME,
-            "when the check started (UTC)",
+            "when the check started (UTC), to the second (older rows: microseconds); rows of one "
+            "second are ordered by measurement_id",
             record=(Observation, "started_at"),
         ),
         Column(

@@ -20,7 +20,7 @@ from pathlib import Path
 import platformdirs
 
 from probe.config import APP_NAME
-from probe.model import utcnow
+from probe.model import to_the_second, utcnow
 
 CONSENT_VERSION = 1
 
@@ -85,7 +85,7 @@ def has_consent(path: Path) -> bool:
 
 def record_consent(path: Path, how: str) -> ConsentRecord:
     """Write consent to the current text, now, atomically (a crash never leaves half a file)."""
-    record = ConsentRecord(CONSENT_VERSION, utcnow().replace(microsecond=0), how)
+    record = ConsentRecord(CONSENT_VERSION, to_the_second(utcnow()), how)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = (
         "# Informed consent to run the censorprobe measurement probe.\n"

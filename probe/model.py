@@ -14,6 +14,7 @@ are that dictionary's text: keep them one line each.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -431,7 +432,7 @@ class Measurement:
     platform: str
     target: str
     observation: Observation[Details]
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: new_measurement_id())
 
     @property
     def layer(self) -> Layer:
@@ -482,6 +483,26 @@ class Run:
 def utcnow() -> datetime:
     """The current time, UTC-aware."""
     return datetime.now(UTC)
+
+
+def to_the_second(when: datetime) -> datetime:
+    """A wall-clock time as stored: to the second. Research needs no more, and a sub-second time
+    is one more handle to match a shared row against an ISP's flow logs (durations, measured on
+    the monotonic clock, stay precise)."""
+    return when.replace(microsecond=0)
+
+
+# Measurement ids: 32 hex digits like uuid4 hex, a random 64-bit prefix drawn once per process
+# and then a counter. Unique across probes as uuid4 is (the prefix), and ordered as made within
+# a process: what orders a run's measurements started in the same second, now that their
+# wall-clock times are stored to the second.
+_MEASUREMENT_PREFIX = uuid.uuid4().hex[:16]
+_MEASUREMENT_COUNTER = itertools.count(1)
+
+
+def new_measurement_id() -> str:
+    """A new measurement id: later than every id this process made before."""
+    return f"{_MEASUREMENT_PREFIX}{next(_MEASUREMENT_COUNTER):016x}"
 
 
 def new_run_id() -> str:

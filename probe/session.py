@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 
 import probe.rawnet
@@ -29,7 +29,7 @@ from probe.collector.uploader import AFTER_RUN_POLICY, upload_summary, upload_ta
 from probe.config import Settings, database_location
 from probe.helper.client import HelperUnavailable, query_helper
 from probe.helper.protocol import HelperResult
-from probe.model import Connectivity, Run, Target, new_run_id, utcnow
+from probe.model import Connectivity, Run, Target, new_run_id, to_the_second, utcnow
 from probe.netid.helper_view import HelperView
 from probe.netid.identify import NetworkIdentity, identify_network, resolver_addresses
 from probe.netid.local import read_local_network
@@ -173,7 +173,7 @@ def run_once(
         record = Run(
             id=new_run_id(),
             probe_id=store.probe_id(),
-            started_at=_to_the_second(utcnow()),
+            started_at=to_the_second(utcnow()),
             software_version=__version__,
             config_digest=settings.digest(),
             network=identity.network,
@@ -192,17 +192,10 @@ def run_once(
         except KeyboardInterrupt:
             outcome.interrupted = True
         with finishing():
-            finished = max(_to_the_second(utcnow()), record.started_at)
+            finished = max(to_the_second(utcnow()), record.started_at)
             store.finish_run(record.id, finished, outcome.connectivity, outcome.interrupted)
             analysis = _analyse(settings, store, record.id, controls, plan.targets, plan.controls)
     return RunReport(record, outcome, analysis, helper, tuple(given))
-
-
-def _to_the_second(when: datetime) -> datetime:
-    """A run's wall-clock start and end, to the second: research needs no more, and a sub-second
-    time is one more handle to match a shared row against an ISP's flow logs. (Measurements keep
-    theirs: their order within a run is read from it.)"""
-    return when.replace(microsecond=0)
 
 
 def upload_after_run(settings: Settings, report: RunReport, db: str | None = None) -> Note | None:

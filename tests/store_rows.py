@@ -20,7 +20,7 @@ from probe.model import (
     new_run_id,
 )
 
-T0 = datetime(2024, 11, 20, 9, 30, 0, 123456, tzinfo=UTC)
+T0 = datetime(2024, 11, 20, 9, 30, 0, tzinfo=UTC)  # stored to the second
 TEHRAN = timezone(timedelta(hours=3, minutes=30))
 
 

@@ -297,6 +297,8 @@ def test_a_runs_wall_clock_times_are_stored_to_the_second(site: Site, tmp_path: 
     with Store.open(db) as store:
         (run,) = store.runs()
         durations = [m.observation.duration_ms for m in store.measurements(run_id=run.id)]
+        starts = [m.observation.started_at for m in store.measurements(run_id=run.id)]
     assert run.started_at.microsecond == 0
     assert run.finished_at is not None and run.finished_at.microsecond == 0
+    assert starts and all(when.microsecond == 0 for when in starts)  # measurements' too
     assert any(d != round(d) for d in durations)  # durations stay precise (the control)

@@ -112,7 +112,7 @@ def test_csv_rows_carry_the_run_network_and_flattened_details(store: Store) -> N
     assert (dns["asn"], dns["country"]) == ("58224", "IR")
     assert (dns["platform"], dns["target"], dns["layer"]) == ("telegram", "web", "dns")
     assert dns["endpoint"] == "udp://127.0.0.1:5353"
-    assert dns["started_at"] == "2024-11-20T09:30:00.123456Z"
+    assert dns["started_at"] == "2024-11-20T09:30:00.000000Z"
     assert float(dns["duration_ms"]) == 12.345
     assert (dns["failure"], dns["failed_operation"]) == ("", "")
     assert dns["dns_addresses"] == "10.10.34.34 d0::11"
@@ -122,7 +122,7 @@ def test_csv_rows_carry_the_run_network_and_flattened_details(store: Store) -> N
 
     assert (tls["failure"], tls["failed_operation"]) == ("connection_reset", "tls_handshake")
     assert tls["tls_version"] == "TLSv1.3" and tls["dns_addresses"] == ""
-    assert tls["started_at"] == "2024-11-20T09:30:01.123456Z"
+    assert tls["started_at"] == "2024-11-20T09:30:01.000000Z"
 
     assert (http["http_status"], http["http_body_length"]) == ("403", "312")
     assert http["http_title"] == 'Blocked, "page" here too'
@@ -192,7 +192,7 @@ def test_jsonl_has_one_object_per_line_with_details_as_an_object(store: Store) -
     tls, http = records
     assert tls["measurement_id"] == saved[1].id and tls["run_id"] == run.id
     assert tls["asn"] == 58224 and tls["duration_ms"] == 12.345
-    assert tls["started_at"] == "2024-11-20T09:30:01.123456Z"
+    assert tls["started_at"] == "2024-11-20T09:30:01.000000Z"
     assert tls["http_status"] is None and tls["tls_version"] == "TLSv1.3"
     assert http["http_status"] == 403
     assert http["details"] == encode_details(saved[2].observation.details)

@@ -471,7 +471,10 @@ async def test_raw_captures_follow_the_measurements_once_per_endpoint_within_the
     # sniffer never perturbs the timings it explains.
     measured = [m.observation for m in sink.all if m not in captures]
     last_end = max(o.started_at.timestamp() + o.duration_ms / 1000 for o in measured)
-    assert min(c.observation.started_at.timestamp() for c in captures) >= last_end - 0.01
+    # Wall-clock starts are to the second: the captures start in or after the last end's second,
+    # and their measurement ids (made in order within a process) come after every other one.
+    assert min(c.observation.started_at.timestamp() for c in captures) >= last_end // 1
+    assert min(c.id for c in captures) > max(m.id for m in sink.all if m not in captures)
 
 
 async def test_a_capture_that_breaks_is_recorded_and_the_run_still_ends() -> None:

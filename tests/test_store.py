@@ -134,7 +134,7 @@ def test_run_and_measurements_survive_reopening_with_every_field(store_url: str)
 
 
 def test_timestamps_from_another_zone_come_back_as_the_same_instant_in_utc(store: Store) -> None:
-    local = datetime(2024, 11, 20, 13, 0, 0, 5, tzinfo=TEHRAN)
+    local = datetime(2024, 11, 20, 13, 0, 0, tzinfo=TEHRAN)
     run = make_run(store.probe_id(), started_at=local)
     store.start_run(run)
     store.save_measurements([make_measurement(run.id, started_at=local)])
@@ -144,7 +144,50 @@ def test_timestamps_from_another_zone_come_back_as_the_same_instant_in_utc(store
     for when in (measurement.observation.started_at, loaded_run.started_at):
         assert when == local
         assert when.tzinfo is UTC
-        assert when.hour == 9 and when.minute == 30 and when.microsecond == 5
+        assert when.hour == 9 and when.minute == 30
+
+
+def test_wall_clock_times_are_stored_to_the_second(store: Store) -> None:
+    precise = T0 + timedelta(microseconds=654_321)
+    run = make_run(store.probe_id(), started_at=precise)
+    store.start_run(run)
+    store.save_measurements([make_measurement(run.id, started_at=precise)])
+    store.finish_run(run.id, precise + timedelta(seconds=1), Connectivity.OK, interrupted=False)
+    (measurement,) = store.measurements()
+    (loaded,) = store.runs()
+    assert measurement.observation.started_at == loaded.started_at == T0
+    assert loaded.finished_at == T0 + timedelta(seconds=1)
+    assert measurement.observation.duration_ms == make_measurement(run.id).observation.duration_ms
+
+
+def test_old_rows_with_sub_second_times_still_read_and_order(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with Store.open(path) as store:
+        run = make_run(store.probe_id())
+        store.start_run(run)
+        store.save_measurements([make_measurement(run.id, target=f"t{i}") for i in range(2)])
+    with sqlite3.connect(path) as conn:  # as a version storing microseconds wrote them
+        conn.execute(
+            "UPDATE measurements SET started_at = '2024-11-20T09:30:00.900000+00:00' "
+            "WHERE target = 't0'"
+        )
+        conn.execute(
+            "UPDATE measurements SET started_at = '2024-11-20T09:30:00.100000+00:00' "
+            "WHERE target = 't1'"
+        )
+    conn.close()
+    with Store.open_readonly(path) as store:
+        loaded = list(store.measurements())
+    assert [m.target for m in loaded] == ["t1", "t0"]
+    assert [m.observation.started_at.microsecond for m in loaded] == [100_000, 900_000]
+
+
+def test_measurements_of_one_second_read_back_in_the_order_they_were_made(store: Store) -> None:
+    run = make_run(store.probe_id())
+    store.start_run(run)
+    made = [make_measurement(run.id, target=f"t{i:02d}") for i in range(40)]
+    store.save_measurements(list(reversed(made)))
+    assert [m.target for m in store.measurements()] == [m.target for m in made]
 
 
 def test_naive_timestamp_is_refused_before_anything_is_written(store: Store) -> None:
@@ -262,7 +305,7 @@ def test_streaming_50k_measurements_holds_one_chunk_not_the_whole_table(store: S
                 make_measurement(
                     run.id,
                     target=f"t{i}",
-                    started_at=T0 + timedelta(milliseconds=i),
+                    started_at=T0 + timedelta(seconds=i),
                     details=details,
                 )
                 for i in range(start, start + 5_000)
@@ -272,7 +315,7 @@ def test_streaming_50k_measurements_holds_one_chunk_not_the_whole_table(store: S
     # What holding measurements costs, measured on a sample.
     gc.collect()
     tracemalloc.start()
-    held = list(store.measurements(until=T0 + timedelta(milliseconds=sample)))
+    held = list(store.measurements(until=T0 + timedelta(seconds=sample)))
     holding_all = tracemalloc.get_traced_memory()[0] / sample * total
     tracemalloc.stop()
     assert len(held) == sample

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from probe.model import utcnow
+from probe.model import to_the_second, utcnow
 
 
 class TextScrubber(Protocol):
@@ -69,12 +69,13 @@ class CheckContext:
 
 
 class Stopwatch:
-    """A UTC start time and a monotonic duration, as every observation records."""
+    """A UTC start time (to the second, as stored) and a monotonic duration (precise), as every
+    observation records."""
 
     __slots__ = ("_t0", "started_at")
 
     def __init__(self) -> None:
-        self.started_at: datetime = utcnow()
+        self.started_at: datetime = to_the_second(utcnow())
         self._t0 = time.monotonic()
 
     def elapsed_ms(self) -> float:

@@ -29,13 +29,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from probe.model import to_the_second
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware datetime, stored in UTC, read back as an aware UTC datetime.
 
     PostgreSQL: `timestamp with time zone`. SQLite (no datetime type): ISO-8601 text of one fixed
     width (microseconds always present, offset always +00:00), so that SQLite's text comparison
-    orders and filters timestamps chronologically.
+    orders and filters timestamps chronologically, old rows' sub-second times among them.
+    Stored to the second (probe.model.to_the_second): a wall-clock time needs no more, and rows
+    started within one second are ordered by their ids (probe.model.new_measurement_id).
     A naive datetime is a bug in the caller (its zone is unknown) and raises ValueError.
     """
 
@@ -52,7 +56,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"naive datetime {value.isoformat()} given to the store: use UTC")
-        value = value.astimezone(UTC)
+        value = to_the_second(value.astimezone(UTC))
         if dialect.name == "sqlite":
             # isoformat of a UTC datetime with timespec="microseconds" is always 32 characters:
             # 2024-11-20T09:30:00.123456+00:00 (and faster than strftime).
