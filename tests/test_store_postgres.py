@@ -124,7 +124,7 @@ def test_server_time_zone_does_not_shift_stored_timestamps(database_url: str) ->
     assert windowed.id == measurement.id
     with psycopg.connect(libpq_dsn(database_url)) as conn:
         row = conn.execute("SELECT started_at::text FROM measurements").fetchone()
-    assert row == ("2024-11-20 13:00:00.123456+03:30",)  # the session zone really was Tehran
+    assert row == ("2024-11-20 13:00:00+03:30",)  # the session zone really was Tehran
 
 
 def test_probes_opening_a_fresh_database_at_once_agree_on_its_probe_id(database_url: str) -> None:
