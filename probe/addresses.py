@@ -16,6 +16,15 @@ from collections.abc import Iterator
 BLOCKPAGE_ADDRESSES: tuple[str, ...] = ("10.10.34.34", "10.10.34.35", "10.10.34.36")
 
 
+def is_ip(text: str) -> bool:
+    """Whether `text` is an IP address literal (IPv4 or IPv6), not a name."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def non_public_reason(address: str) -> str | None:
     """Why `address` is not a public Internet address ("loopback", "private", ...), or None when
     it is one. Anything that does not parse counts as not public. An IPv6 address that embeds an

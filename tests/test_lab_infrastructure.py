@@ -24,6 +24,7 @@ from typing import Any
 import dns.message
 import pytest
 
+from probe.addresses import is_ip
 from probe.checks.tcp import PROTOCOL_PROBE_PAYLOAD
 from probe.model import Target, TargetKind
 from tests.lab import plan as lab_plan
@@ -64,7 +65,7 @@ def test_clean_lab_serves_every_catalog_endpoint_to_client_and_control(lab: Lab)
     targets = default_targets()
     checks: list[Check] = []
     for target in targets:
-        if not lab_plan.is_ip(target.host):
+        if not is_ip(target.host):
             checks.append({"op": "resolve", "host": target.host})
         address = lab.address_of(target.host)
         for port in target.ports:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from probe.addresses import is_ip
 from probe.checks import http, tcp, tls
 from probe.checks.dns import resolve
 from probe.flows.evidence import RawEvidence
@@ -85,14 +85,6 @@ class Fetched:
     url: str
     address: str
     source: str
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class TargetRun:
@@ -185,7 +177,7 @@ class TargetRun:
         holding every target back by up to a DNS timeout (found with benchmarks/lab_benchmark.py).
         """
         host = self.target.host
-        if _is_ip(host):
+        if is_ip(host):
             return [(host, "literal")]
         context = self.plan.context
         lookups = [

@@ -32,12 +32,12 @@ probe reads, and keys a later version 1 helper may add are ignored.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from probe.addresses import is_ip
 from probe.catalog import CatalogError, parse_target
 from probe.codec import CodecError, decode_observation, encode_observation
 from probe.model import (
@@ -299,14 +299,6 @@ def _client(value: Any, path: str) -> ClientView:
     )
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _check_control(observation: Observation[Details], path: str) -> None:
     """What a control must hold beyond its types, for analysis to trust it: addresses that are
     IP addresses, ports in range, a DNS success with addresses, an HTTP success with a status."""
@@ -315,12 +307,12 @@ def _check_control(observation: Observation[Details], path: str) -> None:
         if not details.query.strip():
             raise _fail(f"{dpath}.query", "expected a non-empty string")
         for i, address in enumerate(details.addresses):
-            if not _is_ip(address):
+            if not is_ip(address):
                 raise _fail(f"{dpath}.addresses[{i}]", f"{address!r:.80} is not an IP address")
         if observation.failure is None and not details.addresses:
             raise _fail(dpath, "a DNS success must carry addresses")
     elif isinstance(details, TcpConnect | ProtocolProbe | TlsHandshake):
-        if not _is_ip(details.address):
+        if not is_ip(details.address):
             raise _fail(f"{dpath}.address", f"{details.address!r:.80} is not an IP address")
         if not 0 < details.port < 65536:
             raise _fail(f"{dpath}.port", f"expected a port number 1-65535, got {details.port}")

@@ -48,7 +48,7 @@ from typing import Any
 
 from aiohttp import web
 
-from probe.addresses import non_public_reason
+from probe.addresses import is_ip, non_public_reason
 from probe.checks import CheckContext, format_endpoint
 from probe.helper.protocol import (
     LIMITS,
@@ -275,20 +275,12 @@ class HelperConfig:
         exempt = frozenset(
             (str(ipaddress.ip_address(r.address)), r.port)
             for r in self.resolvers
-            if r.address is not None and r.port is not None and _is_ip(r.address)
+            if r.address is not None and r.port is not None and is_ip(r.address)
         )
         endpoints = sum(len(t.ports) for t in targets)
         budget = ConnectBudget(endpoints * self.max_addresses * self.connects_per_endpoint)
         own = frozenset() if self.allow_private else self.own_addresses()
         return EgressPolicy(self.allow_private, exempt, self.allowed, own, budget)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def require_guard(config: HelperConfig) -> None:
@@ -347,7 +339,7 @@ async def measure(
     allowed: list[Target] = []
     for target in targets:
         # An address literal is refused before anything is sent; names meet the guard at connect.
-        reason = policy.reason(target.host) if _is_ip(target.host) else None
+        reason = policy.reason(target.host) if is_ip(target.host) else None
         if reason is not None:
             literal_refusals[(target.platform, target.name)] = (
                 f"{target.host} is a {reason} address; {_ALLOW_HINT}"

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from analysis.controls import ControlConnect, ControlDns, ControlEvidence, ControlHttp, ControlTls
+from probe.addresses import is_ip
 from probe.names import normalise_host
 from probe.ooni.dataformat import (
     MAX_HEADERS,
@@ -57,14 +58,6 @@ def _endpoint(key: str, where: str) -> tuple[str, int]:
     if not sep or not 0 <= number <= 65535:
         raise fail(where, f"not an address:port: {key[:60]!r}")
     return host, number
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _headers(obj: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
@@ -102,7 +95,7 @@ def control_evidence(document: OoniDocument, platform: str, target: str) -> Cont
             if not isinstance(item, str) or len(item) > 1024:
                 raise fail(f"{here}.addrs[{i}]", "expected an address string")
             # The helper lists CNAMEs among the addresses (legacy helper): keep addresses only.
-            if _is_ip(item):
+            if is_ip(item):
                 addresses.append(item)
         failure = failure_string(dns_obj, "failure", here)
         if failure is not None or addresses:

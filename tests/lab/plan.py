@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from probe.addresses import is_ip
 from probe.model import Target, TargetKind
 
 # The lab's own links (RFC 6598 shared address space: what an ISP gives a subscriber behind CGNAT).
@@ -176,15 +177,6 @@ class AddressPlan:
     def addresses_for(self, selectors: Iterable[str]) -> tuple[str, ...]:
         """The addresses (honest ones for names) that selectors stand for."""
         return tuple(dict.fromkeys(self.address_of(host) for host in self.select(selectors)))
-
-
-def is_ip(text: str) -> bool:
-    """Whether `text` is an IP address literal."""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _pool_for(name: str) -> str:
