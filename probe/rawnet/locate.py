@@ -227,20 +227,43 @@ def _icmp_hop(s: SimpleNamespace, capture: Capture, hop: _Hop, error_layer: Any)
             return
 
 
-def _replies(s: SimpleNamespace, capture: Capture, layer: Any, local_port: int) -> list[Any]:
-    return [
-        packet
-        for _arrived, packet in capture.packets
-        if packet.haslayer(layer)
-        and not packet.haslayer(s.ICMP)
-        and packet[layer].dport == local_port
-    ]
+class _Hops:
+    """What both transports keep: scapy, the capture, the endpoint and the trigger; a fresh
+    non-blocking socket of `socket_type` per TTL, and the replies to a hop's local port."""
+
+    socket_type: socket.SocketKind
+
+    def __init__(
+        self, s: SimpleNamespace, capture: Capture, address: str, port: int, payload: bytes
+    ) -> None:
+        self._s = s
+        self._capture = capture
+        self._address = address
+        self._port = port
+        self._payload = payload
+
+    def open(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, self.socket_type)
+        sock.setblocking(False)
+        return sock
+
+    def _replies(self, layer: Any, hop: _Hop) -> list[Any]:
+        """The packets of `layer` (TCP, UDP) sent to the hop's local port, ICMP errors aside."""
+        return [
+            packet
+            for _arrived, packet in self._capture.packets
+            if packet.haslayer(layer)
+            and not packet.haslayer(self._s.ICMP)
+            and packet[layer].dport == hop.local_port
+        ]
 
 
-class _TcpHops:
+class _TcpHops(_Hops):
     """TCP: a connection made with the normal TTL, then the payload sent with the limited one. A
     reset is interference when the hop's ICMP time-exceeded also came back or its IP TTL differs
     from the SYN-ACK's; the server's data or its ACK of the whole payload means it was reached."""
+
+    socket_type = socket.SOCK_STREAM
 
     def __init__(
         self,
@@ -251,18 +274,9 @@ class _TcpHops:
         payload: bytes,
         connect_timeout: float,
     ) -> None:
-        self._s = s
-        self._capture = capture
-        self._address = address
-        self._port = port
-        self._payload = payload
+        super().__init__(s, capture, address, port, payload)
         self._connect_timeout = connect_timeout
         self.error_layer = s.TCPerror
-
-    def open(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        return sock
 
     async def send(self, sock: socket.socket, ttl: int) -> _Hop | Details:
         loop = asyncio.get_running_loop()
@@ -282,7 +296,7 @@ class _TcpHops:
         return hop
 
     def _segments(self, hop: _Hop) -> list[Any]:
-        return _replies(self._s, self._capture, self._s.TCP, hop.local_port)
+        return self._replies(self._s.TCP, hop)
 
     def _syn_ack(self, hop: _Hop) -> Any:
         tcp = self._s.TCP
@@ -345,24 +359,17 @@ class _TcpHops:
         sock.close()
 
 
-class _UdpHops:
+class _UdpHops(_Hops):
     """UDP: the payload (a DNS query) sent with the limited TTL on a fresh socket. An answer at a
     hop that also sent an ICMP time-exceeded is injected; one without is the server's."""
+
+    socket_type = socket.SOCK_DGRAM
 
     def __init__(
         self, s: SimpleNamespace, capture: Capture, address: str, port: int, payload: bytes
     ) -> None:
-        self._s = s
-        self._capture = capture
-        self._address = address
-        self._port = port
-        self._payload = payload
+        super().__init__(s, capture, address, port, payload)
         self.error_layer = s.UDPerror
-
-    def open(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        return sock
 
     async def send(self, sock: socket.socket, ttl: int) -> _Hop | Details:
         try:
@@ -375,7 +382,7 @@ class _UdpHops:
         return hop
 
     def _answers(self, hop: _Hop) -> list[Any]:
-        return _replies(self._s, self._capture, self._s.UDP, hop.local_port)
+        return self._replies(self._s.UDP, hop)
 
     def replied(self, hop: _Hop) -> bool:
         return bool(self._answers(hop))
