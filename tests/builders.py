@@ -87,12 +87,14 @@ def observation(
     operation: Operation | str | None = None,
     *,
     failure_detail: str | None = None,
+    started_at: datetime = T0,
+    duration_ms: float = 12.5,
 ) -> Observation[Details]:
     return Observation(
         layer=layer,
         endpoint=where,
-        started_at=T0,
-        duration_ms=12.5,
+        started_at=started_at,
+        duration_ms=duration_ms,
         details=details,
         failure=failure,
         failed_operation=Operation(operation) if operation else None,

@@ -12,6 +12,7 @@ from types import MappingProxyType
 
 from probe.model import (
     Connectivity,
+    Details,
     DifferentialKind,
     HttpTransaction,
     Layer,
@@ -27,6 +28,7 @@ from probe.model import (
 )
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
+from tests.builders import observation
 
 DAY1 = datetime(2025, 3, 1, 21, 30, 0, 250000, tzinfo=UTC)
 DAY2 = DAY1 + timedelta(days=1)
@@ -56,18 +58,12 @@ def _observation(
     layer: Layer,
     endpoint: str,
     when: datetime,
-    details: object,
+    details: Details,
     failure: str | None = None,
     operation: Operation | None = None,
-) -> Observation:  # type: ignore[type-arg]
-    return Observation(
-        layer=layer,
-        endpoint=endpoint,
-        started_at=when,
-        duration_ms=20.5,
-        details=details,
-        failure=failure,
-        failed_operation=operation,
+) -> Observation[Details]:
+    return observation(
+        layer, endpoint, details, failure, operation, started_at=when, duration_ms=20.5
     )
 
 

@@ -12,13 +12,13 @@ from probe.model import (
     Layer,
     Measurement,
     NetworkInfo,
-    Observation,
     Operation,
     Run,
     TcpConnect,
     TlsHandshake,
     new_run_id,
 )
+from tests.builders import observation
 
 T0 = datetime(2024, 11, 20, 9, 30, 0, tzinfo=UTC)  # stored to the second
 TEHRAN = timezone(timedelta(hours=3, minutes=30))
@@ -63,14 +63,14 @@ def make_measurement(
         run_id=run_id,
         platform=platform,
         target=target,
-        observation=Observation(
-            layer=layer,
-            endpoint=endpoint,
+        observation=observation(
+            layer,
+            endpoint,
+            details if details is not None else _default_details(layer, endpoint),
+            failure,
+            failed_operation,
+            failure_detail=failure_detail,
             started_at=started_at,
             duration_ms=12.345,
-            failure=failure,
-            failed_operation=failed_operation,
-            failure_detail=failure_detail,
-            details=details if details is not None else _default_details(layer, endpoint),
         ),
     )
