@@ -6,6 +6,7 @@ measured alone.
     python3 -m benchmarks.run_benchmark [--runs N] [--only SCENARIO]... [--profile SCENARIO]
                                         [--experiment [NAME,...|all]]
                                         [--targets N] [--blackhole-targets N]
+                                        [--loop uvloop|asyncio]
 
 Scenarios (each run --runs times; min and median printed beside the goal):
 
@@ -29,7 +30,8 @@ counters and the 1-minute load average.
 
 --profile SCENARIO adds one cProfile'd run and prints its hottest functions. --experiment runs the
 probe with the fixes proposed in the benchmark report monkeypatched in (EXPERIMENTS below), so
-their effect is measured without editing probe/.
+their effect is measured without editing probe/. --loop picks the probe's event loop
+(probe/eventloop.py: uvloop when installed, else asyncio's), so the two can be compared.
 
 All traffic stays on 127.0.0.0/8: names resolve through the loopback fake nameservers only
 ([dns] resolvers is a udp:// spec; the system resolver is never asked). It asserts no timing and
@@ -58,6 +60,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from probe import eventloop
 
 REPO = Path(__file__).resolve().parent.parent
 DOMAIN = "bench.test"
@@ -639,33 +643,19 @@ def _experiment_depth_first() -> None:
     TargetRun.run = run  # type: ignore[method-assign]
 
 
-def _experiment_uvloop() -> None:
-    """uvloop's event loop (C, with a C TLS transport) instead of asyncio's, whose SSL protocol is
-    pure Python. uvloop is no project dependency: run the benchmark with an interpreter that has
-    it (a venv made with --system-site-packages, `pip install uvloop`)."""
-    try:
-        import uvloop  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        raise SystemExit("the uvloop experiment needs uvloop installed") from None
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 EXPERIMENTS: dict[str, Callable[[], None]] = {
     # Applied in this order. (controls-first, dns-retransmit and shared-http-session, measured
     # here first, are now part of the probe: probe/runner.py starts controls first and opens one
     # HTTP session per run, probe/checks/dns.py resends.)
     "depth-first": _experiment_depth_first,
     "dns-own-limiter": _experiment_dns_own_limiter,
-    "uvloop": _experiment_uvloop,
 }
 
 
 def experiment_names(text: str | None) -> list[str]:
     if not text:
         return []
-    # "all": every proposed fix; uvloop is a new dependency, so only when named.
-    every = [name for name in EXPERIMENTS if name != "uvloop"]
-    names = every if text == "all" else [n.strip() for n in text.split(",")]
+    names = list(EXPERIMENTS) if text == "all" else [n.strip() for n in text.split(",")]
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown:
         raise SystemExit(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
@@ -721,6 +711,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         const="all",
         help=f"patch in proposed fixes: all (default) or some of {', '.join(EXPERIMENTS)}",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        help="the probe's event loop (default: the probe's own choice, uvloop when installed)",
+    )
     args = parser.parse_args(argv)
     experiments = experiment_names(args.experiment)
 
@@ -728,6 +723,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} CPUs, load average {load}, Python {sys.version.split()[0]}")
     print(f"probe start-up (python3 -m probe --version, best of 3): {startup_seconds():.2f} s")
     print(f"experiments patched in: {', '.join(experiments) or 'none'}")
+    if args.loop:  # the probe's children inherit it (_env)
+        os.environ[eventloop.ENVIRONMENT] = args.loop
+    print(f"event loop: {eventloop.loop_name()}")
     print(
         f"DNS: loopback fake nameserver over UDP only; [dns] second_answer_window = "
         f"{SECOND_ANSWER_WINDOW} (the `window` scenario: {DEFAULT_SECOND_ANSWER_WINDOW})"

@@ -9,7 +9,6 @@ and into the RunReport.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import resource
 import signal
@@ -23,7 +22,7 @@ from enum import StrEnum
 import probe.rawnet
 from analysis.analyse import RunAnalysis, analyse_run
 from analysis.controls import ControlEvidence, controls_from_helper_targets
-from probe import __version__
+from probe import __version__, eventloop
 from probe.checks import CheckContext, default_ssl_context
 from probe.collector.uploader import AFTER_RUN_POLICY, upload_summary, upload_target
 from probe.config import Settings, database_location
@@ -188,7 +187,7 @@ def run_once(
             plan = dataclasses.replace(plan, context=context)
         try:
             with interruptible():
-                asyncio.run(execute(plan, record.id, sink, outcome=outcome, progress=progress))
+                eventloop.run(execute(plan, record.id, sink, outcome=outcome, progress=progress))
         except KeyboardInterrupt:
             outcome.interrupted = True
         with finishing():
@@ -334,7 +333,7 @@ def _ask_helper(settings: Settings, plan: RunPlan) -> HelperResult | HelperUnava
     if not (settings.helper_url and settings.helper_token):
         return None
     with interruptible():
-        return asyncio.run(
+        return eventloop.run(
             query_helper(
                 settings.helper_url,
                 settings.helper_token,

@@ -12,6 +12,7 @@ import pytest
 
 import probe.checks.dns
 from probe.resolvers import ResolverSpec
+from tests.loops import pytest_asyncio_loop_factories  # noqa: F401  (a pytest hook)
 
 # Fixtures shared by several test modules, registered once instead of imported by each.
 pytest_plugins = ["tests.sites"]

@@ -25,6 +25,9 @@ from tests.test_checks_http import SITE, Site, same_port_on_two_addresses
 from tests.test_checks_http import system_resolver as system_resolver
 from tests.test_runner import ListSink
 
+# Each check on asyncio's loop and on uvloop (tests/loops.py, probe/eventloop.py).
+pytestmark = pytest.mark.both_loops
+
 LAN_TARGETS = {
     "home router (RFC 1918)": "http://192.168.1.1/",
     "private 10/8": "http://10.0.0.1:8080/admin",

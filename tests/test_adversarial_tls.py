@@ -4,9 +4,14 @@ that does name the address verifies (the control)."""
 
 from __future__ import annotations
 
+import pytest
+
 from probe.checks.tls import handshake
 from tests.servers import hostile
 from tests.servers.tls_certs import Pki
+
+# Each check on asyncio's loop and on uvloop (tests/loops.py, probe/eventloop.py).
+pytestmark = pytest.mark.both_loops
 
 
 async def test_certificate_not_naming_the_ip_target_is_ssl_invalid_hostname() -> None:

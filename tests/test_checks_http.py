@@ -23,6 +23,9 @@ from probe.model import Layer, Operation, Redirect
 from tests.servers import hostile
 from tests.servers.tls_certs import Pki
 
+# Each check on asyncio's loop and on uvloop (tests/loops.py, probe/eventloop.py).
+pytestmark = pytest.mark.both_loops
+
 SITE = "site.example"
 PAGE = (
     "<!doctype html><html><head><meta charset='utf-8'>"

@@ -19,6 +19,9 @@ from probe.checks.tcp import PROTOCOL_PROBE_PAYLOAD, connect, protocol_probe
 from probe.model import Layer, Operation, TcpConnect
 from tests.servers import hostile
 
+# Each check on asyncio's loop and on uvloop (tests/loops.py, probe/eventloop.py).
+pytestmark = pytest.mark.both_loops
+
 FAST = CheckContext(timeouts=Timeouts(connect=0.3))
 PROBE = CheckContext(timeouts=Timeouts(connect=0.3, tls=0.3))
 

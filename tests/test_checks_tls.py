@@ -18,6 +18,9 @@ from probe.model import Layer, Operation
 from tests.servers import hostile
 from tests.servers.tls_certs import Pki, pem_sha256
 
+# Each check on asyncio's loop and on uvloop (tests/loops.py, probe/eventloop.py).
+pytestmark = pytest.mark.both_loops
+
 SITE = "site.example"
 
 

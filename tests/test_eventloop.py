@@ -1,0 +1,60 @@
+"""probe.eventloop: a run's checks are driven by uvloop when it is installed, by asyncio's own loop
+when PROBE_EVENT_LOOP=asyncio asks for it, and run() keeps asyncio.run's Ctrl-C semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import pytest
+
+from probe import eventloop
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+def test_a_run_is_driven_by_uvloop_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(eventloop.ENVIRONMENT, raising=False)
+    assert eventloop.loop_name() == "uvloop"
+    assert eventloop.run(_loop_module()).startswith("uvloop")
+
+
+@pytest.mark.parametrize("spelling", ["asyncio", " ASYNCIO "])
+def test_probe_event_loop_asyncio_forces_the_plain_loop(
+    monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    monkeypatch.setenv(eventloop.ENVIRONMENT, spelling)
+    assert eventloop.loop_name() == "asyncio"
+    assert eventloop.run(_loop_module()).startswith("asyncio")
+
+
+def test_without_uvloop_the_plain_loop_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(eventloop.ENVIRONMENT, raising=False)
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
+    assert eventloop.loop_factory() is None
+    assert eventloop.run(_loop_module()).startswith("asyncio")
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_ctrl_c_cancels_the_main_task_then_raises_keyboard_interrupt(
+    monkeypatch: pytest.MonkeyPatch, loop: str
+) -> None:
+    """As asyncio.run does: the running coroutine sees CancelledError (its finally blocks run,
+    so buffered measurements are stored), then KeyboardInterrupt reaches the caller."""
+    monkeypatch.setenv(eventloop.ENVIRONMENT, loop)
+    cleaned: list[str] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGINT)
+        try:
+            await asyncio.sleep(30)
+        finally:
+            cleaned.append(type(asyncio.get_running_loop()).__module__)
+
+    with pytest.raises(KeyboardInterrupt):
+        eventloop.run(main())
+    assert len(cleaned) == 1 and cleaned[0].startswith(loop)
