@@ -609,3 +609,57 @@ def test_importing_rawnet_and_the_cli_loads_no_scapy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+# -- no interface name or MAC address in what is stored -------------------------------------------
+
+WIFI_NAME = "wlx00c0ca9b3e7f"  # a USB Wi-Fi adapter's name under systemd: "wlx" + its MAC
+
+
+@needs_capture
+async def test_a_capture_failing_on_a_mac_named_interface_stores_neither_name_nor_mac(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from probe.rawnet import capture, evidence
+
+    monkeypatch.setattr(evidence, "route_interface", lambda _s, _address: WIFI_NAME)
+    monkeypatch.setattr(capture, "local_interface_names", lambda: ("lo", WIFI_NAME))
+    zone = {"x.example": Behaviour.drop()}
+    async with FakeNameserver(zone) as nameserver:
+        details = await rawnet.dns_packet_evidence(
+            "127.0.0.1", nameserver.port, "x.example", 0.3, 0.2
+        )
+    stored = json.dumps(details)
+    assert details["available"] is False
+    assert details["note"].startswith("packet capture failed: ")
+    assert "<interface>" in details["note"], "the failure named the interface (scrubbed)"
+    assert WIFI_NAME not in stored and "00c0ca9b3e7f" not in stored.lower()
+
+
+@pytest.mark.parametrize(
+    ("note", "scrubbed"),
+    [
+        (f"{WIFI_NAME}: No such device", "<interface>: No such device"),
+        ("enx0050b6a1c2d3 is down", "<interface> is down"),
+        ("hwaddr 00:C0:CA:9B:3E:7F on eth1", "hwaddr <mac> on <interface>"),
+        ("hwaddr 00-c0-ca-9b-3e-7f", "hwaddr <mac>"),
+        ("cisco form 00c0.ca9b.3e7f", "cisco form <mac>"),
+    ],
+)
+def test_interface_names_and_mac_addresses_are_scrubbed_from_capture_notes(
+    note: str, scrubbed: str
+) -> None:
+    from probe.rawnet.capture import without_interfaces
+
+    assert without_interfaces(note, names=("lo", "eth1", WIFI_NAME)) == scrubbed
+
+
+def test_notes_without_an_interface_or_mac_are_left_as_they_are() -> None:
+    # The negative control: addresses, ports, timestamps and words that contain a name survive.
+    from probe.rawnet.capture import without_interfaces
+
+    note = (
+        "no reply from 2001:db8::1 or 10.0.0.1:443 at 12:30:45; eth10 and lookups via "
+        "slow.example failed (eth1x, xeth1, 0050b6a1c2d3e4)"
+    )
+    assert without_interfaces(note, names=("lo", "eth1")) == note

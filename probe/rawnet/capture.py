@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace, TracebackType
 from typing import Any, Self
 
@@ -102,7 +103,7 @@ class Capture:
         # compile_filter needs libpcap; without it the Python test in `accept` does the filtering.
         try:
             self._s.compile_filter(self._bpf, self.iface)
-        except (ImportError, OSError, self._s.Scapy_Exception):
+        except (ImportError, OSError, ValueError, self._s.Scapy_Exception):
             return None
         return self._bpf
 
@@ -171,7 +172,9 @@ class Capture:
     async def __aenter__(self) -> Self:
         try:
             await asyncio.to_thread(self._start)
-        except (OSError, self._s.Scapy_Exception, CaptureError) as exc:
+        # scapy raises ValueError for an interface that is gone (a USB adapter unplugged since
+        # the route was read).
+        except (OSError, ValueError, self._s.Scapy_Exception, CaptureError) as exc:
             await asyncio.to_thread(self._stop)
             raise CaptureError(str(exc)) from exc
         except BaseException:
@@ -202,6 +205,39 @@ class Capture:
         return True
 
 
+# A MAC address as error messages write it (aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff),
+# and the interface names systemd derives from one (udev's net_id builtin, "x" + the MAC:
+# wlx00c0ca123456 for a USB Wi-Fi adapter, enx... for USB Ethernet, wwx... for WWAN).
+_MAC = re.compile(
+    r"(?<![0-9a-f:.-])(?:[0-9a-f]{2}(?:([:-])[0-9a-f]{2})(?:\1[0-9a-f]{2}){4}"
+    r"|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})(?![0-9a-f:.-])",
+    re.IGNORECASE,
+)
+_MAC_NAMED = re.compile(r"\b(?:wl|en|ww|sl|ib)x[0-9a-f]{12}\b", re.IGNORECASE)
+INTERFACE = "<interface>"
+MAC = "<mac>"
+
+
+def local_interface_names() -> tuple[str, ...]:
+    """This machine's network interface names (none when the platform cannot list them)."""
+    try:
+        return tuple(name for _, name in socket.if_nameindex())
+    except OSError:
+        return ()
+
+
+def without_interfaces(text: str, names: Iterable[str] | None = None) -> str:
+    """`text` with every interface name (`names`, default this machine's) and every MAC address
+    replaced: a note about a capture names the interface it failed on, and a USB Wi-Fi adapter's
+    name embeds the volunteer's MAC address."""
+    found = local_interface_names() if names is None else tuple(names)
+    for name in sorted({n for n in found if n}, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", INTERFACE, text)
+    text = _MAC_NAMED.sub(INTERFACE, text)
+    return _MAC.sub(MAC, text)
+
+
 def unavailable_capture(exc: BaseException) -> Details:
-    """The "not available" details of a capture that could not start."""
-    return {"available": False, "note": f"packet capture failed: {exc}"}
+    """The "not available" details of a capture that could not start (no interface name or MAC
+    address in the note: it is stored)."""
+    return {"available": False, "note": without_interfaces(f"packet capture failed: {exc}")}

@@ -140,8 +140,8 @@ async def locate_interference(
                     break
     except (CaptureError, s.Scapy_Exception) as exc:
         return details | unavailable_capture(exc)
+    # No interface name: a USB Wi-Fi adapter's (wlx<MAC>) embeds the volunteer's MAC address.
     return details | {
-        "interface": capture.iface,
         "bpf": capture.bpf_used,
         "capture_drops": capture.drops,
         "hops": hops,
