@@ -466,24 +466,32 @@ def _check_token(token: str | None, where: str) -> None:
         raise ConfigError(f"{where}: must be printable, without spaces")
 
 
-def _check_service_url(url: str, where: str, table: str = "helper") -> None:
-    """http(s)://host[:port][/path], nothing else: the probe posts its targets (or, for the
-    [upload] collector, its measurements) there."""
+def service_url_problem(url: str, table: str = "helper") -> str | None:
+    """What is wrong with a helper's or a collector's URL, None when nothing: it must be
+    http(s)://host[:port][/path], nothing else (the probe posts its targets, or for the [upload]
+    collector its measurements, there). `table` names where the token goes instead."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"{where}: not a URL ({exc})") from None
+        return f"not a URL ({exc})"
     if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"{where}: must start with http:// or https://")
+        return "must start with http:// or https://"
     if not parts.hostname:
-        raise ConfigError(f"{where}: no host after {parts.scheme}://")
+        return f"no host after {parts.scheme}://"
     if port == 0:
-        raise ConfigError(f"{where}: port 0 is not a port")
+        return "port 0 is not a port"
     if parts.username is not None or parts.password is not None:
-        raise ConfigError(f"{where}: put the credentials in [{table}] token, not in the URL")
+        return f"put the credentials in [{table}] token, not in the URL"
     if parts.query or parts.fragment or not url.isprintable() or " " in url:
-        raise ConfigError(f"{where}: must be http(s)://host[:port][/path] (no query, no spaces)")
+        return "must be http(s)://host[:port][/path] (no query, no spaces)"
+    return None
+
+
+def _check_service_url(url: str, where: str, table: str = "helper") -> None:
+    problem = service_url_problem(url, table)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
 
 
 def _detector_params(table: Mapping[str, Any], where: str) -> DetectorParams:

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -29,7 +30,8 @@ from aiohttp import web
 from probe.addresses import non_public_reason
 from probe.checks import CheckContext, Timeouts
 from probe.cli import helper as helper_cli
-from probe.helper.client import HelperUnavailable, query_helper
+from probe.config import ConfigError, parse_settings
+from probe.helper.client import HelperUnavailable, measure_url, query_helper
 from probe.helper.protocol import (
     HelperResult,
     Limits,
@@ -555,3 +557,19 @@ def test_probe_helper_serve_answers_healthz_and_refuses_loopback_targets(
     assert measured["refused"][0]["reason"].startswith("127.0.0.1 is a loopback address")
     assert process.returncode == 0, stderr.decode(errors="replace")
     assert b"Traceback" not in stderr
+
+
+def test_the_helper_client_refuses_the_urls_config_refuses() -> None:
+    assert str(measure_url("https://helper.example/proxy")) == (
+        "https://helper.example/proxy/v1/measure"
+    )
+    for url, problem in (
+        ("ftp://helper.example/", "must start with http:// or https://"),
+        ("https://user:secret@helper.example/", "put the credentials in [helper] token"),
+        ("https://helper.example/?a=1", "no query, no spaces"),
+        ("https://helper.example:0/", "port 0 is not a port"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            measure_url(url)
+        with pytest.raises(ConfigError, match=re.escape(problem)):
+            parse_settings({"helper": {"url": url, "token": "t" * 20}})

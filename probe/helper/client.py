@@ -17,6 +17,7 @@ import aiohttp
 from yarl import URL
 
 from probe.checks import CheckContext
+from probe.config import service_url_problem
 from probe.failures import classify
 from probe.helper.protocol import (
     LIMITS,
@@ -55,10 +56,11 @@ class _Unavailable(Exception):
 def measure_url(base_url: str) -> URL:
     """The measure endpoint under the helper's base URL (a path prefix is kept, so a helper
     behind a reverse proxy at https://host/helper/ works). ValueError for a URL that is not
-    http(s)."""
+    http(s)://host[:port][/path] (the check config.toml's [helper] url passes)."""
+    problem = service_url_problem(base_url)
+    if problem is not None:
+        raise ValueError(f"helper URL {base_url!r:.200}: {problem}")
     url = URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"helper URL {base_url!r} is not an http:// or https:// URL")
     path = url.path if url.path.endswith("/") else f"{url.path}/"
     return url.with_path(f"{path}{MEASURE_PATH}").with_query(None).with_fragment(None)
 
