@@ -28,7 +28,7 @@ from types import MappingProxyType
 from probe.model import Connectivity, Failure, Operation
 from probe.records import Confidence, Status
 
-RULES_VERSION = "2025.8"
+RULES_VERSION = "2025.9"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -120,6 +120,15 @@ class Facts:
     tcp_failure: str | None = None
     ipv6_masked: int = 0
     control_tcp_ok: bool | None = None
+    # The connects' steadiness (each endpoint is connected twice a run): how many attempts
+    # there were, how many failed where another attempt to the same endpoint connected
+    # (uneven), how many took a SYN retransmission (slow, 1-4 s); and the run's control sites':
+    # whether they connected in milliseconds every time (fast), and their slowest connect (ms).
+    tcp_connects: int = 0
+    tcp_connects_uneven: int = 0
+    tcp_connects_slow: int = 0
+    control_connects_fast: bool = False
+    control_connect_ms: float | None = None
     # TLS.
     tls_attempted: bool = False
     tls_ok: bool = False
@@ -187,6 +196,13 @@ class Facts:
         if self.ip_reachable:
             return "; the control's address is reachable (a changed resolver gets through)"
         return "; the control's address is not reachable either"
+
+    @property
+    def connect_rate(self) -> str:
+        """The share of connects interfered with (slow or uneven), for a verdict's detail."""
+        interfered = self.tcp_connects_uneven + self.tcp_connects_slow
+        share = interfered / self.tcp_connects if self.tcp_connects else 0.0
+        return f"{interfered} of {self.tcp_connects} connects ({share:.0%})"
 
     @property
     def has_control(self) -> bool:
@@ -282,6 +298,26 @@ def failed_like_censorship(f: Facts) -> bool:
     if f.tcp_failure == TIMEOUT or f.tcp_failure in TCP_RESET:
         return True
     return f.protocol_proof == PROOF_RUN and _app_endpoint(f)
+
+
+# Intermittent interference: at least this many of a target's connects, and at least this share
+# of them, were slow (a SYN retransmission) or failed where another attempt connected. A lossy
+# link drops a SYN now and then on any name (one in a hundred is ordinary Wi-Fi loss), so one
+# slow connect is no evidence; the run's control sites connecting in milliseconds every time
+# rules out a slow network.
+INTERMITTENT_MIN_CONNECTS = 2
+INTERMITTENT_MIN_SHARE = 0.25
+
+
+def intermittent(f: Facts) -> bool:
+    """The target's connects were interfered with in part (see INTERMITTENT_MIN_*) while the
+    run's control sites connected in milliseconds, every time."""
+    interfered = f.tcp_connects_uneven + f.tcp_connects_slow
+    return (
+        f.control_connects_fast
+        and interfered >= INTERMITTENT_MIN_CONNECTS
+        and interfered >= INTERMITTENT_MIN_SHARE * f.tcp_connects
+    )
 
 
 def _group_failed(f: Facts) -> bool:
@@ -724,6 +760,20 @@ RULES: tuple[Rule, ...] = (
         "reached over its own protocol; a non-HTTP/TLS flow to it went unanswered where the"
         " control's was answered (a protocol allowlist on this network)",
         (Evidence.PROBE,),
+    ),
+    Rule(
+        "tcp.intermittent",
+        lambda f: f.reached and intermittent(f),
+        _blocked("intermittent"),
+        "Reached, but not steadily: some connects (each endpoint is connected twice a run) took"
+        " 1-4 s, a SYN retransmission after the initial 1 s RTO and its doubling (RFC 6298), or"
+        " failed where another attempt to the same endpoint connected, while the run's control"
+        " sites connected in milliseconds every time: a path that drops a share of the target's"
+        " SYNs or connections (intermittent interference), not a slow network.",
+        "{f.connect_rate} were slow (1-4 s, a SYN retransmission; {f.tcp_connects_slow}) or"
+        " failed where another attempt connected ({f.tcp_connects_uneven}); the run's control"
+        " sites connected within {f.control_connect_ms} ms every time",
+        (Evidence.TCP,),
     ),
     # 4. The rest.
     Rule(

@@ -269,6 +269,7 @@ class TcpConnect:
     address: str  # the IP address connected to
     port: int  # the TCP port
     address_source: str | None = None  # runner: the resolver that gave the address, or literal
+    attempt: int = 1  # runner: 1 the flow's connect, 2 its repeat to the same address and port
 
 
 @dataclass(frozen=True, slots=True)

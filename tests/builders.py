@@ -297,13 +297,17 @@ def tcp(
     failure: str | None = None,
     *,
     source: str | None = SYSTEM,
+    attempt: int = 1,
+    duration_ms: float = 12.5,
 ) -> Measurement:
+    """A connect to address:port (`attempt` 2: the runner's repeat), taking `duration_ms`."""
     obs = observation(
         Layer.TCP,
         endpoint(address, port),
-        TcpConnect(address, port, address_source=source),
+        TcpConnect(address, port, address_source=source, attempt=attempt),
         failure,
         Operation.CONNECT if failure is not None else None,
+        duration_ms=duration_ms,
     )
     return measurement(platform, target, obs)
 

@@ -652,6 +652,35 @@ def test_http_reset_is_confirmed_by_a_harmless_host_on_the_same_server(
     assert_untouched(run, [t for t in targets if t not in cut])
 
 
+@covers("intermittent_syn_drop")
+def test_dropped_first_syns_make_signal_intermittent_not_ok(
+    probe: Callable[[str], ProbeRun],
+    probe_default: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
+) -> None:
+    # The first SYN of every connection to Signal's addresses is dropped: each connect, and its
+    # repeat, completes after the 1 s SYN retransmission while the control sites connect in
+    # milliseconds. Nothing fails outright, so a single connect would read ok; the verdict is
+    # intermittent, with the rate, with a helper and with the default config alike.
+    dropped = on_hosts(targets, hosts_at(lab, targets, hits(lab, "intermittent_syn_drop")))
+    assert {t.platform for t in dropped} == {"signal"} and len(dropped) == 5
+    expected = {key(t): blocked("intermittent") for t in dropped}
+    for run in (probe("intermittent_syn_drop"), probe_default("intermittent_syn_drop")):
+        assert_ran(run)
+        assert_verdicts(run, expected)
+        assert verdict_counts(run, expected)["correct"] == len(run.verdicts)
+        for target in dropped:
+            connects = own(run, target, Layer.TCP)
+            assert sorted(stored(m)["attempt"] for m in connects) == [1, 2], run.explain()
+            assert all(m.failure is None for m in connects)
+            assert all(m.observation.duration_ms >= 1000 for m in connects), run.explain(
+                target.name
+            )
+            assert "2 of 2 connects (100%)" in run.verdict(*key(target)).detail
+        assert_untouched(run, [t for t in targets if t not in dropped])
+
+
 @covers("throttle")
 def test_throttle_collapses_the_youtube_transfer_far_below_the_control_transfers(
     probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]

@@ -329,6 +329,14 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "tcp.failure": lambda: _tcp_fails("host_unreachable"),
     "tcp.timeout.group": lambda: _dcs_connect("generic_timeout_error", "generic_timeout_error"),
     "tcp.reset.group": lambda: _dcs_connect("connection_refused", "connection_reset"),
+    "tcp.intermittent": lambda: Scenario(
+        [
+            *https_site("news", URL, HOST, ADDR),
+            tcp("news", URL, ADDR, 443, attempt=2, duration_ms=1012.0),
+            tcp("news", URL, ADDR, 443, "generic_timeout_error", attempt=2),
+            *control_site(),
+        ]
+    ),
     "tls.down": lambda: _tls_fails(
         "ssl_invalid_certificate", h_tls(ADDR, 443, HOST, "ssl_invalid_certificate")
     ),

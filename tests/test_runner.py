@@ -233,12 +233,28 @@ async def test_http_blockpage_gets_a_harmless_host_request_to_the_same_server() 
     assert differential.status == 200
 
 
+async def test_each_endpoint_is_connected_twice_the_repeat_recorded_as_attempt_2() -> None:
+    # One connect a run cannot tell a path that drops some SYNs from a clean one: every
+    # endpoint gets a second plain connect, recorded beside the first with its own time.
+    async with hostile.web_app(blockpage_app("blocked.invalid")) as server:
+        target = Target("lo", "ok", TargetKind.TCP, "127.0.0.1", (server.port,))
+        sink = ListSink()
+        outcome = await execute(RunPlan([target], [], [parse_resolver("system")]), "r-rep", sink)
+    connects = [record(TcpConnect, m.observation) for m in sink.all if m.layer is Layer.TCP]
+    assert sorted(c.attempt for c in connects) == [1, 2]
+    assert {(c.address, c.port) for c in connects} == {("127.0.0.1", server.port)}
+    assert all(m.failure is None for m in sink.all if m.layer is Layer.TCP)
+    (result,) = outcome.results
+    assert result.reached is Layer.TCP
+
+
 async def test_no_differential_when_the_target_answers_normally() -> None:
     async with hostile.web_app(blockpage_app("blocked.invalid")) as server:
         target = Target("lo", "ok", TargetKind.HTTP, "127.0.0.1", (server.port,))
         sink = ListSink()
         await execute(RunPlan([target], [], [parse_resolver("system")]), "run-3", sink)
-    assert [m.layer for m in sink.all] == [Layer.TCP, Layer.HTTP]
+    # The connect, its repeat (see the test below) and the request.
+    assert sorted(m.layer for m in sink.all) == [Layer.HTTP, Layer.TCP, Layer.TCP]
     assert not any(m.observation.differential_kind for m in sink.all)
 
 
@@ -272,7 +288,8 @@ async def test_a_bug_in_one_targets_check_is_reported_and_the_others_are_still_m
     assert outcome.failed_targets == [
         "broken: RuntimeError: Cannot change state of expiring Timeout"
     ]
-    assert [m.layer for m in sink.all if m.target == "fine"] == [Layer.TCP, Layer.HTTP]
+    layers = sorted(m.layer for m in sink.all if m.target == "fine")
+    assert layers == [Layer.HTTP, Layer.TCP, Layer.TCP]
     assert len(outcome.results) == 2
 
 
@@ -392,7 +409,11 @@ async def test_connects_start_on_the_primary_answer_while_a_dropped_resolver_tim
         await asyncio.wait_for(execute(RunPlan([target], [], resolvers, context), "r8", sink), 10)
     by_endpoint = {m.observation.endpoint: m.observation for m in sink.all}
     answered, silent = by_endpoint[primary.udp_spec], by_endpoint[dropped.udp_spec]
-    (connect,) = [m.observation for m in sink.all if m.layer is Layer.TCP]
+    (connect,) = [
+        m.observation
+        for m in sink.all
+        if m.layer is Layer.TCP and record(TcpConnect, m.observation).attempt == 1
+    ]
     assert answered.failure is None and connect.failure is None
     assert silent.failure == "generic_timeout_error"  # still measured and stored
     # An ordering, not a speed: the connect began while the dropped query was still waiting.
@@ -487,12 +508,15 @@ async def test_a_capture_that_breaks_is_recorded_and_the_run_still_ends() -> Non
         plan = RunPlan([target], [], [parse_resolver("system")], rawnet=BrokenRawnet())
         sink = ListSink()
         outcome = await asyncio.wait_for(execute(plan, "r11", sink), 10)
-    connect, capture = [m.observation for m in sink.all]
-    assert connect.failure == "connection_refused"
-    assert capture.differential_kind is DifferentialKind.RAW
+    # The repeat connect is no evidence to capture: only the flow's own connect is.
+    (capture,) = [
+        m.observation for m in sink.all if m.observation.differential_kind is DifferentialKind.RAW
+    ]
+    connects = [m.observation for m in sink.all if m.observation is not capture]
+    assert [c.failure for c in connects] == ["connection_refused"] * 2
     assert capture.failure == "unknown_failure"
     assert capture.failure_detail == "RuntimeError: sniffer thread died"
-    assert outcome.measurements == 2
+    assert outcome.measurements == 3
 
 
 async def test_controls_are_measured_before_the_crowd_and_targets_in_flight_stay_bounded() -> None:

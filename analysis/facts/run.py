@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from analysis.controls import ControlEvidence, controls_from_measurements
 from analysis.facts.attempts import (
+    Attempt,
     Endpoint,
     address,
     endpoint,
@@ -21,10 +22,20 @@ from analysis.facts.attempts import (
     is_v6,
     strip_port,
 )
+from analysis.facts.connects import ConnectPattern, connect_pattern
 from analysis.model import AsnLookup
 from analysis.rules import TIMEOUT, UNREACHABLE
 from probe.config import MIN_TRANSFER_BYTES
-from probe.model import DnsQuery, HttpTransaction, Layer, Measurement, Operation, Run, TlsHandshake
+from probe.model import (
+    DnsQuery,
+    HttpTransaction,
+    Layer,
+    Measurement,
+    Operation,
+    Run,
+    TcpConnect,
+    TlsHandshake,
+)
 from probe.names import normalise_host
 
 # Throttling: a download must be long enough for its rate not to be dominated by latency (a
@@ -64,6 +75,9 @@ class RunIndex:
     # The network's resolver gave no address for any of the run's control sites: it is broken
     # (not censoring), so its failures say nothing about a target.
     network_dns_broken: bool = False
+    # The run's control sites' connects (each endpoint twice): the baseline that tells a path
+    # dropping a target's SYNs from a slow or lossy network.
+    control_connects: ConnectPattern = field(default_factory=ConnectPattern)
 
 
 def ipv6_broken_everywhere(measurements: Iterable[Measurement]) -> bool:
@@ -110,8 +124,11 @@ def index_run(
     tls_reached: dict[Endpoint, list[tuple[str, str]]] = {}
     http_answered: dict[Endpoint, list[tuple[str, str]]] = {}
     spoken: dict[Endpoint, list[str]] = {}
+    control_connects: list[Attempt[TcpConnect]] = []
     for m in measurements:
         d = m.observation.details
+        if m.platform in control_platforms and isinstance(d, TcpConnect):
+            control_connects.append(Attempt(m, d))
         control_site = m.platform in control_platforms and m.failure is None
         # A short page arrives with its headers, so its "rate" measures the host's memory, not
         # the path: long downloads and transfers only.
@@ -153,4 +170,5 @@ def index_run(
         http_answered=MappingProxyType({k: tuple(v) for k, v in http_answered.items()}),
         spoken=MappingProxyType({k: tuple(v) for k, v in spoken.items()}),
         network_dns_broken=network_resolver_broken(measurements, control_platforms),
+        control_connects=connect_pattern(control_connects),
     )

@@ -1,5 +1,7 @@
 """TCP facts: did any connect succeed, and did the control's connects to the same endpoints (or
-for the same name and port) succeed; IPv6 failures are masked when IPv6 is broken run-wide."""
+for the same name and port) succeed; IPv6 failures are masked when IPv6 is broken run-wide. And
+whether the connects were steady: each endpoint is connected twice a run (the runner's repeat),
+so a path that drops some SYNs or some connections shows as slow or uneven attempts."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from analysis.facts.attempts import (
     endpoint,
     is_v6,
 )
+from analysis.facts.connects import ConnectPattern, connect_pattern
 from analysis.facts.run import RunIndex
 from analysis.rules import UNREACHABLE
 from probe.model import Details
@@ -27,6 +30,7 @@ class TcpFacts:
     failure: str | None
     ipv6_masked: int
     control_ok: bool | None
+    pattern: ConnectPattern
 
 
 def masked(index: RunIndex, attempt: Attempt[Details]) -> bool:
@@ -60,4 +64,5 @@ def tcp_facts(index: RunIndex, host: str | None, s: Split) -> TcpFacts:
         failure=None if ok else dominant(failures),
         ipv6_masked=len(s.tcp) - len(live),
         control_ok=control_state(results),
+        pattern=connect_pattern(live),
     )

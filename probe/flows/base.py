@@ -30,6 +30,7 @@ from probe.model import (
     Speaks,
     Target,
     TargetKind,
+    TcpConnect,
     TlsHandshake,
 )
 from probe.plan import RunPlan
@@ -46,6 +47,12 @@ PROTOCOL_PROBE_PORTS = frozenset({80, 443})
 INTERFERENCE_FAILURES = frozenset(
     {"connection_reset", "generic_timeout_error", "eof_error", "connection_aborted"}
 )
+
+# How long a connect's repeat waits for the first attempt to end before it starts anyway: past
+# Linux's first SYN retransmission (1 s, RFC 6298's initial RTO), so a retransmitted first
+# attempt is still apart from its repeat, and a connect left to time out costs the target at most
+# this much more.
+REPEAT_AFTER = 1.0
 
 # How far into a target's pipeline each layer is.
 _DEPTH = {Layer.DNS: 0, Layer.TCP: 1, Layer.TLS: 2, Layer.HTTP: 3}
@@ -238,18 +245,38 @@ class TargetRun:
                 )
             )
 
-    async def connect(self, addresses: list[Address]) -> list[Endpoint]:
+    async def connect(self, addresses: list[Address], group: asyncio.TaskGroup) -> list[Endpoint]:
         """A TCP connect to every address on every port of the target, all at once; the
-        endpoints that accepted."""
+        endpoints that accepted. Each gets a repeat (`attempt` 2) in `group`, beside the flow's
+        next steps: one connect per run cannot tell a path that drops some SYNs or some
+        connections from a clean one (see repeat_connect)."""
         context = self.plan.context
         pairs = [(a, source, port) for a, source in addresses for port in self.target.ports]
-        connects = await asyncio.gather(
-            *(
+        firsts = [
+            asyncio.ensure_future(
                 self.check(tcp.connect(address, port, context), address_source=source)
-                for address, source, port in pairs
             )
-        )
+            for address, source, port in pairs
+        ]
+        for (address, source, port), first in zip(pairs, firsts, strict=True):
+            group.create_task(self.repeat_connect(first, address, port, source))
+        connects = await asyncio.gather(*firsts)
         return [pair for pair, obs in zip(pairs, connects, strict=True) if obs.ok]
+
+    async def repeat_connect(
+        self, first: asyncio.Future[Observation[TcpConnect]], address: str, port: int, source: str
+    ) -> None:
+        """A second plain connect to the same address and port, once the first has ended (or
+        REPEAT_AFTER seconds into it, so that a connect left to time out does not make the
+        target wait for two timeouts in a row). Not the target's progress: the analysis reads
+        the two attempts' failures and connect times together (intermittent interference)."""
+        await asyncio.wait({first}, timeout=REPEAT_AFTER)
+        await self.check(
+            tcp.connect(address, port, self.plan.context),
+            differential=True,
+            address_source=source,
+            attempt=2,
+        )
 
     async def protocol_probe(self, open_pairs: list[Endpoint], port: int) -> None:
         """On 80 and 443, where Iran's protocol allowlist applies, one flow of non-HTTP/TLS

@@ -13,7 +13,7 @@ async def measure(run: TargetRun, group: asyncio.TaskGroup) -> None:
     addresses = await run.addresses(group)
     if not addresses:
         return
-    open_pairs = await run.connect(addresses)
+    open_pairs = await run.connect(addresses, group)
     ports = run.target.ports
     await asyncio.gather(
         *(run.protocol_probe(open_pairs, port) for port in ports),

@@ -13,7 +13,7 @@ async def measure(run: TargetRun, group: asyncio.TaskGroup) -> None:
     addresses = await run.addresses(group)
     if not addresses:
         return
-    open_pairs = await run.connect(addresses)
+    open_pairs = await run.connect(addresses, group)
     target = run.target
     port = target.ports[0]
     verified = await run.handshakes(open_pairs, port)

@@ -16,7 +16,7 @@ async def measure(run: TargetRun, group: asyncio.TaskGroup) -> None:
     addresses = await run.addresses(group)
     if not addresses:
         return
-    open_pairs = await run.connect(addresses)
+    open_pairs = await run.connect(addresses, group)
     ports = run.target.ports
     secure = run.target.protocol is Speaks.TLS
     await asyncio.gather(

@@ -28,6 +28,7 @@ from tests.lab.techniques import (
     SniAllowlist,
     SniDrop,
     SniReset,
+    SynDrop,
     TcpReset,
     Technique,
     Throttle,
@@ -141,6 +142,12 @@ SCENARIOS: dict[str, Scenario] = _scenarios(
         "http_reset",
         "plain-HTTP requests for Instagram names are answered with RST",
         (HttpReset(INSTAGRAM),),
+    ),
+    Scenario(
+        "intermittent_syn_drop",
+        "the first SYN of every connection to Signal's addresses is dropped (its retransmission "
+        "passes): every connect takes a 1 s SYN retransmission, and nothing fails outright",
+        (SynDrop(SIGNAL),),
     ),
     Scenario(
         "throttle",

@@ -334,6 +334,27 @@ class HttpReset(Technique):
 
 
 @dataclass(frozen=True, slots=True)
+class SynDrop(Technique):
+    """The first SYN of every connection to the address is dropped and its retransmission
+    passes, so every connect completes only after the client's first SYN retransmission (1 s,
+    RFC 6298's initial RTO): intermittent interference that a single connect reads as a slow
+    success. Deterministic, so a test of it is not flaky: hashlimit keyed on the connection's
+    4-tuple lets one SYN a minute per connection match (and be dropped); the retransmission,
+    same 4-tuple, is over that limit and passes (iptables-extensions(8), hashlimit)."""
+
+    name: ClassVar[str] = "syn_drop"
+    by_address: ClassVar[bool] = True
+
+    def apply(self, address_plan: AddressPlan, state: CensorState) -> None:
+        for address in self.hits(address_plan):
+            state.filter_forward.append(
+                f"-i {CLIENT_IFACE} -d {address} -p tcp --syn -m hashlimit --hashlimit-upto "
+                "1/minute --hashlimit-burst 1 --hashlimit-mode srcip,srcport,dstip,dstport "
+                "--hashlimit-name lab-syn-drop -j DROP"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class Throttle(Technique):
     """Traffic from and to the address is shaped to `kbit` (default 64 kbit/s)."""
 
