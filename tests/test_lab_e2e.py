@@ -344,11 +344,17 @@ def test_dead_uplink_exits_3_and_blames_nobody(probe: Callable[[str], ProbeRun])
 
 @covers("dns_lie")
 def test_dns_lie_is_a_confirmed_blockpage_answer(
-    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+    probe: Callable[[str], ProbeRun],
+    probe_default: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
 ) -> None:
     run = probe("dns_lie")
     assert_ran(run)
     lied = on_hosts(targets, hits(lab, "dns_lie"))
+    shipped = probe_default("dns_lie")
+    assert_ran(shipped)
+    assert_verdicts(shipped, {key(t): blocked("dns.blockpage_ip", "confirmed") for t in lied})
     assert {t.platform for t in lied} == {"facebook", "instagram"}
     assert_verdicts(run, {key(t): blocked("dns.blockpage_ip", "confirmed") for t in lied})
     for target in lied:
@@ -361,11 +367,17 @@ def test_dns_lie_is_a_confirmed_blockpage_answer(
 
 @covers("dns_nxdomain")
 def test_dns_nxdomain_is_blocked_while_doh_resolves_the_name(
-    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+    probe: Callable[[str], ProbeRun],
+    probe_default: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
 ) -> None:
     run = probe("dns_nxdomain")
     assert_ran(run)
     gone = on_hosts(targets, hits(lab, "dns_nxdomain"))
+    shipped = probe_default("dns_nxdomain")
+    assert_ran(shipped)
+    assert_verdicts(shipped, {key(t): blocked("dns.nxdomain") for t in gone})
     assert {t.host for t in gone} == {"youtube.com", "www.youtube.com", "i.ytimg.com"}
     assert_verdicts(run, {key(t): blocked("dns.nxdomain") for t in gone})
     for target in gone:
@@ -457,13 +469,48 @@ def test_a_lie_pointing_at_another_real_site_is_dns_tampering_not_unexplained(
         assert_untouched(run, [t for t in targets if t not in moved])
 
 
+@covers("resolver_broken")
+def test_a_network_resolver_broken_for_the_control_sites_too_blocks_nothing(
+    probe: Callable[[str], ProbeRun],
+    probe_default: Callable[[str], ProbeRun],
+    targets: tuple[Target, ...],
+) -> None:
+    # A broken ISP resolver fails every name alike, the control sites' too: no target is
+    # dns-blocked; DNS is inconclusive for the run and each verdict says why. The runner still
+    # measured the control resolvers' answers (nothing else failed), and address targets (the
+    # Telegram DCs) need no resolver at all.
+    named = [t for t in targets if not lab_plan.is_ip(t.host)]
+    literal = [t for t in targets if lab_plan.is_ip(t.host)]
+    assert named and literal
+    expected: dict[Key, Outcome] = {key(t): ("inconclusive", None, None) for t in named}
+    for run in (probe("resolver_broken"), probe_default("resolver_broken")):
+        assert_ran(run)
+        assert_verdicts(run, expected)
+        assert verdict_counts(run, expected)["correct"] == len(run.verdicts)
+        assert not run.blocked()
+        for target in named:
+            verdict = run.verdict(*key(target))
+            assert verdict.rule_id == "dns.network_resolver_broken", run.explain(target.name)
+            assert "control sites too" in verdict.detail
+            if target.kind is not TargetKind.DNS:
+                connects = own(run, target, Layer.TCP)
+                assert connects and all(m.observation.failure is None for m in connects)
+
+
 @covers("dns_injection")
 def test_dns_injection_records_two_answers_the_first_forged(
-    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+    probe: Callable[[str], ProbeRun],
+    probe_default: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
 ) -> None:
     run = probe("dns_injection")
     assert_ran(run)
     raced = on_hosts(targets, hits(lab, "dns_injection"))
+    # The default config's plain foreign resolver (udp://8.8.8.8) is what shows the race.
+    shipped = probe_default("dns_injection")
+    assert_ran(shipped)
+    assert_verdicts(shipped, {key(t): blocked("dns.injection", "confirmed") for t in raced})
     assert {t.platform for t in raced} == {"twitter"} and len(raced) == 8  # with its transfer
     assert_verdicts(run, {key(t): blocked("dns.injection", "confirmed") for t in raced})
     for target in raced:
@@ -485,11 +532,17 @@ def test_dns_injection_records_two_answers_the_first_forged(
 
 @covers("dns_drop")
 def test_dns_drop_times_out_whatsapp_names_and_no_other(
-    probe: Callable[[str], ProbeRun], lab: Lab, targets: tuple[Target, ...]
+    probe: Callable[[str], ProbeRun],
+    probe_default: Callable[[str], ProbeRun],
+    lab: Lab,
+    targets: tuple[Target, ...],
 ) -> None:
     run = probe("dns_drop")
     assert_ran(run)
     dropped = on_hosts(targets, hits(lab, "dns_drop"))
+    shipped = probe_default("dns_drop")
+    assert_ran(shipped)
+    assert_verdicts(shipped, {key(t): blocked("dns.timeout") for t in dropped})
     assert {t.platform for t in dropped} == {"whatsapp"} and len(dropped) == 19  # with its transfer
     assert_verdicts(run, {key(t): blocked("dns.timeout") for t in dropped})
     for target in dropped:

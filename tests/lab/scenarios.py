@@ -102,6 +102,12 @@ SCENARIOS: dict[str, Scenario] = _scenarios(
         (DnsOtherSite(INSTAGRAM),),
     ),
     Scenario(
+        "resolver_broken",
+        "not censorship: the ISP resolver answers NXDOMAIN for every name, the run's control "
+        "sites' included (a broken resolver); DoH and 8.8.8.8 answer",
+        (DnsNxdomain(("*",)),),
+    ),
+    Scenario(
         "dns_injection",
         "an on-path injector races a forged 10.10.34.35 ahead of the real answer, to any "
         "resolver, for Twitter/X names",
