@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from probe.addresses import is_ip
 from probe.model import Layer, Measurement, Speaks, Target, TargetKind
 from tests.builders import stored, stored_observation
 from tests.lab import plan as lab_plan
@@ -479,8 +480,8 @@ def test_a_network_resolver_broken_for_the_control_sites_too_blocks_nothing(
     # dns-blocked; DNS is inconclusive for the run and each verdict says why. The runner still
     # measured the control resolvers' answers (nothing else failed), and address targets (the
     # Telegram DCs) need no resolver at all.
-    named = [t for t in targets if not lab_plan.is_ip(t.host)]
-    literal = [t for t in targets if lab_plan.is_ip(t.host)]
+    named = [t for t in targets if not is_ip(t.host)]
+    literal = [t for t in targets if is_ip(t.host)]
     assert named and literal
     expected: dict[Key, Outcome] = {key(t): ("inconclusive", None, None) for t in named}
     for run in (probe("resolver_broken"), probe_default("resolver_broken")):
