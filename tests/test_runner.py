@@ -32,6 +32,7 @@ from probe.model import (
 from probe.resolvers import parse_resolver
 from probe.runner import CROWD_PER_SLOT, RunOutcome, RunPlan, execute
 from tests.builders import record
+from tests.loops import BOTH
 from tests.servers import hostile
 from tests.servers.dns_server import Behaviour, FakeNameserver
 from tests.servers.tls_certs import Pki
@@ -345,8 +346,9 @@ async def test_the_outcome_passed_in_is_filled_when_the_run_is_cancelled() -> No
     assert {m.target for m in sink.all} >= {"fast"}
 
 
+@pytest.mark.parametrize("loop", sorted(BOTH))
 def test_names_the_system_resolver_never_answers_do_not_starve_other_lookups(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, loop: str
 ) -> None:
     # Found in the censorship lab (dns_drop): getaddrinfo runs in the loop's default executor,
     # min(32, CPUs + 4) threads, and a dropped query holds its thread for the C library's own
@@ -369,7 +371,8 @@ def test_names_the_system_resolver_never_answers_do_not_starve_other_lookups(
     context = CheckContext(timeouts=Timeouts(dns=0.5))
     plan = RunPlan([*dropped, innocent], [], [parse_resolver("system")], context=context)
     sink = ListSink()
-    asyncio.run(execute(plan, "run-6", sink))
+    with asyncio.Runner(loop_factory=BOTH[loop]) as runner:
+        runner.run(execute(plan, "run-6", sink))
     by_target = {m.target: m.observation for m in sink.all}
     assert by_target["d0"].failure == "generic_timeout_error"
     assert by_target["innocent"].failure is None
