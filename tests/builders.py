@@ -14,7 +14,7 @@ import itertools
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from analysis.controls import ControlEvidence, controls_from_helper_targets
 from probe.codec import encode_details
@@ -365,6 +365,24 @@ def tls(
     return measurement(platform, target, obs)
 
 
+class HttpFields(TypedDict, total=False):
+    """http_transaction's keyword arguments, which http() passes on."""
+
+    body: str
+    body_length: int | None
+    title: str | None
+    headers: Sequence[tuple[str, str]]
+    throughput: float | None
+    host_header: str | None
+    source: str | None
+    redirects: Sequence[Redirect]
+    differential_kind: DifferentialKind | None
+    target_host: str | None
+    transfer: bool | None
+    truncated: bool
+    ttfb_ms: float
+
+
 def http(
     platform: str,
     target: str,
@@ -374,41 +392,12 @@ def http(
     failure: str | None = None,
     *,
     operation: str | None = None,
-    body: str = PAGE,
-    body_length: int | None = None,
-    title: str | None = TITLE,
-    headers: Sequence[tuple[str, str]] = HEADERS,
-    throughput: float | None = None,
-    host_header: str | None = None,
-    source: str | None = SYSTEM,
-    redirects: Sequence[Redirect] = (),
-    differential_kind: DifferentialKind | None = None,
-    target_host: str | None = None,
-    transfer: bool | None = None,
-    truncated: bool = False,
-    ttfb_ms: float = 30.0,
+    **fields: Unpack[HttpFields],
 ) -> Measurement:
     if failure is not None:
         status = None if operation in (None, "http_round_trip") else status
         operation = operation or "http_round_trip"
-    details = http_transaction(
-        url,
-        address,
-        status,
-        body=body,
-        body_length=body_length,
-        title=title,
-        headers=headers,
-        throughput=throughput,
-        host_header=host_header,
-        source=source,
-        redirects=redirects,
-        differential_kind=differential_kind,
-        target_host=target_host,
-        transfer=transfer,
-        truncated=truncated,
-        ttfb_ms=ttfb_ms,
-    )
+    details = http_transaction(url, address, status, **fields)
     obs = observation(Layer.HTTP, url, details, failure, operation)
     return measurement(platform, target, obs)
 
