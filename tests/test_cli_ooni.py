@@ -196,3 +196,25 @@ def test_a_loopback_run_exported_as_ooni_imports_back_to_the_same_verdicts(
     # Importing our export into the database it came from adds nothing.
     code, out, _ = invoke("import", "ooni", str(export), "--db", mine)
     assert code == 0 and " 0 imported" in out
+
+
+def test_a_merged_import_keeps_its_provenance_and_agreement(ooni_dir: Path, tmp_path: Path) -> None:
+    imported, merged = str(tmp_path / "o.db"), str(tmp_path / "all.db")
+    invoke("import", "ooni", str(ooni_dir), "--db", imported)
+    code, out, err = invoke("merge", imported, "--into", merged)
+    assert code == 0, err
+    assert "annotations: 55 new of 55" in out
+    with Store.open_readonly(imported) as before, Store.open_readonly(merged) as after:
+        kept = list(after.annotations("ooni:"))
+        assert kept == list(before.annotations("ooni:"))
+    provenance = [json.loads(value) for _, value in kept]
+    # Every annotation as imported (above); the ids of the documents that carry them.
+    assert sum(1 for p in provenance if p["report_id"]) == 52
+    assert sum(1 for p in provenance if p["measurement_uid"]) == 9
+    listed = [
+        invoke("export", "--what", "ooni-agreement", "--csv", "-", "--db", db)[1]
+        for db in (imported, merged)
+    ]
+    assert listed[0] == listed[1] and listed[0].count("\n") > 10
+    code, out, _ = invoke("merge", imported, "--into", merged)
+    assert code == 0 and "annotations: 0 new of 55" in out  # idempotent

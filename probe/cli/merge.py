@@ -9,7 +9,7 @@ import typer
 
 from probe.cli.base import ProbeCommand, console, err, user_errors
 from probe.cli.terminal import plain
-from probe.store.merge import MERGED_TABLES, merge_databases
+from probe.store.merge import ANNOTATIONS, MERGED_TABLES, merge_databases
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +54,11 @@ def register(app: typer.Typer) -> None:
                 f"{result.rows[table.name]:,}"
                 for table in MERGED_TABLES
             )
+            if result.rows.get(ANNOTATIONS):
+                counts += (
+                    f"; annotations: {result.added[ANNOTATIONS]:,} new of "
+                    f"{result.rows[ANNOTATIONS]:,}"
+                )
             out.print(f"  {counts}")
         err.print(
             f"merged {len(merged.sources)} database(s) into {plain(merged.destination)}: "

@@ -265,7 +265,7 @@ class Store:
 
     def annotations(self, prefix: str) -> Iterator[tuple[str, str]]:
         """The annotations (key, value) saved with runs whose key starts with `prefix`, by key."""
-        if not prefix or prefix in ("schema_version", "probe_id"):
+        if not prefix or prefix in DATABASE_META_KEYS:
             raise ValueError("an annotation prefix names a kind of annotation, e.g. 'ooni:'")
         table = schema.meta
         stmt = (
@@ -842,6 +842,11 @@ def _measurement_from_row(row: Row[Any]) -> Measurement:
             details=record,
         ),
     )
+
+
+# The meta rows that describe the database itself; every other meta row is an annotation saved
+# with a run (RunBundle.annotations: an import's provenance), which a merge carries along.
+DATABASE_META_KEYS = ("schema_version", "probe_id")
 
 
 def check_rows(table: str, rows: Sequence[Row[Any]]) -> None:

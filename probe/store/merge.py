@@ -5,7 +5,10 @@ Ids are global (uuid4 hex made by the probes; schema.py), so merging is copying 
 primary key the destination already holds is left alone, which makes merging idempotent (merging
 the same file twice adds nothing) and lets overlapping files (an old copy and a newer one of the
 same probe) be merged in any order. Each run row carries its probe's network (ASN, country,
-resolver, VPN flag), so every measurement keeps the network it was taken on.
+resolver, VPN flag), so every measurement keeps the network it was taken on. The runs'
+annotations (meta rows other than the database's own schema_version and probe_id: an OONI
+import's provenance, report_id and measurement_uid among it) come along, so a merged import
+still says where each run came from and how OONI judged it.
 
 Safety, in order:
 - a source is never modified, nor a file created beside it: it is copied to a temporary file
@@ -33,7 +36,14 @@ from typing import Any
 from sqlalchemy import Connection, Row, Table, func, select
 
 from probe.store import schema
-from probe.store.database import Store, check_rows, insert_missing, readonly_uri, sniff
+from probe.store.database import (
+    DATABASE_META_KEYS,
+    Store,
+    check_rows,
+    insert_missing,
+    readonly_uri,
+    sniff,
+)
 from probe.store.errors import NotAProbeDatabaseError, StoreError
 
 # Parents before children: a measurement's run must be in place before the measurement.
@@ -44,6 +54,9 @@ MERGED_TABLES: tuple[Table, ...] = (
     schema.platform_summaries,
 )
 
+# The name MergedSource counts the runs' annotations (meta rows) under.
+ANNOTATIONS = "annotations"
+
 # Rows per INSERT batch: a few megabytes of measurements (details included).
 MERGE_BATCH_ROWS = 5000
 
@@ -52,7 +65,8 @@ MERGE_BATCH_ROWS = 5000
 class MergedSource:
     """What one source held and what of it was new to the destination.
 
-    rows / added: per table name (MERGED_TABLES), rows in the source / rows the merge added.
+    rows / added: per table name (MERGED_TABLES) and ANNOTATIONS, rows in the source / rows the
+    merge added.
     schema_version: the source's schema version as found (older ones are migrated on a copy).
     probes: distinct probe ids of its runs; networks: distinct ASNs of its runs (None: unknown).
     """
@@ -236,6 +250,14 @@ def _merge_one(
                 copied += len(batch)
             rows[table.name] = copied
             added[table.name] = _count(conn, table) - before
+        meta = schema.meta
+        before = _count(conn, meta)
+        copied = 0
+        for batch in _annotation_batches(source, batch_rows):
+            conn.execute(insert_missing(conn, meta), batch)
+            copied += len(batch)
+        rows[ANNOTATIONS] = copied
+        added[ANNOTATIONS] = _count(conn, meta) - before
     with source._transaction() as conn:
         runs = schema.runs
         probes = conn.execute(select(func.count(runs.c.probe_id.distinct()))).scalar_one()
@@ -258,6 +280,24 @@ def _batches(source: Store, table: Table, size: int) -> Iterator[list[dict[str, 
             batch = []
     if batch:
         yield _checked(table, batch)
+
+
+def _annotation_batches(source: Store, size: int) -> Iterator[list[dict[str, Any]]]:
+    """The source's run annotations (meta rows but the database's own), by key, `size` at a
+    time; a key or value that is not text is refused, naming the row."""
+    meta = schema.meta
+    stmt = select(meta).where(meta.c.key.not_in(DATABASE_META_KEYS)).order_by(meta.c.key)
+    batch: list[dict[str, Any]] = []
+    for row in source._stream(stmt):
+        key, value = row.key, row.value
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise StoreError(f"meta row (key {key!r:.80}) does not parse: not text")
+        batch.append({"key": key, "value": value})
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _checked(table: Table, rows: list[Row[Any]]) -> list[dict[str, Any]]:
