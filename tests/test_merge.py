@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -277,3 +279,64 @@ def test_merge_into_postgresql_is_idempotent_too(
         assert event.hosts == 2 and event.networks == (44244,)
         run = store.get_run(of_probe(DTAG_0)[0].run_id)
         assert run is not None and run.network.as_name == "DTAG"
+
+
+# -- merging must not make a probe's events disappear ---------------------------------------------
+
+# Three single-probe networks; the first sees Telegram blocked for a day. Each case below puts all
+# three probes on one network (a known ASN, or none known), the blocked probe in one file and the
+# two clean ones in another: pooled, the clean pair brings the blocked share down to a third,
+# below the detector's reference k = 0.35.
+PAIR = generate(
+    SyntheticSpec(
+        start=START,
+        days=3,
+        networks=(
+            Network(44244, "IR", hosts=1),
+            Network(197207, "IR", hosts=1),
+            Network(58224, "IR", hosts=1),
+        ),
+        platforms=(("telegram", TELEGRAM),),
+        censorship=(Censorship((44244,), "telegram", "tls.sni_reset", day(1), day(2)),),
+        noise_rate=0.02,
+    ),
+    seed=5,
+)
+BLOCKED = "probe-as44244-00"
+
+
+def _events_before_and_after_merge(tmp_path: Path, asn: int | None) -> tuple[str, str]:
+    verdicts = [replace(v, asn=asn) for v in PAIR.verdicts]
+    first = probe_db(tmp_path / "first.db", of_probe(BLOCKED, verdicts), measurements=False)
+    clean = [v for v in verdicts if v.probe_id != BLOCKED]
+    second = probe_db(tmp_path / "second.db", clean, measurements=False)
+    alone = invoke("export", "--what", "events", "--jsonl", "-", "--db", str(first))
+    code, _, err = invoke("merge", str(first), str(second), "--into", str(tmp_path / "all.db"))
+    assert code == 0, err
+    merged = invoke("export", "--what", "events", "--jsonl", "-", "--db", str(tmp_path / "all.db"))
+    assert alone[0] == merged[0] == 0, (alone[2], merged[2])
+    return alone[1], merged[1]
+
+
+def _blocking(jsonl: str) -> list[dict[str, object]]:
+    return [e for e in map(json.loads, jsonl.splitlines()) if e["kind"] == "blocking"]
+
+
+def test_merging_clean_probes_of_the_same_network_keeps_the_first_probes_event(
+    tmp_path: Path,
+) -> None:
+    alone, merged = _events_before_and_after_merge(tmp_path, 44244)
+    (before,) = _blocking(alone)
+    (after,) = _blocking(merged)
+    assert after["technique"] == "tls.sni_reset" and after["hosts"] == 1
+    assert (after["onset"], after["end"]) == (before["onset"], before["end"])
+
+
+def test_merging_probes_of_other_unknown_networks_keeps_the_first_probes_event(
+    tmp_path: Path,
+) -> None:
+    alone, merged = _events_before_and_after_merge(tmp_path, None)
+    (before,) = _blocking(alone)
+    (after,) = _blocking(merged)
+    assert after["hosts"] == 1 and BLOCKED in str(after["detail"])
+    assert (after["onset"], after["end"]) == (before["onset"], before["end"])
