@@ -126,18 +126,32 @@ def select_verdicts(
     until: datetime | None = None,
     platforms: Sequence[str] | None = None,
     asns: Collection[int] | None = None,
+    derived: Iterable[Verdict] = (),
 ) -> Iterator[Verdict]:
     """Verdicts measured in [since, until), of `platforms` (all when None or empty) on networks
     `asns` (all when None or empty), streamed: platform by platform when several are named,
-    each in time order."""
+    each in time order. `derived`: verdicts that stand for the probe's own of the same run,
+    platform and target (the cross-network ones of analysis.crossnet, where they exist)."""
     names: Sequence[str | None] = list(platforms) if platforms else [None]
     wanted = set(asns) if asns else None
     for name in names:
-        stream = source.verdicts(platform=name, since=since, until=until)
+        stream = with_derived(source.verdicts(platform=name, since=since, until=until), derived)
         if wanted is None:
             yield from stream
         else:
             yield from (verdict for verdict in stream if verdict.asn in wanted)
+
+
+def with_derived(verdicts: Iterable[Verdict], derived: Iterable[Verdict]) -> Iterator[Verdict]:
+    """`verdicts` with each one that a derived verdict re-judged (same run, platform and target)
+    replaced by it: what other networks saw decides what one probe could not (analysis.crossnet);
+    the probe's own verdict stays in the store and in the verdicts export."""
+    by_key = {(v.run_id, v.platform, v.target): v for v in derived}
+    if not by_key:
+        yield from verdicts
+        return
+    for verdict in verdicts:
+        yield by_key.get((verdict.run_id, verdict.platform, verdict.target), verdict)
 
 
 def write_measurements_csv(

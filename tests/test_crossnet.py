@@ -4,18 +4,27 @@ verdicts stay as they were."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from analysis.crossnet import FAILING_EVERYWHERE, REACHABLE_ELSEWHERE, analyse_across_networks
+from analysis.crossnet import (
+    CROSS_RULES_VERSION,
+    FAILING_EVERYWHERE,
+    REACHABLE_ELSEWHERE,
+    analyse_across_networks,
+)
 from probe.cli.app import app
-from probe.records import Confidence, Status
+from probe.records import Confidence, CrossVerdict, Status
 from probe.store import Store
-from probe.store.crossnet import cross_verdicts
+from probe.store.crossnet import cross_verdicts, save_cross_verdicts
 from tests.servers.collector import fill_probe
+from tests.stored_verdicts import START, TELEGRAM, day, store_verdicts
+from tests.synthetic import Censorship, Network, SyntheticSpec, generate
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 CENSORED, FREE, OTHER = 58224, 3320, 13335
@@ -124,3 +133,65 @@ def test_a_lone_endpoint_failure_is_rejudged_by_another_network(tmp_path: Path) 
             conn.execute(text("UPDATE verdicts SET rule_id = 'endpoint.lone_failure'"))
         report = analyse_across_networks(store)
     assert report.examined == 3 and report.count(Status.BLOCKED) == 3
+
+
+# -- the report and the events read the derived verdicts -----------------------------------------
+
+
+def _undecided_then_derived(path: Path, *, derive: bool) -> str:
+    """A day of Telegram blocked on one network that the probe alone could not decide (its own
+    verdicts inconclusive, control.missing) and, when `derive`, `probe analyse`'s derived ones
+    (blocked: reached from another network at that time) saved beside them."""
+    spec = SyntheticSpec(
+        start=START,
+        days=3,
+        networks=(Network(44244, "IR", hosts=1),),
+        platforms=(("telegram", TELEGRAM),),
+        censorship=(Censorship((44244,), "telegram", "tcp.timeout", day(1), day(2)),),
+    )
+    truth = list(generate(spec, seed=9).verdicts)
+    blocked = [v for v in truth if v.status is Status.BLOCKED]
+    own = [
+        replace(v, status=Status.INCONCLUSIVE, technique=None, confidence=None,
+                rule_id="control.missing")
+        if v.status is Status.BLOCKED
+        else v
+        for v in truth
+    ]  # fmt: skip
+    with Store.open(path) as store:
+        store_verdicts(store, own)
+        if derive:
+            derived = [
+                CrossVerdict(
+                    replace(
+                        v, rule_id=REACHABLE_ELSEWHERE.rule_id, rules_version=CROSS_RULES_VERSION
+                    ),
+                    ("a" * 32,),
+                )
+                for v in blocked
+            ]
+            save_cross_verdicts(store, derived)
+    result = CliRunner().invoke(
+        app, ["export", "--what", "events", "--jsonl", "-", "--db", str(path)]
+    )
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_events_read_the_cross_network_verdicts_where_they_exist(tmp_path: Path) -> None:
+    events = [
+        json.loads(line)
+        for line in _undecided_then_derived(tmp_path / "d.db", derive=True).splitlines()
+    ]
+    (event,) = [e for e in events if e["kind"] == "blocking"]
+    assert event["technique"] == "tcp.timeout" and event["networks"] == [44244]
+    assert event["onset"].startswith(day(1).strftime("%Y-%m-%dT%H"))
+    # The report reads them too.
+    report = CliRunner().invoke(app, ["report", "--db", str(tmp_path / "d.db")])
+    assert report.exit_code == 0, report.stderr
+    assert "1 event(s)" in report.stdout
+
+
+def test_without_derived_verdicts_undecided_runs_make_no_event(tmp_path: Path) -> None:
+    # The control: the same runs, nothing derived: inconclusive is no evidence either way.
+    assert _undecided_then_derived(tmp_path / "u.db", derive=False).strip() == ""

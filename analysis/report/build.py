@@ -61,9 +61,11 @@ def build_report(
     asns: Collection[int] | None = None,
     params: DetectorParams | None = None,
     now: datetime | None = None,
+    derived: Iterable[Verdict] = (),
 ) -> Report:
     """The report of verdicts measured in [since, until) on `platforms` and networks `asns`
-    (all when None), with events detected using `params` (the [events] config table)."""
+    (all when None), with events detected using `params` (the [events] config table).
+    `derived`: the cross-network verdicts (analysis.crossnet) that stand for the probe's own."""
     params = params or DetectorParams()
     latest: dict[tuple[int | None, str, str], Verdict] = {}
     rules_versions: set[str] = set()
@@ -78,7 +80,9 @@ def build_report(
             rules_versions.add(verdict.rules_version)
             yield verdict
 
-    stream = select_verdicts(source, since=since, until=until, platforms=platforms, asns=asns)
+    stream = select_verdicts(
+        source, since=since, until=until, platforms=platforms, asns=asns, derived=derived
+    )
     timeline = build_timeline(keep_latest(stream))
     events = detect_events_in(timeline, params)
     generated_at = now or datetime.now(UTC)

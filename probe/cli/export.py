@@ -24,6 +24,7 @@ from analysis.export import (
     select_verdicts,
     test_list_categories,
     verdict_rows,
+    with_derived,
     write_events_csv,
     write_events_jsonl,
     write_measurements_csv,
@@ -58,6 +59,7 @@ from probe.ooni.disagreements import (
 from probe.ooni.export import write_ooni_jsonl
 from probe.outputs import atomic_directory, atomic_output
 from probe.store import Store
+from probe.store.crossnet import derived_verdicts
 from probe.targets import select_targets
 
 
@@ -264,7 +266,10 @@ def register(app: typer.Typer) -> None:
                         write_events: Callable[[Iterable[Event], TextIO], int] = (
                             write_events_csv if form is Format.CSV else write_events_jsonl
                         )
-                        count = write_events(detect_events(verdicts, settings.events), out)
+                        # Events read the cross-network verdicts where `probe analyse` made
+                        # them, as the report does; the verdicts export keeps the probe's own.
+                        judged = with_derived(verdicts, derived_verdicts(store, start, end))
+                        count = write_events(detect_events(judged, settings.events), out)
                 if str(target) != "-" and format_ is Shape.columns and what.value in TABLES:
                     folder = Path(target).absolute().parent
                     save_descriptor(folder, resource(TABLES[what.value], form, [target.name]))

@@ -25,6 +25,7 @@ from probe.cli.common import (
 from probe.cli.render import report_tables
 from probe.cli.terminal import plain
 from probe.outputs import atomic_output, refuse_database
+from probe.store.crossnet import derived_verdicts
 
 
 def register(app: typer.Typer) -> None:
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
                 platforms=filters.platforms,
                 asns=filters.asns,
                 params=params,
+                derived=derived_verdicts(store, filters.since, filters.until),
             )
         if filters.given and not built.verdicts and not built.latest_measurements:
             console().print(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Row, false, func, select
+from sqlalchemy import Row, false, func, inspect, select
 
 from probe.model import Connectivity, Layer, Measurement
 from probe.records import CrossVerdict, Status, Verdict
@@ -143,3 +143,15 @@ def cross_verdicts(
             CrossVerdict(_verdict_from_row(row), tuple(json.loads(row._mapping["controls"])))
             for row in conn.execute(stmt)
         ]
+
+
+def derived_verdicts(
+    store: Store, since: datetime | None = None, until: datetime | None = None
+) -> list[Verdict]:
+    """The cross-network verdicts of runs measured in [since, until), for the report and the
+    events to read instead of the probe's own; none in a database from before they existed
+    (a reader does not migrate it)."""
+    with store._transaction() as conn:
+        if not inspect(conn).has_table(schema.cross_verdicts.name):
+            return []
+    return [item.verdict for item in cross_verdicts(store, since, until)]
