@@ -19,6 +19,8 @@ from probe.outputs import OutputRefusedError, atomic_output
 from probe.store import NotAProbeDatabaseError, SchemaTooNewError, Store, StoreError
 from tests.cli import invoke
 from tests.store_rows import make_measurement, make_run
+from tests.stored_verdicts import small_spec, store_verdicts
+from tests.synthetic import generate
 
 
 def probe_db(path: Path, measurements: int = 3) -> Path:
@@ -425,8 +427,59 @@ def test_a_hostile_row_is_a_one_line_error_naming_it_in_report_export_and_merge(
         code, _, err = invoke(*args)
         one_line_error(code, err)
         assert "does not parse" in err, (args, err)
-        if case != "bad-timestamp":
-            assert bad_id in err, (args, err)
+        assert bad_id in err, (args, err)  # the row, named (a bad timestamp too)
+        assert "source-0.db" not in err  # never merge's temporary copy
     assert not (tmp_path / "out.csv").exists()  # no partial export either
     with Store.open_readonly(dest) as merged:  # the destination took nothing of the source
         assert list(merged.runs()) == []
+
+
+VERDICT = " WHERE target = 'x.com' AND run_id = (SELECT min(run_id) FROM verdicts)"
+HOSTILE_VERDICT_ROWS = {
+    "verdict-unknown-status": "UPDATE verdicts SET status = 'pigeon'" + VERDICT,
+    "verdict-evidence-not-json": "UPDATE verdicts SET evidence = '[not json'" + VERDICT,
+    "verdict-bad-timestamp": "UPDATE verdicts SET measured_at = 'yesterday'" + VERDICT,
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_VERDICT_ROWS))
+def test_a_hostile_verdict_row_is_a_one_line_error_naming_it_in_report_export_and_merge(
+    tmp_path: Path, case: str
+) -> None:
+    path = tmp_path / "volunteer.db"
+    with Store.open(path) as store:
+        store_verdicts(store, list(generate(small_spec(), seed=3).verdicts)[:120])
+    with sqlite3.connect(path) as conn:
+        (run_id,) = conn.execute("SELECT min(run_id) FROM verdicts").fetchone()
+        conn.execute(HOSTILE_VERDICT_ROWS[case])
+    conn.close()
+    dest = tmp_path / "all.db"
+    for args in (
+        ("report", "--db", str(path)),
+        ("export", "--what", "verdicts", "--csv", str(tmp_path / "out.csv"), "--db", str(path)),
+        ("export", "--what", "events", "--jsonl", "-", "--db", str(path)),
+        ("merge", str(path), "--into", str(dest)),
+    ):
+        code, _, err = invoke(*args)
+        one_line_error(code, err)
+        assert "verdicts row" in err and "does not parse" in err, (args, err)
+        assert run_id in err and "'x.com'" in err, (args, err)
+    assert not (tmp_path / "out.csv").exists()
+    with Store.open_readonly(dest) as merged:
+        assert list(merged.runs()) == []
+
+
+def test_a_run_with_a_bad_timestamp_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    path = probe_db(tmp_path / "volunteer.db")
+    with sqlite3.connect(path) as conn:
+        (run_id,) = conn.execute("SELECT id FROM runs").fetchone()
+        conn.execute("UPDATE runs SET started_at = '2024-13-45T99:00:00'")
+    conn.close()
+    for args in (
+        ("export", "--what", "runs", "--csv", "-", "--db", str(path)),
+        ("export", "--csv", "-", "--db", str(path)),
+        ("merge", str(path), "--into", str(tmp_path / "all.db")),
+    ):
+        code, _, err = invoke(*args)
+        one_line_error(code, err)
+        assert f"runs row (id {run_id!r})" in err and "started_at" in err, (args, err)

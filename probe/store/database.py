@@ -363,7 +363,13 @@ class Store:
         )
         with self._transaction() as conn:
             for run_id, status, count in conn.execute(stmt):
-                counts.setdefault(run_id, {})[Status(status)] = int(count)
+                known = _STATUSES.get(status)
+                if known is None:
+                    raise StoreError(
+                        f"verdicts row (run_id {run_id!r:.80}) does not parse: "
+                        f"unknown status {status!r:.40}"
+                    )
+                counts.setdefault(run_id, {})[known] = int(count)
         return counts
 
     def rules_versions(self, run_ids: Collection[str]) -> dict[str, tuple[str, ...]]:
@@ -727,10 +733,16 @@ def _names_the_row(table: str) -> Callable[[Callable[[Row[Any]], R]], Callable[[
     or hostile merged database) raise StoreError naming the table and the row's key."""
 
     def wrap(decode: Callable[[Row[Any]], R]) -> Callable[[Row[Any]], R]:
+        columns = getattr(schema, table).columns
         key = [c.name for c in getattr(schema, table).primary_key.columns]
+        times = [c.name for c in columns if isinstance(c.type, schema.UTCDateTime)]
 
         def decoded(row: Row[Any]) -> R:
             try:
+                m = row._mapping
+                for name in times:
+                    if isinstance(m.get(name), schema.UnreadableTime):
+                        raise ValueError(f"{name} {str(m[name])!r:.60} is not a time")
                 return decode(row)
             except (KeyError, ValueError, TypeError, AttributeError) as exc:
                 m = row._mapping
@@ -815,6 +827,11 @@ def _measurement_from_row(row: Row[Any]) -> Measurement:
     (id_, run_id, platform, target, endpoint, layer, started_at, duration, failure, op, details) = (
         tuple(row)
     )
+    if isinstance(started_at, schema.UnreadableTime):
+        raise StoreError(
+            f"measurement {id_} of run {run_id} does not parse: started_at "
+            f"{str(started_at)!r:.60} is not a time"
+        )
     try:
         layer_ = _LAYERS[layer]
         operation = None if op is None else _OPERATIONS[op]

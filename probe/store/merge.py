@@ -65,8 +65,8 @@ MERGE_BATCH_ROWS = 5000
 class MergedSource:
     """What one source held and what of it was new to the destination.
 
-    rows / added: per table name (MERGED_TABLES) and ANNOTATIONS, rows in the source / rows the
-    merge added.
+    rows / added: per table name (MERGED_TABLES), and ANNOTATIONS when the source has any, rows
+    in the source / rows the merge added.
     schema_version: the source's schema version as found (older ones are migrated on a copy).
     probes: distinct probe ids of its runs; networks: distinct ASNs of its runs (None: unknown).
     """
@@ -256,8 +256,9 @@ def _merge_one(
         for batch in _annotation_batches(source, batch_rows):
             conn.execute(insert_missing(conn, meta), batch)
             copied += len(batch)
-        rows[ANNOTATIONS] = copied
-        added[ANNOTATIONS] = _count(conn, meta) - before
+        if copied:
+            rows[ANNOTATIONS] = copied
+            added[ANNOTATIONS] = _count(conn, meta) - before
     with source._transaction() as conn:
         runs = schema.runs
         probes = conn.execute(select(func.count(runs.c.probe_id.distinct()))).scalar_one()

@@ -32,6 +32,10 @@ from sqlalchemy.types import TypeEngine
 from probe.model import to_the_second
 
 
+class UnreadableTime(str):
+    """A stored time that does not parse, as read: the row decoders refuse it, naming the row."""
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware datetime, stored in UTC, read back as an aware UTC datetime.
 
@@ -67,7 +71,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            value = datetime.fromisoformat(value)
+            try:
+                value = datetime.fromisoformat(value)
+            except ValueError:
+                # A hand-edited or hostile row: raised here, the error could not say which row.
+                # The row decoders (probe.store.database) refuse it, naming the row.
+                return UnreadableTime(value)  # type: ignore[return-value]
         if not isinstance(value, datetime):
             raise TypeError(f"unexpected timestamp value {value!r} from the database")
         if value.tzinfo is None:  # only a hand-edited row can get here; stored values are UTC
