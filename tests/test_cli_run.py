@@ -55,6 +55,22 @@ def test_run_measures_every_layer_and_stores_it(site: Site, tmp_path: Path) -> N
     assert run[0] == "ok" and not run[1] and run[2]
 
 
+def test_run_json_says_a_mostly_inconclusive_platform_is_inconclusive(
+    site: Site, tmp_path: Path
+) -> None:
+    # The site: one target ok, three that fail with no helper to tell blocked from down.
+    code, out, err = invoke(
+        "run", "--config", str(site.config), "--db", str(tmp_path / "m.db"), "--json", consent=True
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    statuses = sorted(v["status"] for v in document["verdicts"])
+    assert statuses == ["inconclusive", "inconclusive", "inconclusive", "ok"]
+    (platform,) = document["platforms"]
+    assert (platform["status"], platform["blocked"], platform["total"]) == ("inconclusive", 0, 4)
+    assert platform["detail"] == "0 of 4 targets blocked; 3 inconclusive"
+
+
 def test_run_json_verdicts_are_the_export_records_of_the_same_run(
     site: Site, tmp_path: Path
 ) -> None:

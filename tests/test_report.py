@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from analysis.report.build import build_report
+from analysis.summaries import summarise
 from probe.config import DetectorParams
 from probe.model import Layer, Operation
 from probe.records import Confidence, Status, Verdict
@@ -242,3 +244,42 @@ def test_importing_the_report_package_loads_no_rich() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_platform_mostly_inconclusive_reads_inconclusive_in_the_terminal_and_the_html(
+    tmp_path: Path,
+) -> None:
+    # youtube ok 1 of 4, 3 inconclusive: printed green as "ok" before; nothing says it is ok.
+    verdicts = [
+        Verdict(
+            run_id="a" * 32,
+            probe_id="b" * 32,
+            measured_at=datetime(2024, 3, 1, tzinfo=UTC),
+            asn=44244,
+            country="IR",
+            platform="youtube",
+            target=f"t{i}.youtube.com",
+            status=Status.OK if i == 0 else Status.INCONCLUSIVE,
+            technique=None,
+            confidence=None,
+            rule_id="control.missing",
+            rules_version="test",
+            evidence=(),
+            detail="no control",
+        )
+        for i in range(4)
+    ]
+    path = tmp_path / "y.db"
+    with Store.open(path) as store:
+        store_verdicts(store, verdicts)
+        store.save_platform_summaries("a" * 32, summarise(verdicts, []))
+    html = tmp_path / "r.html"
+    code, out, err = invoke("report", "--db", str(path), "--html", str(html))
+    assert code == 0, err
+    (state,) = [line for line in out.splitlines() if "AS44244 Irancell" in line]
+    cells = [cell.strip() for cell in state.split("│")]
+    assert cells[2:4] == ["inconclusive", "0/4"]
+    assert "3 inconclusive" in state
+    page = html.read_text()
+    assert '<td class="s-inconclusive">inconclusive' in page
+    assert '<td class="s-ok">' not in page
