@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from probe.addresses import is_ip
-from probe.model import Layer, Measurement, Speaks, Target, TargetKind
+from probe.model import Layer, Measurement, Speaks, Target, TargetKind, TcpConnect
 from tests.builders import stored, stored_observation
 from tests.lab import plan as lab_plan
 from tests.lab import scenarios
@@ -211,9 +211,21 @@ def assert_verdicts(run: ProbeRun, expected: Mapping[Key, Outcome], *, others: s
 
 
 def own(run: ProbeRun, target: Target, layer: Layer) -> list[Measurement]:
-    """The target's own measurements at one layer (no A/B halves)."""
+    """The target's own measurements at one layer (no A/B halves), without the runner's repeat
+    connects (TcpConnect.attempt 2, read by the intermittent rule: see repeats)."""
     found = run.of(target.name, layer)
-    return [m for m in found if m.platform == target.platform]
+    return [m for m in found if m.platform == target.platform and not _repeat(m)]
+
+
+def repeats(run: ProbeRun, target: Target) -> list[Measurement]:
+    """The runner's second connect to each of the target's endpoints."""
+    found = run.of(target.name, Layer.TCP)
+    return [m for m in found if m.platform == target.platform and _repeat(m)]
+
+
+def _repeat(measurement: Measurement) -> bool:
+    details = measurement.observation.details
+    return isinstance(details, TcpConnect) and details.attempt > 1
 
 
 def differential(run: ProbeRun, target: Target, layer: Layer, kind: str) -> list[Measurement]:
@@ -571,6 +583,9 @@ def test_ip_blackhole_times_out_every_telegram_dc_connect(
     for target in dcs:
         connects = own(run, target, Layer.TCP)
         assert failures(connects) == [("generic_timeout_error", "connect")] * len(target.ports)
+        # The runner's repeat of each connect meets the same blackhole.
+        again = repeats(run, target)
+        assert failures(again) == [("generic_timeout_error", "connect")] * len(target.ports)
         assert not own(run, target, Layer.HTTP)
     assert_untouched(run, [t for t in targets if t not in dcs])
 
