@@ -573,3 +573,17 @@ def outcome(v: Verdict) -> tuple[Status, str | None, Confidence | None]:
 
 
 BLOCKED_CONFIRMED = Status.BLOCKED, Confidence.CONFIRMED
+
+
+class ListSink:
+    """A measurement sink that keeps every batch the runner saves, in order."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Measurement]] = []
+
+    def save_measurements(self, batch: Sequence[Measurement]) -> None:
+        self.batches.append(list(batch))
+
+    @property
+    def all(self) -> list[Measurement]:
+        return [m for batch in self.batches for m in batch]

@@ -17,13 +17,12 @@ from probe.checks.http import RedirectPolicy, fetch
 from probe.model import DnsQuery, HttpTransaction, Layer, Target, TargetKind
 from probe.resolvers import parse_resolver
 from probe.runner import RunPlan, execute
-from tests.builders import record
+from tests.builders import ListSink, record
 from tests.servers import hostile
 from tests.servers.dns_server import Behaviour, FakeNameserver
+from tests.servers.recording import SITE, Site, same_port_on_two_addresses
+from tests.servers.recording import system_resolver as system_resolver
 from tests.servers.tls_certs import Pki
-from tests.test_checks_http import SITE, Site, same_port_on_two_addresses
-from tests.test_checks_http import system_resolver as system_resolver
-from tests.test_runner import ListSink
 
 # Each check on asyncio's loop and on uvloop (tests/loops.py, probe/eventloop.py).
 pytestmark = pytest.mark.both_loops

@@ -171,3 +171,22 @@ def test_flows_import_neither_the_runner_nor_the_store_nor_analysis() -> None:
         if target.startswith(above)
     )
     assert upward == []
+
+
+def test_no_test_module_imports_another_test_module() -> None:
+    """Shared test code lives in the toolkit (tests/builders.py, tests/servers/, tests/lab/, ...),
+    never in a test module: importing one runs its module-level fixtures and tests' setup in
+    another module's session, and couples two test files' edits."""
+    offenders: list[str] = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            for name in names:
+                if name.rpartition(".")[2].startswith("test_"):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert offenders == []

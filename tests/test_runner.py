@@ -8,7 +8,7 @@ import dataclasses
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +22,6 @@ from probe.model import (
     DnsQuery,
     HttpTransaction,
     Layer,
-    Measurement,
     Speaks,
     Target,
     TargetKind,
@@ -31,23 +30,11 @@ from probe.model import (
 )
 from probe.resolvers import parse_resolver
 from probe.runner import CROWD_PER_SLOT, RunOutcome, RunPlan, execute
-from tests.builders import record
+from tests.builders import ListSink, record
 from tests.loops import BOTH
 from tests.servers import hostile
 from tests.servers.dns_server import Behaviour, FakeNameserver
 from tests.servers.tls_certs import Pki
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.batches: list[list[Measurement]] = []
-
-    def save_measurements(self, batch: Sequence[Measurement]) -> None:
-        self.batches.append(list(batch))
-
-    @property
-    def all(self) -> list[Measurement]:
-        return [m for batch in self.batches for m in batch]
 
 
 @contextlib.asynccontextmanager
