@@ -21,6 +21,9 @@ is compared with the own addresses. The families:
     IPv6, one number the 32-hex-digit form, and the /64 alone as 16 hex digits
     IPv6, nibbles    the ip6.arpa form (reversed nibbles) and the forward dotted-nibble form
     percent-encoded  a run with %XX escapes (%2E, %3A, %5B...) is decoded and scanned again
+    HTML references  the same for a run with numeric character references ("&#53;", "&#x2e;")
+                     or the named ones of the separators ("&period;", "&colon;", "&lsqb;"...),
+                     as a page may write any text (HTML Living Standard, 13.1.4)
     base64           a run of the base64 (or base64url) alphabet is decoded at each of its 4
                      character offsets (so text glued in front does not hide it, and the address
                      may sit at any of the 3 byte alignments of the plaintext) and the bytes are
@@ -37,10 +40,11 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
+import html
 import ipaddress
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from enum import StrEnum
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -88,6 +92,14 @@ _PERCENT_RUN_CHARS = frozenset(
 )
 _PERCENT_RUN_END = re.compile(r"[0-9A-Za-z.:_\[\]%-]*")
 _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+# A numeric character reference (the ";" is optional in HTML), or a named one of a character an
+# address form has outside digits and hex letters ("&amp;" and the like are no candidates).
+_REFERENCE = re.compile(
+    r"&#(?:[0-9]{1,7}|[xX][0-9A-Fa-f]{1,6});?"
+    r"|&(?:period|colon|lsqb|rsqb|lbrack|rbrack|lowbar|UnderBar|percnt|num);"
+)
+_REFERENCE_RUN_CHARS = _PERCENT_RUN_CHARS | frozenset("&#;")
+_REFERENCE_RUN_END = re.compile(r"[0-9A-Za-z.:_\[\]%&#;-]*")
 # Runs of the base64 and base64url alphabets long enough to hold 4 raw bytes (with padding).
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{6,}={0,2}")
 _BASE64_MIN = 8
@@ -319,19 +331,29 @@ class Scrubber:
                     yield run.span()
                     break
 
-    def _percent_encoded(self, text: str, depth: int) -> Iterator[tuple[int, int]]:
+    def _escaped(
+        self,
+        text: str,
+        depth: int,
+        escape: re.Pattern[str],
+        run_chars: frozenset[str],
+        run_end: re.Pattern[str],
+        unescape: Callable[[re.Match[str]], str],
+    ) -> Iterator[tuple[int, int]]:
+        """The own addresses in the runs of `text` that hold an escape (percent-encoding, HTML
+        references): each run decoded and scanned again, spans mapped back into `text`."""
         covered = 0
-        for escape in _PERCENT.finditer(text):
-            if escape.start() < covered:
+        for found in escape.finditer(text):
+            if found.start() < covered:
                 continue
-            # The run around the escape: found from it (a search for runs with a "%" in them
-            # would try every word of a page).
-            start = escape.start()
-            while start > covered and text[start - 1] in _PERCENT_RUN_CHARS:
+            # The run around the escape: found from it (a search for runs with an escape in
+            # them would try every word of a page).
+            start = found.start()
+            while start > covered and text[start - 1] in run_chars:
                 start -= 1
-            end = _PERCENT_RUN_END.match(text, escape.start()).end()  # type: ignore[union-attr]
+            end = run_end.match(text, found.start()).end()  # type: ignore[union-attr]
             covered = end
-            decoded, offsets = _percent_decode(text[start:end])
+            decoded, offsets = _decode(text[start:end], escape, unescape)
             for s, e in self._spans(decoded, depth + 1):
                 yield start + offsets[s], start + offsets[e]
 
@@ -380,7 +402,18 @@ class Scrubber:
             if "ip6" in text or "IP6" in text:
                 spans.extend(self._nibbles(text))
             if "%" in text and depth < _DEPTH_MAX:
-                spans.extend(self._percent_encoded(text, depth))
+                spans.extend(
+                    self._escaped(
+                        text, depth, _PERCENT, _PERCENT_RUN_CHARS, _PERCENT_RUN_END, _unpercent
+                    )
+                )
+        if "&" in text and depth < _DEPTH_MAX:
+            # Outside the digit test: "&period;" joins digits that may all be references.
+            spans.extend(
+                self._escaped(
+                    text, depth, _REFERENCE, _REFERENCE_RUN_CHARS, _REFERENCE_RUN_END, _unreference
+                )
+            )
         if depth < _DEPTH_MAX:
             spans.extend(self._base64(text, depth))
         return spans
@@ -398,16 +431,32 @@ class Scrubber:
             scrubbed = self._memo[value] = self._scrub(value)
         return scrubbed
 
-    def _scrub(self, value: str) -> str:
-        spans = sorted(set(self._spans(value)))
-        if not spans:
-            return value
+    def cut_at(self, value: str, size: int) -> int:
+        """Where `value` may be cut at `size` characters or later without cutting through an
+        own address: `size`, or the end of the address that runs across it. A prefix cut inside
+        "5.160.12.34" keeps "5.160.1", which no longer spells the address for the scrubber but
+        still narrows the volunteer down to a few thousand addresses."""
+        if not self or len(value) <= size:
+            return size
+        for start, end in self._merged(value):
+            if start < size < end:
+                return end
+        return size
+
+    def _merged(self, value: str) -> list[list[int]]:
+        """The spans of own addresses in `value`, sorted, overlapping ones joined."""
         merged: list[list[int]] = []
-        for start, end in spans:
+        for start, end in sorted(set(self._spans(value))):
             if merged and start <= merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], end)
             else:
                 merged.append([start, end])
+        return merged
+
+    def _scrub(self, value: str) -> str:
+        merged = self._merged(value)
+        if not merged:
+            return value
         out, last = [], 0
         for start, end in merged:
             out.append(value[last:start])
@@ -489,19 +538,30 @@ def _products(choices: Sequence[tuple[int, ...]]) -> Iterator[tuple[int, ...]]:
         yield from itertools.product(*choices)
 
 
-def _percent_decode(run: str) -> tuple[str, list[int]]:
-    """The run with %XX decoded (as Latin-1, one character per byte) and, for each decoded
-    character and the end, its offset in the run."""
+def _unpercent(escape: re.Match[str]) -> str:
+    return chr(int(escape.group(1), 16))  # as Latin-1: one character per byte
+
+
+def _unreference(reference: re.Match[str]) -> str:
+    return html.unescape(reference.group())
+
+
+def _decode(
+    run: str, escape: re.Pattern[str], unescape: Callable[[re.Match[str]], str]
+) -> tuple[str, list[int]]:
+    """The run with its escapes decoded and, for each decoded character and the end, its offset
+    in the run."""
     out: list[str] = []
     offsets: list[int] = []
     last = 0
-    for escape in _PERCENT.finditer(run):
-        for i in range(last, escape.start()):
+    for found in escape.finditer(run):
+        for i in range(last, found.start()):
             out.append(run[i])
             offsets.append(i)
-        out.append(chr(int(escape.group(1), 16)))
-        offsets.append(escape.start())
-        last = escape.end()
+        for ch in unescape(found):
+            out.append(ch)
+            offsets.append(found.start())
+        last = found.end()
     for i in range(last, len(run)):
         out.append(run[i])
         offsets.append(i)

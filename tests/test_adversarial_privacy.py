@@ -155,7 +155,16 @@ def test_scrubbing_keeps_the_text_around_the_address() -> None:
 
 @pytest.mark.parametrize(
     "hostile",
-    [":" * 5000, "0:0::" * 1000, "1." * 3000, "12-" * 2000, "%2525" * 1000, "A" * 20000],
+    [
+        ":" * 5000,
+        "0:0::" * 1000,
+        "1." * 3000,
+        "12-" * 2000,
+        "%2525" * 1000,
+        "A" * 20000,
+        "&#49;&#46;" * 2000,
+        "&#&#x;" * 3000,
+    ],
 )
 def test_hostile_runs_are_scanned_and_left_alone(hostile: str) -> None:
     # Pathological runs (no address in them) come back unchanged: the scanner splits them into

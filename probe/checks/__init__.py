@@ -21,6 +21,10 @@ class TextScrubber(Protocol):
 
     def text(self, value: str) -> str: ...
 
+    def cut_at(self, value: str, size: int) -> int:
+        """Where `value` may be cut at `size` or later without cutting through an address."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:

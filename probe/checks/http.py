@@ -270,6 +270,22 @@ def _redirect_target(url: URL, response: aiohttp.ClientResponse) -> URL | None:
     return target
 
 
+# How far past the stored prefix's end an address the cut runs through is looked for: longer
+# than any textual form of one (an exploded IPv6 address with a dotted tail is 45 characters; a
+# base64 cookie spelling one, a few dozen more).
+_CUT_MARGIN = 256
+
+
+def _stored_prefix(head: bytes, size: int, scrubber: TextScrubber | None) -> bytes:
+    """The body's first `size` bytes, or a few more when the cut would run through the probe's
+    own address: cut there, its first octets would stay in the store (the sink's scrubber no
+    longer sees an address in them); the whole of it is kept for the scrubber to remove."""
+    if scrubber is not None and len(head) > size:
+        # Latin-1 maps bytes to characters one to one, so offsets are byte offsets.
+        size = scrubber.cut_at(head[: size + _CUT_MARGIN].decode("latin-1"), size)
+    return head[:size]
+
+
 class _Body:
     """The body as read so far: kept whole only up to what the title and prefix need, or (with a
     scrubber) up to the cap, so that its digest can be taken over what the store may hold."""
@@ -512,7 +528,7 @@ async def fetch(
     cap = ctx.max_body_bytes if max_body_bytes is None else max_body_bytes
     watch = Stopwatch()
     exchange = _Exchange(
-        ctx, max(_TITLE_SCAN_BYTES, ctx.body_prefix_bytes), redirects or _NO_RESOLVER
+        ctx, max(_TITLE_SCAN_BYTES, ctx.body_prefix_bytes + _CUT_MARGIN), redirects or _NO_RESOLVER
     )
     failure: str | None = None
     failure_detail: str | None = None
@@ -551,7 +567,9 @@ async def fetch(
         body_truncated=body.truncated,
         body_sha256=body_sha256,
         title=page_title(head, exchange.charset),
-        body_prefix=head[: ctx.body_prefix_bytes].decode(exchange.charset, errors="replace"),
+        body_prefix=_stored_prefix(head, ctx.body_prefix_bytes, ctx.scrubber).decode(
+            exchange.charset, errors="replace"
+        ),
         redirects=tuple(exchange.redirects),
         final_url=str(exchange.final_url or start_url),
         timings=HttpTimings(
