@@ -8,9 +8,15 @@ written under /tmp (or --file) and never committed.
 Then `python3 -m probe import ooni FILE --db NEW.db` runs --repeat times, each as its own process
 into a fresh SQLite database (peak RSS measured per process with wait4), pinned to 2 CPUs.
 Printed per run and as median (min-max): documents/s, MB/s of JSON read (uncompressed) and of
-the file (compressed), peak RSS. Goal: >= 2,000 documents/s and < 300 MB RSS.
+the file (compressed), peak RSS, CPU time (documents per CPU-second) and the load average
+beside each (the machine is shared). Goal: >= 2,000 documents/s and < 300 MB RSS.
+
+With --floor, first what reading alone costs on the same file, the bound no import can beat:
+gzip decompression and line splitting, then that plus parsing each line with the stdlib's json
+and with orjson (each in this process, one core, no import work).
 
     python3 benchmarks/ooni_import_benchmark.py [--size-mb 1024] [--file F] [--repeat 3] [--keep]
+        [--floor]
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ def build(path: Path, size_bytes: int) -> tuple[int, int]:
 class Figure:
     seconds: float
     peak_rss: int
+    cpu_seconds: float
+    load: tuple[float, float]  # the 1-minute load average as the run started and ended
 
 
 # The child's own rusage (not this process's, which it was forked from): see
@@ -72,12 +80,13 @@ _LAUNCHER = """
 import os, sys
 pid = os.posix_spawn(sys.executable, [sys.executable, "-m", "probe", *sys.argv[1:]], os.environ)
 _, status, usage = os.wait4(pid, 0)
-print("RUSAGE", usage.ru_maxrss, file=sys.stderr)
+print("RUSAGE", usage.ru_maxrss, usage.ru_utime + usage.ru_stime, file=sys.stderr)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
 def measure(args: list[str]) -> Figure:
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     with tempfile.TemporaryFile() as errors, tempfile.TemporaryFile() as output:
         code = subprocess.call(
@@ -94,8 +103,31 @@ def measure(args: list[str]) -> Figure:
         shown = output.read().decode()
     if code != 0:
         raise SystemExit(f"import failed ({code}): {text}{shown}")
-    usage = next(line for line in text.splitlines() if line.startswith("RUSAGE "))
-    return Figure(seconds, int(usage.split()[1]) * 1024)
+    usage = next(line for line in text.splitlines() if line.startswith("RUSAGE ")).split()
+    return Figure(seconds, int(usage[1]) * 1024, float(usage[2]), (load_before, os.getloadavg()[0]))
+
+
+def floor(path: Path, documents: int) -> None:
+    """Print the cost of decompressing (and parsing) every line of `path`, with the load."""
+    import orjson
+
+    for name, parse in (
+        ("gzip only", None),
+        ("gzip + json", json.loads),
+        ("gzip + orjson", orjson.loads),
+    ):
+        load = os.getloadavg()[0]
+        started, cpu = time.perf_counter(), time.process_time()
+        with gzip.open(path, "rb") as stream:
+            for line in stream:
+                if parse is not None:
+                    parse(line)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        print(
+            f"floor, {name}: {seconds:.1f} s, {documents / seconds:,.0f} documents/s"
+            f" (CPU {cpu:.1f} s, {documents / cpu:,.0f} per CPU-second);"
+            f" load {load:.2f} -> {os.getloadavg()[0]:.2f}"
+        )
 
 
 def _spread(values: list[float], unit: str, scale: float = 1.0) -> str:
@@ -109,6 +141,7 @@ def main() -> int:
     parser.add_argument("--file", type=Path, help="the JSONL.gz to use (built when missing)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the file and databases")
+    parser.add_argument("--floor", action="store_true", help="first measure reading alone")
     args = parser.parse_args()
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -133,6 +166,8 @@ def main() -> int:
         f"file: {path} {compressed / 1e6:,.0f} MB compressed, {raw / 1e6:,.0f} MB of JSON, "
         f"{documents:,} documents"
     )
+    if args.floor:
+        floor(path, documents)
     figures = []
     for attempt in range(1, args.repeat + 1):
         db = folder / f"import-{attempt}.db"
@@ -142,7 +177,9 @@ def main() -> int:
         print(
             f"run {attempt}: {seconds:.1f} s, {documents / seconds:,.0f} documents/s,"
             f" {raw / seconds / 1e6:,.1f} MB/s JSON ({compressed / seconds / 1e6:,.1f} MB/s gz),"
-            f" peak RSS {figure.peak_rss / 1e6:,.0f} MB"
+            f" peak RSS {figure.peak_rss / 1e6:,.0f} MB;"
+            f" CPU {figure.cpu_seconds:.1f} s ({documents / figure.cpu_seconds:,.0f} documents"
+            f" per CPU-second); load {figure.load[0]:.2f} -> {figure.load[1]:.2f}"
         )
         if not args.keep:
             for leftover in folder.glob(db.name + "*"):
@@ -152,6 +189,8 @@ def main() -> int:
     print(f"JSON MB/s:   {_spread([raw / f.seconds for f in figures], 'MB/s', 1e6)}")
     print(f"gz MB/s:     {_spread([compressed / f.seconds for f in figures], 'MB/s', 1e6)}")
     print(f"peak RSS:    {_spread([float(f.peak_rss) for f in figures], 'MB', 1e6)}")
+    cpu_rates = [documents / f.cpu_seconds for f in figures]
+    print(f"per CPU-s:   {_spread(cpu_rates, 'docs')} (the machine is shared: see the load)")
     median_rate = statistics.median(rates)
     worst_rss = max(f.peak_rss for f in figures)
     print(
