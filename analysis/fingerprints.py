@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 
 from probe.addresses import BLOCKPAGE_ADDRESSES
 from probe.records import Confidence
@@ -247,11 +248,28 @@ BOGON_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tupl
 _GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
 
 
+# The same few addresses come back in target after target and run after run (a service's
+# servers, a censor's blockpage address): both lookups below are pure functions of the text,
+# cached so that an import of a million OONI documents parses each address once. Bounded: a
+# hostile file can hold any number of distinct addresses.
+_ADDRESS_CACHE = 16384
+
+
 def parse_address(text: str) -> IPAddress | None:
     """An IP address, or None for anything else (a hostile control may send garbage)."""
+    if type(text) is str:
+        return _parse_text(text)
     try:
         return ipaddress.ip_address(text.strip().split("%", 1)[0])
     except (ValueError, AttributeError):
+        return None
+
+
+@lru_cache(maxsize=_ADDRESS_CACHE)
+def _parse_text(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text.strip().split("%", 1)[0])
+    except ValueError:
         return None
 
 
@@ -259,6 +277,17 @@ def is_bogon(address: str) -> bool:
     """True when `address` is not a public unicast address: private, loopback, link-local, CGNAT,
     unspecified, multicast, reserved, documentation, or IPv6 outside 2000::/3. Unparseable text
     counts as a bogon: a resolver that answers it is not giving a usable address."""
+    if type(address) is str:
+        return _is_bogon_text(address)
+    return _is_bogon(address)
+
+
+@lru_cache(maxsize=_ADDRESS_CACHE)
+def _is_bogon_text(address: str) -> bool:
+    return _is_bogon(address)
+
+
+def _is_bogon(address: str) -> bool:
     ip = parse_address(address)
     if ip is None:
         return True
