@@ -6,18 +6,22 @@ about every command's options."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import typer
 
 from probe.cli.app import app
+from probe.store import Store
 from tests.cli import invoke, on_terminal
+from tests.servers.collector import fill_probe
 from tests.sites import Site, write_site_config
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 # What differs between two runs of the same targets: ids, times, durations.
 _VOLATILE = re.compile(r"\b[0-9a-f]{32}\b|\b[0-9a-f]{8}\b|\d{4}-\d\d-\d\d|\d\d:\d\d(:\d\d)?")
+_T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 _BOX = re.compile(r"^[\u2500-\u257f]+$")
 
 
@@ -104,6 +108,38 @@ def test_output_that_is_not_a_terminal_keeps_whole_lines(site: Site, tmp_path: P
     )
     long_lines = [ln for ln in (result.stdout + result.stderr).splitlines() if len(ln) > 80]
     assert long_lines  # nothing was cut to a width
+
+
+def _pooled_database(tmp_path: Path) -> str:
+    """A probe's queued runs and tokens: what `probe upload --status`, `probe analyse` and
+    `probe collector token list` print about (a censored network and a free one)."""
+    db = tmp_path / "pool.db"
+    with Store.open(db) as store:
+        fill_probe(store, runs=1, measurements=3, asn=58224, start=_T0)
+        fill_probe(store, runs=1, measurements=3, asn=3320, start=_T0, failure=None)
+        store.close()
+    assert (
+        invoke("collector", "token", "add", "volunteer-with-a-long-name", "--db", str(db)).code == 0
+    )
+    return str(db)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("upload", "--status"), ("analyse",), ("collector", "token", "list")],
+    ids=" ".join,
+)
+def test_a_narrow_columns_variable_does_not_wrap_output_that_is_not_a_terminal(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """COLUMNS=40 in a pipe: every command prints the same whole lines it prints at any width
+    (a plain rich Console would wrap them at COLUMNS)."""
+    db = _pooled_database(tmp_path)
+    narrow = invoke(*command, "--db", db, env={"COLUMNS": "40"})
+    wide = invoke(*command, "--db", db, env={"COLUMNS": "250"})
+    assert narrow.code == wide.code == 0, narrow.output
+    assert max(len(line) for line in narrow.stdout.splitlines()) > 40
+    assert narrow.stdout == wide.stdout
 
 
 def test_consent_text_is_printed_once_then_never_again(site: Site, tmp_path: Path) -> None:

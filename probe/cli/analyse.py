@@ -6,10 +6,9 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from analysis.crossnet import DEFAULT_WINDOW, analyse_across_networks
-from probe.cli.base import ProbeCommand, err, user_errors
+from probe.cli.base import ProbeCommand, console, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, open_store_to_write, parse_when, settings_from
 from probe.cli.terminal import plain
 from probe.records import Status
@@ -52,7 +51,7 @@ def register(app: typer.Typer) -> None:
                 until=parse_when(until, "--until"),
                 window=timedelta(minutes=window),
             )
-        out = Console(highlight=False)
+        out = console()
         for item in report.derived:
             v = item.verdict
             network = "unknown network" if v.asn is None else f"AS{v.asn}"

@@ -7,10 +7,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from probe.cli.base import ProbeCommand, err, user_errors
+from probe.cli.base import ProbeCommand, console, err, user_errors
 from probe.cli.common import parse_listen
 from probe.cli.terminal import plain
 from probe.collector.server import serve
@@ -120,7 +119,7 @@ def register(app: typer.Typer) -> None:
                 str(t.probes),
                 t.revoked_at.isoformat(timespec="seconds") if t.revoked_at else "",
             )
-        Console().print(table)
+        console().print(table)
 
     @token_app.command("revoke", cls=ProbeCommand, short_help="Revoke a token.")
     @user_errors

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from probe.cli.base import EXIT_ERROR, ProbeCommand, err, user_errors
+from probe.cli.base import EXIT_ERROR, ProbeCommand, console, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, open_store_to_write, settings_from
 from probe.cli.terminal import plain
 from probe.ooni.agreement import Agreement
@@ -111,9 +111,6 @@ def register(app: typer.Typer) -> None:
         except ReaderError as exc:
             err.print(f"[red]error:[/red] {_shown(str(exc))}", soft_wrap=True)
             raise typer.Exit(EXIT_ERROR) from None
-        out = Console(highlight=False)
-        if not out.is_terminal:
-            out.width = max(out.width, 132)  # a pipe or file: the table's full width
-        render_import(report, out)
+        render_import(report, console())
 
     app.add_typer(group)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from probe.cli.base import EXIT_ERROR, ProbeCommand, err, user_errors
+from probe.cli.base import EXIT_ERROR, ProbeCommand, console, err, user_errors
 from probe.cli.common import ConfigOption, DbOption, open_store_to_write, settings_from
 from probe.cli.terminal import plain
 from probe.collector.uploader import upload_now, upload_status, upload_target
@@ -42,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
 def _render_status(store: Store) -> None:
     state = upload_status(store)
-    out = Console(highlight=False)
+    out = console()
     if not state.queued:
         out.print("everything is uploaded")
         return
