@@ -9,12 +9,11 @@ one line per target that is not ok (`-v`: every target). Every string from outsi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from rich import box
 from rich.console import RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from analysis.report.labels import (
@@ -26,6 +25,7 @@ from analysis.report.labels import (
     rate_text,
 )
 from analysis.report.model import Report
+from probe.cli.tables import Col, FittedTable
 from probe.cli.terminal import plain, visible
 from probe.helper.client import HelperUnavailable
 from probe.helper.protocol import HelperResult
@@ -115,15 +115,18 @@ def control_note(helper: HelperResult | HelperUnavailable | None) -> str:
     )
 
 
-def platform_table(summaries: Sequence[PlatformSummary]) -> Table:
+def platform_table(summaries: Sequence[PlatformSummary]) -> FittedTable:
     """One row per platform: status, blocked share, techniques, detail."""
-    table = Table(title="Platforms", title_justify="left")
-    table.add_column("platform", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("blocked", no_wrap=True, justify="right")
-    techniques = _longest_word(t for s in summaries for t in s.techniques)
-    table.add_column("techniques", min_width=techniques)
-    table.add_column("detail")
+    table = FittedTable(
+        [
+            Col("platform", wrap=False),
+            Col("status", wrap=False),
+            Col("blocked", wrap=False, justify="right"),
+            Col("techniques"),
+            Col("detail"),
+        ],
+        title="Platforms",
+    )
     for summary in summaries:
         table.add_row(
             plain(summary.platform),
@@ -159,29 +162,29 @@ def run_view(
     return out
 
 
-def runs_table(overviews: Sequence[RunOverview], *, uploads: bool = False) -> Table:
+def runs_table(overviews: Sequence[RunOverview], *, uploads: bool = False) -> FittedTable:
     """`probe runs`: one row per run, newest first; with `uploads`, whether the collector has
     acknowledged each."""
     # No rules between columns and short headers: nine columns and a network name fit 80
     # (blk/ok/down/inc: the run's verdicts blocked, ok, down, inconclusive).
-    table = Table(
+    # On a narrow terminal the upload column goes first, then connectivity, then VPN.
+    columns = [
+        Col("run", wrap=False),
+        Col("started (UTC)"),  # date and time on two lines when narrow
+        Col("network", longest=14),
+        Col("conn.", wrap=False, drop=2),
+        *(Col(label, wrap=False, justify="right") for label in ("blk", "ok", "down", "inc")),
+        Col("VPN", wrap=False, drop=1),
+        *([Col("up", wrap=False, drop=3)] if uploads else []),
+    ]
+    table = FittedTable(
+        columns,
         title="Runs (newest first; `probe show RUN` for one)",
-        title_justify="left",
         box=box.SIMPLE_HEAD,
-        padding=(0, 1),
         pad_edge=False,
+        show_edge=False,
         caption="blk/ok/down/inc: verdicts blocked, ok, down, inconclusive",
-        caption_justify="left",
     )
-    table.add_column("run", no_wrap=True)
-    table.add_column("started (UTC)", no_wrap=True)
-    table.add_column("network")
-    table.add_column("conn.", no_wrap=True)
-    for label in ("blk", "ok", "down", "inc"):
-        table.add_column(label, justify="right", no_wrap=True)
-    table.add_column("VPN", no_wrap=True)
-    if uploads:
-        table.add_column("up", no_wrap=True)
     for o in overviews:
         run = o.run
         connectivity = run.connectivity.value + ("*" if run.interrupted else "")
@@ -283,10 +286,18 @@ def report_tables(report: Report) -> list[RenderableType]:
         several = len(platform.states) > 1
         # A heading, not a Rule: a rule spans the console, and a log's console is unbounded.
         out.append(Text(f"\n{visible(platform.platform)}", style="bold"))
-        state = Table(title=f"{plain(platform.platform)}: current state (newest run per network)")
-        for column in ("network", "status", "blocked", "techniques", "hosts", "as of (UTC)"):
-            state.add_column(column, overflow="fold")
-        state.add_column("detail", overflow="fold", ratio=1)
+        state = FittedTable(
+            [
+                Col("network", longest=20),
+                Col("status", wrap=False),
+                Col("blocked", wrap=False, justify="right"),
+                Col("techniques"),
+                Col("hosts", wrap=False, justify="right", drop=2),
+                Col("as of (UTC)", wrap=False, drop=1),
+                Col("detail", drop=3),
+            ],
+            title=f"{plain(platform.platform)}: current state (newest run per network)",
+        )
         for s in platform.states:
             state.add_row(
                 plain(network_label(s.asn, s.as_name) + (f" ({s.country})" if s.country else "")),
@@ -299,12 +310,23 @@ def report_tables(report: Report) -> list[RenderableType]:
             )
         out.append(state)
 
-        targets = Table(title=f"{plain(platform.platform)}: latest verdict per target")
-        columns = ["network"] if several else []
-        columns += ["target", "verdict", "technique", "confidence", "failures", "measured (UTC)"]
-        for column in columns:
-            targets.add_column(column, overflow="fold")
-        targets.add_column("why", overflow="fold", ratio=1)
+        # The least telling columns go first on a narrow terminal: the time (one run's targets
+        # share it), the confidence, the failure strings, then "why", which then follows the
+        # table; it is left empty for ok targets (their sentence is always the same).
+        targets = FittedTable(
+            [
+                *([Col("network", wrap=False)] if several else []),
+                Col("target", longest=28),
+                Col("verdict", wrap=False),
+                Col("technique"),
+                Col("confidence", wrap=False, drop=4),
+                Col("failures", drop=3),
+                Col("measured (UTC)", wrap=False, drop=5),
+                Col("why", drop=1, spill=True),
+            ],
+            title=f"{plain(platform.platform)}: latest verdict per target",
+            key=(0, 1) if several else (0,),
+        )
         for target in platform.targets:
             v = target.verdict
             row = [plain(network_label(v.asn))] if several else []
@@ -315,7 +337,7 @@ def report_tables(report: Report) -> list[RenderableType]:
                 v.confidence.value if v.confidence else "-",
                 plain(", ".join(target.failures)) or "-",
                 format_when(v.measured_at),
-                plain(v.detail),
+                "" if v.status is Status.OK else plain(v.detail),
             ]
             targets.add_row(*row)
         out.append(targets)
@@ -323,12 +345,19 @@ def report_tables(report: Report) -> list[RenderableType]:
         if not platform.events:
             out.append(Text(visible(f"{platform.platform}: no events in the period.")))
             continue
-        events = Table(title=f"{plain(platform.platform)}: events")
-        for column in ("kind", "network(s)", "technique", "onset (UTC)", "end (UTC)"):
-            events.add_column(column, overflow="fold")
-        events.add_column("targets", overflow="fold", ratio=1)
-        for column in ("hosts", "rate"):
-            events.add_column(column, justify="right")
+        events = FittedTable(
+            [
+                Col("kind", wrap=False),
+                Col("network(s)"),
+                Col("technique"),
+                Col("onset (UTC)", wrap=False),
+                Col("end (UTC)", wrap=False),
+                Col("targets"),
+                Col("hosts", wrap=False, justify="right", drop=2),
+                Col("rate", wrap=False, justify="right", drop=1),
+            ],
+            title=f"{plain(platform.platform)}: events",
+        )
         for e in platform.events:
             events.add_row(
                 styled(e.kind),
@@ -349,9 +378,17 @@ def _measurement_tables(report: Report) -> list[RenderableType]:
     endpoint, the table `probe report` has always shown."""
     if not report.latest_measurements:
         return [Text("No measurements yet: run `probe run` first.")]
-    table = Table(title="Latest status per platform and endpoint")
-    for column in ("platform", "target", "layer", "endpoint", "result", "measured (UTC)"):
-        table.add_column(column, overflow="fold")
+    table = FittedTable(
+        [
+            Col("platform", wrap=False),
+            Col("target", longest=28),
+            Col("layer", wrap=False),
+            Col("endpoint", longest=28),
+            Col("result"),
+            Col("measured (UTC)", wrap=False, drop=1),
+        ],
+        title="Latest status per platform and endpoint",
+    )
     for m in report.latest_measurements:
         obs = m.observation
         result = "[green]ok[/green]" if obs.ok else f"[red]{plain(str(obs.failure))}[/red]"
@@ -369,7 +406,3 @@ def _measurement_tables(report: Report) -> list[RenderableType]:
         "measurements only): showing the newest measurement per endpoint."
     )
     return [note, table]
-
-
-def _longest_word(texts: Iterable[str]) -> int:
-    return max((len(word) for text in texts for word in text.split()), default=1)
