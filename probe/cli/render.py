@@ -290,9 +290,9 @@ def report_tables(report: Report) -> list[RenderableType]:
             [
                 Col("network", longest=20),
                 Col("status", wrap=False),
-                Col("blocked", wrap=False, justify="right"),
+                Col("blocked", wrap=False),
                 Col("techniques"),
-                Col("hosts", wrap=False, justify="right", drop=2),
+                Col("hosts", wrap=False, drop=2),
                 Col("as of (UTC)", wrap=False, drop=1),
                 Col("detail", drop=3),
             ],
