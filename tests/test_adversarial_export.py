@@ -154,3 +154,27 @@ def test_html_report_of_measurements_only_escapes_hostile_rows(tmp_path: Path) -
         page = render_html(build_report(store))
     assert "<script" not in page and "<img" not in page
     assert "&lt;script&gt;" in page  # the control: the row is there, escaped
+
+
+CONTROLS = "\x1b[2J\x1b]8;;https://evil.example/\x07click\x1b]8;;\x07 \u202egnp.exe \x9b31m"
+
+
+def test_html_report_shows_control_and_bidi_characters_as_escapes(tmp_path: Path) -> None:
+    # `cat report.html` or a terminal pager would run the sequences, and a bidi override makes a
+    # name read backwards in the browser: they are shown as the terminal shows them (\x1b).
+    with _store_with(tmp_path, CONTROLS, CONTROLS) as store:
+        run = store.get_run(next(iter(store.measurements())).run_id)
+        assert run is not None
+        store.save_verdicts(run.id, [_verdict(run.id, run.probe_id, CONTROLS, CONTROLS)])
+        page = render_html(build_report(store))
+    assert [c for c in "\x1b\x07\x9b\u202e" if c in page] == []
+    assert "\\x1b[2J\\x1b]8;;https://evil.example/\\x07click" in page
+    assert "\\u202egnp.exe" in page
+
+
+def test_html_report_keeps_ordinary_non_ascii_text(tmp_path: Path) -> None:
+    # The control: Persian text, accents and emoji are no controls.
+    name = "\u0633\u0627\u06cc\u062a Caf\u00e9 \U0001f30d"
+    with _store_with(tmp_path, name, name) as store:
+        page = render_html(build_report(store))
+    assert name in page

@@ -24,6 +24,7 @@ from analysis.report.model import (
     Report,
 )
 from analysis.timeline import hour_of
+from probe.visible import visible
 
 STATUS_COLOURS: dict[str, str] = {
     CellStatus.OK: "#8bc34a",
@@ -340,5 +341,10 @@ def _tick_room(step: int) -> float:
     return {"%b %d %H:%M": 95.0, "%b %d": 55.0}.get(_tick_format(step), 80.0)
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+def escape_html(text: object) -> str:
+    """Outside text (names, titles, details) as HTML: escaped, its control and bidi characters
+    shown as escapes (probe.visible), as the terminal shows them."""
+    return html.escape(visible(text), quote=True)
+
+
+_e = escape_html

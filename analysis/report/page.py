@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 from collections.abc import Sequence
 
 from analysis.model import EventKind
@@ -28,6 +27,9 @@ from analysis.report.charts import (
     swatch,
     technique_colours,
     timeline,
+)
+from analysis.report.charts import (
+    escape_html as _e,
 )
 from analysis.report.labels import (
     format_when,
@@ -166,10 +168,6 @@ def render_html(report: Report) -> str:
     parts.append(_html_footer(report))
     parts.append("</body></html>")
     return "\n".join(parts)
-
-
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
 
 
 def _slug(text: str) -> str:
