@@ -35,6 +35,7 @@ from probe.model import (
     Run,
     TlsHandshake,
 )
+from probe.outputs import atomic_output
 from probe.records import Confidence, Status, Verdict
 
 # The text form of every exported time: UTC, microseconds, Z (fixed width, so it sorts).
@@ -604,9 +605,10 @@ def save_descriptor(directory: Path, described: dict[str, Any]) -> Path:
         if not (isinstance(r, dict) and r.get("path") == described["path"])
     ]
     package["resources"] = [*kept, described]
-    temporary = path.with_name(f".{DESCRIPTOR}.tmp")
-    temporary.write_text(json.dumps(package, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    # Through a fresh temporary name (probe.outputs): a fixed one in a shared folder (/tmp) could
+    # be a symlink someone planted there, and writing through it replaced what it named.
+    with atomic_output(path) as handle:
+        handle.write(json.dumps(package, indent=2) + "\n")
     return path
 
 

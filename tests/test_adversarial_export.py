@@ -28,6 +28,7 @@ from analysis.report.page import render_html
 from probe.model import HttpTransaction, Layer
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
+from tests.cli import invoke
 from tests.store_rows import make_measurement, make_run
 
 FORMULAS = [
@@ -178,3 +179,28 @@ def test_html_report_keeps_ordinary_non_ascii_text(tmp_path: Path) -> None:
     with _store_with(tmp_path, name, name) as store:
         page = render_html(build_report(store))
     assert name in page
+
+
+def _runs_csv(tmp_path: Path, as_name: str) -> dict[str, str]:
+    """`probe export --what runs --csv` of one run whose network name came from outside (the
+    helper's or an ASN database's view, or a merged volunteer database)."""
+    db = tmp_path / f"{abs(hash(as_name))}.db"
+    with Store.open(db) as store:
+        store.start_run(make_run(store.probe_id(), asn=58224, as_name=as_name, country="IR"))
+    out = tmp_path / "runs.csv"
+    result = invoke("export", "--what", "runs", "--csv", str(out), "--db", str(db))
+    assert result.code == 0, result.stderr
+    (row,) = _rows(out.read_text(encoding="utf-8"))
+    return row
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_runs_csv_neutralises_a_formula_in_a_network_name(tmp_path: Path, formula: str) -> None:
+    row = _runs_csv(tmp_path, formula)
+    assert row["as_name"].startswith("'") and row["asn"] == "58224"
+
+
+def test_runs_csv_leaves_an_ordinary_network_name_alone(tmp_path: Path) -> None:
+    assert _runs_csv(tmp_path, "Iran Telecommunication Company PJS")["as_name"] == (
+        "Iran Telecommunication Company PJS"
+    )

@@ -5,6 +5,7 @@ Real SQLite files, the real CLI (in-process, or as another user where permission
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import sqlite3
@@ -138,6 +139,32 @@ def test_refusing_an_output_writes_nothing_at_all(db: Path) -> None:
     with pytest.raises(OutputRefusedError), atomic_output(db, db):
         raise AssertionError("the block must not run")
     assert sorted(p.name for p in db.parent.iterdir()) == ["probe.db"]
+
+
+def test_a_datapackage_beside_the_export_that_is_the_database_is_refused(
+    db: Path, tmp_path: Path
+) -> None:
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    (tmp_path / "datapackage.json").symlink_to(db)
+    code, _, err = invoke("export", "--csv", str(tmp_path / "out.csv"), "--db", str(db))
+    one_line_error(code, err)
+    assert "not a readable Data Package" in err
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("planted", [".datapackage.json.tmp", ".out.csv.tmp"])
+def test_a_planted_temporary_file_name_cannot_redirect_an_export_into_the_database(
+    db: Path, tmp_path: Path, planted: str
+) -> None:
+    # In a shared folder (/tmp) anyone can put a symlink where a predictable temporary name
+    # would be: writing through it replaced the database with the export's descriptor.
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    (tmp_path / planted).symlink_to(db)
+    code, _, err = invoke("export", "--csv", str(tmp_path / "out.csv"), "--db", str(db))
+    assert code == 0, err
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert (tmp_path / planted).is_symlink()  # left as it was
+    assert json.loads((tmp_path / "datapackage.json").read_text())["resources"]
 
 
 # -- readers that write ------------------------------------------------------------------------
