@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from probe.catalog import CatalogError, parse_url_target
 from probe.model import Target
@@ -17,6 +19,12 @@ COLUMNS = ("url", "category_code", "category_description", "date_added", "source
 PLATFORM = "testlist"
 # What surrogateescape decodes a byte that is not UTF-8 to.
 _UNDECODED = re.compile("[\udc80-\udcff]")
+# A real row is a URL and a few words (the Citizen Lab lists' longest is under 2 KB); reading a
+# line whole first would hold all of it in memory (a 200 MB line took 430 MB before csv refused
+# it, a line that never ends, as /dev/zero gives, all memory). Longer lines are skipped unread.
+MAX_LINE_CHARS = 1 << 20
+# And a list this size (about 100 times the largest real one) is read no further.
+MAX_LIST_CHARS = 1 << 28
 
 
 class TestListError(ValueError):
@@ -46,8 +54,9 @@ def load_test_list(path: Path) -> TestList:
         raise TestListError(f"cannot read test list {path}: {exc.strerror}") from None
     targets: dict[str, Target] = {}
     problems: list[str] = []
+    lines = _BoundedLines(handle)
     with handle:
-        reader = csv.reader(handle)
+        reader = csv.reader(lines)
         try:
             header = next(reader, None)
         except (csv.Error, UnicodeDecodeError) as exc:
@@ -66,6 +75,11 @@ def load_test_list(path: Path) -> TestList:
                 problems.append(f"{path}:{reader.line_num}: unreadable row ({exc}); skipped")
                 continue
             line = reader.line_num
+            if line in lines.too_long:
+                problems.append(
+                    f"{path}:{line}: longer than {MAX_LINE_CHARS} characters; skipped unread"
+                )
+                continue
             if not row or not any(cell.strip() for cell in row):
                 continue
             if any(_UNDECODED.search(cell) for cell in row):
@@ -97,4 +111,39 @@ def load_test_list(path: Path) -> TestList:
                 source=f"testlist:{path.name}",
                 group=category or None,
             )
+    if lines.cut:
+        problems.append(f"{path}: larger than {MAX_LIST_CHARS} characters; the rest is not read")
     return TestList(path, tuple(targets.values()), tuple(problems))
+
+
+class _BoundedLines:
+    """The file's lines for csv.reader, each read at most MAX_LINE_CHARS at a time: a longer
+    line is passed on as an empty one (so line numbers stay right) and its number noted in
+    `too_long`; after MAX_LIST_CHARS in all the file ends (`cut`)."""
+
+    def __init__(self, handle: TextIO) -> None:
+        self._handle = handle
+        self._number = 0
+        self._read = 0
+        self.too_long: set[int] = set()
+        self.cut = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._read >= MAX_LIST_CHARS:
+            self.cut = True
+            raise StopIteration
+        line = self._handle.readline(MAX_LINE_CHARS)
+        if not line:
+            raise StopIteration
+        self._number += 1
+        self._read += len(line)
+        if len(line) < MAX_LINE_CHARS or line.endswith("\n"):
+            return line
+        while line and not line.endswith("\n") and self._read < MAX_LIST_CHARS:
+            line = self._handle.readline(MAX_LINE_CHARS)  # the rest of it, dropped as it comes
+            self._read += len(line)
+        self.too_long.add(self._number)
+        return "\n"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from probe.config import (
     load_settings,
 )
 from probe.resolvers import SYSTEM_RESOLVER
-from probe.testlists import load_test_list
+from probe.testlists import MAX_LINE_CHARS, TestList, TestListError, load_test_list
 from tests.cli import invoke
 from tests.servers.tls_certs import Pki
 
@@ -287,6 +288,50 @@ def test_one_invalid_utf8_byte_skips_one_row_not_the_whole_list(tmp_path: Path) 
     assert result.problems == (f"{path}:3: not valid UTF-8; skipped",)
     # Negative control: the rows around the bad byte are measured.
     assert [t.host for t in result.targets] == ["first.example", "last.example"]
+
+
+def _peak_bytes_loading(path: Path) -> tuple[int, object]:
+    tracemalloc.start()
+    try:
+        result = load_test_list(path)
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_test_list_row_of_16_mb_is_one_skipped_row_and_never_held_whole(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "list.csv"
+    huge = "https://x.example/" + "a" * (16 << 20)
+    path.write_text(HEADER + row(huge) + row("https://ok.example/"))
+    peak, result = _peak_bytes_loading(path)
+    assert isinstance(result, TestList)
+    assert result.problems == (
+        f"{path}:2: longer than {MAX_LINE_CHARS} characters; skipped unread",
+    )
+    assert [t.host for t in result.targets] == ["ok.example"]  # the next row is measured
+    assert peak < 8 << 20  # the row was read in pieces and dropped (it took 2x its size)
+
+
+def test_a_test_list_that_never_ends_is_read_up_to_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # /dev/zero: one line that never ends (a FIFO or a device named by mistake or malice).
+    monkeypatch.setattr("probe.testlists.MAX_LIST_CHARS", 8 << 20)
+    with pytest.raises(TestListError, match="not a Citizen Lab test list"):
+        load_test_list(Path("/dev/zero"))  # its first line is no header: refused at the cap
+
+
+def test_a_test_list_past_its_size_cap_keeps_what_it_read_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("probe.testlists.MAX_LIST_CHARS", 4096)
+    path = tmp_path / "list.csv"
+    path.write_text(HEADER + "".join(row(f"https://h{i}.example/") for i in range(500)))
+    result = load_test_list(path)
+    assert 0 < len(result.targets) < 500
+    assert result.problems[-1] == f"{path}: larger than 4096 characters; the rest is not read"
 
 
 def test_markup_and_escape_codes_in_a_skipped_row_are_printed_as_plain_text(
