@@ -35,7 +35,7 @@ from probe.helper.protocol import (
 )
 from probe.helper.server import HelperConfig, interface_addresses
 from probe.model import DnsQuery, Target, TargetKind
-from probe.resolvers import parse_resolver
+from probe.resolvers import SYSTEM_RESOLVER, parse_resolver
 from tests.builders import record
 from tests.servers.dns_server import Behaviour, FakeNameserver
 from tests.servers.helper import guarded_helper
@@ -395,3 +395,28 @@ def test_probe_helper_serve_raises_its_descriptor_limit_and_survives_a_flood(
     assert isinstance(result, HelperResult), result
     log = stderr.decode(errors="replace")
     assert "Too many open files" not in log and "Traceback" not in log, log
+
+
+# -- SSRF: the spellings inet_aton(3) reads as loopback -------------------------------------------
+
+# What getaddrinfo (the system resolver the helper uses by default) reads as 127.0.0.1 or
+# 0.0.0.0 without any query: ipaddress reads none of them as an address, so they reach the
+# resolver as names.
+INET_ATON_LOOPBACK = ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "0x7f.0.0.1", "0"]
+
+
+async def test_inet_aton_spellings_of_loopback_through_the_system_resolver_never_connect(
+    ns: FakeNameserver,
+) -> None:
+    async with http_listener("0.0.0.0") as (port, accepted):
+        targets = [Target("x", host, TargetKind.HTTP, host, (port,)) for host in INET_ATON_LOOPBACK]
+        with guarded_helper(config(ns, resolvers=(SYSTEM_RESOLVER,))) as url:
+            result = await ask(url, targets)
+        assert {r.target for r in result.refused} == set(INET_ATON_LOOPBACK)
+        assert result.targets == () and accepted == []
+        # Negative control: allow-listed, the same spelling reaches the listener.
+        with guarded_helper(
+            config(ns, resolvers=(SYSTEM_RESOLVER,), allowed=LOOPBACK, own_addresses=frozenset)
+        ) as url:
+            reached = await ask(url, [Target("x", "127.1", TargetKind.HTTP, "127.1", (port,))])
+    assert reached.refused == () and accepted

@@ -9,6 +9,7 @@ redirect reach a second loopback address (the negative control of each refusal).
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from yarl import URL
@@ -227,3 +228,49 @@ async def test_runner_resolves_a_redirects_host_through_its_resolvers_and_record
     (lookup,) = [d for d in dns if d.query == "router.home.arpa"]
     assert lookup.resolver == ns.udp_spec and lookup.addresses == ("192.168.1.1",)
     assert lookup.redirect_from == f"http://127.0.0.1:{server.port}/away"
+
+
+# What inet_aton(3), and so getaddrinfo, reads as 127.0.0.1 or 0.0.0.0 (no query is made for
+# them): ipaddress reads none as an address, so a redirect names them as a host.
+INET_ATON_LOOPBACK = ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "0x7f.0.0.1", "0"]
+
+
+# The real getaddrinfo (tests/servers/recording.py replaces it while a test runs), asked for
+# numeric hosts only: inet_aton's forms, and never a query.
+_GETADDRINFO = socket.getaddrinfo
+
+
+async def _getaddrinfo(host: str) -> list[str]:
+    infos = await asyncio.to_thread(
+        _GETADDRINFO, host, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+    )
+    return [str(info[4][0]) for info in infos]
+
+
+@pytest.mark.parametrize("host", INET_ATON_LOOPBACK)
+@pytest.mark.parametrize("resolver", ["none", "system"])
+async def test_a_redirect_to_an_inet_aton_spelling_of_loopback_never_connects(
+    pki: Pki, host: str, resolver: str
+) -> None:
+    # With no resolver the host is not looked up; with the system one (a [dns] resolvers =
+    # ["system"] config) it resolves to loopback, which the policy refuses.
+    connections = Connections()
+    listener = await asyncio.start_server(connections.handle, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    origin = Site("origin")
+    origin.redirect_elsewhere = f"http://{host}:{port}/"
+    policy = RedirectPolicy(resolve=_getaddrinfo if resolver == "system" else None)
+    try:
+        async with hostile.web_app(origin.app) as server:
+            observation = await fetch(
+                f"http://{SITE}:{server.port}/away",
+                pki.check_context(),
+                address=server.host,
+                redirects=policy,
+            )
+    finally:
+        listener.close()
+        await listener.wait_closed()
+    assert observation.failure_detail is not None
+    assert observation.failure_detail.endswith("not followed")
+    assert connections.count == 0

@@ -196,3 +196,22 @@ def test_show_prints_hostile_evidence_inert() -> None:
     shown = _printed(evidence_line(measurement(HOSTILE, HOSTILE, obs)))
     assert _raw_in(shown) == []
     assert "[/x]" in shown and "\\u202e" in shown
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [HOSTILE],  # an unknown command
+        ["export", "--what", HOSTILE],  # a value outside a choice
+        ["report", "--since", HOSTILE],  # a value the command parses itself
+        ["report", "--db", f"/nonexistent/{HOSTILE}.db"],  # a path quoted in an error
+        ["export", "--csv", "out.csv", HOSTILE],  # an extra argument
+    ],
+    ids=["command", "choice", "since", "db-path", "extra-argument"],
+)
+def test_a_hostile_command_line_value_is_quoted_inert_in_the_usage_error(argv: list[str]) -> None:
+    # A command line pasted from a web page or a chat can carry escape sequences; click and the
+    # probe's own errors quote the value back.
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code in (1, 2), result.output
+    assert _raw_in(result.stderr) == [] and result.stderr.strip()

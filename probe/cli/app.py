@@ -9,13 +9,16 @@ statuses: probe.cli.base).
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 try:
     import typer
 
     from probe import __version__
     from probe.cli.lazy import CommandEntry, LazyGroup
+    from probe.visible import visible
 except KeyboardInterrupt:  # Ctrl-C while the command loads (seconds on a slow machine)
     sys.exit(130)
 
@@ -43,7 +46,30 @@ COMMANDS = {
 
 
 class _ProbeGroup(LazyGroup):
+    """The probe's commands; a usage error quoting the command line (an unknown command, an extra
+    argument, a value outside a choice) shows the control and bidi characters in it visibly:
+    click quotes some values with repr() and others (extra arguments) as they are."""
+
     entries = COMMANDS
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _visible_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _visible_usage_errors():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _visible_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except typer.TyperException as exc:  # click's exceptions, as typer vendors them
+        message = getattr(exc, "message", None)
+        if isinstance(message, str):
+            exc.message = "\n".join(visible(line) for line in message.split("\n"))
+        raise
 
 
 app = typer.Typer(
