@@ -50,6 +50,9 @@ UNREACHABLE = frozenset({str(Failure.HOST_UNREACHABLE), str(Failure.NETWORK_UNRE
 # was answered, or (no helper) the same address and port answered HTTP or TLS in the run.
 PROOF_CONTROL = "control"
 PROOF_RUN = "run"
+# The rule whose verdicts say the network's own resolver failed for the control sites too (the run
+# summary names it once: probe/cli/render.py).
+NETWORK_RESOLVER_BROKEN = "dns.network_resolver_broken"
 CERTIFICATE_FAILURES = frozenset(
     {
         str(Failure.SSL_INVALID_HOSTNAME),
@@ -777,7 +780,7 @@ RULES: tuple[Rule, ...] = (
     ),
     # 4. The rest.
     Rule(
-        "dns.network_resolver_broken",
+        NETWORK_RESOLVER_BROKEN,
         lambda f: f.network_dns_broken and f.dns_failure is not None,
         INCONCLUSIVE,
         "The network's resolver failed for this name, and for every one of the run's control"

@@ -25,6 +25,7 @@ from tests.cli import invoke
 from tests.servers import hostile
 from tests.servers.background import background
 from tests.servers.collector import CollectorProcess
+from tests.servers.dns_server import FakeNameserver
 from tests.servers.tls_certs import Pki
 from tests.sites import Site, write_site_config
 
@@ -173,6 +174,50 @@ def test_unreachable_controls_mean_no_connectivity_and_nothing_blocked(
     assert "Nothing in this run is reported as blocked" in out
     with sqlite3.connect(tmp_path / "d.db") as db:
         assert db.execute("select connectivity from runs").fetchone() == ("none",)
+
+
+def test_run_summary_says_when_the_networks_own_resolver_is_broken(
+    site: Site, tmp_path: Path
+) -> None:
+    # The network's resolver (the first) answers NXDOMAIN for every name, the control site's
+    # too; a second resolver answers truly. Not censorship: the summary says so, once.
+    with FakeNameserver({}) as broken:
+        config = write_site_config(
+            tmp_path,
+            site.ns,
+            site.tmp / "ca.pem",
+            site.https_port,
+            site.refused_port,
+            f"https://control.lo.test:{site.https_port}/",
+        )
+        text = config.read_text().replace(
+            f'resolvers = ["{site.ns.udp_spec}"]',
+            f'resolvers = ["{broken.udp_spec}", "{site.ns.udp_spec}"]',
+        )
+        config.write_text(text)
+        code, out, err = invoke(
+            "run", "--config", str(config), "--db", str(tmp_path / "r.db"), consent=True
+        )
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if "resolver is broken" in line]
+    assert lines == [
+        "The network's resolver is broken: it failed for the run's control sites too, so DNS "
+        "is inconclusive for 3 target(s) on this network (a broken resolver, not censorship; "
+        "the other resolvers' answers were still measured)."
+    ], out
+    with Store.open(tmp_path / "r.db") as store:
+        verdicts = list(store.verdicts())
+    assert verdicts and not [v for v in verdicts if v.status.value == "blocked"]
+
+
+def test_a_working_network_resolver_gets_no_broken_resolver_line(
+    site: Site, tmp_path: Path
+) -> None:
+    code, out, err = invoke(
+        "run", "--config", str(site.config), "--db", str(tmp_path / "w.db"), consent=True
+    )
+    assert code == 0, err
+    assert "resolver is broken" not in out
 
 
 def test_bad_input_is_one_line_and_exit_1_a_usage_error_exit_2(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from analysis.report.labels import (
     rate_text,
 )
 from analysis.report.model import Report
+from analysis.rules import NETWORK_RESOLVER_BROKEN
 from probe.cli.tables import Col, FittedTable
 from probe.cli.terminal import plain, visible
 from probe.helper.client import HelperUnavailable
@@ -262,6 +263,19 @@ def _vpn_text(suspected: bool | None) -> str:
     if suspected is None:
         return "?"
     return "[yellow]yes[/yellow]" if suspected else "no"
+
+
+def resolver_broken_line(verdicts: Sequence[Verdict]) -> str | None:
+    """One line when the network's own resolver failed for the run's control sites too (rule
+    dns.network_resolver_broken), None otherwise (plain text)."""
+    affected = sum(1 for v in verdicts if v.rule_id == NETWORK_RESOLVER_BROKEN)
+    if not affected:
+        return None
+    return (
+        "The network's resolver is broken: it failed for the run's control sites too, so DNS is "
+        f"inconclusive for {affected} target(s) on this network (a broken resolver, not "
+        "censorship; the other resolvers' answers were still measured)."
+    )
 
 
 def no_connectivity_message(controls: int) -> str:

@@ -35,6 +35,7 @@ from probe.cli.common import (
 from probe.cli.render import (
     control_note,
     no_connectivity_message,
+    resolver_broken_line,
     run_view,
     unknown_network_reason,
     where_line,
@@ -250,6 +251,9 @@ def _render(report: RunReport, *, as_json: bool, verbose: bool, mmdb_configured:
         return
     for renderable in run_view(analysis.summaries, analysis.verdicts, verbose=verbose):
         out.print(renderable)
+    broken = resolver_broken_line(analysis.verdicts)
+    if broken is not None:
+        out.print(plain(broken), soft_wrap=True)
     out.print(plain(note))
     out.print(
         f"run {record.id}: {outcome.measurements} measurements stored; network connectivity "
