@@ -1,7 +1,17 @@
 """Connect patterns: whether a set of TCP connect attempts (a target's, or the run's control
 sites') connected steadily, or some took a SYN retransmission or failed where another attempt to
 the same address and port connected: what intermittent interference looks like when each
-endpoint is connected twice a run."""
+endpoint is connected twice a run.
+
+Why a share of failed or retransmitted connects is a censorship signature, not only a flaky
+path: censors are documented to interfere with some connections and let others through. Wu et
+al., "How the Great Firewall of China Detects and Blocks Fully Encrypted Traffic" (USENIX
+Security 2023, https://gfw.report/publications/usenixsecurity23/en/): a connection the GFW's rule
+selects is blocked with a probability of about 26.3%, as the authors state in their OONI
+experiment proposal (https://github.com/ooni/probe-cli/pull/1026, https://github.com/ooni/spec/pull/271).
+OONI's 2016 Egypt report found the blocking of Tor connections did not happen every time, so a
+client got through with enough retries (ooni/ooni.org content/post/egypt-network-interference.md,
+https://github.com/ooni/ooni.org/pull/77)."""
 
 from __future__ import annotations
 
