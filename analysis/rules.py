@@ -50,8 +50,9 @@ UNREACHABLE = frozenset({str(Failure.HOST_UNREACHABLE), str(Failure.NETWORK_UNRE
 # was answered, or (no helper) the same address and port answered HTTP or TLS in the run.
 PROOF_CONTROL = "control"
 PROOF_RUN = "run"
-# The rule whose verdicts say the network's own resolver failed for the control sites too (the run
-# summary names it once: probe/cli/render.py).
+# The id of the rule whose verdicts say the network's own resolver failed for the control sites
+# too (the run summary names it once: probe/cli/render.py). The table below spells ids as
+# literals (the rules snapshot reads them from the source).
 NETWORK_RESOLVER_BROKEN = "dns.network_resolver_broken"
 CERTIFICATE_FAILURES = frozenset(
     {
@@ -780,7 +781,7 @@ RULES: tuple[Rule, ...] = (
     ),
     # 4. The rest.
     Rule(
-        NETWORK_RESOLVER_BROKEN,
+        "dns.network_resolver_broken",
         lambda f: f.network_dns_broken and f.dns_failure is not None,
         INCONCLUSIVE,
         "The network's resolver failed for this name, and for every one of the run's control"

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 import pytest
 
 from analysis.controls import ControlEvidence
-from analysis.rules import RULES, RULES_VERSION, Evidence, Facts, Rule, evaluate
+from analysis.rules import (
+    NETWORK_RESOLVER_BROKEN,
+    RULES,
+    RULES_VERSION,
+    Evidence,
+    Facts,
+    Rule,
+    evaluate,
+)
 from analysis.verdicts import facts_for_target, verdicts_for_run
 from probe.model import (
     Connectivity,
@@ -473,6 +481,10 @@ def test_rule_ids_are_unique_and_well_formed() -> None:
     assert len(ids) == len(set(ids))
     assert all(re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_]+)*", i) for i in ids)
     assert all(r.comment.strip() for r in RULES)
+
+
+def test_the_broken_resolver_rule_id_the_run_summary_reads_is_in_the_table() -> None:
+    assert NETWORK_RESOLVER_BROKEN in {rule.rule_id for rule in RULES}
 
 
 def test_rules_version_is_set() -> None:
