@@ -43,7 +43,7 @@ from probe.ooni.document import (
     parse_document,
 )
 from probe.ooni.export import EXTENSION_KEY, SOFTWARE_NAME
-from probe.ooni.mapping import to_measurements
+from probe.ooni.mapping import to_measurements, uuid5_hex
 from probe.ooni.reader import RawDocument, read_documents
 from probe.ooni.targets import host_of_target, route
 from probe.ooni.verdict_keys import key_fields, keys_of
@@ -98,7 +98,7 @@ class ImportReport:
 
 
 def run_id_of(document: OoniDocument) -> str:
-    return uuid.uuid5(OONI_NAMESPACE, document.identity).hex
+    return uuid5_hex(OONI_NAMESPACE, document.identity)
 
 
 def run_of(document: OoniDocument) -> Run:

@@ -315,6 +315,18 @@ def http_observation(
 # -- a document's measurements --------------------------------------------------------------------
 
 
+def uuid5_hex(namespace: uuid.UUID, name: str) -> str:
+    """`uuid.uuid5(namespace, name).hex` (RFC 4122 section 4.3: SHA-1 of the namespace and the
+    name, version 5, variant 10) without building a UUID object, which cost more than the hash
+    for the ~20 measurement ids of each imported document."""
+    digest = bytearray(
+        hashlib.sha1(namespace.bytes + name.encode("utf-8"), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()
+
+
 def to_measurements(
     run_id: str, document: OoniDocument, routed: Sequence[Routed], namespace: uuid.UUID
 ) -> list[Measurement]:
@@ -337,7 +349,7 @@ def to_measurements(
                     platform=target.platform,
                     target=target.name,
                     observation=observation,
-                    id=uuid.uuid5(namespace, f"{run_id}/{index}").hex,
+                    id=uuid5_hex(namespace, f"{run_id}/{index}"),
                 )
             )
     return measurements
