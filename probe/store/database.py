@@ -260,7 +260,7 @@ class Store:
                 (schema.meta, notes),
             ):
                 if rows:
-                    conn.execute(table.insert(), rows)
+                    _insert_rows(conn, table, rows)
         return saved
 
     def annotations(self, prefix: str) -> Iterator[tuple[str, str]]:
@@ -476,6 +476,32 @@ def _filtered(
     if until is not None:
         stmt = stmt.where(time < until)
     return stmt
+
+
+def _insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT `rows` (dicts with the same keys) as `conn.execute(table.insert(), rows)` does.
+
+    On SQLite, one statement compiled once and the DBAPI's executemany over tuples, each value
+    through its column type's bind processor (the same processors SQLAlchemy applies): building
+    SQLAlchemy's parameters row by row cost more than SQLite's inserts themselves (an OONI import
+    saves ~25,000 measurement rows per 1,000 documents). Other databases keep the plain path."""
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), list(rows))
+        return
+    dialect = conn.dialect
+    keys = rows[0].keys()
+    compiled = table.insert().compile(dialect=dialect, column_keys=list(keys))
+    order = compiled.positiontup
+    if order is None or set(order) != keys or any(row.keys() != keys for row in rows):
+        conn.execute(table.insert(), list(rows))  # not one shape: let SQLAlchemy sort it out
+        return
+    processors = [table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order]
+    if all(p is None for p in processors):
+        params = [tuple(row[key] for key in order) for row in rows]
+    else:
+        pairs = list(zip(order, processors, strict=True))
+        params = [tuple(row[key] if p is None else p(row[key]) for key, p in pairs) for row in rows]
+    conn.exec_driver_sql(compiled.string, params)
 
 
 def insert_missing(conn: Connection, table: Table) -> Insert:
