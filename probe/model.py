@@ -48,6 +48,34 @@ class Failure(StrEnum):
     SSL_FAILED_HANDSHAKE = "ssl_failed_handshake"
 
 
+# Older probes named some of these failures differently, and their documents keep those names
+# (ooni/spec data-formats/df-007-errors.md, "legacy errors": ooni/probe-legacy's strings, each
+# named after the Twisted exception it stood for). Stored as written; read by the verdict rules
+# as the failure each one is (current_failure below). Only the unambiguous ones: a
+# connect_error (t.i.e.ConnectError, any connect failure), dns_lookup_error (any lookup failure),
+# connection_lost_error or response_never_received could each be several of today's failures and
+# stay as they are, which the rules read as a failure of no known kind.
+LEGACY_FAILURES: Mapping[str, Failure] = MappingProxyType(
+    {
+        "connection_refused_error": Failure.CONNECTION_REFUSED,  # t.i.e.ConnectionRefusedError
+        "tcp_timed_out_error": Failure.GENERIC_TIMEOUT_ERROR,  # t.i.e.TCPTimedOutError
+        "deferred_timeout_error": Failure.GENERIC_TIMEOUT_ERROR,  # t.i.d.TimeoutError
+        "connection_done": Failure.EOF_ERROR,  # t.i.e.ConnectionDone: the peer closed
+        "dns_name_error": Failure.DNS_NXDOMAIN_ERROR,  # t.n.e.DNSNameError: RCODE 3
+        "dns_name_failure": Failure.DNS_SERVFAIL_ERROR,  # t.n.e.DNSServerError: RCODE 2
+    }
+)
+
+
+def current_failure(failure: str | None) -> str | None:
+    """A failure string in today's df-007 vocabulary: a legacy name as the failure it is, any
+    other string as it is."""
+    if failure is None:
+        return None
+    legacy = LEGACY_FAILURES.get(failure)
+    return failure if legacy is None else str(legacy)
+
+
 # OONI writes an unknown error as "unknown_failure: <text>" (df-007); that text comes from a
 # dependency (aiohttp's parser messages, an exception's str) and changes when it is upgraded, which
 # would split one failure into as many join keys as there are versions. Here `failure` is the bare

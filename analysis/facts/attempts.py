@@ -21,6 +21,7 @@ from probe.model import (
     ProtocolProbe,
     TcpConnect,
     TlsHandshake,
+    current_failure,
 )
 from probe.names import normalise_host
 
@@ -41,7 +42,8 @@ class Attempt(Generic[R]):
 
     @property
     def failure(self) -> str | None:
-        return self.m.failure
+        """The failure in today's df-007 words (an imported legacy string as what it is)."""
+        return current_failure(self.m.failure)
 
     @property
     def operation(self) -> str | None:

@@ -35,6 +35,7 @@ from probe.model import (
     Run,
     TcpConnect,
     TlsHandshake,
+    current_failure,
 )
 from probe.names import normalise_host
 
@@ -90,7 +91,7 @@ def ipv6_broken_everywhere(measurements: Iterable[Measurement]) -> bool:
             m.layer is Layer.TLS and obs.failed_operation is Operation.CONNECT
         )
         if connect and is_v6(address(obs.details)):
-            failures.append(m.failure)
+            failures.append(current_failure(m.failure))
     return bool(failures) and all(f in UNREACHABLE for f in failures)
 
 

@@ -105,6 +105,8 @@ def control_evidence(document: OoniDocument, platform: str, target: str) -> Cont
     for key, value in (mapping(control, "tcp_connect", where) or {}).items():
         here = f"{where}.tcp_connect[{key!r:.60}]"
         address, port = _endpoint(key, here)
+        if value is None:
+            continue  # null: the helper has no result for this endpoint (OONI writes null)
         result = entry(value, here)
         ok = flag(result, "status", here)
         failure = failure_string(result, "failure", here)
@@ -116,6 +118,8 @@ def control_evidence(document: OoniDocument, platform: str, target: str) -> Cont
     for key, value in (mapping(control, "tls_handshake", where) or {}).items():
         here = f"{where}.tls_handshake[{key!r:.60}]"
         address, port = _endpoint(key, here)
+        if value is None:
+            continue
         result = entry(value, here)
         ok = bool(flag(result, "status", here))
         failure = failure_string(result, "failure", here)

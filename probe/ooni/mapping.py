@@ -9,10 +9,11 @@
   certificate decoded (subject, issuer, SANs, validity, DER SHA-256); df-001 requests ->
   HttpTransaction with the body's length, SHA-256, <title> and prefix.
 
-Failure strings stay exactly as OONI wrote them; only an "unknown_failure: <text>" is split the
-way our records keep it (probe.codec.split_failure: the text goes to failure_detail), and the
-OONI export writes it back whole. Times: the measurement's start plus the entry's `t0` (or `t`),
-durations from `t - t0` where a probe recorded both.
+Failure strings stay exactly as OONI wrote them, an older probe's legacy ones too (the verdict
+rules read those as today's: probe.model.current_failure); only an "unknown_failure: <text>" is
+split the way our records keep it (probe.codec.split_failure: the text goes to failure_detail),
+and the OONI export writes it back whole. Times: the measurement's start plus the entry's `t0`
+(or `t`), durations from `t - t0` where a probe recorded both.
 """
 
 from __future__ import annotations
