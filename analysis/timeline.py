@@ -379,6 +379,37 @@ def _add_blocked(series: Series, index: int, technique: int) -> None:
     series.blocked[index] += 1
 
 
+# Buckets a series grows by at once while the timeline is built (a day of hours): growing by one
+# bucket per hour of a month cost a fifth of a report's time; the spare ones are cut at the end.
+_GROWTH = 24
+
+
+def _reserve(series: Series, hour: int) -> int:
+    """Series.cover(hour) for the builder: bucket `hour` exists afterwards, and the arrays may
+    hold up to _GROWTH - 1 empty buckets past it (_trim cuts them); return its index."""
+    size = len(series.ok)
+    if size:
+        index = hour - series.first_hour
+        if index >= size:
+            series._grow_back(max(index + 1 - size, _GROWTH))
+            return index
+    return series.cover(hour)
+
+
+def _trim(series: Series) -> None:
+    """Cut the spare buckets _reserve left after the last one holding a verdict: every verdict
+    counts in one of the four counters, so the series ends where Series.cover would end it."""
+    ok, blocked, down, inconclusive = series.ok, series.blocked, series.down, series.inconclusive
+    size = end = len(ok)
+    while end and not (ok[end - 1] or blocked[end - 1] or down[end - 1] or inconclusive[end - 1]):
+        end -= 1
+    if end < size:
+        for counter in (ok, blocked, down, inconclusive, series.technique):
+            del counter[end:]
+        del series.ok_hosts[end:]
+        del series.blocked_hosts[end:]
+
+
 def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
     """Stream `verdicts` (any order) into hourly series; the verdicts are not kept."""
     timeline = Timeline()
@@ -412,7 +443,7 @@ def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
             series.country = verdict.country
         index = hour - series.first_hour
         if index < 0 or index >= len(series.ok):
-            index = series.cover(hour)
+            index = _reserve(series, hour)
         status = verdict.status
         if status is blocked_status or status is ok_status:
             bit = series.probe_bits.get(verdict.probe_id)
@@ -435,7 +466,7 @@ def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
                 probe_series_map[ProbeSeriesKey(*probe_key)] = own
             own_index = hour - own.first_hour
             if own_index < 0 or own_index >= len(own.ok):
-                own_index = own.cover(hour)
+                own_index = _reserve(own, hour)
             if status is ok_status:
                 series.ok[index] += 1
                 series.ok_hosts[index] |= bit
@@ -454,5 +485,7 @@ def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
             series.down[index] += 1
         else:
             series.inconclusive[index] += 1
+    for built in (*series_map.values(), *probe_series_map.values()):
+        _trim(built)
     timeline.verdicts = count
     return timeline

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from analysis.timeline import AggregateKey, SeriesKey, build_timeline
+from analysis.timeline import AggregateKey, SeriesKey, build_timeline, hour_of, hour_start
 from probe.records import Confidence, Status, Verdict
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
@@ -179,3 +179,34 @@ def test_timeline_streams_verdicts_without_keeping_them() -> None:
     assert sum(p.ok + p.blocked for p in series.points()) == count
     # Keeping 30,000 verdicts would take over 10 MB; the counters take a few hundred kB.
     assert peak < 2_000_000
+
+
+def test_series_grown_a_day_at_a_time_end_at_their_last_verdict() -> None:
+    # Hours apart by less and more than a day, one out of order, on two probes: every series
+    # (and each probe's own) spans its first to its last verdict's hour, as counted by hand.
+    hours = {"a": [0, 1, 5, 30, 31, 100, -3], "b": [2, 26, 27]}
+    statuses = (Status.OK, Status.BLOCKED, Status.DOWN, Status.INCONCLUSIVE)
+    stream = [
+        verdict(hour, statuses[i % 4], probe=probe, technique="tcp.timeout")
+        for probe, of_probe in hours.items()
+        for i, hour in enumerate(of_probe)
+    ]
+    timeline = build_timeline(stream)
+    series = timeline.series[SeriesKey(44244, "telegram", "149.154.175.50")]
+    assert (series.first_hour - hour_of(START), len(series)) == (-3, 104)
+    expected = {hour_start(hour_of(START) + h): [0, 0, 0, 0] for of in hours.values() for h in of}
+    for v in stream:
+        expected[hour_start(hour_of(v.measured_at))][statuses.index(v.status)] += 1
+    assert {
+        p.hour: [p.ok, p.blocked, p.down, p.inconclusive] for p in series.points(include_empty=True)
+    } == {
+        hour_start(series.first_hour + i): expected.get(hour_start(series.first_hour + i), [0] * 4)
+        for i in range(104)
+    }
+    assert len(series.technique) == len(series.ok_hosts) == len(series.blocked_hosts) == 104
+    for probe, of_probe in hours.items():
+        # A probe's own series holds its ok and blocked verdicts only.
+        counted = [h for i, h in enumerate(of_probe) if statuses[i % 4] in statuses[:2]]
+        own = timeline.probe_series[(44244, probe, "telegram", "149.154.175.50")]
+        assert own.first_hour - hour_of(START) == min(counted)
+        assert len(own) == max(counted) - min(counted) + 1

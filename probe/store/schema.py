@@ -9,6 +9,7 @@ several probes (or several machines) can be merged by copying rows.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,17 +72,28 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value)
-            except ValueError:
-                # A hand-edited or hostile row: raised here, the error could not say which row.
-                # The row decoders (probe.store.database) refuse it, naming the row.
-                return UnreadableTime(value)  # type: ignore[return-value]
+            return _stored_time(value)
         if not isinstance(value, datetime):
             raise TypeError(f"unexpected timestamp value {value!r} from the database")
         if value.tzinfo is None:  # only a hand-edited row can get here; stored values are UTC
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stored_time(text: str) -> datetime:
+    """A time as SQLite stores it (ISO-8601 text), read as an aware UTC datetime. Cached: the
+    rows of one run share their times (its verdicts all carry the run's start), and a
+    datetime is immutable, so they share one object too."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        # A hand-edited or hostile row: raised here, the error could not say which row.
+        # The row decoders (probe.store.database) refuse it, naming the row.
+        return UnreadableTime(text)  # type: ignore[return-value]
+    if value.tzinfo is None:  # only a hand-edited row can get here; stored values are UTC
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 metadata = MetaData()
