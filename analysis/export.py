@@ -30,7 +30,7 @@ import functools
 import itertools
 import json
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
@@ -196,13 +196,29 @@ def write_measurements_csv(
         categories=categories,
         roles=roles,
     )
-    write = out.write
+    # Each row is formatted into `line` first: a row none of whose cells starts like a formula
+    # (_CELL_MAY_RUN finds no cell start that could) is written as it is, and only the others
+    # go through inert_cell, cell by cell.
+    line: list[str] = []
+    catch = csv.writer(_Catcher(line.append), lineterminator="")
+    format_row, may_run, write = catch.writerow, _CELL_MAY_RUN.search, out.write
     for values in rows:
         details = values.pop()
-        writer.writerow([inert_cell(v) for v in values])
-        write(',"' + compact_json(details).replace('"', '""') + '"\n')
+        format_row(values)
+        text = line.pop()
+        if may_run("," + text) is not None:
+            format_row([inert_cell(v) for v in values])
+            text = line.pop()
+        write(text + ',"' + compact_json(details).replace('"', '""') + '"\n')
         count += 1
     return count
+
+
+class _Catcher:
+    """A file for csv.writer that hands each formatted row to `write` (a list's append)."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self.write = write
 
 
 def write_measurements_jsonl(
@@ -427,7 +443,9 @@ def _run_network(run: Run) -> _RunNetwork:
     return (run.probe_id, run.network.asn, _one_line(run.network.country))
 
 
-def _values(measurement: Measurement, run: _RunNetwork, category: str | None) -> list[Any]:
+def _values(
+    measurement: Measurement, run: _RunNetwork, category: str | None, role: Role
+) -> list[Any]:
     """The JSONL_FIELDS values of a measurement, in order (details last, as a dict).
 
     The one place a measurement becomes an export row: every writer starts from it. One flat
@@ -473,7 +491,7 @@ def _values(measurement: Measurement, run: _RunNetwork, category: str | None) ->
         http_body_length,
         http_title,
         None if detail is None else _one_line(detail),
-        observation.role.value,
+        role.value,
         category,
         encode_details(details),
     ]
@@ -509,12 +527,13 @@ def measurement_rows(
             network = known[measurement.run_id] = _NO_RUN if found is None else _run_network(found)
         if wanted is not None and network[1] not in wanted:
             continue
-        if keep is not None and measurement.observation.role not in keep:
+        role = measurement.observation.role
+        if keep is not None and role not in keep:
             continue
         category = (
             categories.get((measurement.platform, measurement.target)) if categories else None
         )
-        yield _values(measurement, network, category)
+        yield _values(measurement, network, category, role)
 
 
 def _write_json_line(out: TextIO, record: dict[str, Any]) -> None:
@@ -548,6 +567,14 @@ def _one_line_cached(text: str) -> str:
 
 # What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
 _FORMULA_START = frozenset("=+-@\t\r")
+
+
+# Where a CSV row (with a comma put before it) may hold a cell that inert_cell would change: a
+# comma, then a formula start or a blank (re's \s for str patterns is str.isspace), or the quote
+# the csv module puts around some cells. Commas inside cells match too: such a row just takes
+# the cell-by-cell path. (A literal first character lets re scan for it: several times faster
+# than an alternative with ^.)
+_CELL_MAY_RUN = re.compile(r',[=+\-@\s"]')
 
 
 def inert_cell(value: Any) -> Any:

@@ -21,6 +21,7 @@ Which record a details object is comes from the observation's layer and its `dif
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -158,6 +159,16 @@ def _field_plan(cls: type[Any]) -> tuple[tuple[str, str, bool], ...]:
 
 
 def _encode_record(record: Any) -> dict[str, JsonValue]:
+    compiled = _COMPILED_ENCODERS.get(record.__class__, _UNCOMPILED)
+    if compiled is _UNCOMPILED:
+        compiled = _COMPILED_ENCODERS[record.__class__] = _compile_encoder(record.__class__)
+    if compiled is not None:
+        return compiled(record)  # type: ignore[no-any-return]
+    return _encode_fields(record)
+
+
+def _encode_fields(record: Any) -> dict[str, JsonValue]:
+    """_encode_record, field by field (the compiled encoders' reference)."""
     out: dict[str, JsonValue] = {}
     for name, key, omitted_when_null in _field_plan(type(record)):
         value = getattr(record, name)
@@ -302,6 +313,21 @@ def _record_decoder(cls: type[Any]) -> _Decoder:
 
 
 def _build_record_decoder(cls: type[Any]) -> _Decoder:
+    generic = _build_generic_decoder(cls)
+    compiled = _compiled_decoder(cls)
+    if compiled is None:
+        return generic
+
+    def decode(value: Any, path: str) -> Any:
+        record = compiled(value)
+        return generic(value, path) if record is _UNSURE else record
+
+    return decode
+
+
+def _build_generic_decoder(cls: type[Any]) -> _Decoder:
+    """The decoder of one record type, field by field: the reference the compiled decoders
+    defer to, and the one that names the path of a bad field."""
     hints = typing.get_type_hints(cls)
     keys = _KEYS.get(cls, {})
     plan: list[tuple[str, str, _Decoder, bool]] = []
@@ -336,6 +362,233 @@ def _build_record_decoder(cls: type[Any]) -> _Decoder:
             raise _fail(path, str(exc)) from None
 
     return decode
+
+
+# -- compiled paths ----------------------------------------------------------------------------
+#
+# A record is decoded and encoded once per measurement a report reads or an export writes (a
+# million for a month of data), and the loops above (a decoder call and a path string per field)
+# cost most of that. Per record type, straight-line functions are compiled once, the way
+# dataclasses compiles __init__. A compiled decoder takes only input in which every value has the
+# exact JSON type its field expects (str, int, float that is finite, bool, list, dict) and returns
+# _UNSURE for anything else (a missing required key, an int where a float goes, a value that does
+# not fit), which the generic decoder then reads or refuses with the path: what is accepted, and
+# what comes out, is the generic decoder's. A compiled encoder writes each field as
+# _encode_fields does: exact JSON scalars as they are, anything else through _encode_value.
+# RawCapture (free-form keys) and any field type outside these stay generic.
+
+_UNSURE = object()
+_UNCOMPILED = object()
+_COMPILED_DECODERS: dict[type[Any], Callable[[Any], Any] | None] = {}
+_COMPILED_ENCODERS: dict[type[Any], Any] = {}
+
+
+class _Uncompilable(Exception):
+    """A field type the compiler does not handle: the record stays generic."""
+
+
+def _compiled_decoder(cls: type[Any]) -> Callable[[Any], Any] | None:
+    if cls not in _COMPILED_DECODERS:
+        _COMPILED_DECODERS[cls] = None  # while compiling (and if it cannot be)
+        with contextlib.suppress(_Uncompilable):
+            _COMPILED_DECODERS[cls] = _compile_decoder(cls)
+    return _COMPILED_DECODERS[cls]
+
+
+class _Source:
+    """The text of one compiled function, with the names it uses."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.names: dict[str, Any] = {"UNSURE": _UNSURE, "MISSING": _MISSING}
+        self.count = 0
+
+    def name(self, prefix: str, value: Any = None) -> str:
+        self.count += 1
+        name = f"{prefix}{self.count}"
+        if value is not None:
+            self.names[name] = value
+        return name
+
+    def add(self, indent: int, line: str) -> None:
+        self.lines.append("    " * indent + line)
+
+    def compile(self, function: str) -> Any:
+        namespace = dict(self.names)
+        exec("\n".join(self.lines), namespace)  # our own generated text, nothing of the input
+        return namespace[function]
+
+
+def _check(src: _Source, hint: Any, value: str, out: str, indent: int) -> None:
+    """Lines that set `out` to what the generic decoder returns for `value` of type `hint`, or
+    return UNSURE."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(inner) != 1:
+            raise _Uncompilable(hint)
+        src.add(indent, f"if {value} is None:")
+        src.add(indent + 1, f"{out} = None")
+        src.add(indent, "else:")
+        _check(src, inner[0], value, out, indent + 1)
+        return
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            src.add(indent, f"if {value}.__class__ is not list:")
+            src.add(indent + 1, "return UNSURE")
+            if args[0] is str:  # the generic decoder keeps each str as it is
+                item = src.name("item")
+                src.add(indent, f"for {item} in {value}:")
+                src.add(indent + 1, f"if {item}.__class__ is not str:")
+                src.add(indent + 2, "return UNSURE")
+                src.add(indent, f"{out} = tuple({value})")
+                return
+            items, item, decoded = src.name("items"), src.name("item"), src.name("decoded")
+            src.add(indent, f"{items} = []")
+            src.add(indent, f"for {item} in {value}:")
+            _check(src, args[0], item, decoded, indent + 1)
+            src.add(indent + 1, f"{items}.append({decoded})")
+            src.add(indent, f"{out} = tuple({items})")
+            return
+        src.add(indent, f"if {value}.__class__ is not list or len({value}) != {len(args)}:")
+        src.add(indent + 1, "return UNSURE")
+        parts = [src.name("part") for _ in args]
+        src.add(indent, f"{', '.join(parts)}, = {value}")
+        decoded_parts = []
+        for part, arg in zip(parts, args, strict=True):
+            decoded = src.name("decoded")
+            _check(src, arg, part, decoded, indent)
+            decoded_parts.append(decoded)
+        src.add(indent, f"{out} = ({', '.join(decoded_parts)},)")
+        return
+    if hint is str or hint is int or hint is bool:
+        src.add(indent, f"if {value}.__class__ is not {hint.__name__}:")
+        src.add(indent + 1, "return UNSURE")
+        src.add(indent, f"{out} = {value}")
+        return
+    if hint is float:
+        # A finite float (x - x is nan for inf and nan); an int goes generic (float(x) there).
+        src.add(indent, f"if {value}.__class__ is not float or {value} - {value} != 0.0:")
+        src.add(indent + 1, "return UNSURE")
+        src.add(indent, f"{out} = {value}")
+        return
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        members = src.name("members", {member.value: member for member in hint})
+        src.add(indent, f"{out} = {members}.get({value}) if {value}.__class__ is str else None")
+        src.add(indent, f"if {out} is None:")
+        src.add(indent + 1, "return UNSURE")
+        return
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        inner_decoder = _compiled_decoder(hint)
+        if inner_decoder is None:
+            raise _Uncompilable(hint)
+        decoder = src.name("decoder", inner_decoder)
+        src.add(indent, f"{out} = {decoder}({value})")
+        src.add(indent, f"if {out} is UNSURE:")
+        src.add(indent + 1, "return UNSURE")
+        return
+    raise _Uncompilable(hint)
+
+
+def _compile_decoder(cls: type[Any]) -> Callable[[Any], Any]:
+    """decode(value) -> the record, as the generic decoder makes it, or _UNSURE."""
+    if cls is RawCapture:
+        raise _Uncompilable(cls)
+    hints = typing.get_type_hints(cls)
+    keys = _KEYS.get(cls, {})
+    src = _Source()
+    src.names["cls"] = cls
+    src.add(0, "def decode(value):")
+    src.add(1, "if value.__class__ is not dict:")
+    src.add(2, "return UNSURE")
+    src.add(1, "get = value.get")
+    src.add(1, "kwargs = {}")
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        raw = src.name("raw")
+        src.add(1, f"{raw} = get({keys.get(f.name, f.name)!r}, MISSING)")
+        if required:
+            src.add(1, f"if {raw} is MISSING:")
+            src.add(2, "return UNSURE")
+            indent = 1
+        else:
+            src.add(1, f"if {raw} is not MISSING:")
+            indent = 2
+        if f.name in _OMITTED_WHEN_NULL:  # null: the field's default
+            src.add(indent, f"if {raw} is not None:")
+            indent += 1
+        decoded = src.name("decoded")
+        _check(src, hints[f.name], raw, decoded, indent)
+        src.add(indent, f"kwargs[{f.name!r}] = {decoded}")
+    src.add(1, "try:")
+    src.add(2, "return cls(**kwargs)")
+    src.add(1, "except (TypeError, ValueError):")
+    src.add(2, "return UNSURE")
+    decode: Callable[[Any], Any] = src.compile("decode")
+    return decode
+
+
+def _encoded(src: _Source, hint: Any, value: str) -> str:
+    """An expression equal to _encode_value(`value`) for a field of type `hint`: exact JSON
+    scalars as they are, the expected record, enum or tuple inline, anything else (a value not
+    of its field's type) through _encode_value."""
+    generic = f"({value} if {value}.__class__ in SCALARS else encode_value({value}))"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _encoded(src, inner[0], value) if len(inner) == 1 else generic
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = src.name("item")
+            return (
+                f"([{_encoded(src, args[0], item)} for {item} in {value}] "
+                f"if {value}.__class__ is tuple else encode_value({value}))"
+            )
+        return generic
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        kind = src.name("kind", hint)
+        return f"({value}.value if {value}.__class__ is {kind} else {generic})"
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        inner_encoder = _COMPILED_ENCODERS.get(hint, _UNCOMPILED)
+        if inner_encoder is _UNCOMPILED:
+            inner_encoder = _COMPILED_ENCODERS[hint] = _compile_encoder(hint)
+        if inner_encoder is None:
+            return generic
+        record_type, encoder = src.name("record_type", hint), src.name("encoder", inner_encoder)
+        return f"({encoder}({value}) if {value}.__class__ is {record_type} else {generic})"
+    return generic
+
+
+def _compile_encoder(cls: type[Any]) -> Callable[[Any], dict[str, JsonValue]] | None:
+    """encode(record) -> _encode_fields(record), field by field in straight lines."""
+    if cls is RawCapture or not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        return None
+    hints = typing.get_type_hints(cls)
+    src = _Source()
+    src.names.update({"SCALARS": _SCALARS, "encode_value": _encode_value})
+    plan = _field_plan(cls)
+    # The fields before the first one left out when null, in one dict display; then one by one.
+    lead = next((i for i, (_, _, omitted) in enumerate(plan) if omitted), len(plan))
+    src.add(0, "def encode(record):")
+    for i, (name, _, _) in enumerate(plan[:lead]):
+        src.add(1, f"value{i} = record.{name}")
+    entries = ", ".join(
+        f"{key!r}: {_encoded(src, hints[name], f'value{i}')}"
+        for i, (name, key, _) in enumerate(plan[:lead])
+    )
+    src.add(1, f"out = {{{entries}}}")
+    for name, key, omitted_when_null in plan[lead:]:
+        src.add(1, f"value = record.{name}")
+        indent = 1
+        if omitted_when_null:
+            src.add(1, "if value is not None:")
+            indent = 2
+        src.add(indent, f"out[{key!r}] = {_encoded(src, hints[name], 'value')}")
+    src.add(1, "return out")
+    encode: Callable[[Any], dict[str, JsonValue]] = src.compile("encode")
+    return encode
 
 
 def record_for(layer: Layer, details: Mapping[str, Any]) -> type[Details]:

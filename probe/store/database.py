@@ -872,22 +872,26 @@ def _measurement_from_row(row: Row[Any]) -> Measurement:
     except (ValueError, TypeError) as exc:  # CodecError, JSONDecodeError
         raise StoreError(f"measurement {id_} of run {run_id} does not parse: {exc}") from None
     failure, failure_detail = split_failure(failure, failure_detail)
-    return Measurement(
-        id=id_,
-        run_id=run_id,
-        platform=platform,
-        target=target,
-        observation=Observation(
-            layer=layer_,
-            endpoint=endpoint,
-            started_at=started_at,
-            duration_ms=duration,
-            failure=failure,
-            failed_operation=operation,
-            failure_detail=failure_detail,
-            details=record,
-        ),
+    # By position (_OBSERVATION_FIELDS, _MEASUREMENT_FIELDS): an export reads a million.
+    observation = Observation(
+        layer_, endpoint, started_at, duration, record, failure, operation, failure_detail
     )
+    return Measurement(run_id, platform, target, observation, id_)
+
+
+_OBSERVATION_FIELDS = (
+    "layer",
+    "endpoint",
+    "started_at",
+    "duration_ms",
+    "details",
+    "failure",
+    "failed_operation",
+    "failure_detail",
+)
+assert tuple(f.name for f in dataclasses.fields(Observation)) == _OBSERVATION_FIELDS
+_MEASUREMENT_FIELDS = ("run_id", "platform", "target", "observation", "id")
+assert tuple(f.name for f in dataclasses.fields(Measurement)) == _MEASUREMENT_FIELDS
 
 
 # The meta rows that describe the database itself; every other meta row is an annotation saved

@@ -1,0 +1,148 @@
+"""The codec's compiled decoders and encoders (probe.codec, "compiled paths") against its generic,
+field-by-field ones: on every recorded lab measurement's details and on thousands of damaged
+copies of them (a key missing, null, of another type), the same record or the same CodecError
+message; and the same JSON object out."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from probe import codec
+from probe.codec import CodecError, decode_details, encode_details, encode_details_column
+from probe.model import Details, Layer, TlsHandshake
+from tests.replay import load_replay, recorded_scenarios, replay_path
+from tests.store_rows import make_measurement
+
+# What a damaged value becomes: each of JSON's types, and the values a float check must refuse.
+REPLACEMENTS: tuple[Any, ...] = (None, 3, -1, 3.0, 1e400, "x", "", True, [], ["x"], {}, {"a": 1})
+
+
+def _recorded() -> list[tuple[Layer, dict[str, Any]]]:
+    found = []
+    for name in recorded_scenarios():
+        for measurement in load_replay(replay_path(name)).measurements:
+            observation = measurement.observation
+            found.append((observation.layer, encode_details_column(observation)))
+    extra = make_measurement("run", layer=Layer.DNS, endpoint="udp://9.9.9.9:53").observation
+    found.append((Layer.DNS, encode_details_column(extra)))
+    return found
+
+
+def _damaged(value: Any) -> Iterator[Any]:
+    """Copies of `value` with one thing changed, at every depth."""
+    if isinstance(value, dict):
+        for key in value:
+            without = dict(value)
+            del without[key]
+            yield without
+            for replacement in REPLACEMENTS:
+                yield {**value, key: replacement}
+            for inner in _damaged(value[key]):
+                yield {**value, key: inner}
+        yield {**value, "later_writer_key": 1}
+    elif isinstance(value, list) and value:
+        for inner in _damaged(value[0]):
+            yield [inner, *value[1:]]
+        yield [*value, copy.deepcopy(value[0])]
+        yield [*value, None]
+
+
+def _shape(value: Any) -> str:
+    """The keys and JSON types of `value`, nested."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_shape(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(sorted({_shape(v) for v in value})) + "]"
+    return type(value).__name__
+
+
+def _outcome(decode: Callable[[], Details]) -> tuple[str, Any]:
+    try:
+        return "record", decode()
+    except CodecError as exc:
+        return "error", str(exc)
+
+
+@pytest.fixture
+def generic_only(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], Any]], Any]:
+    """Call a function with the codec's compiled paths switched off (fresh generic decoders)."""
+
+    def call(function: Callable[[], Any]) -> Any:
+        with monkeypatch.context() as patch:
+            patch.setattr(codec, "_DECODERS", {})
+            patch.setattr(codec, "_compiled_decoder", lambda cls: None)
+            patch.setattr(codec, "_COMPILED_ENCODERS", {})
+            patch.setattr(codec, "_compile_encoder", lambda cls: None)
+            return function()
+
+    return call
+
+
+def test_recorded_details_decode_and_encode_as_the_generic_codec_does(
+    generic_only: Callable[[Callable[[], Any]], Any],
+) -> None:
+    recorded = _recorded()
+    assert {layer for layer, _ in recorded} == set(Layer)
+    expected = generic_only(lambda: [decode_details(layer, data) for layer, data in recorded])
+    decoded = [decode_details(layer, data) for layer, data in recorded]
+    assert decoded == expected
+    assert [encode_details(record) for record in decoded] == generic_only(
+        lambda: [encode_details(record) for record in expected]
+    )
+    assert {type(record).__name__ for record in decoded} >= {
+        "DnsQuery",
+        "TcpConnect",
+        "ProtocolProbe",
+        "TlsHandshake",
+        "HttpTransaction",
+        "RawCapture",
+    }
+
+
+def test_damaged_details_give_the_generic_codecs_record_or_error(
+    generic_only: Callable[[Callable[[], Any]], Any],
+) -> None:
+    cases: list[tuple[Layer, Any]] = []
+    seen: set[str] = set()
+    for layer, data in _recorded():
+        shape = f"{layer} {_shape(data)}"
+        if shape in seen:  # one measurement of each shape
+            continue
+        seen.add(shape)
+        cases.extend((layer, damaged) for damaged in _damaged(data))
+    assert len(cases) > 5_000
+
+    def outcomes() -> list[tuple[str, Any]]:
+        return [_outcome(functools.partial(decode_details, layer, data)) for layer, data in cases]
+
+    expected = generic_only(outcomes)
+    got = outcomes()
+    assert got == expected
+    kinds = {kind for kind, _ in got}
+    assert kinds == {"record", "error"}  # both paths were taken
+
+
+def test_a_record_holding_values_off_its_types_encodes_as_the_generic_codec_does(
+    generic_only: Callable[[Callable[[], Any]], Any],
+) -> None:
+    # Records are not type-checked when built: a tuple where a list goes, an int for a float,
+    # a list of plain strings where records go.
+    (layer, data), *_ = [c for c in _recorded() if c[0] is Layer.TLS]
+    record = decode_details(layer, data)
+    assert isinstance(record, TlsHandshake)
+    odd = [
+        dataclasses.replace(record, port=443.0),  # type: ignore[arg-type]
+        dataclasses.replace(record, certificates=["not a certificate"]),  # type: ignore[arg-type]
+        dataclasses.replace(record, certificates=list(record.certificates)),  # type: ignore[arg-type]
+        dataclasses.replace(record, differential_kind="sni"),  # type: ignore[arg-type]
+        dataclasses.replace(record, connect_ms=12),
+    ]
+    assert [encode_details(r) for r in odd] == generic_only(
+        lambda: [encode_details(r) for r in odd]
+    )

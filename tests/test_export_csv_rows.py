@@ -1,0 +1,127 @@
+"""The measurements CSV as the straightforward writer makes it: every cell through inert_cell,
+then the details JSON. write_measurements_csv formats a row once and only sends rows where a cell
+could start like a formula through inert_cell (analysis.export, _CELL_MAY_RUN); its file must be
+byte-identical to the straightforward one, on recorded lab runs, on the export fixture and on
+cells made to start like formulas (or to look as if they did)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from analysis.export import (
+    MEASUREMENT_COLUMNS,
+    compact_json,
+    inert_cell,
+    measurement_rows,
+    write_measurements_csv,
+)
+from probe.model import HttpTransaction, Layer, Measurement, Run
+from probe.store import Store
+from tests.export_store import build_export_store
+from tests.replay import load_replay, recorded_scenarios, replay_path
+from tests.store_rows import make_measurement, make_run
+
+# Cells that start like a formula, behind blanks (ASCII and not), or only seem to: a formula
+# character inside a quoted cell after a comma, a minus inside, a plain negative-looking text.
+TRICKY = (
+    "=1+1",
+    "+cmd",
+    "-2",
+    "@SUM(A1)",
+    "\tx",
+    "\rx",
+    "  =x",
+    "\u00a0=x",
+    "\u3000@x",
+    "a,=b",
+    'say "=x"',
+    "a, b",
+    "x-y",
+    "",
+    " ",
+    "plain",
+)
+
+
+def _reference_csv(rows: list[list[Any]]) -> str:
+    """The writer as it was: the csv module on every cell through inert_cell."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="")
+    writer.writerow(MEASUREMENT_COLUMNS)
+    out.write("\n")
+    for values in rows:
+        details = values.pop()
+        writer.writerow([inert_cell(v) for v in values])
+        out.write(',"' + compact_json(details).replace('"', '""') + '"\n')
+    return out.getvalue()
+
+
+def _tricky(store: Store) -> None:
+    for i, text in enumerate(TRICKY):
+        run = make_run(store.probe_id(), country=text or None, asn=i)
+        store.start_run(run)
+        title = HttpTransaction(f"https://{i}.example/", status=200, title=text or None)
+        store.save_measurements(
+            [
+                make_measurement(run.id, target=text or "t", endpoint=text or "e"),
+                make_measurement(run.id, failure=text or None, failure_detail=text or None),
+                make_measurement(
+                    run.id, platform=text or "p", layer=Layer.HTTP, endpoint="u", details=title
+                ),
+            ]
+        )
+
+
+def _both(store: Store, runs: list[Run]) -> tuple[str, str]:
+    written = io.StringIO()
+    count = write_measurements_csv(store, written, runs=runs)
+    rows = list(measurement_rows(store, runs=runs))
+    assert count == len(rows) > 0
+    return written.getvalue(), _reference_csv(rows)
+
+
+def test_cells_that_start_like_formulas_are_written_as_every_cell_through_inert_cell(
+    tmp_path: Path,
+) -> None:
+    with Store.open(tmp_path / "tricky.db") as store:
+        _tricky(store)
+        written, expected = _both(store, list(store.runs()))
+    assert written == expected
+    assert "'=1+1" in written and "'  =x" in written and "'\u00a0=x" in written
+    assert ",a, b," not in written  # quoted: a cell with a comma is one cell
+
+
+def test_recorded_lab_runs_export_as_every_cell_through_inert_cell(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "lab.db") as store:
+        measurements: list[Measurement] = []
+        for name in recorded_scenarios():
+            replay = load_replay(replay_path(name))
+            store.start_run(replay.run)
+            measurements.extend(replay.measurements)
+        store.save_measurements(measurements)
+        written, expected = _both(store, list(store.runs()))
+    assert written == expected
+    assert written.count("\n") == len(measurements) + 1
+
+
+def test_the_export_fixture_exports_as_every_cell_through_inert_cell(tmp_path: Path) -> None:
+    data = build_export_store(tmp_path)
+    with Store.open_readonly(data.db) as store:
+        # Without the runs read up front as well: each run is then looked up on its own.
+        for runs in (list(store.runs()), []):
+            written, expected = _both(store, runs)
+            assert written == expected
+    assert "'=HYPERLINK" in written
+
+
+def test_a_run_network_with_a_formula_country_is_made_inert(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "c.db") as store:
+        run = make_run(store.probe_id(), country="=IR")
+        store.start_run(run)
+        store.save_measurements([make_measurement(run.id)])
+        written, expected = _both(store, list(store.runs()))
+    assert written == expected
+    assert ",'=IR," in written
