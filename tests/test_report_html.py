@@ -255,3 +255,44 @@ def test_screenshot_shows_the_blocked_colours(page: Path, tmp_path: Path) -> Non
     # Twitter: both lanes blocked for the last day and a half.
     assert pixels[rgb(reader.legend["dns.bogon"])] > 2 * 2000
     assert pixels[rgb(reader.statuses["ok"])] > 10000  # ok hours everywhere else
+
+
+def test_footer_tells_every_probe_apart(page: Path) -> None:
+    # The synthetic probes' ids share their first 8 characters ("probe-as44244-00", ...).
+    footer = page.read_text(encoding="utf-8").split("<footer", 1)[1]
+    listed = re.search(r"<dt>probes</dt><dd>(\d+): ([^<]*)</dd>", footer)
+    assert listed is not None, footer[:500]
+    probes = listed[2].split(", ")
+    assert len(probes) == int(listed[1]) == 3  # two Irancell hosts, one DTAG
+    assert len(set(probes)) == len(probes)
+
+
+# Appended to a copy of the page without its CSP (the page itself runs no script): how far right
+# the events tables' cells reach, beside the window's width.
+_MEASURE_EVENTS = (
+    "<script>var r=0;document.querySelectorAll('table.events td').forEach(function(c){"
+    "r=Math.max(r,c.getBoundingClientRect().right)});document.body.insertAdjacentHTML("
+    "'beforeend','<pre id=\"reach\">'+Math.ceil(r)+' '+window.innerWidth+'</pre>')</script>"
+)
+
+
+@pytest.mark.parametrize("width", [700, 1280])
+def test_every_column_of_an_event_is_on_screen_at_this_width(
+    page: Path, tmp_path: Path, width: int
+) -> None:
+    text = page.read_text(encoding="utf-8")
+    assert text.count('<table class="events">') >= 2
+    measured = tmp_path / "measured.html"
+    measured.write_text(
+        re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", text).replace(
+            "</body>", _MEASURE_EVENTS + "</body>"
+        ),
+        encoding="utf-8",
+    )
+    dom = chromium(
+        f"--window-size={width},900", "--dump-dom", measured.as_uri(), profile=tmp_path / "p"
+    ).stdout
+    found = re.search(r'<pre id="reach">(\d+) (\d+)</pre>', dom)
+    assert found is not None
+    reach, window = int(found[1]), int(found[2])
+    assert window == width and 0 < reach <= width  # no column hidden to the right

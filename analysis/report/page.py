@@ -100,6 +100,10 @@ ol.evidence{margin:4px 0 6px;padding-left:22px;font-size:13px}ol.evidence li{mar
 code{font-family:"DejaVu Sans Mono",monospace;font-size:12px}
 .note{color:#52606d;font-size:12px}
 footer{margin-top:32px}
+@media (max-width:820px){table.events,table.events tbody,table.events tr,table.events td{
+display:block}table.events tr:first-child{display:none}table.events tr{border:1px solid #d9dee3;
+margin:0 0 8px}table.events td{border:0;text-align:left}
+table.events td::before{content:attr(data-label) ": ";color:#52606d;font-weight:600}}
 @media (max-width:760px){
 body{margin:12px auto;padding:0 10px}
 .timeline .row{grid-template-columns:minmax(0,1fr);margin-top:2px}
@@ -371,7 +375,7 @@ def _html_targets(platform: PlatformReport, verdict_ids: dict[tuple[int | None, 
             ("why", v.detail or "-"),
             ("rule", f"{v.rule_id} (rules {v.rules_version})"),
             ("confidence", v.confidence or "-"),
-            ("run", f"{v.run_id} (probe {v.probe_id[:8]})"),
+            ("run", f"{v.run_id} (probe {v.probe_id})"),
             ("measured", f"{format_when(v.measured_at)} UTC"),
         ]
         rows.append(
@@ -447,13 +451,26 @@ def _html_events(platform: PlatformReport, verdict_ids: dict[tuple[int | None, s
         end = "ongoing" if e.end is None else format_when(e.end)
         kind_class = "blocked" if e.kind is EventKind.BLOCKING else e.kind
         targets = ", ".join(_target_link(target, e.networks, verdict_ids) for target in e.targets)
+        cells = (
+            ("num", str(number)),
+            (f"s-{_e(kind_class)}", _e(e.kind)),
+            ("", _e(networks_label(e.networks))),
+            ("", _e(e.technique or "-")),
+            ("when", _e(format_when(e.onset))),
+            ("when", _e(end)),
+            ("", targets),
+            ("num", str(e.hosts)),
+            ("num", _e(rate_text(e.rate))),
+            ("detail", _e(e.detail)),
+        )
+        # Each cell names its column: below 820 px a row is drawn as a card (see _CSS).
         rows.append(
-            f'<tr><td class="num">{number}</td><td class="s-{_e(kind_class)}">{_e(e.kind)}</td>'
-            f"<td>{_e(networks_label(e.networks))}</td>"
-            f'<td>{_e(e.technique or "-")}</td><td class="when">{_e(format_when(e.onset))}</td>'
-            f'<td class="when">{_e(end)}</td><td>{targets}</td>'
-            f'<td class="num">{e.hosts}</td><td class="num">{_e(rate_text(e.rate))}</td>'
-            f'<td class="detail">{_e(e.detail)}</td></tr>'
+            "<tr>"
+            + "".join(
+                _labelled_cell(label, value, css)
+                for (css, value), label in zip(cells, header, strict=True)
+            )
+            + "</tr>"
         )
     rows.append("</table></div>")
     return "\n".join(rows)
@@ -468,12 +485,27 @@ def _target_link(
     return _e(target) if anchor is None else f'<a href="#{anchor}">{_e(target)}</a>'
 
 
+def _labelled_cell(label: str, value: str, css: str) -> str:
+    """A table cell (value already escaped) that names its column for the narrow layout."""
+    attribute = f' class="{css}"' if css else ""
+    return f'<td{attribute} data-label="{_e(label)}">{value}</td>'
+
+
+def _short_ids(ids: Sequence[str]) -> list[str]:
+    """Ids cut to their first 8 characters, or to as many more as it takes to tell them apart
+    (ids of merged or imported probes need not be random hex)."""
+    length = 8
+    while len({i[:length] for i in ids}) < len(set(ids)) and length < max(map(len, ids)):
+        length += 1
+    return [i[:length] for i in ids]
+
+
 def _html_footer(report: Report) -> str:
     facts: list[tuple[str, str]] = [("period", period_text(report))]
     facts.append(("networks", ", ".join(network_label(asn) for asn in report.networks) or "none"))
     provenance = report.provenance
     if provenance is not None:
-        listed = ", ".join(probe[:8] for probe in provenance.probes[:_LISTED_PROBES])
+        listed = ", ".join(_short_ids(provenance.probes)[:_LISTED_PROBES])
         more = len(provenance.probes) - _LISTED_PROBES
         listed += f" and {more} more" if more > 0 else ""
         facts += [
