@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Run
+from probe.cli.render import evidence_line
+from probe.model import Connectivity, DifferentialKind, Layer, Measurement, NetworkInfo, Run
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
 from tests.builders import (
@@ -20,6 +21,8 @@ from tests.builders import (
     http_transaction,
     measurement,
     observation,
+    tcp,
+    tls,
     tls_handshake,
 )
 from tests.cli import invoke
@@ -162,11 +165,12 @@ def test_show_takes_a_unique_prefix_and_lists_each_verdict_with_its_evidence(
         "    dns system ok: 104.244.42.1; rcode NOERROR",
         "    tls 104.244.42.1:443 connection_reset (tls_handshake): SNI twitter.com",
     ]
-    assert "ok twitter https://x.com/: reached" in lines
+    assert "ok twitter https://x.com/" in lines  # an ok target: one line, its sentence with -v
     evidence = f'    http https://x.com/ ok: status 200; title "{X_TITLE}"; {len(PAGE)} bytes'
     assert evidence not in lines  # an ok target's evidence: with -v only
     verbose = invoke("show", "bbbb", "-v", "--db", str(history)).stdout
     assert evidence in verbose.splitlines()
+    assert "ok twitter https://x.com/: reached" in verbose.splitlines()
 
 
 def test_show_one_target_shows_only_its_verdict_and_evidence(history: Path) -> None:
@@ -265,3 +269,23 @@ def test_runs_and_show_fit_80_columns_on_a_real_terminal(history: Path) -> None:
     listed = on_terminal(["runs", "--db", str(history)], columns=80, env={"NO_COLOR": "1"})
     # The network column may wrap, at spaces: every word of the name is whole.
     assert {"AS9009", "M247", "Europe", "SRL", "(RO)"} <= set(listed.stdout.split())
+
+
+def test_evidence_names_the_harmless_half_and_the_repeat_connect() -> None:
+    # "[sni]" once read as rich markup and vanished, leaving "443  ok"; the runner's second
+    # connect to the same address looked like a duplicate row.
+    harmless = tls(
+        "twitter", "https://x.com/", "104.244.42.1", 443, "www.google.com",
+        differential_kind=DifferentialKind.SNI, target_sni="x.com",
+    )  # fmt: skip
+    shown = evidence_line(harmless).plain
+    assert shown.startswith("    tls 104.244.42.1:443 [sni] ok: SNI www.google.com (harmless")
+    first = tcp("telegram", "149.154.167.51", "149.154.167.51", 443, "generic_timeout_error")
+    repeat = tcp("telegram", "149.154.167.51", "149.154.167.51", 443, "generic_timeout_error",
+                 attempt=2)  # fmt: skip
+    assert evidence_line(first).plain == (
+        "    tcp 149.154.167.51:443 generic_timeout_error (connect)"
+    )
+    assert evidence_line(repeat).plain == (
+        "    tcp 149.154.167.51:443 generic_timeout_error (connect): repeat connect"
+    )

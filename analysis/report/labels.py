@@ -86,5 +86,6 @@ def measurement_facts(details: Details) -> list[str]:
         case RawCapture():
             return [details.note] if details.note else []
         case TcpConnect():
-            return []
+            # The runner connects twice to each address and port (probe.flows): say which.
+            return ["repeat connect"] if details.attempt > 1 else []
     return []

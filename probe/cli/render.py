@@ -139,14 +139,15 @@ def platform_table(summaries: Sequence[PlatformSummary]) -> FittedTable:
     return table
 
 
-def verdict_line(verdict: Verdict) -> Text:
-    """One target's verdict on one line: status, platform, target, technique, why."""
+def verdict_line(verdict: Verdict, *, why: bool = True) -> Text:
+    """One target's verdict on one line: status, platform, target, technique, and (`why`) the
+    rule's sentence."""
     how = verdict.technique or ""
     if verdict.confidence is not None:
         how = f"{how} ({verdict.confidence.value})" if how else verdict.confidence.value
     line = f"{styled(verdict.status)} {plain(verdict.platform)} {plain(verdict.target)}"
     line += f" {plain(how)}" if how else ""
-    line += f": {plain(verdict.detail)}" if verdict.detail else ""
+    line += f": {plain(verdict.detail)}" if verdict.detail and why else ""
     return Text.from_markup(line)
 
 
@@ -219,9 +220,11 @@ def run_detail_view(detail: RunDetail, *, verbose: bool) -> list[RenderableType]
         out.append(platform_table(detail.summaries))
     if not detail.verdicts:
         out.append(Text("No verdicts stored for this run."))
+    # An ok target is one line (its sentence, always the same, and its evidence with -v).
     for judged in detail.verdicts:
-        out.append(verdict_line(judged.verdict))
-        if verbose or judged.verdict.status is not Status.OK:
+        shown = verbose or judged.verdict.status is not Status.OK
+        out.append(verdict_line(judged.verdict, why=shown))
+        if shown:
             out.extend(_evidence(judged))
     return out
 
@@ -231,7 +234,8 @@ def evidence_line(measurement: Measurement) -> Text:
     the outcome, and what it saw (DNS answers, certificate, HTTP status and title)."""
     obs = measurement.observation
     kind = obs.differential_kind
-    line = f"    {obs.layer.value} {plain(obs.endpoint)}" + (f" [{kind.value}]" if kind else "")
+    line = f"    {obs.layer.value} {plain(obs.endpoint)}"
+    line += plain(f" [{kind.value}]") if kind else ""  # escaped: "[harmless]" is no markup
     if obs.failure is None:
         line += " [green]ok[/green]"
     else:
@@ -330,7 +334,7 @@ def report_tables(report: Report) -> list[RenderableType]:
         targets = FittedTable(
             [
                 *([Col("network", wrap=False)] if several else []),
-                Col("target", longest=28),
+                Col("target", longest=28, grow=False),
                 Col("verdict", wrap=False),
                 Col("technique"),
                 Col("confidence", wrap=False, drop=4),

@@ -148,10 +148,8 @@ def register(app: typer.Typer) -> None:
     def remove_command() -> None:
         """Remove the schedule (systemd units and/or the crontab block); nothing else."""
         removed = remove()
-        if removed:
-            print(f"removed: {', '.join(removed)}")
-        else:
-            print("no schedule was installed")
+        shown = f"removed: {plain(', '.join(removed))}" if removed else "no schedule was installed"
+        console().print(shown)
 
     app.add_typer(schedule_app, name="schedule")
 

@@ -34,7 +34,9 @@ class Col:
     times, counts); `drop` > 0 when it may be left out on a narrow terminal (higher goes
     first); `longest`: the widest a word may make it before it is cut with "…"; `spill`: when
     left out, its non-empty cells follow the table as lines (`KEY: cell`, KEY the row's
-    `FittedTable.key` cells), wrapped at words, so that nothing in it is lost."""
+    `FittedTable.key` cells), wrapped at words, so that nothing in it is lost; `grow` False: it
+    gets spare width only once every growing column has its natural width (a long target cut
+    with "…" rather than a sentence squeezed into a narrow column)."""
 
     header: str
     wrap: bool = True
@@ -42,6 +44,7 @@ class Col:
     justify: str = "left"
     longest: int = 30
     spill: bool = False
+    grow: bool = True
 
 
 @dataclass
@@ -94,7 +97,11 @@ class FittedTable:
             widest = max(wide, key=lambda i: ranges[i][0])
             ranges[widest] = (ranges[widest][0] - 1, ranges[widest][1])
             excess -= 1
-        widths = self._widths([ranges[i] for i in keep], width - self._extra(len(keep)))
+        widths = self._widths(
+            [ranges[i] for i in keep],
+            [self.columns[i].grow for i in keep],
+            width - self._extra(len(keep)),
+        )
         left_out = [i for i in range(len(self.columns)) if i not in keep]
         caption = self.caption
         if left_out:
@@ -160,16 +167,19 @@ class FittedTable:
         return padding + (columns - 1) + (2 if self.show_edge else 0)  # rules and edges
 
     @staticmethod
-    def _widths(ranges: Sequence[tuple[int, int]], room: int) -> list[int | None]:
+    def _widths(
+        ranges: Sequence[tuple[int, int]], grow: Sequence[bool], room: int
+    ) -> list[int | None]:
         """Each column's width: its natural width when everything fits (None: rich's own),
-        else its narrowest plus a share of what is left, given first to the columns that
-        need it most (water-filling up to each one's natural width)."""
+        else its narrowest plus a share of what is left, given first to the growing columns
+        that need it most (water-filling up to each one's natural width), then to the rest."""
         if sum(high for _, high in ranges) <= room:
             return [None] * len(ranges)
         widths = [low for low, _ in ranges]
         spare = room - sum(widths)
         while spare > 0:
             wanting = [i for i, (_, high) in enumerate(ranges) if widths[i] < high]
+            wanting = [i for i in wanting if grow[i]] or wanting
             if not wanting:
                 break
             share = max(1, spare // len(wanting))
