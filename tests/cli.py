@@ -70,9 +70,11 @@ def on_terminal(
     columns: int,
     env: Mapping[str, str] | None = None,
     timeout: float = 120.0,
+    stderr_too: bool = False,
 ) -> Outcome:
     """`python3 -m probe ARGS` with stdin and stdout on a pseudo-terminal `columns` wide and
-    stderr on a pipe (its notes and progress bar apart); `stdout` is what the terminal showed."""
+    stderr on a pipe (its notes and progress bar apart; `stderr_too`: on the terminal as well);
+    `stdout` is what the terminal showed."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
     environment = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
@@ -81,7 +83,7 @@ def on_terminal(
         [sys.executable, "-m", "probe", *args],
         stdin=follower,
         stdout=follower,
-        stderr=subprocess.PIPE,
+        stderr=follower if stderr_too else subprocess.PIPE,
         env=environment,
         cwd=REPO,
         close_fds=True,
@@ -107,8 +109,9 @@ def on_terminal(
         if process.poll() is None:
             process.kill()
         code = process.wait(timeout=10)
-    assert process.stderr is not None
-    stderr = process.stderr.read().decode("utf-8", "replace")
-    process.stderr.close()
+    stderr = ""
+    if process.stderr is not None:
+        stderr = process.stderr.read().decode("utf-8", "replace")
+        process.stderr.close()
     text = _ANSI.sub("", b"".join(chunks).decode("utf-8", "replace"))
     return Outcome(code, text, stderr)

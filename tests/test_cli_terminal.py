@@ -13,8 +13,9 @@ import pytest
 import typer
 
 from probe.cli.app import app
+from probe.consent import CONSENT_TEXT
 from probe.store import Store
-from tests.cli import invoke, on_terminal
+from tests.cli import CONSENT, invoke, on_terminal
 from tests.servers.collector import fill_probe
 from tests.sites import Site, write_site_config
 
@@ -149,6 +150,24 @@ def test_consent_text_is_printed_once_then_never_again(site: Site, tmp_path: Pat
     assert "Before you run this censorship probe" in first[2]
     assert "Before you run this censorship probe" not in second[2]
     assert "Accepted with --i-understand-the-risks" not in second[2]
+
+
+def test_the_consent_text_on_an_80_column_terminal_is_wrapped_at_words(
+    site: Site, tmp_path: Path
+) -> None:
+    """Its lines are written for 96 columns: printed as they are, an 80-column terminal would
+    cut them itself, mid-word (`this compu`/`ter`)."""
+    shown = on_terminal(
+        ["run", "--config", str(site.config), "--db", str(tmp_path / "m.db"), CONSENT],
+        columns=80,
+        env={"NO_COLOR": "1"},
+        stderr_too=True,
+    )
+    assert shown.code == 0, shown.stdout
+    text = shown.stdout
+    consent = text[text.index("Before you run") : text.index("Accepted with")].splitlines()
+    assert max(len(line) for line in consent) <= 80
+    assert " ".join(" ".join(consent).split()) == " ".join(CONSENT_TEXT.split())
 
 
 def test_run_json_has_the_network_and_vpn_fields(site: Site, tmp_path: Path) -> None:

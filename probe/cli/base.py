@@ -24,7 +24,7 @@ from typer.core import TyperCommand
 from analysis.dictionary import DescriptorError
 from analysis.parquet import ParquetUnavailableError
 from probe.catalog import CatalogError
-from probe.cli.terminal import plain
+from probe.cli.terminal import plain, visible
 from probe.config import ConfigError
 from probe.outputs import OutputRefusedError
 from probe.store import StoreError
@@ -112,6 +112,13 @@ USER_ERRORS = (
     DescriptorError,
     ParquetUnavailableError,
 )
+
+
+def say(text: str) -> None:
+    """Prose for the volunteer on stderr (the consent text, a refusal): on a terminal wrapped at
+    words (a line longer than the terminal would be cut mid-word by the terminal itself), in a
+    log whole lines. Its own line breaks stay (visible() would show them as `\\n`)."""
+    err.print("\n".join(map(visible, text.split("\n"))), markup=False, highlight=False)
 
 
 def print_skipped(problems: Iterable[str]) -> None:

@@ -21,7 +21,15 @@ import dns.message
 import typer
 from rich.table import Table
 
-from probe.cli.base import EXIT_ERROR, EXIT_NO_CONSENT, ProbeCommand, console, err, user_errors
+from probe.cli.base import (
+    EXIT_ERROR,
+    EXIT_NO_CONSENT,
+    ProbeCommand,
+    console,
+    err,
+    say,
+    user_errors,
+)
 from probe.cli.common import RisksOption
 from probe.cli.terminal import plain
 from probe.consent import default_consent_path, require_consent
@@ -149,7 +157,10 @@ def register(app: typer.Typer) -> None:
             err.print(f"[red]error:[/red] {plain(capability.note or 'raw sockets unavailable')}")
             raise typer.Exit(EXIT_ERROR)
         address = _address(target)
-        if not require_consent(sys.stdin.isatty(), i_understand_the_risks, default_consent_path()):
+        consented = require_consent(
+            sys.stdin.isatty(), i_understand_the_risks, default_consent_path(), show=say
+        )
+        if not consented:
             raise typer.Exit(EXIT_NO_CONSENT)
         details = asyncio.run(
             locate_interference(

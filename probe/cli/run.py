@@ -22,6 +22,7 @@ from probe.cli.base import (
     ProbeCommand,
     console,
     err,
+    say,
     user_errors,
 )
 from probe.cli.common import (
@@ -124,7 +125,9 @@ def register(app: typer.Typer) -> None:
             trim_log()
             err.print(f"--- unattended run at {utcnow().isoformat(timespec='seconds')} ---")
         interactive = sys.stdin.isatty() and not unattended
-        if not require_consent(interactive, i_understand_the_risks, default_consent_path()):
+        if not require_consent(
+            interactive, i_understand_the_risks, default_consent_path(), show=say
+        ):
             raise typer.Exit(EXIT_NO_CONSENT)
         try:
             lock = RunLock()

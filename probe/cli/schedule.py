@@ -19,6 +19,7 @@ from probe.cli.base import (
     ProbeCommand,
     console,
     err,
+    say,
     user_errors,
 )
 from probe.cli.common import ConfigOption, DbOption, RisksOption
@@ -49,10 +50,6 @@ def schedule_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper
-
-
-def _say(text: str) -> None:
-    err.print(visible(text), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -119,7 +116,7 @@ def register(app: typer.Typer) -> None:
             )
         interactive = sys.stdin.isatty()
         if not require_consent(
-            interactive, i_understand_the_risks, default_consent_path(), show=_say
+            interactive, i_understand_the_risks, default_consent_path(), show=say
         ):
             raise typer.Exit(EXIT_NO_CONSENT)
         done = install(cadence, probe_job(config=config, db=db), backend)
