@@ -580,6 +580,11 @@ def resource(table: Table, form: Format, paths: Sequence[str]) -> dict[str, Any]
 
 DESCRIPTOR = "datapackage.json"
 
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"): a CSV text cell
+# starting with one of them (also after leading blanks) is written with a leading "'".
+FORMULA_START = "=+-@\t\r"
+_FORMULA_NAMES = {"\t": "a tab", "\r": "a carriage return"}
+
 
 class DescriptorError(ValueError):
     """A datapackage.json beside the export that is not a Data Package: left as it was."""
@@ -633,6 +638,13 @@ def markdown() -> str:
         "Lines and Parquet; the measurements' `details_json` (CSV, Parquet) is `details`, an "
         "object, in JSON Lines. An empty CSV cell, a JSON `null` and a Parquet null mean "
         "none or unknown. A Parquet export adds the partition column `day` (`YYYY-MM-DD`).",
+        "",
+        "CSV text cells that a spreadsheet would read as a formula (starting with "
+        + ", ".join(_FORMULA_NAMES.get(c, f"`{c}`") for c in FORMULA_START)
+        + ", also after leading blanks) are written with a leading `'` (OWASP, \"CSV "
+        'Injection"), so that opening an export runs nothing; strip it to get the text. '
+        "Numbers are never changed, and JSON Lines and Parquet keep the text as it came "
+        "(titles, names and details come from servers, test lists and other volunteers).",
         "",
     ]
     for table in (RUNS, MEASUREMENTS, VERDICTS, EVENTS):

@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TextIO
 
-from analysis.dictionary import EVENTS, MEASUREMENTS, RUNS, VERDICTS
+from analysis.dictionary import EVENTS, FORMULA_START, MEASUREMENTS, RUNS, VERDICTS
 from analysis.model import Event
 from probe.codec import encode_details
 from probe.model import DnsQuery, HttpTransaction, Measurement, Role, Run, Target, TlsHandshake
@@ -565,8 +565,7 @@ def _one_line_cached(text: str) -> str:
     return " ".join(text.splitlines()) if _LINE_BREAK.search(text) else text
 
 
-# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
-_FORMULA_START = frozenset("=+-@\t\r")
+_FORMULA_START = frozenset(FORMULA_START)  # the data dictionary's rule
 
 
 # Where a CSV row (with a comma put before it) may hold a cell that inert_cell would change: a

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.dictionary import markdown
 from analysis.export import (
     write_events_csv,
     write_measurements_csv,
@@ -204,3 +205,11 @@ def test_runs_csv_leaves_an_ordinary_network_name_alone(tmp_path: Path) -> None:
     assert _runs_csv(tmp_path, "Iran Telecommunication Company PJS")["as_name"] == (
         "Iran Telecommunication Company PJS"
     )
+
+
+def test_the_data_dictionary_says_how_a_formula_cell_is_written() -> None:
+    # A researcher must know the leading ' is ours, and which cells get it.
+    text = markdown()
+    assert "written with a leading `'`" in text
+    for start in ("`=`", "`+`", "`-`", "`@`", "a tab", "a carriage return"):
+        assert start in text
