@@ -308,7 +308,7 @@ class ProtocolProbe:
     port: int  # the TCP port
     payload: str = "random"  # what was sent
     payload_bytes: int = 0  # how many bytes were sent
-    response_bytes: int = 0  # how many bytes came back
+    response_bytes: int = 0  # how many bytes came back, counted with the probe's address scrubbed
     differential_kind: DifferentialKind = DifferentialKind.PROTOCOL  # always protocol
     address_source: str | None = None  # runner: the resolver that gave the address, or literal
     speaks: str | None = None  # runner: what the endpoint's own traffic is (raw, tls, http)

@@ -1,11 +1,13 @@
 """Adversarial echo suite: a hostile server, resolver or censor that echoes the volunteer's
 address back in a place the scrubber must know to look (a certificate's names, a DNS CNAME, a
 redirect's query string, a body cut at the stored prefix, HTML character references) never gets
-it into the database or an export. Each case has its negative control: the same echo of another
-address stays, so the test proves the scrubber matched the address, not the place."""
+it into the database or an export, nor a size of what held it (a protocol probe's answer). Each
+case has its negative control: the same echo of another address stays, so the test proves the
+scrubber matched the address, not the place."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import ipaddress
 from pathlib import Path
@@ -17,6 +19,7 @@ from analysis.export import write_measurements_jsonl
 from probe.checks import CheckContext, Timeouts
 from probe.checks.dns import resolve
 from probe.checks.http import fetch
+from probe.checks.tcp import protocol_probe
 from probe.checks.tls import handshake
 from probe.model import Measurement, Observation
 from probe.privacy import SCRUBBED, Scrubber, ScrubbingSink
@@ -207,3 +210,39 @@ def test_an_address_written_as_html_character_references_is_scrubbed(form: str) 
 def test_another_address_written_as_html_character_references_stays(form: str) -> None:
     spelled = _references(OTHER_V4)[form]
     assert Scrubber([OWN_V4]).text(f"<span>{spelled}</span>") == f"<span>{spelled}</span>"
+
+
+# -- a protocol probe's answer sized as stored ---------------------------------------------------
+
+
+async def _answer_size(address: ipaddress.IPv4Address) -> tuple[int, int]:
+    """The protocol probe's stored response_bytes for a server answering the unknown bytes with
+    an error page that quotes the client, and the raw answer's size."""
+    answer = f"HTTP/1.1 400 Bad Request\r\n\r\nBad request from {address}\r\n".encode()
+
+    async def reply(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(4096)
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(reply, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ctx = CheckContext(scrubber=Scrubber([OWN_V4]))
+    try:
+        observation = await protocol_probe("127.0.0.1", port, ctx)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert observation.ok, observation.failure
+    return observation.details.response_bytes, len(answer)
+
+
+async def test_a_protocol_answer_echoing_the_address_is_sized_as_stored() -> None:
+    stored, raw = await _answer_size(OWN_V4)
+    assert stored == raw - len(str(OWN_V4)) + len(SCRUBBED)
+
+
+async def test_a_protocol_answer_echoing_another_address_keeps_its_size() -> None:
+    stored, raw = await _answer_size(OTHER_V4)
+    assert stored == raw

@@ -26,6 +26,18 @@ class TextScrubber(Protocol):
         ...
 
 
+def as_stored(data: bytes, scrubber: TextScrubber | None) -> bytes:
+    """Bytes a server sent as the store may know them: with the probe's own address removed. A
+    length or digest a check keeps of them is taken over these, never the raw bytes (a page
+    echoing the visitor's address would make its sha256 an oracle for it)."""
+    if scrubber is None:
+        return data
+    # Latin-1 maps bytes to characters one to one, and every form of an address is ASCII.
+    text = data.decode("latin-1")
+    scrubbed = scrubber.text(text)
+    return data if scrubbed == text else scrubbed.encode("latin-1")
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Per-phase timeouts in seconds."""

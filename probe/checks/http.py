@@ -45,7 +45,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from probe.addresses import BLOCKPAGE_ADDRESSES, non_public_reason
-from probe.checks import CheckContext, Stopwatch, TextScrubber
+from probe.checks import CheckContext, Stopwatch, TextScrubber, as_stored
 from probe.checks.tls import derive_context
 from probe.failures import describe, split, unknown
 from probe.model import (
@@ -327,12 +327,10 @@ class _Body:
         oracle for it (hash the page for every address of a /16: milliseconds)."""
         if scrubber is None or self.whole is None:
             return self.length, self.digest.hexdigest()
-        # Latin-1 maps bytes to characters one to one, and every form of an address is ASCII.
-        text = self.whole.decode("latin-1")
-        scrubbed = scrubber.text(text)
-        if scrubbed == text:
+        whole = bytes(self.whole)
+        data = as_stored(whole, scrubber)
+        if data is whole:
             return self.length, self.digest.hexdigest()
-        data = scrubbed.encode("latin-1")
         return len(data), hashlib.sha256(data).hexdigest()
 
     async def read(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
-from probe.checks import CheckContext, Stopwatch, format_endpoint
+from probe.checks import CheckContext, Stopwatch, as_stored, format_endpoint
 from probe.failures import describe
 from probe.model import Failure, Layer, Observation, Operation, ProtocolProbe, TcpConnect
 
@@ -110,7 +110,8 @@ async def protocol_probe(address: str, port: int, ctx: CheckContext) -> Observat
             await writer.drain()
             operation = Operation.READ
             answer = await reader.read(4096)
-        received = len(answer)
+        # Counted as stored: an answer echoing the probe's address must not size it.
+        received = len(as_stored(answer, ctx.scrubber))
         if not answer:
             failure = Failure.EOF_ERROR
     except Exception as exc:
