@@ -273,4 +273,7 @@ async def test_a_redirect_to_an_inet_aton_spelling_of_loopback_never_connects(
         await listener.wait_closed()
     assert observation.failure_detail is not None
     assert observation.failure_detail.endswith("not followed")
+    if resolver == "system":  # resolved, then refused for where it leads
+        reason = "an unspecified" if host == "0" else "a loopback"
+        assert observation.failure_detail == f"redirect to {reason} address, not followed"
     assert connections.count == 0

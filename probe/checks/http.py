@@ -483,7 +483,8 @@ class _Exchange:
         for address in addresses:
             reason = self.policy.refuse(address)
             if reason is not None:
-                return unknown(f"redirect to a {reason} address, not followed")
+                article = "an" if reason[0] in "aeiou" else "a"  # an unspecified, a private
+                return unknown(f"redirect to {article} {reason} address, not followed")
         _PINS.set(MappingProxyType({**pins, host: addresses[0]}))
         return None
 
