@@ -28,7 +28,7 @@ from types import MappingProxyType
 from probe.model import Connectivity, Failure, Operation
 from probe.records import Confidence, Status
 
-RULES_VERSION = "2025.9"
+RULES_VERSION = "2025.10"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -54,6 +54,12 @@ PROOF_RUN = "run"
 # too (the run summary names it once: probe/cli/render.py). The table below spells ids as
 # literals (the rules snapshot reads them from the source).
 NETWORK_RESOLVER_BROKEN = "dns.network_resolver_broken"
+# A certificate signed by an authority the trust store does not know (a self-signed server, or a
+# middlebox's own CA).
+UNKNOWN_AUTHORITY = str(Failure.SSL_UNKNOWN_AUTHORITY)
+# Without a helper, an unknown authority is an interception CA when it signed the rejected
+# certificates of at least this many names, at as many addresses, in one run.
+INTERCEPTION_MIN_NAMES = 2
 CERTIFICATE_FAILURES = frozenset(
     {
         str(Failure.SSL_INVALID_HOSTNAME),
@@ -145,6 +151,13 @@ class Facts:
     sni_differential_failed: bool = False
     control_tls_ok: bool | None = None
     control_tls_issuer: str | None = None
+    # The names, and their addresses, whose handshakes in this run were rejected for a certificate
+    # from this target's untrusted issuer (itself included); 0 when its certificate was not one.
+    tls_issuer_names: int = 0
+    tls_issuer_addresses: int = 0
+    # Every handshake of the run's control sites validated (some did): the trust store and the
+    # clock work, and nothing intercepts everything.
+    control_sites_tls_valid: bool = False
     # HTTP.
     http_attempted: bool = False
     http_ok: bool = False
@@ -604,6 +617,30 @@ RULES: tuple[Rule, ...] = (
         " a middlebox presented its own certificate.",
         "certificate rejected ({f.tls_cert_failure}), issued by {f.tls_issuer!r}; the control saw"
         " {f.control_tls_issuer!r}",
+        (Evidence.TLS,),
+    ),
+    Rule(
+        "tls.interception.shared_issuer",
+        lambda f: (
+            f.tls_cert_failure == UNKNOWN_AUTHORITY
+            and f.control_tls_ok is None
+            and f.tls_issuer_names >= INTERCEPTION_MIN_NAMES
+            and f.tls_issuer_addresses >= INTERCEPTION_MIN_NAMES
+            and f.control_sites_tls_valid
+            and f.connectivity is Connectivity.OK
+        ),
+        _blocked("tls.interception"),
+        "No control measured it, but its certificate comes from an authority the trust store does"
+        " not know, the same one that signed the rejected certificates of other names at other"
+        " addresses in this run, while every handshake of the run's control sites validated: one"
+        " unknown CA issuing for several sites is a middlebox's interception CA (Kazakhstan's fake"
+        " root CA was presented for Facebook, Twitter, Google and others, chosen by SNI: Censored"
+        " Planet, https://censoredplanet.org/kazakhstan). A lone site with a self-signed"
+        " certificate fails alone and stays inconclusive.",
+        "certificate rejected ({f.tls_cert_failure}), issued by {f.tls_issuer!r}, which signed the"
+        " rejected certificates of {f.tls_issuer_names} names at {f.tls_issuer_addresses}"
+        " addresses in this run; the run's control sites' certificates validated; no control"
+        " measured it",
         (Evidence.TLS,),
     ),
     Rule(

@@ -133,6 +133,33 @@ def _tls_fails(
     )
 
 
+OTHER_URL = "https://www.example-other.org/"
+OTHER_HOST = "www.example-other.org"
+OTHER_ADDR = "104.16.7.7"
+
+
+def _untrusted(url: str, host: str, address: str, platform: str = "news") -> list[Measurement]:
+    """A site whose handshake is rejected: its certificate comes from an unknown authority."""
+    return [
+        dns(platform, url, host, [address]),
+        tcp(platform, url, address, 443),
+        tls(platform, url, address, 443, host, "ssl_unknown_authority", issuer=MITM_CA),
+    ]
+
+
+def _intercepted_without_a_helper(*extra: Measurement) -> Scenario:
+    """Two sites at two addresses rejected for certificates from one unknown CA, the run's
+    control site validating, no helper."""
+    return Scenario(
+        [
+            *_untrusted(URL, HOST, ADDR),
+            *_untrusted(OTHER_URL, OTHER_HOST, OTHER_ADDR),
+            *control_site(),
+            *extra,
+        ]
+    )
+
+
 def _http_fails(failure: str, control: Observation[Details] | None = None) -> Scenario:
     return Scenario(
         [*https_site("news", URL, HOST, ADDR, status=None, failure=failure)],
@@ -349,6 +376,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
         "ssl_invalid_certificate", h_tls(ADDR, 443, HOST, "ssl_invalid_certificate")
     ),
     "tls.interception": lambda: _tls_fails("ssl_unknown_authority"),
+    "tls.interception.shared_issuer": _intercepted_without_a_helper,
     "tls.sni_reset": lambda: _tls_fails("connection_reset"),
     "tls.sni_timeout": lambda: _tls_fails("generic_timeout_error"),
     "tls.failure": lambda: _tls_fails("ssl_failed_handshake"),
@@ -535,3 +563,63 @@ def test_facts_for_target_is_usable_alone() -> None:
     assert facts.tcp_failure == "generic_timeout_error" and facts.control_tcp_ok is True
     assert facts.control_kbps == 8000.0
     assert evaluate(facts).rule_id == "tcp.timeout"
+
+
+def test_one_unknown_ca_for_two_sites_without_a_helper_is_interception() -> None:
+    scenario = _intercepted_without_a_helper()
+    rule_id, status, technique, _, detail = _verdict_rule(scenario)
+    assert (rule_id, status, technique) == (
+        "tls.interception.shared_issuer",
+        Status.BLOCKED,
+        "tls.interception",
+    )
+    assert "2 names at 2 addresses" in detail
+
+
+def test_a_lone_self_signed_site_without_a_helper_is_not_called_intercepted() -> None:
+    # One site, one unknown CA: a server with its own certificate looks the same.
+    scenario = Scenario([*_untrusted(URL, HOST, ADDR), *control_site()])
+    rule_id, status, _, _, _ = _verdict_rule(scenario)
+    assert status is Status.INCONCLUSIVE and rule_id != "tls.interception.shared_issuer"
+
+
+def test_two_names_on_one_self_signed_server_are_not_called_intercepted() -> None:
+    scenario = Scenario(
+        [
+            *_untrusted(URL, HOST, ADDR),
+            *_untrusted(OTHER_URL, OTHER_HOST, ADDR),
+            *control_site(),
+        ]
+    )
+    _, status, _, _, _ = _verdict_rule(scenario)
+    assert status is Status.INCONCLUSIVE
+
+
+def test_an_ab_half_with_a_harmless_name_does_not_count_as_another_site() -> None:
+    # The harmless-SNI half on the same address meets the same certificate: it is the prober's
+    # name, not another site the CA signed for.
+    harmless = tls(
+        "news",
+        URL,
+        ADDR,
+        443,
+        "www.google.com",
+        "ssl_unknown_authority",
+        issuer=MITM_CA,
+        differential_kind=DifferentialKind.SNI,
+        target_sni=HOST,
+    )
+    scenario = Scenario([*_untrusted(URL, HOST, ADDR), harmless, *control_site()])
+    _, status, _, _, _ = _verdict_rule(scenario)
+    assert status is Status.INCONCLUSIVE
+
+
+def test_an_unknown_ca_at_the_control_sites_too_blames_no_site() -> None:
+    # The control site is rejected with the same CA: something intercepts everything (a local
+    # proxy, antivirus), or the trust store is broken; no site is singled out.
+    control = _untrusted("https://www.google.com/", "www.google.com", "142.250.1.1", "control")
+    scenario = Scenario(
+        [*_untrusted(URL, HOST, ADDR), *_untrusted(OTHER_URL, OTHER_HOST, OTHER_ADDR), *control]
+    )
+    _, status, _, _, _ = _verdict_rule(scenario)
+    assert status is Status.INCONCLUSIVE

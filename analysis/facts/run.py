@@ -24,7 +24,7 @@ from analysis.facts.attempts import (
 )
 from analysis.facts.connects import ConnectPattern, connect_pattern
 from analysis.model import AsnLookup
-from analysis.rules import TIMEOUT, UNREACHABLE
+from analysis.rules import TIMEOUT, UNKNOWN_AUTHORITY, UNREACHABLE
 from probe.config import MIN_TRANSFER_BYTES
 from probe.model import (
     DnsQuery,
@@ -79,6 +79,13 @@ class RunIndex:
     # The run's control sites' connects (each endpoint twice): the baseline that tells a path
     # dropping a target's SYNs from a slow or lossy network.
     control_connects: ConnectPattern = field(default_factory=ConnectPattern)
+    # Untrusted issuer -> the (names, addresses) of the run's own target handshakes rejected for a
+    # certificate it signed (A/B halves left out: their names are the prober's, not the site's).
+    untrusted_issuers: Mapping[str, tuple[frozenset[str], frozenset[str]]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    # Every handshake of the run's control sites validated (and there was one).
+    control_sites_tls_valid: bool = False
 
 
 def ipv6_broken_everywhere(measurements: Iterable[Measurement]) -> bool:
@@ -126,6 +133,8 @@ def index_run(
     http_answered: dict[Endpoint, list[tuple[str, str]]] = {}
     spoken: dict[Endpoint, list[str]] = {}
     control_connects: list[Attempt[TcpConnect]] = []
+    control_tls: list[bool] = []
+    untrusted: dict[str, tuple[set[str], set[str]]] = {}
     for m in measurements:
         d = m.observation.details
         if m.platform in control_platforms and isinstance(d, TcpConnect):
@@ -142,6 +151,15 @@ def index_run(
         where = endpoint(d)
         if where is None:
             continue
+        if isinstance(d, TlsHandshake):
+            if m.platform in control_platforms:
+                control_tls.append(m.failure is None and not d.verify_failure)
+            elif m.observation.differential_kind is None and d.sni:
+                issuer = untrusted_issuer(m.failure, d)
+                if issuer is not None:
+                    names, addresses = untrusted.setdefault(issuer, (set(), set()))
+                    names.add(normalise_host(d.sni))
+                    addresses.add(where[0])
         if (isinstance(d, TlsHandshake) and handshake_reached_server(m.failure, d)) or (
             isinstance(d, HttpTransaction) and d.status is not None
         ):
@@ -172,4 +190,16 @@ def index_run(
         spoken=MappingProxyType({k: tuple(v) for k, v in spoken.items()}),
         network_dns_broken=network_resolver_broken(measurements, control_platforms),
         control_connects=connect_pattern(control_connects),
+        untrusted_issuers=MappingProxyType(
+            {k: (frozenset(n), frozenset(a)) for k, (n, a) in untrusted.items()}
+        ),
+        control_sites_tls_valid=bool(control_tls) and all(control_tls),
     )
+
+
+def untrusted_issuer(failure: str | None, d: TlsHandshake) -> str | None:
+    """The leaf's issuer when the handshake was rejected for a certificate from an authority the
+    trust store does not know; None otherwise."""
+    if UNKNOWN_AUTHORITY not in (failure, d.verify_failure) or not d.certificates:
+        return None
+    return d.certificates[0].issuer or None

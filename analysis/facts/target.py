@@ -16,7 +16,7 @@ from analysis.facts.resolvers import Paths, ip_reachable, paths
 from analysis.facts.run import RunIndex
 from analysis.facts.tcp import TcpFacts, tcp_facts
 from analysis.facts.tls import TlsFacts, tls_facts
-from analysis.rules import Evidence, Facts
+from analysis.rules import UNKNOWN_AUTHORITY, Evidence, Facts
 from probe.model import Measurement
 from probe.names import normalise_host
 
@@ -61,6 +61,11 @@ def _assemble(
     protocol: ProtocolFacts,
 ) -> Facts:
     run = index.run
+    # The other names the target's untrusted issuer signed for in this run (interception).
+    no_names: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+    shared = no_names
+    if tls.issuer is not None and tls.cert_failure == UNKNOWN_AUTHORITY:
+        shared = index.untrusted_issuers.get(tls.issuer, no_names)
     evidence = {
         Evidence.ALL: tuple(m.id for m in own),
         Evidence.DNS: tuple(a.id for a in s.dns),
@@ -114,6 +119,9 @@ def _assemble(
         sni_differential_failed=tls.sni_differential_failed,
         control_tls_ok=tls.control_ok,
         control_tls_issuer=tls.control_issuer,
+        tls_issuer_names=len(shared[0]),
+        tls_issuer_addresses=len(shared[1]),
+        control_sites_tls_valid=index.control_sites_tls_valid,
         http_attempted=http.attempted,
         http_ok=http.ok,
         http_status=http.status,
