@@ -167,6 +167,10 @@ def test_the_consent_text_on_an_80_column_terminal_is_wrapped_at_words(
     text = shown.stdout
     consent = text[text.index("Before you run") : text.index("Accepted with")].splitlines()
     assert max(len(line) for line in consent) <= 80
+    # Re-flowed, each item under its "* " (a hanging indent), not the 96-column lines cut short.
+    items = [line for line in consent[1:] if line.strip()]
+    assert all(line.startswith(("* ", "  ")) for line in items)
+    assert sum(len(line) > 70 for line in items) > len(items) // 2
     assert " ".join(" ".join(consent).split()) == " ".join(CONSENT_TEXT.split())
 
 

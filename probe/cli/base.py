@@ -19,6 +19,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console, ConsoleDimensions
+from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand
 
 from analysis.dictionary import DescriptorError
@@ -115,10 +117,32 @@ USER_ERRORS = (
 
 
 def say(text: str) -> None:
-    """Prose for the volunteer on stderr (the consent text, a refusal): on a terminal wrapped at
-    words (a line longer than the terminal would be cut mid-word by the terminal itself), in a
-    log whole lines. Its own line breaks stay (visible() would show them as `\\n`)."""
-    err.print("\n".join(map(visible, text.split("\n"))), markup=False, highlight=False)
+    """Prose for the volunteer on stderr (the consent text, a refusal): on a terminal re-flowed
+    to its width at words (lines written for 96 columns would be cut mid-word by an 80-column
+    terminal itself), in a log one line per paragraph. A line starting with "* " begins a list
+    item, a line indented by two spaces continues it, a blank line ends a paragraph."""
+    items: list[tuple[bool, list[str]]] = []
+    for line in text.split("\n"):
+        if not line.strip():
+            items.append((False, []))
+        elif line.startswith("* "):
+            items.append((True, [line[2:]]))
+        elif items and items[-1][1] and line.startswith("  "):
+            items[-1][1].append(line.strip())
+        elif items and items[-1][1] and not items[-1][0]:
+            items[-1][1].append(line)
+        else:
+            items.append((False, [line]))
+    for bullet, lines in items:
+        body = Text(visible(" ".join(lines)))
+        if bullet:
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(no_wrap=True)
+            grid.add_column()
+            grid.add_row("*", body)
+            err.print(grid, highlight=False)
+        else:
+            err.print(body, highlight=False)
 
 
 def print_skipped(problems: Iterable[str]) -> None:
