@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import socket
 import ssl
@@ -575,6 +576,9 @@ async def test_doh_lookups_of_a_run_share_a_few_kept_alive_connections(
 ) -> None:
     # A run's first names are asked all at once: with a session per lookup each name opened two
     # TLS connections (the lab's DoH server then timed out under ~120 handshakes at once).
+    # What is counted is connections, not time: a generous timeout, so that 30 lookups through
+    # a thread-served fake on a loaded machine cannot fail for being slow (0.5 s did, once).
+    ctx = dataclasses.replace(ctx, timeouts=Timeouts(dns=10.0))
     nameserver.doh_connections.clear()
     names = ["ok.example"] * 30
     async with open_doh_session(ctx) as session:
