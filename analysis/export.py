@@ -110,13 +110,24 @@ def test_list_categories(targets: Iterable[Target]) -> dict[tuple[str, str], str
     }
 
 
+# The last time formatted and its text: rows come in time order, and the store hands out one
+# datetime object for equal stored times (the verdicts of a run, measurements of one second).
+# One tuple, read and replaced whole, so that threads never see a time with another's text.
+_LAST_FORMATTED: tuple[datetime | None, str] = (None, "")
+
+
 def format_timestamp(when: datetime) -> str:
     """UTC ISO-8601 with microseconds and Z, as in the started_at column."""
-    if when.utcoffset() != _ZERO:
-        when = when.astimezone(UTC)
+    global _LAST_FORMATTED
+    last = _LAST_FORMATTED
+    if last[0] is when:
+        return last[1]
+    moment = when if when.utcoffset() == _ZERO else when.astimezone(UTC)
     # isoformat is several times faster than strftime, and this runs once per exported row:
     # "2024-11-20T09:30:00.123456+00:00" without its offset.
-    return when.isoformat(timespec="microseconds")[:26] + "Z"
+    text = moment.isoformat(timespec="microseconds")[:26] + "Z"
+    _LAST_FORMATTED = (when, text)
+    return text
 
 
 def select_verdicts(
@@ -543,7 +554,34 @@ def _write_json_line(out: TextIO, record: dict[str, Any]) -> None:
 
 
 # Compact ASCII JSON; one encoder made once (json.dumps with options builds one per call).
-compact_json = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+_COMPACT = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+# JSONEncoder.encode builds its C encoder again on every call (json.encoder.iterencode): a
+# second per exported row. The same C encoder, made once, with the same arguments but for the
+# circular-reference markers: what is encoded here is a tree (decoded JSON, the codec's dicts).
+_MAKE_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # None: no C accelerator
+_C_ENCODER = (
+    None
+    if _MAKE_C_ENCODER is None
+    else _MAKE_C_ENCODER(
+        None,
+        _COMPACT.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        _COMPACT.key_separator,
+        _COMPACT.item_separator,
+        _COMPACT.sort_keys,
+        _COMPACT.skipkeys,
+        _COMPACT.allow_nan,
+    )
+)
+
+
+def compact_json(value: Any) -> str:
+    """`value` as compact ASCII JSON, as json.dumps(value, separators=(",", ":")) writes it."""
+    if _C_ENCODER is None:
+        return _COMPACT.encode(value)
+    return "".join(_C_ENCODER(value, 0))
+
 
 # What str.splitlines splits on: a cheap test first, since almost no value holds one.
 _LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -573,7 +611,7 @@ _FORMULA_START = frozenset(FORMULA_START)  # the data dictionary's rule
 # the csv module puts around some cells. Commas inside cells match too: such a row just takes
 # the cell-by-cell path. (A literal first character lets re scan for it: several times faster
 # than an alternative with ^.)
-_CELL_MAY_RUN = re.compile(r',[=+\-@\s"]')
+_CELL_MAY_RUN = re.compile(",[" + re.escape(FORMULA_START) + r'\s"]')
 
 
 def inert_cell(value: Any) -> Any:

@@ -2,22 +2,29 @@
 then the details JSON. write_measurements_csv formats a row once and only sends rows where a cell
 could start like a formula through inert_cell (analysis.export, _CELL_MAY_RUN); its file must be
 byte-identical to the straightforward one, on recorded lab runs, on the export fixture and on
-cells made to start like formulas (or to look as if they did)."""
+cells made to start like formulas (or to look as if they did). compact_json, which writes the
+details JSON through a C encoder made once, writes what json.dumps writes."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from analysis.export import (
     MEASUREMENT_COLUMNS,
     compact_json,
+    format_timestamp,
     inert_cell,
     measurement_rows,
     write_measurements_csv,
 )
+from probe.codec import encode_details
 from probe.model import HttpTransaction, Layer, Measurement, Run
 from probe.store import Store
 from tests.export_store import build_export_store
@@ -125,3 +132,42 @@ def test_a_run_network_with_a_formula_country_is_made_inert(tmp_path: Path) -> N
         written, expected = _both(store, list(store.runs()))
     assert written == expected
     assert ",'=IR," in written
+
+
+def test_compact_json_writes_what_json_dumps_writes_compactly() -> None:
+    values: list[Any] = ["x", "é\u2028\x00", 1, -0.0, 1.5, 1e300, float("nan"), float("inf"), None]
+    values += [True, [], {}, {"a": [1, {"b": 'c"'}], "é": 2.0}, (1, 2), {1: 2, None: 3}]
+    for name in recorded_scenarios()[:3]:
+        values += [
+            encode_details(m.observation.details)
+            for m in load_replay(replay_path(name)).measurements
+        ]
+    for value in values:
+        assert compact_json(value) == json.dumps(value, separators=(",", ":")), value
+    for bad in (object(), {"a": {1}}, {(1, 2): 3}):
+        with pytest.raises(TypeError) as ours:
+            compact_json(bad)
+        with pytest.raises(TypeError) as theirs:
+            json.dumps(bad, separators=(",", ":"))
+        assert str(ours.value) == str(theirs.value)
+
+
+def test_a_time_formats_the_same_when_it_repeats_and_after_another(tmp_path: Path) -> None:
+    tehran = timezone(timedelta(hours=3, minutes=30))
+    first = datetime(2024, 11, 20, 9, 30, 0, 123456, tzinfo=UTC)
+    times = [first, first, first.astimezone(tehran), first + timedelta(seconds=1), first]
+    expected = [
+        "2024-11-20T09:30:00.123456Z",
+        "2024-11-20T09:30:00.123456Z",
+        "2024-11-20T09:30:00.123456Z",
+        "2024-11-20T09:30:01.123456Z",
+        "2024-11-20T09:30:00.123456Z",
+    ]
+    assert [format_timestamp(t) for t in times] == expected
+    with Store.open(tmp_path / "t.db") as store:  # the store's shared datetimes, in a file
+        run = make_run(store.probe_id())
+        store.start_run(run)
+        store.save_measurements([make_measurement(run.id, started_at=t) for t in times])
+        written, reference = _both(store, list(store.runs()))
+    assert written == reference
+    assert written.count(",2024-11-20T09:30:00.000000Z,") == 4  # stored to the second

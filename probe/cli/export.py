@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -50,7 +50,7 @@ from probe.cli.common import (
     settings_from,
 )
 from probe.cli.terminal import plain
-from probe.model import Role
+from probe.model import Role, Run
 from probe.ooni.disagreements import (
     disagreements,
     write_agreement_csv,
@@ -237,9 +237,6 @@ def register(app: typer.Typer) -> None:
                         write_measurements_csv if form is Format.CSV else write_measurements_jsonl
                     )
                     names: list[str | None] = list(platform) if platform else [None]
-                    # Runs read in one query, not one each: a run starts before its measurements
-                    # (and one lasting over a day is looked up on its own).
-                    runs_since = None if start is None else start - timedelta(days=1)
                     for i, name in enumerate(names):
                         count += writer(
                             store,
@@ -248,7 +245,7 @@ def register(app: typer.Typer) -> None:
                             until=end,
                             platform=name,
                             asns=asns,
-                            runs=store.runs(since=runs_since, until=end),
+                            runs=_runs_of_period(store, start, end),
                             categories=categories,
                             roles=roles,
                             header=i == 0,
@@ -291,7 +288,6 @@ def _measurements(
     roles: tuple[Role, ...] | None,
 ) -> Iterator[list[Any]]:
     """Measurement rows for the Parquet writer, platform by platform as the CSV writer goes."""
-    runs_since = None if start is None else start - timedelta(days=1)
     names: list[str | None] = list(platforms) if platforms else [None]
     return itertools.chain.from_iterable(
         measurement_rows(
@@ -300,12 +296,19 @@ def _measurements(
             until=end,
             platform=name,
             asns=asns,
-            runs=store.runs(since=runs_since, until=end),
+            runs=_runs_of_period(store, start, end),
             categories=categories,
             roles=roles,
         )
         for name in names
     )
+
+
+def _runs_of_period(store: Store, start: datetime | None, end: datetime | None) -> Iterator[Run]:
+    """The runs the measurements started in [start, end) may belong to, read in one query, not
+    one each: a run starts before its measurements (one lasting over a day is looked up on its
+    own by measurement_rows)."""
+    return store.runs(since=None if start is None else start - timedelta(days=1), until=end)
 
 
 def _print_schema(what: What, form: Format) -> None:
