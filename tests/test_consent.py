@@ -3,7 +3,13 @@ dir; without it and without a terminal, the probe refuses and records nothing.""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
+import threading
 import tomllib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +20,7 @@ from probe.consent import (
     CONSENT_TEXT,
     CONSENT_VERSION,
     REFUSAL_MESSAGE,
+    ask_line,
     default_consent_path,
     has_consent,
     read_consent,
@@ -112,3 +119,52 @@ def test_consent_lives_beside_the_user_config_not_the_projects(
     monkeypatch.chdir(tmp_path)
     assert default_consent_path() == tmp_path / "xdg" / "censorprobe" / "consent.toml"
     assert default_consent_path().parent == user_config_path().parent
+
+
+@pytest.fixture
+def typed(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """stdin a pipe the test writes to (its write end)."""
+    read_end, write_end = os.pipe()
+    reader = os.fdopen(read_end, "r", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", reader)
+    try:
+        yield write_end
+    finally:
+        reader.close()
+        with contextlib.suppress(OSError):
+            os.close(write_end)
+
+
+def test_the_prompt_is_shown_and_the_typed_line_is_the_answer(
+    typed: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.write(typed, b"yes\n")
+    assert ask_line("Type 'yes': ") == "yes"
+    assert capsys.readouterr().out == "Type 'yes': "
+
+
+def test_the_end_of_input_at_the_prompt_is_eof_as_with_input(typed: int) -> None:
+    os.close(typed)
+    with pytest.raises(EOFError):
+        ask_line("Type 'yes': ")
+
+
+def test_a_ctrl_c_pending_before_the_wait_interrupts_it(typed: int) -> None:
+    # input()'s lost signal: SIGINT delivered while nothing is typed. The handler only notes it
+    # (as Python's C-level handler does) and the wait must still end with KeyboardInterrupt.
+    seen: list[int] = []
+
+    def note(signum: int, _frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, note)
+    timer = threading.Timer(0.3, signal.raise_signal, (signal.SIGINT,))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            ask_line("Type 'yes': ")
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert seen == [signal.SIGINT]
