@@ -235,6 +235,17 @@ def test_every_command_help_is_plain_consistent_and_truthful(path: tuple[str, ..
     assert not any(line.rstrip().endswith("...") for line in listed.splitlines())
 
 
+@pytest.mark.parametrize("path", _commands(), ids=lambda p: " ".join(p) or "probe")
+def test_every_command_help_at_60_columns_splits_no_word(path: tuple[str, ...]) -> None:
+    """click's wrapper broke at hyphens (`docs/data-`/`dictionary.md`, `self-`/`contained`) and
+    cut a URL wider than the help column (`postgresql+ps`/`ycopg://...`)."""
+    whole = set(invoke(*path, "--help").stdout.split()) | {"python", "-m"}  # prog: python -m probe
+    shown = on_terminal([*path, "--help"], columns=60)
+    assert shown.code == 0, shown.stdout
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 60
+    assert set(shown.stdout.split()) - whole == set()
+
+
 def test_help_keeps_bracketed_config_names() -> None:
     text = " ".join(invoke("run", "--help").stdout.split())
     assert "(default: [probe] database, else the user data dir)" in text

@@ -13,6 +13,8 @@ status` read whole sentences.
 
 from __future__ import annotations
 
+import inspect
+import textwrap
 from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -72,7 +74,8 @@ err = console(stderr=True)
 
 class ProbeCommand(TyperCommand):
     """A command whose help names each argument by its placeholder alone, as options are (typer
-    would add its Python type, `SOURCE <list[Path]>`, and brace required ones, `{SOURCE}`).
+    would add its Python type, `SOURCE <list[Path]>`, and brace required ones, `{SOURCE}`), and
+    wraps its text at spaces only (_wrap).
 
     Parameters are typed Any: typer vendors its own click in some versions (typer._click)."""
 
@@ -80,6 +83,14 @@ class ProbeCommand(TyperCommand):
         pieces = [self.options_metavar] if self.options_metavar else []
         pieces += [_placeholder(p) for p in self.get_params(ctx) if _is_argument(p)]
         return pieces
+
+    def format_help_text(self, ctx: Any, formatter: Any) -> None:
+        text = inspect.cleandoc(self.help).partition("\f")[0] if self.help else ""
+        if text:
+            formatter.write_paragraph()
+            with formatter.indentation():
+                indent = " " * formatter.current_indent
+                formatter.write(_wrap(text, formatter.width, indent) + "\n")
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         params = self.get_params(ctx)
@@ -89,10 +100,50 @@ class ProbeCommand(TyperCommand):
         options = [r for p in params if not _is_argument(p) and (r := p.get_help_record(ctx))]
         if arguments:
             with formatter.section("Arguments"):
-                formatter.write_dl(arguments)
+                _write_dl(formatter, arguments)
         if options:
             with formatter.section("Options"):
-                formatter.write_dl(options)
+                _write_dl(formatter, options)
+
+
+def _wrap(text: str, width: int, indent: str) -> str:
+    """Paragraphs (blank-line separated) filled to `width` at spaces: click's own wrapper also
+    breaks at hyphens (`docs/data-`/`dictionary.md`); only a word wider than `width` itself is
+    cut."""
+    wrapper = textwrap.TextWrapper(
+        width=max(width, len(indent) + 10),
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_on_hyphens=False,
+    )
+    paragraphs = [" ".join(p.split()) for p in text.split("\n\n") if p.strip()]
+    return "\n\n".join(wrapper.fill(p) for p in paragraphs)
+
+
+def _write_dl(formatter: Any, rows: list[tuple[str, str]]) -> None:
+    """click's definition list (options and their help), its help column wrapped by _wrap; a
+    help holding a word wider than that column (a URL) goes below its option, 2 columns in."""
+    first_col = min(max(len(first) for first, _ in rows), 30) + 2
+    indent = formatter.current_indent
+    text_width = max(formatter.width - first_col - 2, 10)
+    for first, second in rows:
+        formatter.write(f"{'':>{indent}}{first}")
+        if not second:
+            formatter.write("\n")
+            continue
+        if max(len(word) for word in second.split()) > text_width:
+            # click's width keeps a 2-column margin to the terminal's edge: such a word may use it
+            below = " " * (indent + 2)
+            formatter.write("\n" + _wrap(second, formatter.width + 2, below) + "\n")
+            continue
+        if len(first) <= first_col - 2:
+            formatter.write(" " * (first_col - len(first)))
+        else:
+            formatter.write("\n" + " " * (first_col + indent))
+        lines = _wrap(second, text_width, "").splitlines() or [""]
+        formatter.write(lines[0] + "\n")
+        for line in lines[1:]:
+            formatter.write(f"{'':>{first_col + indent}}{line}\n")
 
 
 def _is_argument(param: Any) -> bool:
