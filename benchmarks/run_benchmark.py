@@ -423,7 +423,9 @@ def _outcomes(document: dict[str, Any]) -> Counter[str]:
 
 def _phases(db: Path, spawned_at: float) -> dict[str, float]:
     """When, in seconds after the spawn, the first check started, the last DNS check and the last
-    check of any kind ended (from the stored measurements' UTC start and monotonic duration)."""
+    check of any kind ended (from the stored measurements' UTC start and monotonic duration).
+    The stored starts are whole seconds (probe.checks: no sub-second wall-clock time is kept),
+    so each phase is good to about a second only."""
     from datetime import datetime
 
     if not db.exists():
