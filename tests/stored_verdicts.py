@@ -6,10 +6,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from probe.model import NetworkInfo, Run
-from probe.records import Verdict
+from probe.model import Layer, NetworkInfo, Operation, Run
+from probe.records import Confidence, Status, Verdict
 from probe.store import Store
+from tests.store_rows import make_measurement, make_run
 from tests.synthetic import TELEGRAM_DCS, Censorship, Network, SyntheticSpec
 
 START = datetime(2024, 3, 1, tzinfo=UTC)
@@ -65,3 +67,39 @@ def store_verdicts(
         store.save_verdicts(run_id, of_run)
         runs += 1
     return runs
+
+
+def store_dns_blocked_verdict(db: Path, unrelated_failure: str) -> None:
+    """One run on TCI (AS58224): web.telegram.org blocked by dns.nxdomain, resting on the system
+    resolver's NXDOMAIN (the verdict's one evidence id) beside a failed connect of the same
+    target that is not part of its evidence (`unrelated_failure`)."""
+    with Store.open(db) as store:
+        run = make_run(store.probe_id(), asn=58224, as_name="TCI", country="IR")
+        store.start_run(run)
+        dns = make_measurement(
+            run.id,
+            target="web.telegram.org",
+            layer=Layer.DNS,
+            endpoint="system",
+            failure="dns_nxdomain_error",
+            failed_operation=Operation.RESOLVE,
+        )
+        unrelated = make_measurement(run.id, target="web.telegram.org", failure=unrelated_failure)
+        store.save_measurements([dns, unrelated])
+        verdict = Verdict(
+            run_id=run.id,
+            probe_id=run.probe_id,
+            measured_at=run.started_at,
+            asn=58224,
+            country="IR",
+            platform="telegram",
+            target="web.telegram.org",
+            status=Status.BLOCKED,
+            technique="dns.nxdomain",
+            confidence=Confidence.ANOMALY,
+            rule_id="dns.nxdomain",
+            rules_version="1",
+            evidence=(dns.id,),
+            detail="the resolver denies the name; the control resolves it",
+        )
+        store.save_verdicts(run.id, [verdict])

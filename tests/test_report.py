@@ -14,14 +14,14 @@ import pytest
 from analysis.report.build import build_report
 from analysis.summaries import summarise
 from probe.config import DetectorParams
-from probe.model import Layer, Operation
-from probe.records import Confidence, Status, Verdict
+from probe.records import Status, Verdict
 from probe.store import Store
 from tests.cli import invoke
 from tests.store_rows import make_measurement, make_run
 from tests.stored_verdicts import (
     TELEGRAM,
     small_spec,
+    store_dns_blocked_verdict,
     store_verdicts,
 )
 from tests.synthetic import (
@@ -151,38 +151,7 @@ def test_bad_network_is_refused(db: Path) -> None:
 
 
 def test_latest_verdict_lists_the_failures_it_rests_on(tmp_path: Path) -> None:
-    with Store.open(tmp_path / "p.db") as store:
-        run = make_run(store.probe_id(), asn=58224, country="IR")
-        store.start_run(run)
-        dns = make_measurement(
-            run.id,
-            target="web.telegram.org",
-            layer=Layer.DNS,
-            endpoint="system",
-            failure="dns_nxdomain_error",
-            failed_operation=Operation.RESOLVE,
-        )
-        unrelated = make_measurement(
-            run.id, target="web.telegram.org", failure="connection_refused"
-        )
-        store.save_measurements([dns, unrelated])
-        verdict = Verdict(
-            run_id=run.id,
-            probe_id=run.probe_id,
-            measured_at=run.started_at,
-            asn=58224,
-            country="IR",
-            platform="telegram",
-            target="web.telegram.org",
-            status=Status.BLOCKED,
-            technique="dns.nxdomain",
-            confidence=Confidence.ANOMALY,
-            rule_id="dns.nxdomain",
-            rules_version="1",
-            evidence=(dns.id,),
-            detail="the resolver denies the name; the control resolves it",
-        )
-        store.save_verdicts(run.id, [verdict])
+    store_dns_blocked_verdict(tmp_path / "p.db", unrelated_failure="connection_refused")
     code, out, err = invoke("report", "--db", str(tmp_path / "p.db"))
     assert code == 0, err
     (row,) = [line for line in out.splitlines() if "web.telegram.org" in line and "│" in line]

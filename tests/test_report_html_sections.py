@@ -12,12 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from probe.model import Layer, Operation, Run
+from probe.model import Run
 from probe.records import Confidence, Status, Verdict
 from probe.store import Store
 from tests.cli import invoke
-from tests.store_rows import make_measurement, make_run
-from tests.stored_verdicts import START, day, small_spec, store_verdicts
+from tests.store_rows import make_run
+from tests.stored_verdicts import (
+    START,
+    day,
+    small_spec,
+    store_dns_blocked_verdict,
+    store_verdicts,
+)
 from tests.synthetic import Outage, generate
 
 
@@ -124,36 +130,7 @@ def _verdict(run: Run, blocked: bool) -> Verdict:
 
 def test_a_verdict_opens_onto_the_measurements_it_rests_on(tmp_path: Path) -> None:
     db = tmp_path / "p.db"
-    with Store.open(db) as store:
-        run = make_run(store.probe_id(), START, asn=58224, as_name="TCI", country="IR")
-        store.start_run(run)
-        dns = make_measurement(
-            run.id,
-            target="web.telegram.org",
-            layer=Layer.DNS,
-            endpoint="system",
-            failure="dns_nxdomain_error",
-            failed_operation=Operation.RESOLVE,
-        )
-        unrelated = make_measurement(run.id, target="web.telegram.org", failure="eof_error")
-        store.save_measurements([dns, unrelated])
-        verdict = Verdict(
-            run_id=run.id,
-            probe_id=run.probe_id,
-            measured_at=run.started_at,
-            asn=58224,
-            country="IR",
-            platform="telegram",
-            target="web.telegram.org",
-            status=Status.BLOCKED,
-            technique="dns.nxdomain",
-            confidence=Confidence.ANOMALY,
-            rule_id="dns.nxdomain",
-            rules_version="1",
-            evidence=(dns.id,),
-            detail="the resolver denies the name; the control resolves it",
-        )
-        store.save_verdicts(run.id, [verdict])
+    store_dns_blocked_verdict(db, unrelated_failure="eof_error")
     page = _page(db, tmp_path)
     found = re.search(r'<details class="verdict v-blocked"[^>]*>(.*?)</details>', page, re.S)
     assert found, "no drill-down for the blocked verdict"
