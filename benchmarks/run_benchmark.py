@@ -49,6 +49,7 @@ import os
 import pstats
 import select
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -215,6 +216,7 @@ class Scenario:
     config: Path
     targets: int
     goal: str
+    resolver: str | None = None  # the config's one resolver (udp://address:port)
 
 
 def write_scenario(
@@ -261,7 +263,7 @@ public_addresses = [{json.dumps(PUBLIC_ADDRESS)}]
 """,
         encoding="utf-8",
     )
-    return Scenario(name, config, len(entries), goal)
+    return Scenario(name, config, len(entries), goal, resolver)
 
 
 def build_scenarios(
@@ -353,6 +355,30 @@ def _run_queue_wait(pid: int, last: float) -> float:
         return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
     except (OSError, IndexError, ValueError):
         return last
+
+
+def _udp_peer(resolver: str | None) -> str | None:
+    """How /proc/net/udp writes a socket connected to this udp://IPv4:port resolver (the
+    address as the kernel's little-endian hex, the port as hex), or None for another kind."""
+    if resolver is None or not resolver.startswith("udp://"):
+        return None
+    address, _, port = resolver.removeprefix("udp://").rpartition(":")
+    try:
+        packed = socket.inet_aton(address)
+    except OSError:
+        return None
+    return f"{packed[::-1].hex().upper()}:{int(port):04X}"
+
+
+def _udp_socket_to(peer: str) -> bool:
+    """Whether a UDP socket connected to `peer` exists now: the probe's DNS check connects its
+    socket to the resolver (probe/checks/dns.py), and nothing else here talks to it. An outside
+    clock for the first check, since the stored start times are whole seconds."""
+    try:
+        table = Path("/proc/net/udp").read_text(encoding="ascii")
+    except OSError:
+        return False
+    return any(line.split()[2] == peer for line in table.splitlines()[1:] if line.strip())
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -489,8 +515,12 @@ def run_probe(
         )
         deadline = started + PROBE_TIMEOUT_S
         cpu_wait = 0.0
+        peer = _udp_peer(scenario.resolver)
+        first_query: float | None = None
         while True:
             cpu_wait = _run_queue_wait(process.pid, cpu_wait)
+            if first_query is None and peer is not None and _udp_socket_to(peer):
+                first_query = time.monotonic() - started
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
@@ -525,7 +555,11 @@ def run_probe(
         load=load,
         drops=drops,
         outcomes=_outcomes(document),
-        phases={**_phases(db, spawned_at), "exit": wall},
+        phases={
+            **_phases(db, spawned_at),
+            **({} if first_query is None else {"first DNS query": first_query}),
+            "exit": wall,
+        },
     )
 
 
