@@ -30,6 +30,7 @@ from analysis.parquet import ParquetUnavailableError
 from probe.catalog import CatalogError
 from probe.cli.terminal import plain, visible
 from probe.config import ConfigError
+from probe.consent import default_consent_path, require_consent
 from probe.outputs import OutputRefusedError
 from probe.store import StoreError
 from probe.testlists import TestListError
@@ -194,6 +195,14 @@ def say(text: str) -> None:
             err.print(grid, highlight=False)
         else:
             err.print(body, highlight=False)
+
+
+def consent_or_exit(interactive: bool, flag: bool) -> None:
+    """Go on only with the volunteer's consent (probe.consent: on record, given by --i-understand-
+    the-risks, or typed at the prompt when `interactive`), its text shown through `say`;
+    otherwise end with EXIT_NO_CONSENT."""
+    if not require_consent(interactive, flag, default_consent_path(), show=say):
+        raise typer.Exit(EXIT_NO_CONSENT)
 
 
 def print_skipped(problems: Iterable[str]) -> None:

@@ -23,16 +23,14 @@ from rich.table import Table
 
 from probe.cli.base import (
     EXIT_ERROR,
-    EXIT_NO_CONSENT,
     ProbeCommand,
+    consent_or_exit,
     console,
     err,
-    say,
     user_errors,
 )
 from probe.cli.common import RisksOption
 from probe.cli.terminal import plain
-from probe.consent import default_consent_path, require_consent
 from probe.rawnet import locate_interference, raw_capability
 
 
@@ -157,11 +155,7 @@ def register(app: typer.Typer) -> None:
             err.print(f"[red]error:[/red] {plain(capability.note or 'raw sockets unavailable')}")
             raise typer.Exit(EXIT_ERROR)
         address = _address(target)
-        consented = require_consent(
-            sys.stdin.isatty(), i_understand_the_risks, default_consent_path(), show=say
-        )
-        if not consented:
-            raise typer.Exit(EXIT_NO_CONSENT)
+        consent_or_exit(sys.stdin.isatty(), i_understand_the_risks)
         details = asyncio.run(
             locate_interference(
                 address,

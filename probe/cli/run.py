@@ -16,13 +16,12 @@ from probe.cli.base import (
     EXIT_BUSY,
     EXIT_INTERRUPTED,
     EXIT_NO_CONNECTIVITY,
-    EXIT_NO_CONSENT,
     EXIT_NOT_STORED,
     EXIT_TARGETS_FAILED,
     ProbeCommand,
+    consent_or_exit,
     console,
     err,
-    say,
     user_errors,
 )
 from probe.cli.common import (
@@ -42,7 +41,6 @@ from probe.cli.render import (
     where_line,
 )
 from probe.cli.terminal import plain
-from probe.consent import default_consent_path, require_consent
 from probe.lock import RunInProgressError, RunLock
 from probe.model import Connectivity, utcnow
 from probe.schedule.log import trim_log
@@ -125,10 +123,7 @@ def register(app: typer.Typer) -> None:
             trim_log()
             err.print(f"--- unattended run at {utcnow().isoformat(timespec='seconds')} ---")
         interactive = sys.stdin.isatty() and not unattended
-        if not require_consent(
-            interactive, i_understand_the_risks, default_consent_path(), show=say
-        ):
-            raise typer.Exit(EXIT_NO_CONSENT)
+        consent_or_exit(interactive, i_understand_the_risks)
         try:
             lock = RunLock()
             lock.acquire()

@@ -15,18 +15,16 @@ from rich.console import Console
 from analysis.report.labels import format_when
 from probe.cli.base import (
     EXIT_ERROR,
-    EXIT_NO_CONSENT,
     ProbeCommand,
+    consent_or_exit,
     console,
     err,
-    say,
     user_errors,
 )
 from probe.cli.common import ConfigOption, DbOption, RisksOption
 from probe.cli.render import network_text
 from probe.cli.terminal import plain, visible
 from probe.config import ConfigError, Settings, database_location, find_config, load_settings
-from probe.consent import default_consent_path, require_consent
 from probe.history import latest_overview
 from probe.schedule.cadence import Cadence, parse_duration
 from probe.schedule.commands import Backend, ScheduleStatus, install, remove, status
@@ -115,10 +113,7 @@ def register(app: typer.Typer) -> None:
                 f"{plain(str(config_path or 'the built-in defaults'))}); pass --config to use it"
             )
         interactive = sys.stdin.isatty()
-        if not require_consent(
-            interactive, i_understand_the_risks, default_consent_path(), show=say
-        ):
-            raise typer.Exit(EXIT_NO_CONSENT)
+        consent_or_exit(interactive, i_understand_the_risks)
         done = install(cadence, probe_job(config=config, db=db), backend)
         out = console()
         out.print(f"scheduled with {done.backend}: {done.cadence.describe()}")
