@@ -159,11 +159,9 @@ def _field_plan(cls: type[Any]) -> tuple[tuple[str, str, bool], ...]:
 
 
 def _encode_record(record: Any) -> dict[str, JsonValue]:
-    compiled = _COMPILED_ENCODERS.get(record.__class__, _UNCOMPILED)
-    if compiled is _UNCOMPILED:
-        compiled = _COMPILED_ENCODERS[record.__class__] = _compile_encoder(record.__class__)
+    compiled = _compiled_encoder(record.__class__)
     if compiled is not None:
-        return compiled(record)  # type: ignore[no-any-return]
+        return compiled(record)
     return _encode_fields(record)
 
 
@@ -387,6 +385,14 @@ class _Uncompilable(Exception):
     """A field type the compiler does not handle: the record stays generic."""
 
 
+def _compiled_encoder(cls: type[Any]) -> Callable[[Any], dict[str, JsonValue]] | None:
+    """The compiled encoder of a record type (compiled on first use), None where there is none."""
+    compiled = _COMPILED_ENCODERS.get(cls, _UNCOMPILED)
+    if compiled is _UNCOMPILED:
+        compiled = _COMPILED_ENCODERS[cls] = _compile_encoder(cls)
+    return compiled  # type: ignore[no-any-return]
+
+
 def _compiled_decoder(cls: type[Any]) -> Callable[[Any], Any] | None:
     if cls not in _COMPILED_DECODERS:
         _COMPILED_DECODERS[cls] = None  # while compiling (and if it cannot be)
@@ -551,9 +557,7 @@ def _encoded(src: _Source, hint: Any, value: str) -> str:
         kind = src.name("kind", hint)
         return f"({value}.value if {value}.__class__ is {kind} else {generic})"
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        inner_encoder = _COMPILED_ENCODERS.get(hint, _UNCOMPILED)
-        if inner_encoder is _UNCOMPILED:
-            inner_encoder = _COMPILED_ENCODERS[hint] = _compile_encoder(hint)
+        inner_encoder = _compiled_encoder(hint)
         if inner_encoder is None:
             return generic
         record_type, encoder = src.name("record_type", hint), src.name("encoder", inner_encoder)
