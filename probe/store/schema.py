@@ -75,9 +75,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return _stored_time(value)
         if not isinstance(value, datetime):
             raise TypeError(f"unexpected timestamp value {value!r} from the database")
-        if value.tzinfo is None:  # only a hand-edited row can get here; stored values are UTC
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return _as_utc(value)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -91,6 +89,11 @@ def _stored_time(text: str) -> datetime:
         # A hand-edited or hostile row: raised here, the error could not say which row.
         # The row decoders (probe.store.database) refuse it, naming the row.
         return UnreadableTime(text)  # type: ignore[return-value]
+    return _as_utc(value)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime."""
     if value.tzinfo is None:  # only a hand-edited row can get here; stored values are UTC
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
