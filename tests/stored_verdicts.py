@@ -86,20 +86,42 @@ def store_dns_blocked_verdict(db: Path, unrelated_failure: str) -> None:
         )
         unrelated = make_measurement(run.id, target="web.telegram.org", failure=unrelated_failure)
         store.save_measurements([dns, unrelated])
-        verdict = Verdict(
-            run_id=run.id,
-            probe_id=run.probe_id,
-            measured_at=run.started_at,
-            asn=58224,
-            country="IR",
-            platform="telegram",
-            target="web.telegram.org",
-            status=Status.BLOCKED,
+        verdict = web_telegram_verdict(
+            run,
+            Status.BLOCKED,
             technique="dns.nxdomain",
             confidence=Confidence.ANOMALY,
             rule_id="dns.nxdomain",
-            rules_version="1",
             evidence=(dns.id,),
             detail="the resolver denies the name; the control resolves it",
         )
         store.save_verdicts(run.id, [verdict])
+
+
+def web_telegram_verdict(
+    run: Run,
+    status: Status,
+    *,
+    technique: str | None = None,
+    confidence: Confidence | None = None,
+    rule_id: str,
+    evidence: tuple[str, ...] = (),
+    detail: str,
+) -> Verdict:
+    """The verdict on web.telegram.org of `run`, measured from the run's network."""
+    return Verdict(
+        run_id=run.id,
+        probe_id=run.probe_id,
+        measured_at=run.started_at,
+        asn=run.network.asn,
+        country=run.network.country,
+        platform="telegram",
+        target="web.telegram.org",
+        status=status,
+        technique=technique,
+        confidence=confidence,
+        rule_id=rule_id,
+        rules_version="1",
+        evidence=evidence,
+        detail=detail,
+    )

@@ -23,6 +23,7 @@ from tests.stored_verdicts import (
     small_spec,
     store_dns_blocked_verdict,
     store_verdicts,
+    web_telegram_verdict,
 )
 from tests.synthetic import Outage, generate
 
@@ -110,21 +111,15 @@ def test_one_blocked_verdict_among_many_ok_in_an_hour_is_visible(tmp_path: Path)
 
 
 def _verdict(run: Run, blocked: bool) -> Verdict:
-    return Verdict(
-        run_id=run.id,
-        probe_id=run.probe_id,
-        measured_at=run.started_at,
-        asn=58224,
-        country="IR",
-        platform="telegram",
-        target="web.telegram.org",
-        status=Status.BLOCKED if blocked else Status.OK,
-        technique="tcp.timeout" if blocked else None,
-        confidence=Confidence.ANOMALY if blocked else None,
-        rule_id="tcp.timeout" if blocked else "ok",
-        rules_version="1",
-        evidence=(),
-        detail="every connect timed out" if blocked else "reached",
+    if not blocked:
+        return web_telegram_verdict(run, Status.OK, rule_id="ok", detail="reached")
+    return web_telegram_verdict(
+        run,
+        Status.BLOCKED,
+        technique="tcp.timeout",
+        confidence=Confidence.ANOMALY,
+        rule_id="tcp.timeout",
+        detail="every connect timed out",
     )
 
 
