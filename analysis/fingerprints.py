@@ -257,20 +257,17 @@ _ADDRESS_CACHE = 16384
 
 def parse_address(text: str) -> IPAddress | None:
     """An IP address, or None for anything else (a hostile control may send garbage)."""
-    if type(text) is str:
-        return _parse_text(text)
+    return _parse_text(text) if type(text) is str else _parse(text)
+
+
+def _parse(text: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(text.strip().split("%", 1)[0])
     except (ValueError, AttributeError):
         return None
 
 
-@lru_cache(maxsize=_ADDRESS_CACHE)
-def _parse_text(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text.strip().split("%", 1)[0])
-    except ValueError:
-        return None
+_parse_text = lru_cache(maxsize=_ADDRESS_CACHE)(_parse)
 
 
 def is_bogon(address: str) -> bool:
