@@ -8,19 +8,45 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from probe import codec
-from probe.codec import CodecError, decode_details, encode_details, encode_details_column
-from probe.model import Details, Layer, TlsHandshake
+from probe.codec import (
+    CodecError,
+    decode_details,
+    decode_measurement,
+    decode_verdict,
+    encode_details,
+    encode_details_column,
+    encode_measurement,
+    encode_verdict,
+)
+from probe.model import Layer, TlsHandshake
+from probe.records import Confidence, Status, Verdict
 from tests.replay import load_replay, recorded_scenarios, replay_path
 from tests.store_rows import make_measurement
 
 # What a damaged value becomes: each of JSON's types, and the values a float check must refuse.
-REPLACEMENTS: tuple[Any, ...] = (None, 3, -1, 3.0, 1e400, "x", "", True, [], ["x"], {}, {"a": 1})
+REPLACEMENTS: tuple[Any, ...] = (
+    None,
+    3,
+    -1,
+    3.0,
+    -1.0,
+    1e400,
+    "x",
+    "",
+    True,
+    [],
+    ["x"],
+    {},
+    {"a": 1},
+)
 
 
 def _recorded() -> list[tuple[Layer, dict[str, Any]]]:
@@ -62,7 +88,7 @@ def _shape(value: Any) -> str:
     return type(value).__name__
 
 
-def _outcome(decode: Callable[[], Details]) -> tuple[str, Any]:
+def _outcome(decode: Callable[[], Any]) -> tuple[str, Any]:
     try:
         return "record", decode()
     except CodecError as exc:
@@ -146,3 +172,56 @@ def test_a_record_holding_values_off_its_types_encodes_as_the_generic_codec_does
     assert [encode_details(r) for r in odd] == generic_only(
         lambda: [encode_details(r) for r in odd]
     )
+
+
+def _verdict_document() -> dict[str, Any]:
+    verdict = Verdict(
+        run_id="a" * 32,
+        probe_id="b" * 32,
+        measured_at=datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+        asn=44244,
+        country="IR",
+        platform="telegram",
+        target="web.telegram.org",
+        status=Status.BLOCKED,
+        technique="tls.sni_reset",
+        confidence=Confidence.CONFIRMED,
+        rule_id="tls.sni_reset",
+        rules_version="2025.4",
+        evidence=("c" * 32, "d" * 32),
+        detail="reset after the ClientHello",
+    )
+    document: dict[str, Any] = json.loads(json.dumps(encode_verdict(verdict)))
+    return document
+
+
+def test_damaged_measurements_and_verdicts_give_the_generic_codecs_record_or_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The upload's fast paths (codec._measurement_fast, _observation_fast, _verdict_fast) against
+    # the field-by-field decoders they stand in front of.
+    cases: list[Callable[[], Any]] = []
+    layers: set[Layer] = set()
+    for name in recorded_scenarios():
+        for measurement in load_replay(replay_path(name)).measurements:
+            if measurement.observation.layer in layers:
+                continue  # one measurement per layer: its damaged copies are thousands
+            layers.add(measurement.observation.layer)
+            document = json.loads(json.dumps(encode_measurement(measurement)))
+            document["observation"]["failure_detail"] = "a parser's message"
+            for damaged in [document, *_damaged(document)]:
+                cases.append(functools.partial(decode_measurement, damaged))
+    verdict = _verdict_document()
+    cases.extend(functools.partial(decode_verdict, d) for d in [verdict, *_damaged(verdict)])
+    assert len(cases) > 1_500
+
+    def outcomes() -> list[tuple[str, Any]]:
+        return [_outcome(case) for case in cases]
+
+    got = outcomes()
+    with monkeypatch.context() as patch:
+        for name in ("_measurement_fast", "_observation_fast", "_verdict_fast"):
+            patch.setattr(codec, name, lambda entry: codec._UNSURE)
+        expected = outcomes()
+    assert got == expected
+    assert {kind for kind, _ in got} == {"record", "error"}  # both paths were taken

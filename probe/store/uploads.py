@@ -39,6 +39,7 @@ from probe.store.database import (
     insert_missing,
 )
 from probe.store.errors import StoreError
+from probe.store.pgcopy import copy_payload, copy_statement
 
 TOKEN_BYTES = 32
 # A run that started this long ago and never finished belongs to a probe that crashed mid-run:
@@ -185,13 +186,20 @@ def ingest_batch(store: Store, token_id: str, batch: Batch) -> Ingested:
     probe_ids = sorted({run.probe_id for run in batch.runs})
     with store._transaction(write=True) as conn:
         _claim_probes(conn, token_id, probe_ids)
-        _check_runs(conn, batch.runs)
         runs = _insert_new(conn, schema.runs, run_rows)
-        added = set(_insert_new(conn, schema.measurements, measurement_rows))
+        if len(runs) < len(run_rows):
+            _check_runs(conn, batch.runs, set(runs))
+        if conn.dialect.name == "postgresql":
+            added_ids, verdict_keys = _copy_new(
+                conn, ((schema.measurements, measurement_rows), (schema.verdicts, verdict_rows))
+            )
+        else:
+            added_ids = _insert_new(conn, schema.measurements, measurement_rows)
+            verdict_keys = _insert_new(conn, schema.verdicts, verdict_rows)
+        added = set(added_ids)
         if len(added) < len(measurement_rows):
             _check_measurements(conn, batch.measurements, added)
-        verdicts = _insert_new(conn, schema.verdicts, verdict_rows)
-    return Ingested(len(runs), len(added), len(verdicts))
+    return Ingested(len(runs), len(added), len(verdict_keys))
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -200,31 +208,44 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 def _claim_probes(conn: Connection, token_id: str, probe_ids: Sequence[str]) -> None:
+    """Every probe id of the batch is this token's, claimed now if nobody has it yet."""
     owners = schema.probe_owners
     if not probe_ids:
         return
-    now = utcnow()
-    # Concurrent first uploads of one probe id: PostgreSQL makes the second INSERT wait for the
-    # first transaction, then skip; the SELECT below then reads the committed owner.
-    conn.execute(
-        insert_missing(conn, owners),
-        [{"probe_id": p, "token_id": token_id, "claimed_at": now} for p in probe_ids],
-    )
+    # The probe's ids are claimed already for every batch but its first: one SELECT then.
+    found = _owners(conn, probe_ids)
+    unclaimed = [p for p in probe_ids if p not in found]
+    if unclaimed:
+        # Concurrent first uploads of one probe id: PostgreSQL makes the second INSERT wait for
+        # the first transaction, then skip; the SELECT below then reads the committed owner.
+        now = utcnow()
+        conn.execute(
+            insert_missing(conn, owners),
+            [{"probe_id": p, "token_id": token_id, "claimed_at": now} for p in unclaimed],
+        )
+        found.update(_owners(conn, unclaimed))
+    foreign = sorted(probe for probe, owner in found.items() if owner != token_id)
+    if foreign:
+        raise ForeignProbeError(
+            f"probe id {foreign[0]} is uploaded with another token: this token may only add "
+            "runs of the probe ids it uploaded first"
+        )
+
+
+def _owners(conn: Connection, probe_ids: Sequence[str]) -> dict[str, str]:
+    owners = schema.probe_owners
+    found: dict[str, str] = {}
     for chunk in _chunks(probe_ids):
         rows = conn.execute(
             select(owners.c.probe_id, owners.c.token_id).where(owners.c.probe_id.in_(chunk))
-        ).all()
-        foreign = sorted(row.probe_id for row in rows if row.token_id != token_id)
-        if foreign:
-            raise ForeignProbeError(
-                f"probe id {foreign[0]} is uploaded with another token: this token may only add "
-                "runs of the probe ids it uploaded first"
-            )
+        )
+        found.update((row.probe_id, row.token_id) for row in rows)
+    return found
 
 
-def _check_runs(conn: Connection, runs: Sequence[Run]) -> None:
+def _check_runs(conn: Connection, runs: Sequence[Run], added: set[str]) -> None:
     """A run id already stored must be the same probe's run (a replay), never another's."""
-    wanted = {run.id: run.probe_id for run in runs}
+    wanted = {run.id: run.probe_id for run in runs if run.id not in added}
     table = schema.runs
     for chunk in _chunks(sorted(wanted)):
         rows = conn.execute(select(table.c.id, table.c.probe_id).where(table.c.id.in_(chunk)))
@@ -254,55 +275,64 @@ def _insert_new(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     if not rows:
         return []
     key = next(iter(table.primary_key.columns))
-    if conn.dialect.name == "postgresql":
-        return _copy_new(conn, table, rows, key.name)
     stmt = insert_missing(conn, table).returning(key)
     return [row[0] for row in conn.execute(stmt, list(rows))]
 
 
 def _copy_new(
-    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], key: str
-) -> list[Any]:
-    """PostgreSQL: COPY streams the rows (a multi-row INSERT of a thousand measurements is a
-    statement the driver parses for every batch, which took most of the ingest time).
+    conn: Connection, tables: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]]
+) -> list[list[Any]]:
+    """PostgreSQL: insert each table's rows whose primary key is not there yet; return, per
+    table, the first key column of the rows inserted.
 
-    First straight into the table, inside a savepoint: a batch seen for the first time (nearly
-    every batch) is written once. When some rows are there already (a replay: the savepoint
-    rolls back on the unique violation), the rows go to a session-local staging table (a
-    temporary table, emptied at commit, so concurrent collectors never see each other's rows)
-    and on with INSERT ... SELECT ... ON CONFLICT DO NOTHING."""
-    columns = [column.name for column in table.columns]
-    names = ", ".join(columns)
-    values = [[row[name] for name in columns] for row in rows]
+    COPY streams the rows, each batch's rows encoded once as COPY text (probe.store.pgcopy): a
+    multi-row INSERT of a thousand measurements is a statement the driver parses for every
+    batch, which took most of the ingest time. First straight into the tables, inside one
+    savepoint: a batch seen for the first time (nearly every batch) is written once. When some
+    rows are there already (a replay: the savepoint rolls back on the unique violation), the
+    rows go to session-local staging tables (temporary, emptied at commit, so concurrent
+    collectors never see each other's rows) and on with INSERT ... SELECT ... ON CONFLICT DO
+    NOTHING RETURNING."""
+    payloads = [(table, copy_payload(table, rows, conn.dialect)) for table, rows in tables if rows]
     driver = conn.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor:
-        try:
-            # driver.transaction(): a SAVEPOINT inside the batch's transaction.
-            with (
-                driver.transaction(),
-                cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy,
-            ):
-                for value in values:
-                    copy.write_row(value)
-            return [row[key] for row in rows]
-        except Exception as exc:
-            if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
-                raise
-        staging = f"incoming_{table.name}"
-        keys = ", ".join(column.name for column in table.primary_key.columns)
-        cursor.execute(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table.name}) "
-            "ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
-            for value in values:
-                copy.write_row(value)
-        cursor.execute(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
-            f"ON CONFLICT ({keys}) DO NOTHING RETURNING {key}"
-        )
-        return [found[0] for found in cursor.fetchall()]
+    database_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with driver.cursor() as cursor:
+            try:
+                # driver.transaction(): a SAVEPOINT inside the batch's transaction.
+                with driver.transaction():
+                    for table, payload in payloads:
+                        with cursor.copy(copy_statement(table)) as copy:
+                            copy.write(payload)
+                return [[row[_first_key(table)] for row in rows] for table, rows in tables]
+            except database_error as exc:
+                if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
+                    raise
+            added = {table.name: _copy_through_staging(cursor, table, p) for table, p in payloads}
+    except database_error as exc:
+        raise StoreError(f"the batch was not stored: {str(exc).strip()[:200]}") from exc
+    return [added.get(table.name, []) for table, _ in tables]
+
+
+def _first_key(table: Table) -> str:
+    return next(iter(table.primary_key.columns)).name
+
+
+def _copy_through_staging(cursor: Any, table: Table, payload: bytes) -> list[Any]:
+    staging = f"incoming_{table.name}"
+    names = ", ".join(column.name for column in table.columns)
+    keys = ", ".join(column.name for column in table.primary_key.columns)
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table.name}) ON COMMIT DELETE ROWS"
+    )
+    with cursor.copy(copy_statement(table, into=staging)) as copy:
+        copy.write(payload)
+    cursor.execute(
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {staging} "
+        f"ON CONFLICT ({keys}) DO NOTHING RETURNING {_first_key(table)}"
+    )
+    return [found[0] for found in cursor.fetchall()]
 
 
 # SQLSTATE unique_violation (PostgreSQL, Appendix A "Error Codes").
