@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from probe.model import (
     DnsQuery,
     HttpTransaction,
     Layer,
+    Measurement,
     Speaks,
     Target,
     TargetKind,
@@ -29,7 +31,7 @@ from probe.model import (
     TlsHandshake,
 )
 from probe.resolvers import parse_resolver
-from probe.runner import CROWD_PER_SLOT, RunOutcome, RunPlan, execute
+from probe.runner import CROWD_PER_SLOT, RUN_GC_THRESHOLD, RunOutcome, RunPlan, execute
 from tests.builders import ListSink, record
 from tests.loops import BOTH
 from tests.servers import hostile
@@ -568,3 +570,23 @@ async def test_a_lying_network_resolver_still_gets_the_true_address_measured_bes
     # The target's own progress is the network's path: it never got past DNS there.
     (result,) = outcome.results
     assert result.failed_layer is Layer.TCP
+
+
+async def test_a_run_collects_garbage_less_often_and_leaves_the_collector_as_it_found_it() -> None:
+    # During the run: the objects that existed before it are frozen (out of every collection)
+    # and the first generation waits for RUN_GC_THRESHOLD allocations; afterwards both are
+    # back, so a long-lived process (the scheduler's, a test session) collects as it did.
+    seen: list[tuple[tuple[int, int, int], int]] = []
+
+    class Watching(ListSink):
+        def save_measurements(self, batch: Sequence[Measurement]) -> None:
+            seen.append((gc.get_threshold(), gc.get_freeze_count()))
+            super().save_measurements(batch)
+
+    before = gc.get_threshold()
+    async with hostile.web_app(blockpage_app("blocked.invalid")) as server:
+        target = Target("lo", "ok", TargetKind.TCP, "127.0.0.1", (server.port,))
+        await execute(RunPlan([target], [], [parse_resolver("system")]), "r-gc", Watching())
+    assert seen and all(t[0] == RUN_GC_THRESHOLD and frozen > 0 for t, frozen in seen)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
