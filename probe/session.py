@@ -9,35 +9,43 @@ and into the RunReport.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import importlib
 import resource
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import probe.rawnet
-from analysis.analyse import RunAnalysis, analyse_run
 from analysis.controls import ControlEvidence, controls_from_helper_targets
 from probe import __version__, eventloop
 from probe.checks import CheckContext, default_ssl_context
-from probe.collector.uploader import AFTER_RUN_POLICY, upload_summary, upload_target
 from probe.config import Settings, database_location
 from probe.helper.client import HelperUnavailable, query_helper
 from probe.helper.protocol import HelperResult
-from probe.model import Connectivity, Run, Target, new_run_id, to_the_second, utcnow
+from probe.model import Connectivity, Measurement, Run, Target, new_run_id, to_the_second, utcnow
 from probe.netid.helper_view import HelperView
 from probe.netid.identify import NetworkIdentity, identify_network, resolver_addresses
 from probe.netid.local import read_local_network
-from probe.netid.mmdb import AsnDatabase
 from probe.privacy import Scrubber, ScrubbingSink
 from probe.rawnet import raw_capability
 from probe.runner import Progress, RunOutcome, RunPlan, execute
-from probe.store import Store
+from probe.store.sqlite_file import check_file
 from probe.targets import load_platforms, select_targets
+
+if TYPE_CHECKING:
+    # Loaded when used (SQLAlchemy, the analysis): none of it is needed before the first check.
+    from analysis.analyse import RunAnalysis
+    from probe.netid.mmdb import AsnDatabase
+    from probe.store import Store
 
 
 class NoteKind(StrEnum):
@@ -129,7 +137,13 @@ def run_once(
     `plan` defaults to plan_run(settings, platforms); `db` to the configured database. A Ctrl-C,
     SIGTERM or SIGHUP while measuring ends the run early: what finished is kept, the run is
     marked interrupted and gets its verdicts. Earlier runs of this probe that were killed before
-    they finished are finished and analysed first (a RECOVERED note each).
+    they finished are finished and analysed too (a RECOVERED note each, after the measuring).
+
+    The database opens while the first checks run (_StoreOpening). A SQLite file the store
+    would refuse (not a database, damaged pages, another application's, a newer schema) is
+    refused before any traffic (check_file); what only the open itself meets (a write lock held
+    past the busy timeout, a PostgreSQL server that refuses) stops the run as soon as it is
+    known, with the same one-line error and nothing stored.
     """
     given: list[Note] = []
 
@@ -140,11 +154,11 @@ def run_once(
     if plan is None:
         plan = plan_run(settings, platforms, note)
     raise_file_limit()
-    # Opened first: a database that cannot take the run (damaged, foreign, newer) is refused
-    # before anything is measured.
-    with Store.open(database_location(settings, db)) as store:
-        for text in finish_abandoned_runs(settings, store):
-            note(Note(NoteKind.RECOVERED, text))
+    location = database_location(settings, db)
+    if "://" not in location:
+        check_file(Path(location).expanduser(), location)
+    opening = _StoreOpening(settings, location)
+    try:
         helper = _ask_helper(settings, plan)
         view, controls = None, None
         if isinstance(helper, HelperUnavailable):
@@ -171,30 +185,145 @@ def run_once(
             )
         record = Run(
             id=new_run_id(),
-            probe_id=store.probe_id(),
+            probe_id="",  # the database's, set when it is open (_StoreOpening)
             started_at=to_the_second(utcnow()),
             software_version=__version__,
             config_digest=settings.digest(),
             network=identity.network,
         )
-        store.start_run(record)
+        opening.begin(record)
         outcome = RunOutcome()
         scrubber = Scrubber(identity.own_addresses)
-        sink = ScrubbingSink(store, scrubber)
+        sink = ScrubbingSink(opening, scrubber)
         # The checks digest the body before the sink scrubs it: they scrub first (probe.checks).
         if scrubber:
             context = dataclasses.replace(plan.context, scrubber=scrubber)
             plan = dataclasses.replace(plan, context=context)
         try:
             with interruptible():
-                eventloop.run(execute(plan, record.id, sink, outcome=outcome, progress=progress))
+                measuring = execute(plan, record.id, sink, outcome=outcome, progress=progress)
+                eventloop.run(_measure(opening, measuring))
         except KeyboardInterrupt:
             outcome.interrupted = True
         with finishing():
+            store, record, recovered = opening.opened()
+            for text in recovered:
+                note(Note(NoteKind.RECOVERED, text))
             finished = max(to_the_second(utcnow()), record.started_at)
             store.finish_run(record.id, finished, outcome.connectivity, outcome.interrupted)
             analysis = _analyse(settings, store, record.id, controls, plan.targets, plan.controls)
+    finally:
+        opening.close()
     return RunReport(record, outcome, analysis, helper, tuple(given))
+
+
+class _StoreOpening:
+    """The run's database, opened in a thread of its own while the run's first checks start.
+
+    Opening imports SQLAlchemy, checks (and may create or migrate) the schema, and finishes the
+    runs this probe abandoned earlier (finish_abandoned_runs): about half a second of a cold
+    start that no check needs. The run's record is stored once the database is open and the run
+    has begun (begin()). Meanwhile the runner's writer, which saves from a thread of its own,
+    waits here (save_measurements): what was measured before the database was ready is held in
+    memory, then saved, never dropped. Opened before the first traffic instead, a probe's first
+    check started a second after it was spawned (benchmarks/startup_benchmark.py).
+    """
+
+    def __init__(self, settings: Settings, location: str) -> None:
+        self._settings = settings
+        self._location = location
+        self._record: Future[Run] = Future()
+        self._opened: Future[tuple[Store, Run, list[str]]] = Future()
+        self._thread = threading.Thread(target=self._open, name="probe-store-open", daemon=True)
+        self._thread.start()
+
+    def _open(self) -> None:
+        try:
+            from probe.store import Store  # SQLAlchemy: loaded here, off the first check's path
+
+            store = Store.open(self._location, pages_checked=True)
+        except BaseException as exc:
+            self._opened.set_exception(exc)
+            return
+        try:
+            recovered = finish_abandoned_runs(self._settings, store)
+            record = dataclasses.replace(self._record.result(), probe_id=store.probe_id())
+            store.start_run(record)
+            # The verdicts' code, loaded here while the checks run rather than after the last.
+            importlib.import_module("analysis.analyse")
+        except BaseException as exc:
+            store.close()
+            self._opened.set_exception(exc)
+            return
+        self._opened.set_result((store, record, recovered))
+
+    def begin(self, record: Run) -> None:
+        """The run starts: its record (probe_id filled in from the database) is stored once the
+        database is open."""
+        self._record.set_result(record)
+
+    def ended(self) -> asyncio.Future[None]:
+        """A future of the running loop that is done when opening has ended, either way."""
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def settle() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        def wake(_done: Future[tuple[Store, Run, list[str]]]) -> None:
+            # From the opening thread; the loop may have closed since (the run ended first).
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle)
+
+        self._opened.add_done_callback(wake)
+        return ended
+
+    def error(self) -> BaseException | None:
+        """What opening raised, once it has ended (None while it runs, or when it succeeded)."""
+        return self._opened.exception() if self._opened.done() else None
+
+    def opened(self) -> tuple[Store, Run, list[str]]:
+        """The open store, the run's record as stored and the lines for the runs it finished;
+        waits for the opening thread. Raises what opening raised (a StoreError)."""
+        return self._opened.result()
+
+    def save_measurements(self, batch: Sequence[Measurement]) -> None:
+        """The runner's sink: saved once the database is open and the run's record stored (the
+        writer calls this from its own thread, so waiting here never blocks a check). When
+        opening failed the run is being stopped with that error (_measure): nothing can be
+        stored, and the batch is not kept."""
+        if self._opened.exception() is not None:
+            return
+        store, _, _ = self._opened.result()
+        store.save_measurements(batch)
+
+    def close(self) -> None:
+        """Close the store; a run that ended before it began releases the opening thread."""
+        if not self._record.done():
+            self._record.set_exception(RuntimeError("the run ended before it began"))
+        self._thread.join()
+        if self._opened.exception() is None:
+            self._opened.result()[0].close()
+
+
+async def _measure(opening: _StoreOpening, measuring: Coroutine[Any, Any, RunOutcome]) -> None:
+    """Run `measuring` while the database opens; stop it at once when the database cannot be
+    opened, and raise that error (a StoreError) once the runner has ended."""
+    task = asyncio.ensure_future(measuring)
+    either: list[asyncio.Future[Any]] = [task, opening.ended()]
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        error = opening.error()
+        if error is not None:
+            task.cancel()
+            await asyncio.wait({task})
+            raise error
+        await task
+    finally:
+        if not task.done():  # cancelled from outside (Ctrl-C): the runner keeps what finished
+            task.cancel()
+            await asyncio.wait({task})
 
 
 def upload_after_run(settings: Settings, report: RunReport, db: str | None = None) -> Note | None:
@@ -202,9 +331,15 @@ def upload_after_run(settings: Settings, report: RunReport, db: str | None = Non
     acknowledged, this one included), bounded to AFTER_RUN_POLICY's few seconds: a collector
     that is down, slow or blocked never fails or holds up a run; its data stays queued. None
     when no collector is configured, or the run was interrupted or had no connectivity."""
-    target = upload_target(settings)
     outcome = report.outcome
-    if target is None or outcome.interrupted or outcome.connectivity is Connectivity.NONE:
+    if outcome.interrupted or outcome.connectivity is Connectivity.NONE or not settings.upload_url:
+        return None
+    # aiohttp's server side and the outbox tables: loaded only when a collector may be configured.
+    from probe.collector.uploader import AFTER_RUN_POLICY, upload_summary, upload_target
+    from probe.store import Store
+
+    target = upload_target(settings)
+    if target is None:
         return None
     with Store.open(database_location(settings, db)) as store:
         return Note(NoteKind.UPLOAD, upload_summary(store, target, AFTER_RUN_POLICY))
@@ -300,7 +435,7 @@ def finish_abandoned_runs(settings: Settings, store: Store) -> list[str]:
 
 def identify(settings: Settings, plan: RunPlan, helper: HelperView | None) -> NetworkIdentity:
     """The network this run measures from: helper's view, MaxMind files, local interfaces."""
-    database = AsnDatabase(settings.mmdb) if settings.mmdb else None
+    database = _asn_database(settings)
     try:
         return identify_network(
             helper=helper,
@@ -353,11 +488,14 @@ def _analyse(
     control_targets: Sequence[Target],
 ) -> RunAnalysis:
     """Verdicts for a run: of its planned targets (None: of what it measured)."""
+    from analysis.analyse import analyse_run
+
     planned = None if targets is None else [*targets, *control_targets]
     platforms = load_platforms(settings)
-    if not settings.mmdb:
+    database = _asn_database(settings)
+    if database is None:
         return analyse_run(store, run_id, controls=controls, targets=planned, platforms=platforms)
-    with AsnDatabase(settings.mmdb) as database:
+    with database:
         return analyse_run(
             store,
             run_id,
@@ -366,3 +504,12 @@ def _analyse(
             platforms=platforms,
             asn_of=lambda address: database.lookup(address).asn,
         )
+
+
+def _asn_database(settings: Settings) -> AsnDatabase | None:
+    """The configured MaxMind ASN file, opened (its reader loaded only when one is configured)."""
+    if not settings.mmdb:
+        return None
+    from probe.netid.mmdb import AsnDatabase
+
+    return AsnDatabase(settings.mmdb)

@@ -15,9 +15,9 @@ from tests.cli import REPO
 HEAVY = ("aiohttp", "sqlalchemy", "dns", "rich")
 
 
-def _imported_packages(*args: str, code: int = 0) -> set[str]:
-    """The top-level packages `python3 -m probe ARGS` imported (importtime's report on stderr);
-    `code` is the exit status it must end with."""
+def _imported_modules(*args: str, code: int = 0) -> set[str]:
+    """The modules `python3 -m probe ARGS` imported (importtime's report on stderr); `code` is
+    the exit status it must end with."""
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "probe", *args],
@@ -32,9 +32,13 @@ def _imported_packages(*args: str, code: int = 0) -> set[str]:
     found = set()
     for line in done.stderr.splitlines():
         if line.startswith("import time:") and line.count("|") == 2:
-            name = line.rsplit("|", 1)[1].strip()
-            found.add(name.split(".", 1)[0])
+            found.add(line.rsplit("|", 1)[1].strip())
     return found
+
+
+def _imported_packages(*args: str, code: int = 0) -> set[str]:
+    """The top-level packages `python3 -m probe ARGS` imported."""
+    return {name.split(".", 1)[0] for name in _imported_modules(*args, code=code)}
 
 
 # No arguments shows the help too, with click's usage status (2).
@@ -50,6 +54,30 @@ def test_version_and_help_load_no_command_libraries(args: tuple[str, ...], code:
 
 
 def test_a_command_loads_what_it_needs() -> None:
-    # Guards the detection above: the run command's help loads its module and its libraries.
-    imported = _imported_packages("run", "--help")
+    # Guards the detection above: the report command's help loads its module and its libraries.
+    imported = _imported_packages("report", "--help")
     assert set(HEAVY) <= imported
+
+
+# What `probe run` needs only once its checks have started (the database, opened in a thread
+# while they run), after its last check (the verdicts, the JSON records, the terminal's tables
+# and progress bar), or when a collector is configured (the uploader and aiohttp's server).
+AFTER_THE_FIRST_CHECK = (
+    "sqlalchemy",
+    "probe.store.database",
+    "analysis.analyse",
+    "analysis.verdicts",
+    "analysis.export",
+    "probe.cli.render",
+    "rich.progress",
+    "probe.collector.uploader",
+    "aiohttp.web",
+)
+
+
+def test_the_run_command_loads_no_store_analysis_or_rendering_before_it_measures() -> None:
+    # `probe run --help` loads the run command's module and everything it imports: what every
+    # run loads before its first check.
+    imported = _imported_modules("run", "--help")
+    assert {"probe.session", "probe.runner", "aiohttp"} <= imported
+    assert not imported & set(AFTER_THE_FIRST_CHECK), sorted(imported & set(AFTER_THE_FIRST_CHECK))

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from probe.store import Store
-from probe.store.database import SQLITE_BUSY_TIMEOUT_S
+from probe.store.sqlite_file import SQLITE_BUSY_TIMEOUT_S
 from tests.sites import Site
 
 RUN = [sys.executable, "-m", "probe", "run", "--i-understand-the-risks", "--json"]

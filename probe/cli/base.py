@@ -14,6 +14,7 @@ status` read whole sentences.
 from __future__ import annotations
 
 import inspect
+import sys
 import textwrap
 from collections.abc import Callable, Iterable
 from functools import wraps
@@ -25,8 +26,6 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
-from analysis.dictionary import DescriptorError
-from analysis.parquet import ParquetUnavailableError
 from probe.catalog import CatalogError
 from probe.cli.terminal import plain, visible
 from probe.config import ConfigError
@@ -157,15 +156,30 @@ def _placeholder(param: Any) -> str:
     return name if param.required else f"[{name}]"
 
 
-USER_ERRORS = (
+USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     CatalogError,
     StoreError,
     TestListError,
     OutputRefusedError,
-    DescriptorError,
-    ParquetUnavailableError,
 )
+# User errors of modules only some commands load (the exports'), by module and class name: naming
+# them here must not load them (and what they import) for every command. An error of a module
+# that was never loaded cannot have been raised.
+LOADED_LATER_USER_ERRORS = (
+    ("analysis.dictionary", "DescriptorError"),
+    ("analysis.parquet", "ParquetUnavailableError"),
+)
+
+
+def user_error_classes() -> tuple[type[Exception], ...]:
+    """USER_ERRORS, and those of LOADED_LATER_USER_ERRORS whose module is loaded."""
+    later = tuple(
+        getattr(sys.modules[module], name)
+        for module, name in LOADED_LATER_USER_ERRORS
+        if module in sys.modules
+    )
+    return (*USER_ERRORS, *later)
 
 
 def say(text: str) -> None:
@@ -218,7 +232,7 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as exc:
+        except user_error_classes() as exc:
             err.print(f"[red]error:[/red] {plain(exc)}")
             raise typer.Exit(EXIT_ERROR) from None
         except OSError as exc:

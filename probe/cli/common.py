@@ -8,12 +8,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+import probe.store
 from probe.config import Settings, database_location, load_settings
-from probe.store import Store
+
+if TYPE_CHECKING:
+    from probe.store import Store
 
 ConfigOption = Annotated[
     Path | None,
@@ -148,12 +151,13 @@ def settings_from(config: Path | None, test_lists: list[Path] | None = None) -> 
 def open_store(settings: Settings, db: str | None) -> Store:
     """The database a reading command (report, export) reads: opened read-only, never created
     (a mistyped --db is an error, not a new empty database)."""
-    return Store.open_readonly(database_location(settings, db))
+    # probe.store.Store: SQLAlchemy is loaded here, by the commands that open a database.
+    return probe.store.Store.open_readonly(database_location(settings, db))
 
 
 def open_store_to_write(settings: Settings, db: str | None) -> Store:
     """The database a command adds to (analyse, upload), created if missing."""
-    return Store.open(database_location(settings, db))
+    return probe.store.Store.open(database_location(settings, db))
 
 
 def parse_when(text: str | None, option: str) -> datetime | None:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from analysis.export import verdict_record
 from probe.cli.base import (
     EXIT_BUSY,
     EXIT_INTERRUPTED,
@@ -32,19 +30,14 @@ from probe.cli.common import (
     TestListOption,
     settings_from,
 )
-from probe.cli.render import (
-    control_note,
-    no_connectivity_message,
-    resolver_broken_line,
-    run_view,
-    unknown_network_reason,
-    where_line,
-)
 from probe.cli.terminal import plain
 from probe.lock import RunInProgressError, RunLock
 from probe.model import Connectivity, utcnow
 from probe.schedule.log import trim_log
 from probe.session import Note, NoteKind, RunReport, plan_run, run_once, upload_after_run
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 # How each kind of note reads on the terminal (rich markup; the note's text is plain text). A
 # VPN suspicion is not a note of its own: the run's "Measured ... from ..." line says it.
@@ -74,6 +67,16 @@ class _ProgressBar:
 
     def __call__(self, done: int, total: int) -> None:
         if self._bar is None:
+            # rich's live display, loaded when the first target has finished: not on the way to
+            # the first check.
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             self._bar = Progress(
                 TextColumn("measuring"),
                 BarColumn(),
@@ -184,6 +187,18 @@ def _vpn_reasons(report: RunReport) -> list[str]:
 
 
 def _render(report: RunReport, *, as_json: bool, verbose: bool, mmdb_configured: bool) -> None:
+    # What shows a run (the analysis' labels and records, rich's tables): loaded once it is done,
+    # so that none of it delays the first check.
+    from analysis.export import verdict_record
+    from probe.cli.render import (
+        control_note,
+        no_connectivity_message,
+        resolver_broken_line,
+        run_view,
+        unknown_network_reason,
+        where_line,
+    )
+
     record, outcome, analysis = report.run, report.outcome, report.analysis
     note = control_note(report.helper)
     network = record.network

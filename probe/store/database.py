@@ -51,15 +51,19 @@ from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observati
 from probe.records import Confidence, GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
 from probe.store import migrations, schema
 from probe.store.errors import NotAProbeDatabaseError, StoreError
+from probe.store.sqlite_file import (
+    QUICK_CHECK_LIMIT,
+    SQLITE_BUSY_TIMEOUT_S,
+    driver_error,
+    refuse_damaged,
+    sniff,
+)
 
 R = TypeVar("R")
 
 # Rows fetched per round trip when streaming: large enough to amortise the round trip, small
 # enough that one chunk of measurements (details included) stays in the low megabytes.
 STREAM_CHUNK_ROWS = 1000
-
-# How long a SQLite writer waits for another process's write lock before giving up.
-SQLITE_BUSY_TIMEOUT_S = 15.0
 
 # Serialises first opens of one PostgreSQL database (pg_advisory_xact_lock key): two probes
 # creating the schema at once would otherwise both see no tables. "cprobe" in ASCII.
@@ -91,19 +95,21 @@ class Store:
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url_or_path: str | Path) -> Store:
+    def open(cls, url_or_path: str | Path, *, pages_checked: bool = False) -> Store:
         """Open (creating or migrating as needed) the database at a path or SQLAlchemy URL, to
         write to it.
 
         A SQLite file is checked before anything is written to it: a file that is not SQLite, a
         foreign or newer-schema database and one without a probe id are refused untouched, and
         so is one with damaged pages (PRAGMA quick_check), so that a run never measures into a
-        database that cannot keep its measurements.
+        database that cannot keep its measurements. `pages_checked`: the caller has just run
+        that page check itself (probe.store.sqlite_file.check_file, as `probe run` does before
+        any traffic), so the file's every page is not read a second time.
         """
         url, location, path = _resolve(url_or_path, create=True)
         if path is not None:
             sniff(path, location, empty_ok=True)
-        return cls._open(url, location, path, readonly=False)
+        return cls._open(url, location, path, readonly=False, pages_checked=pages_checked)
 
     @classmethod
     def open_readonly(cls, url_or_path: str | Path) -> Store:
@@ -125,13 +131,21 @@ class Store:
         return cls._open(url, location, path, readonly=True)
 
     @classmethod
-    def _open(cls, url: URL, location: str, path: Path | None, *, readonly: bool) -> Store:
+    def _open(
+        cls,
+        url: URL,
+        location: str,
+        path: Path | None,
+        *,
+        readonly: bool,
+        pages_checked: bool = False,
+    ) -> Store:
         try:
             engine = _create_engine(url, readonly=readonly)
         except (ArgumentError, ImportError) as exc:
             raise StoreError(f"cannot open {location}: {exc}") from exc
         try:
-            probe_id = _prepare(engine, location, readonly=readonly)
+            probe_id = _prepare(engine, location, readonly=readonly, pages_checked=pages_checked)
         except BaseException:
             engine.dispose()
             raise
@@ -551,38 +565,6 @@ def _make_parent(path: Path, location: str) -> None:
         raise StoreError(f"cannot create the directory for {location}: {exc.strerror}") from exc
 
 
-# Every SQLite file starts with these 16 bytes (https://www.sqlite.org/fileformat.html, 1.3).
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def is_sqlite_file(path: Path) -> bool:
-    """Whether `path` is a SQLite database file (by its header; False when unreadable)."""
-    try:
-        with path.open("rb") as handle:
-            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
-    except OSError:
-        return False
-
-
-def sniff(path: Path, location: str, *, empty_ok: bool) -> None:
-    """Refuse a file that is not SQLite before SQLite sees it: SQLite reads a file shorter than
-    its header (a 1-byte note) as an empty database, and a writer would overwrite it."""
-    if path.is_dir():
-        raise StoreError(f"cannot open {location}: it is a directory")
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StoreError(f"cannot open {location}: {exc.strerror}") from exc
-    if size == 0:
-        if empty_ok:
-            return
-        raise NotAProbeDatabaseError(f"{location} is not a probe database (the file is empty)")
-    if not is_sqlite_file(path):
-        raise NotAProbeDatabaseError(f"{location} is not a probe database (file is not a database)")
-
-
 def readonly_uri(path: Path, location: str) -> str:
     """A SQLite URI filename that opens `path` read-only (`mode=ro`); with `immutable=1` when
     even a reader's shared-memory file cannot be made beside it (read-only media: see
@@ -643,7 +625,7 @@ def _create_engine(url: URL, *, readonly: bool) -> Engine:
     return engine
 
 
-def _prepare(engine: Engine, location: str, *, readonly: bool) -> str:
+def _prepare(engine: Engine, location: str, *, readonly: bool, pages_checked: bool) -> str:
     """Check the database; for a writer, create or migrate the schema (one transaction) and
     switch a SQLite file to WAL; return the probe id. Nothing is written to a database that is
     refused, or by a reader."""
@@ -654,7 +636,8 @@ def _prepare(engine: Engine, location: str, *, readonly: bool) -> str:
                 version = migrations.check(conn, location)
                 if readonly:
                     return _readable(conn, location, version)
-                _quick_check(conn, location)
+                if not pages_checked:
+                    _quick_check(conn, location)
             _set_wal(engine)
         with engine.connect() as conn:
             if sqlite:
@@ -666,12 +649,7 @@ def _prepare(engine: Engine, location: str, *, readonly: bool) -> str:
                     )
                 return migrations.prepare(conn, location)
     except DBAPIError as exc:
-        message = _driver_message(exc)
-        if "not a database" in message:
-            raise NotAProbeDatabaseError(f"{location} is not a probe database ({message})") from exc
-        if "malformed" in message:
-            raise StoreError(f"{location} is damaged ({message})") from exc
-        raise StoreError(f"cannot open {location}: {message}") from exc
+        raise driver_error(_driver_message(exc), location) from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot open {location}: {exc}") from exc
 
@@ -692,12 +670,8 @@ def _readable(conn: Connection, location: str, version: int | None) -> str:
 
 def _quick_check(conn: Connection, location: str) -> None:
     """Refuse a SQLite file with damaged pages before anything is written to it."""
-    problems = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check(5)")]
-    if problems != ["ok"]:
-        # One line: SQLite's report can hold many, one per damaged page.
-        first = " ".join(problems[0].split())
-        more = ", and more" if len(problems) > 1 or "\n" in problems[0] else ""
-        raise StoreError(f"{location} is damaged (integrity check: {first}{more})")
+    rows = conn.exec_driver_sql(f"PRAGMA quick_check({QUICK_CHECK_LIMIT})")
+    refuse_damaged([str(row[0]) for row in rows], location)
 
 
 def _set_wal(engine: Engine) -> None:

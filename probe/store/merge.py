@@ -42,9 +42,9 @@ from probe.store.database import (
     check_rows,
     insert_missing,
     readonly_uri,
-    sniff,
 )
 from probe.store.errors import NotAProbeDatabaseError, StoreError
+from probe.store.sqlite_file import sniff
 
 # Parents before children: a measurement's run must be in place before the measurement.
 MERGED_TABLES: tuple[Table, ...] = (

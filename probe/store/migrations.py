@@ -20,10 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, inspect, select, text
 
 from probe.store import schema
-from probe.store.errors import NotAProbeDatabaseError, SchemaTooNewError
-
-# Version 1: meta, runs and measurements as first released.
-BASELINE_VERSION = 1
+from probe.store.meta import BASELINE_VERSION, SCHEMA_VERSION, judge_meta, refuse_foreign
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +165,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         apply=_add_upload_tables,
     ),
 )
+if MIGRATIONS[-1].version != SCHEMA_VERSION:  # one of the two was changed without the other
+    raise RuntimeError(
+        f"probe.store.meta.SCHEMA_VERSION is {SCHEMA_VERSION}, the last migration step "
+        f"{MIGRATIONS[-1].version}"
+    )
 
 
 def latest_version(steps: Sequence[Migration] | None = None) -> int:
@@ -204,15 +206,7 @@ def check(conn: Connection, location: str, steps: Sequence[Migration] | None = N
     if found is None:
         _refuse_foreign_tables(conn, location)
         return None
-    version = _parse_version(found.get("schema_version"), location)
-    if version > newest:
-        raise SchemaTooNewError(
-            f"{location} was written by a newer censorprobe (schema version {version}; "
-            f"this version reads up to {newest}): upgrade censorprobe to open it"
-        )
-    if not found.get("probe_id"):
-        raise NotAProbeDatabaseError(f"{location} is not a probe database (no probe_id in meta)")
-    return version
+    return judge_meta(found, location, newest)
 
 
 def read_probe_id(conn: Connection) -> str:
@@ -243,14 +237,6 @@ def prepare(conn: Connection, location: str, steps: Sequence[Migration] | None =
     return read_probe_id(conn)
 
 
-def _parse_version(value: str | None, location: str) -> int:
-    if value is None or not value.isdigit() or int(value) < BASELINE_VERSION:
-        raise NotAProbeDatabaseError(
-            f"{location} is not a probe database (meta.schema_version is {value!r})"
-        )
-    return int(value)
-
-
 def _refuse_foreign_tables(conn: Connection, location: str) -> None:
     """Never create our tables beside someone else's data.
 
@@ -259,9 +245,4 @@ def _refuse_foreign_tables(conn: Connection, location: str) -> None:
     """
     existing = set(inspect(conn).get_table_names())
     ours = {table.name for table in schema.metadata.sorted_tables}
-    clash = existing if conn.dialect.name == "sqlite" else existing & ours
-    if clash:
-        raise NotAProbeDatabaseError(
-            f"{location} is not a probe database (it holds other tables: "
-            f"{', '.join(sorted(clash))})"
-        )
+    refuse_foreign(existing if conn.dialect.name == "sqlite" else existing & ours, location)

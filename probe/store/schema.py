@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from probe.model import to_the_second
+from probe.store.sqlite_file import META_TABLE
 
 
 class UnreadableTime(str):
@@ -103,7 +104,7 @@ metadata = MetaData()
 
 # Key/value facts about the database itself: schema_version and probe_id.
 meta = Table(
-    "meta",
+    META_TABLE,
     metadata,
     Column("key", String, primary_key=True),
     Column("value", String, nullable=False),
