@@ -165,48 +165,63 @@ def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = No
             value = getattr(network, name)
             if value is not None and not 0 <= value < 2**32:
                 raise BatchError(f"{where}.network.{name}: not an AS number")
+    # The checks below build a field's path only when it fails: a batch holds thousands of
+    # records, and a path string per field was most of their cost.
     seen: set[str] = set()
     for i, m in enumerate(measurements):
-        where = f"$.measurements[{i}]"
-        _id(m.id, f"{where}.id")
+        if not _ID.match(m.id):
+            raise BatchError(f"$.measurements[{i}].id: {_not_an_id(m.id)}")
         if m.id in seen:
-            raise BatchError(f"{where}.id: measurement {m.id} appears twice")
+            raise BatchError(f"$.measurements[{i}].id: measurement {m.id} appears twice")
         seen.add(m.id)
         if m.run_id not in run_probes:
-            raise BatchError(f"{where}.run_id: run {m.run_id[:40]} is not in this batch")
-        for name, value in (("platform", m.platform), ("target", m.target)):
-            _short(value, f"{where}.{name}")
+            raise BatchError(
+                f"$.measurements[{i}].run_id: run {m.run_id[:40]} is not in this batch"
+            )
         obs = m.observation
-        _short(obs.endpoint, f"{where}.observation.endpoint")
-        if obs.failure is not None:
-            _short(obs.failure, f"{where}.observation.failure")
-        _not_future(obs.started_at, latest, f"{where}.observation.started_at")
+        for name, value in (
+            ("platform", m.platform),
+            ("target", m.target),
+            ("observation.endpoint", obs.endpoint),
+            ("observation.failure", obs.failure),
+        ):
+            if value is not None and (problem := _text_problem(value)):
+                raise BatchError(f"$.measurements[{i}].{name}: {problem}")
+        if obs.started_at > latest:
+            raise BatchError(
+                f"$.measurements[{i}].observation.started_at: {_future(obs.started_at)}"
+            )
     keys: set[tuple[str, str, str]] = set()
     for i, v in enumerate(verdicts):
-        where = f"$.verdicts[{i}]"
         probe = run_probes.get(v.run_id)
         if probe is None:
-            raise BatchError(f"{where}.run_id: run {v.run_id[:40]} is not in this batch")
+            raise BatchError(f"$.verdicts[{i}].run_id: run {v.run_id[:40]} is not in this batch")
         if v.probe_id != probe:
-            raise BatchError(f"{where}.probe_id: not the probe of run {v.run_id}")
+            raise BatchError(f"$.verdicts[{i}].probe_id: not the probe of run {v.run_id}")
         key = (v.run_id, v.platform, v.target)
         if key in keys:
-            raise BatchError(f"{where}: a second verdict for {v.platform}/{v.target[:40]}")
+            raise BatchError(f"$.verdicts[{i}]: a second verdict for {v.platform}/{v.target[:40]}")
         keys.add(key)
-        for name in ("platform", "target", "rule_id", "rules_version"):
-            _short(getattr(v, name), f"{where}.{name}")
-        if v.technique is not None:
-            _short(v.technique, f"{where}.technique")
-        if v.country is not None:
-            _short(v.country, f"{where}.country")
-        _short(v.detail, f"{where}.detail", MAX_DETAIL_TEXT)
+        for name, value, limit in (
+            ("platform", v.platform, MAX_SHORT_TEXT),
+            ("target", v.target, MAX_SHORT_TEXT),
+            ("rule_id", v.rule_id, MAX_SHORT_TEXT),
+            ("rules_version", v.rules_version, MAX_SHORT_TEXT),
+            ("technique", v.technique, MAX_SHORT_TEXT),
+            ("country", v.country, MAX_SHORT_TEXT),
+            ("detail", v.detail, MAX_DETAIL_TEXT),
+        ):
+            if value is not None and (problem := _text_problem(value, limit)):
+                raise BatchError(f"$.verdicts[{i}].{name}: {problem}")
         if v.asn is not None and not 0 <= v.asn < 2**32:
-            raise BatchError(f"{where}.asn: not an AS number")
+            raise BatchError(f"$.verdicts[{i}].asn: not an AS number")
         if len(v.evidence) > MAX_EVIDENCE_IDS:
-            raise BatchError(f"{where}.evidence: more than {MAX_EVIDENCE_IDS} ids")
+            raise BatchError(f"$.verdicts[{i}].evidence: more than {MAX_EVIDENCE_IDS} ids")
         for j, evidence in enumerate(v.evidence):
-            _id(evidence, f"{where}.evidence[{j}]")
-        _not_future(v.measured_at, latest, f"{where}.measured_at")
+            if not _ID.match(evidence):
+                raise BatchError(f"$.verdicts[{i}].evidence[{j}]: {_not_an_id(evidence)}")
+        if v.measured_at > latest:
+            raise BatchError(f"$.verdicts[{i}].measured_at: {_future(v.measured_at)}")
     return Batch(tuple(runs), tuple(measurements), tuple(verdicts))
 
 
@@ -221,20 +236,36 @@ def _records(
     return [decode(entry, f"$.{key}[{i}]") for i, entry in enumerate(entries)]
 
 
+def _not_an_id(value: str) -> str:
+    return f"{value[:40]!r} is not an id (32 lowercase hex digits)"
+
+
 def _id(value: str, where: str) -> None:
     if not _ID.match(value):
-        raise BatchError(f"{where}: {value[:40]!r} is not an id (32 lowercase hex digits)")
+        raise BatchError(f"{where}: {_not_an_id(value)}")
+
+
+def _text_problem(value: str, limit: int = MAX_SHORT_TEXT) -> str | None:
+    """What is wrong with a text column's value, or None: bounded, and without NUL, which
+    PostgreSQL text cannot hold (in the details JSON a NUL is written as the escape \\u0000,
+    which it can)."""
+    if len(value) > limit:
+        return f"longer than {limit} characters"
+    if "\x00" in value:
+        return "holds a NUL character"
+    return None
 
 
 def _short(value: str, where: str, limit: int = MAX_SHORT_TEXT) -> None:
-    """A text column: bounded, and without NUL, which PostgreSQL text cannot hold (in the
-    details JSON a NUL is written as the escape \\u0000, which it can)."""
-    if len(value) > limit:
-        raise BatchError(f"{where}: longer than {limit} characters")
-    if "\x00" in value:
-        raise BatchError(f"{where}: holds a NUL character")
+    problem = _text_problem(value, limit)
+    if problem:
+        raise BatchError(f"{where}: {problem}")
+
+
+def _future(moment: datetime) -> str:
+    return f"{moment.isoformat()} is in the future"
 
 
 def _not_future(moment: datetime, latest: datetime, where: str) -> None:
     if moment > latest:
-        raise BatchError(f"{where}: {moment.isoformat()} is in the future")
+        raise BatchError(f"{where}: {_future(moment)}")

@@ -24,64 +24,58 @@ from probe.store import schema
 _NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
-_Format = Callable[[Any], str]
 
-
-def _text(value: Any) -> str:
-    if value is None:
-        return _NULL
-    text: str = value
-    # Four substring tests (memchr) are far cheaper than translate on the few values that
-    # need no escape, which is nearly all of them.
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        return text.translate(_ESCAPES)
-    return text
-
-
-def _integer(value: Any) -> str:
-    return _NULL if value is None else str(int(value))
-
-
-def _float(value: Any) -> str:
-    # repr: the shortest text that reads back as the same double (PostgreSQL's float8in reads
-    # it exactly); the collector refuses non-finite numbers.
-    return _NULL if value is None else repr(float(value))
-
-
-def _boolean(value: Any) -> str:
-    return _NULL if value is None else ("t" if value else "f")
-
-
-def _time(dialect: Dialect) -> _Format:
-    bind = schema.UTCDateTime().process_bind_param
-
-    def format_time(value: Any) -> str:
-        if value is None:
-            return _NULL
-        stored = bind(value, dialect)  # UTC, to the second; a naive time raises ValueError
-        return str(stored.isoformat())
-
-    return format_time
-
-
-def _column_format(column_type: Any, dialect: Dialect) -> _Format:
+def _kind(column_type: Any) -> str:
     # Most specific first: UTCDateTime and Text before the String they resemble.
     if isinstance(column_type, schema.UTCDateTime):
-        return _time(dialect)
+        return "time"
     if isinstance(column_type, Boolean):
-        return _boolean
+        return "boolean"
     if isinstance(column_type, BigInteger | Integer):
-        return _integer
+        return "integer"
     if isinstance(column_type, Float):
-        return _float
+        return "float"
     if isinstance(column_type, Text | String):
-        return _text
+        return "text"
     raise TypeError(f"no COPY text format for column type {column_type!r}")
 
 
+# The value {v} of each kind as COPY text (None is \N whatever the kind). Text: four substring
+# tests (memchr) are far cheaper than translate on the values that need no escape, nearly all.
+# Float: repr, the shortest text that reads back as the same double (PostgreSQL's float8in
+# reads it exactly; the collector refuses non-finite numbers). Time: through the column type's
+# bind processing (UTC, to the second; a naive time raises ValueError), then ISO 8601.
+_FORMATS = {
+    "text": "({v}.translate(ESCAPES)"
+    " if '\\\\' in {v} or '\\t' in {v} or '\\n' in {v} or '\\r' in {v} else {v})",
+    "integer": "str(int({v}))",
+    "float": "repr(float({v}))",
+    "boolean": "('t' if {v} else 'f')",
+    "time": "bind({v}, dialect).isoformat()",
+}
+
+
 @functools.cache
-def _formats(table: Table, dialect: Dialect) -> tuple[tuple[str, _Format], ...]:
-    return tuple((c.name, _column_format(c.type, dialect)) for c in table.columns)
+def _line_writer(table: Table, dialect: Dialect) -> Callable[[Mapping[str, Any]], str]:
+    """line(row) -> the row's COPY text line (without its newline), compiled once per table
+    the way the codec compiles its decoders: one straight-line function, no call per value."""
+    source = ["def line(row):"]
+    for i, column in enumerate(table.columns):
+        value = _FORMATS[_kind(column.type)].replace("{v}", f"v{i}")
+        source.append(f"    v{i} = row[{column.name!r}]")
+        source.append(f"    v{i} = NULL if v{i} is None else {value}")
+    source.append(
+        f"    return '\\t'.join(({', '.join(f'v{i}' for i in range(len(table.columns)))},))"
+    )
+    namespace: dict[str, Any] = {
+        "NULL": _NULL,
+        "ESCAPES": _ESCAPES,
+        "bind": schema.UTCDateTime().process_bind_param,
+        "dialect": dialect,
+    }
+    exec("\n".join(source), namespace)  # our own generated text, nothing of the rows
+    line: Callable[[Mapping[str, Any]], str] = namespace["line"]
+    return line
 
 
 def copy_statement(table: Table, into: str | None = None) -> str:
@@ -93,7 +87,7 @@ def copy_statement(table: Table, into: str | None = None) -> str:
 
 def copy_payload(table: Table, rows: Sequence[Mapping[str, Any]], dialect: Dialect) -> bytes:
     """The rows (dicts keyed by column name, as the store builds them) as COPY text."""
-    formats = _formats(table, dialect)
-    lines = ["\t".join([form(row[name]) for name, form in formats]) for row in rows]
+    line = _line_writer(table, dialect)
+    lines = [line(row) for row in rows]
     lines.append("")
     return "\n".join(lines).encode("utf-8")

@@ -305,7 +305,7 @@ def _copy_new(
                     for table, payload in payloads:
                         with cursor.copy(copy_statement(table)) as copy:
                             copy.write(payload)
-                return [[row[_first_key(table)] for row in rows] for table, rows in tables]
+                return [[row[key] for row in rows] for key, rows in _keyed(tables)]
             except database_error as exc:
                 if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
                     raise
@@ -313,6 +313,12 @@ def _copy_new(
     except database_error as exc:
         raise StoreError(f"the batch was not stored: {str(exc).strip()[:200]}") from exc
     return [added.get(table.name, []) for table, _ in tables]
+
+
+def _keyed(
+    tables: Sequence[tuple[Table, Sequence[Mapping[str, Any]]]],
+) -> list[tuple[str, Sequence[Mapping[str, Any]]]]:
+    return [(_first_key(table), rows) for table, rows in tables]
 
 
 def _first_key(table: Table) -> str:
