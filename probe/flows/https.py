@@ -1,11 +1,6 @@
 """The secure flow: resolve, connect, a TLS handshake with the target's SNI to every address open
 on its port, protocol probes, one HTTP request over a verified address; a handshake that looks
-interfered with gets its A/B control, the same address with a harmless SNI.
-
-One TLS handshake per target: the first address's handshake offers HTTP/1.1 (what the HTTP check
-speaks) and, when it verifies, the request rides its connection (TargetRun.
-handshakes_carrying_fetch; the trade-off is in probe/checks/tls.py). When it does not verify, the
-request goes to the first other verified address on a connection of its own, as before."""
+interfered with gets its A/B control, the same address with a harmless SNI."""
 
 from __future__ import annotations
 
@@ -21,10 +16,10 @@ async def measure(run: TargetRun, group: asyncio.TaskGroup) -> None:
     open_pairs = await run.connect(addresses, group)
     target = run.target
     port = target.ports[0]
-    verified, riding = await run.handshakes_carrying_fetch(open_pairs, port, group)
+    verified = await run.handshakes(open_pairs, port)
     good = [(a, s, port) for (a, s), obs in verified if obs.ok]
     await asyncio.gather(
         *(run.protocol_probe(open_pairs, p) for p in target.ports),
-        run.fetch(good, port) if riding is None else riding,
+        run.fetch(good, port),
         run.sni_differentials(verified, port),
     )
