@@ -155,9 +155,12 @@ def run_once(
         plan = plan_run(settings, platforms, note)
     raise_file_limit()
     location = database_location(settings, db)
-    if "://" not in location:
+    # A path is checked here, before any traffic; a URL (PostgreSQL, or sqlite:///...) is
+    # checked by the store as it opens it, page check included.
+    pages_checked = "://" not in location
+    if pages_checked:
         check_file(Path(location).expanduser(), location)
-    opening = _StoreOpening(settings, location)
+    opening = _StoreOpening(settings, location, pages_checked=pages_checked)
     try:
         helper = _ask_helper(settings, plan)
         view, controls = None, None
@@ -229,9 +232,11 @@ class _StoreOpening:
     check started a second after it was spawned (benchmarks/startup_benchmark.py).
     """
 
-    def __init__(self, settings: Settings, location: str) -> None:
+    def __init__(self, settings: Settings, location: str, *, pages_checked: bool) -> None:
+        """`pages_checked`: check_file has read the file's pages already (the store need not)."""
         self._settings = settings
         self._location = location
+        self._pages_checked = pages_checked
         self._record: Future[Run] = Future()
         self._opened: Future[tuple[Store, Run, list[str]]] = Future()
         self._thread = threading.Thread(target=self._open, name="probe-store-open", daemon=True)
@@ -241,7 +246,7 @@ class _StoreOpening:
         try:
             from probe.store import Store  # SQLAlchemy: loaded here, off the first check's path
 
-            store = Store.open(self._location, pages_checked=True)
+            store = Store.open(self._location, pages_checked=self._pages_checked)
         except BaseException as exc:
             self._opened.set_exception(exc)
             return

@@ -19,6 +19,7 @@ import pytest
 from probe.outputs import OutputRefusedError, atomic_output
 from probe.store import NotAProbeDatabaseError, SchemaTooNewError, Store, StoreError
 from tests.cli import invoke
+from tests.servers.dns_server import FakeNameserver
 from tests.store_rows import make_measurement, make_run
 from tests.stored_verdicts import small_spec, store_verdicts
 from tests.synthetic import generate
@@ -380,6 +381,28 @@ def test_a_run_into_a_database_with_damaged_pages_is_refused_before_measuring(
         err.strip().splitlines()[-1]
         == f"error: {path} is damaged (database disk image is malformed)"
     )
+    assert fingerprint(path)[:2] == before[:2]
+
+
+def test_a_run_into_a_damaged_database_named_by_a_sqlite_url_is_refused_untouched(
+    tmp_path: Path,
+) -> None:
+    """The same damaged file, as --db sqlite:///PATH: the pre-traffic file check reads paths
+    only, so the store's own page check must still run when it opens the URL, and the file is
+    left as it was."""
+    path = probe_db(tmp_path / "probe.db", measurements=400)
+    _damage(path)
+    before = fingerprint(path)
+    # Traffic may start before the store has opened the URL: its DNS stays on loopback.
+    with socket.socket() as listener, FakeNameserver({}) as ns:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        config = tcp_config(tmp_path, listener.getsockname()[1])
+        config.write_text(config.read_text() + f'[dns]\nresolvers = ["{ns.udp_spec}"]\n')
+        url = f"sqlite:///{path}"
+        code, _, err = invoke("run", "--config", str(config), "--db", url, consent=True)
+    assert code == 1 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith(f"error: {url} is damaged ("), err
     assert fingerprint(path)[:2] == before[:2]
 
 
