@@ -26,7 +26,6 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 from sqlalchemy import (
     ColumnElement,
@@ -55,6 +54,7 @@ from probe.store.sqlite_file import (
     QUICK_CHECK_LIMIT,
     SQLITE_BUSY_TIMEOUT_S,
     driver_error,
+    readonly_file_uri,
     refuse_damaged,
     sniff,
 )
@@ -571,7 +571,7 @@ def readonly_uri(path: Path, location: str) -> str:
     https://www.sqlite.org/uri.html and https://www.sqlite.org/wal.html#readonly), which is safe
     there because nothing can change the file. Raises StoreError for a file that cannot be read
     at all that way."""
-    uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
+    uri = readonly_file_uri(path)
     try:
         with closing(sqlite3.connect(uri, uri=True)) as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

@@ -35,6 +35,11 @@ def is_sqlite_file(path: Path) -> bool:
         return False
 
 
+def readonly_file_uri(path: Path) -> str:
+    """The SQLite URI filename that opens `path` read-only (https://www.sqlite.org/uri.html)."""
+    return "file:" + quote(str(path.absolute())) + "?mode=ro"
+
+
 def sniff(path: Path, location: str, *, empty_ok: bool) -> None:
     """Refuse a file that is not SQLite before SQLite sees it: SQLite reads a file shorter than
     its header (a 1-byte note) as an empty database, and a writer would overwrite it."""
@@ -86,7 +91,7 @@ def check_file(path: Path, location: str) -> None:
     sniff(path, location, empty_ok=True)
     if not path.is_file() or path.stat().st_size == 0:
         return
-    uri = "file:" + quote(str(path.absolute())) + "?mode=ro"
+    uri = readonly_file_uri(path)
     try:
         with closing(sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)) as conn:
             rows = conn.execute(f"PRAGMA quick_check({QUICK_CHECK_LIMIT})").fetchall()
