@@ -348,6 +348,35 @@ async def test_reset_after_the_request_is_connection_reset(pki: Pki) -> None:
     assert f"Host: {SITE}:{server.port}".encode() in server.received[0]
 
 
+@pytest.mark.parametrize(("reset", "failure"), [(True, "connection_reset"), (False, "eof_error")])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_interference_with_the_first_request_is_recorded_not_retried_away(
+    pki: Pki, reset: bool, failure: str, method: str
+) -> None:
+    # aiohttp (3.14) sends an idempotent request again on a new connection after a reset or an
+    # early close; the second connection would succeed here, and the observation would hide the
+    # interference. One request, one connection: what hit it is what is recorded.
+    async with hostile.first_request_hit(reset=reset) as server:
+        observation = await fetch(server.url, pki.check_context(), method=method)
+
+    assert observation.failure == failure
+    assert observation.failed_operation is Operation.HTTP_ROUND_TRIP
+    assert len(server.received) == 1
+
+
+async def test_interference_on_a_shared_session_is_recorded_for_each_fetch(pki: Pki) -> None:
+    async with (
+        hostile.first_request_hit() as server,
+        open_session(pki.check_context()) as session,
+    ):
+        first = await fetch(server.url, pki.check_context(), session=session)
+        second = await fetch(server.url, pki.check_context(), session=session)
+
+    assert first.failure == "connection_reset"
+    assert second.ok and second.details.status == 200
+    assert len(server.received) == 2
+
+
 async def test_refused_port_is_connection_refused(pki: Pki) -> None:
     async with hostile.refused_port() as server:
         observation = await fetch(server.url, pki.check_context())

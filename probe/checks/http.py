@@ -199,6 +199,14 @@ def open_session(ctx: CheckContext) -> aiohttp.ClientSession:
         # Proxy variables would route the measurement around the network under test.
         trust_env=False,
     )
+    # aiohttp 3.14 sends an idempotent request again, on a new connection, when the first ends
+    # in a reset or a close before the answer (ClientSession._request, after RFC 9112 section
+    # 9.3.1, meant for stale keep-alive connections; it retries fresh ones as well) and reports
+    # only the second outcome. A censor's reset on the first request would be retried away and
+    # the target recorded as reachable. A measurement is one request: no quiet second attempt.
+    # The switch is private (no public option exists); tests/test_checks_http.py fails if it
+    # stops working.
+    session._retry_connection = False
     _PINNING_SESSIONS.add(session)
     return session
 

@@ -7,6 +7,7 @@ block exits:
     refused_port()        nothing listens: connect is refused (RST to the SYN)
     blackhole()           SYNs are dropped (a full accept queue): connect times out
     reset_on_accept()     accepts, then RSTs (SO_LINGER 0), at once or after the first bytes
+    first_request_hit()   RSTs (or FINs) the first connection after its request, serves later ones
     silent()              accepts and never answers
     closing()             accepts and closes its side at once (FIN)
     garbage()             answers anything with bytes that are no protocol at all
@@ -139,6 +140,35 @@ async def reset_on_accept(*, after_first_data: bool = False) -> AsyncIterator[Li
         if after_first_data:
             listener.received.append(await reader.read(65536))
         _rst(writer)
+
+    async with _serve(handler) as listener:
+        yield listener
+
+
+FINE_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nfine"
+
+
+@contextlib.asynccontextmanager
+async def first_request_hit(*, reset: bool = True) -> AsyncIterator[Listener]:
+    """Interference on the first connection only: after its request arrives, a RST (`reset`) or
+    a FIN with no answer; every later connection gets a plain 200. A censor that drops one
+    request in a few looks like this, and so does a client that quietly retries it."""
+
+    async def handler(
+        listener: Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        listener.received.append(await _read_head(reader))
+        if len(listener.received) > 1:
+            writer.write(FINE_RESPONSE)
+            await writer.drain()
+            writer.write_eof()
+        elif reset:
+            _rst(writer)
+            return
+        else:
+            writer.write_eof()
+        while await reader.read(65536):
+            pass
 
     async with _serve(handler) as listener:
         yield listener
