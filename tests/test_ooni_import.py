@@ -9,12 +9,15 @@ import copy
 import gzip
 import json
 import random
+import sqlite3
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from probe.ooni import importer
 from probe.ooni.agreement import Agreement
 from probe.ooni.document import parse_document
 from probe.ooni.importer import (
@@ -353,6 +356,71 @@ def test_a_jsonl_gz_of_the_shared_documents_imports_in_batches(
         assert len(list(store.runs())) == 110
     assert len(seen) == 7 and seen[-1] == 110
     assert report.bytes_read > 0
+
+
+def _stored_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the import's tables in the order stored (the database's own probe id and
+    schema version left out: they are the database's, not the import's)."""
+    with sqlite3.connect(path) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} {where} ORDER BY rowid").fetchall()
+            for table, where in (
+                ("runs", ""),
+                ("measurements", ""),
+                ("verdicts", ""),
+                ("platform_summaries", ""),
+                ("meta", "WHERE key NOT IN ('probe_id', 'schema_version')"),
+            )
+        }
+
+
+def test_worker_processes_store_what_one_process_stores(
+    ooni_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "2024-01-01.jsonl.gz"
+    written = _jsonl_gz(ooni_dir, path, copies=3)
+    with gzip.open(path, "rt", encoding="utf-8") as source:
+        lines = source.read().splitlines()
+    # A bad line, an unknown experiment and a document twice, among the real ones.
+    lines[70:70] = ["{truncated", json.dumps({"test_name": "ndt", "test_keys": {}}), lines[3]]
+    with gzip.open(path, "wt", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    pools: list[int] = []
+
+    class CountedPool(ProcessPoolExecutor):
+        def __init__(self, workers: int, **options: Any) -> None:
+            pools.append(workers)
+            super().__init__(workers, **options)
+
+    monkeypatch.setattr(importer, "ProcessPoolExecutor", CountedPool)
+    reports = []
+    for workers, name in ((0, "one.db"), (2, "two.db")):
+        with Store.open(tmp_path / name) as store:
+            reports.append(import_ooni(store, [path], workers=workers, batch_documents=50))
+    assert pools == [2]
+    one, two = reports
+    assert sum(two.imported.values()) == len(written) == 165
+    assert (two.documents, two.already_imported, two.unknown) == (168, 1, Counter({"ndt": 1}))
+    assert (
+        two.problems
+        == one.problems
+        == [
+            importer.ImportProblem(
+                f"{path}:71",
+                "not JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+                "(char 1))",
+            )
+        ]
+    )
+    assert (two.imported, two.bytes_read, two.agreement.counts) == (
+        one.imported,
+        one.bytes_read,
+        one.agreement.counts,
+    )
+    assert _stored_rows(tmp_path / "two.db") == _stored_rows(tmp_path / "one.db")
+    with Store.open(tmp_path / "two.db") as store:
+        again = import_ooni(store, [path], workers=2)
+    assert again.imported == Counter() and again.already_imported == 166
 
 
 def test_malformed_and_unknown_documents_are_counted_with_file_and_line(

@@ -9,6 +9,10 @@ same files twice adds nothing. Streaming: documents are read one at a time and s
 memory is bounded by one batch, never by the file. A malformed document is counted and reported
 with its file and line; an experiment this importer does not read is counted and skipped.
 
+Parallel: the lines of a file are parsed, mapped and judged in worker processes, chunk by chunk
+(a few chunks per worker in flight), and this process saves what they return in the order the
+lines were read, so the stored rows do not depend on the number of workers.
+
 Provenance needs no new column: the run's probe_id is `ooni:<report_id>` (an OONI report is one
 session of one probe, the nearest thing OONI has to a probe identity), its config_digest
 `ooni:<measurement_uid or sha256:...>`, its software_version OONI's software and experiment
@@ -17,10 +21,14 @@ versions, and the document's verdict keys are kept as an annotation `ooni:<run_i
 
 from __future__ import annotations
 
+import itertools
 import json
+import multiprocessing
+import os
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -44,17 +52,23 @@ from probe.ooni.document import (
 )
 from probe.ooni.export import EXTENSION_KEY, SOFTWARE_NAME
 from probe.ooni.mapping import to_measurements, uuid5_hex
-from probe.ooni.reader import RawDocument, read_documents
+from probe.ooni.reader import RawDocument, RawLine, ReadProblem, parse_line, read_raw
 from probe.ooni.targets import host_of_target, route
 from probe.ooni.verdict_keys import key_fields, keys_of
 from probe.records import Verdict
 from probe.store import Store
-from probe.store.database import RunBundle
+from probe.store.database import RunBundle, RunRows, run_rows
 
 # Every id an import makes is a uuid5 in this namespace: the same document, the same ids.
 OONI_NAMESPACE = uuid.UUID("5f0e8a52-2b8c-4d0e-9a57-0c1e5a7d0001")
 ANNOTATION_PREFIX = "ooni:"
 BATCH_DOCUMENTS = 200
+# Work sent to a worker process at a time: this many documents, or lines of this many bytes.
+CHUNK_DOCUMENTS = 32
+CHUNK_BYTES = 4 * 1024 * 1024
+# Chunks given to the pool per worker before the oldest is waited for (bounds memory).
+WORKER_CHUNKS_IN_FLIGHT = 2
+MAX_WORKERS = 8
 # Problems kept for the report (every one is counted; a hostile file could hold millions).
 MAX_PROBLEMS_KEPT = 100
 MAX_EXPERIMENT_NAMES = 100
@@ -261,26 +275,159 @@ def _import_own(own: _OwnRun) -> ImportedDocument:
     return ImportedDocument(tuple(d.test_name for d, _ in own.documents), bundle, rows)
 
 
+# -- preparing documents (in this process or in worker processes) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """A document of an experiment read here, judged, as the rows to save."""
+
+    size: int
+    experiments: tuple[str, ...]
+    rows: RunRows
+    agreement: list[AgreementRow]
+
+
+@dataclass(frozen=True, slots=True)
+class _Own:
+    """A document of one of our own exports: gathered by run in the importing process."""
+
+    size: int
+    location: str
+    document: OoniDocument
+    run: Run
+    measurements: list[Measurement]
+
+
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    size: int
+    experiment: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    size: int  # 0: the reader could not read it (nothing counted as read)
+    location: str
+    message: str
+
+
+_Prepared = _Judged | _Own | _Skipped | _Problem
+
+
+def _prepare(item: RawLine | RawDocument | ReadProblem) -> _Prepared:
+    """What one document read is, with all the work that needs no other document done."""
+    if isinstance(item, RawLine):
+        item = parse_line(item)
+    if not isinstance(item, RawDocument):
+        return _Problem(0, str(item.location), item.message)
+    try:
+        experiment = experiment_of(item.data)
+        if experiment not in EXPERIMENTS and item.data.get("software_name") != SOFTWARE_NAME:
+            return _Skipped(item.size, experiment)
+        document = parse_document(item.data, accept_any=True)
+        records = _own_records(document)
+        if records is not None:
+            return _Own(item.size, str(item.location), document, *records)
+        if experiment not in EXPERIMENTS:
+            return _Skipped(item.size, experiment)
+        imported = import_document(document)
+        return _Judged(
+            item.size, imported.experiments, run_rows(imported.bundle), imported.agreement
+        )
+    except UnknownExperiment as exc:
+        return _Skipped(item.size, exc.test_name)
+    except ValueError as exc:
+        # FormatError and CodecError, and a value our records refuse: the document's fault.
+        return _Problem(item.size, str(item.location), _message(exc))
+
+
+def _message(exc: ValueError) -> str:
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
+
+
+def _prepare_chunk(items: list[RawLine | RawDocument | ReadProblem]) -> list[_Prepared]:
+    return [_prepare(item) for item in items]
+
+
+def _chunks(
+    items: Iterator[RawLine | RawDocument | ReadProblem],
+) -> Iterator[list[RawLine | RawDocument | ReadProblem]]:
+    """Consecutive items, CHUNK_DOCUMENTS or CHUNK_BYTES of lines at most per chunk."""
+    chunk: list[RawLine | RawDocument | ReadProblem] = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += len(item.raw) if isinstance(item, RawLine) else 0
+        if len(chunk) >= CHUNK_DOCUMENTS or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def default_workers() -> int:
+    """Worker processes for an import: one per CPU this process may run on, MAX_WORKERS at
+    most; 0 (everything in this process) on one CPU."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = min(cpus or 1, MAX_WORKERS)
+    return count if count > 1 else 0
+
+
+def _prepared(
+    items: Iterable[RawLine | RawDocument | ReadProblem], workers: int
+) -> Iterator[_Prepared]:
+    """Every item prepared, in order. With workers, chunks go to a pool of worker processes,
+    WORKER_CHUNKS_IN_FLIGHT per worker at most (memory is bounded by those chunks, not by the
+    file); a file of fewer than two chunks is prepared here (no processes started)."""
+    stream = iter(items)
+    head = list(itertools.islice(stream, 2 * CHUNK_DOCUMENTS))
+    if workers <= 0 or len(head) < 2 * CHUNK_DOCUMENTS:
+        yield from map(_prepare, head)
+        yield from map(_prepare, stream)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    # fork: the workers start with this process's modules loaded (spawn re-imports them all).
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    in_flight: deque[Future[list[_Prepared]]] = deque()
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        try:
+            for chunk in _chunks(itertools.chain(head, stream)):
+                in_flight.append(pool.submit(_prepare_chunk, chunk))
+                if len(in_flight) >= workers * WORKER_CHUNKS_IN_FLIGHT:
+                    yield from in_flight.popleft().result()
+            while in_flight:
+                yield from in_flight.popleft().result()
+        finally:
+            for future in in_flight:
+                future.cancel()
+
+
 def import_ooni(
     store: Store,
     paths: Iterable[Path],
     *,
     batch_documents: int = BATCH_DOCUMENTS,
     progress: Callable[[ImportReport], None] | None = None,
+    workers: int | None = None,
 ) -> ImportReport:
     """Import every OONI document under `paths` (files or folders) into `store`.
+
+    Documents are parsed, mapped and judged in `workers` processes (default_workers() when
+    None; 0: in this one), saved here in the order they were read: the stored rows are the same
+    whatever the number of workers.
 
     ReaderError (before anything is read) when a path does not exist or is not an OONI file;
     StoreError when the database fails. Bad documents never raise: see ImportReport."""
     report = ImportReport()
-    pending: list[ImportedDocument] = []
+    pending: list[_Judged] = []
     own: _OwnRun | None = None
 
     def flush() -> None:
-        saved = set(store.save_runs([p.bundle for p in pending]))
+        saved = set(store.save_run_rows([p.rows for p in pending]))
         for item in pending:
-            if item.bundle.run.id in saved:
-                saved.discard(item.bundle.run.id)  # a run twice in one batch counts once
+            if item.rows.run["id"] in saved:
+                saved.discard(item.rows.run["id"])  # a run twice in one batch counts once
                 report.imported.update(item.experiments)
                 report.agreement.add(item.agreement)
             else:
@@ -292,45 +439,38 @@ def import_ooni(
     def close_own() -> None:
         nonlocal own
         if own is not None:
-            pending.append(_import_own(own))
+            imported = _import_own(own)
+            pending.append(
+                _Judged(0, imported.experiments, run_rows(imported.bundle), imported.agreement)
+            )
             own = None
 
-    for item in read_documents(paths):
+    items = read_raw(paths)
+    for outcome in _prepared(items, default_workers() if workers is None else workers):
         report.documents += 1
-        if not isinstance(item, RawDocument):
-            report.problem(str(item.location), item.message)
-            continue
-        report.bytes_read += item.size
-        try:
-            experiment = experiment_of(item.data)
-            if experiment not in EXPERIMENTS and item.data.get("software_name") != SOFTWARE_NAME:
-                report.skipped(experiment)
-                continue
-            document = parse_document(item.data, accept_any=True)
-            records = _own_records(document)
-            if records is not None:
-                run, measurements = records
-                if own is not None and own.run.id != run.id:
-                    close_own()
-                if own is None:
-                    own = _OwnRun(run, [], [])
-                if len(own.measurements) + len(measurements) > MAX_OWN_MEASUREMENTS:
-                    raise FormatError(
-                        f"run {run.id[:40]}: more than {MAX_OWN_MEASUREMENTS} measurements"
-                    )
+        report.bytes_read += outcome.size
+        if isinstance(outcome, _Problem):
+            report.problem(outcome.location, outcome.message)
+        elif isinstance(outcome, _Skipped):
+            report.skipped(outcome.experiment)
+        elif isinstance(outcome, _Judged):
+            close_own()
+            pending.append(outcome)
+        else:
+            run, measurements = outcome.run, outcome.measurements
+            if own is not None and own.run.id != run.id:
+                close_own()
+            if own is None:
+                own = _OwnRun(run, [], [])
+            if len(own.measurements) + len(measurements) > MAX_OWN_MEASUREMENTS:
+                report.problem(
+                    outcome.location,
+                    f"run {run.id[:40]}: more than {MAX_OWN_MEASUREMENTS} measurements",
+                )
+            else:
                 own.measurements.extend(measurements)
                 names = frozenset((m.platform, m.target) for m in measurements)
-                own.documents.append((document, names))
-            elif experiment not in EXPERIMENTS:
-                report.skipped(experiment)
-            else:
-                close_own()
-                pending.append(import_document(document))
-        except UnknownExperiment as exc:
-            report.skipped(exc.test_name)
-        except ValueError as exc:
-            # FormatError and CodecError, and a value our records refuse: the document's fault.
-            report.problem(str(item.location), str(exc).splitlines()[0] if str(exc) else repr(exc))
+                own.documents.append((outcome.document, names))
         if len(pending) >= batch_documents:
             flush()
     close_own()

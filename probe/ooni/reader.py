@@ -7,6 +7,8 @@ are read here, one document at a time: a multi-GB file never sits in memory, and
 than the bound is skipped (read through in chunks) and reported, never loaded.
 
 A document that does not parse is a ReadProblem naming its file and line; reading goes on.
+`read_raw` leaves each line of a `.jsonl` file unparsed (a RawLine, parsed by `parse_line`), so
+that an import can parse lines in other processes than the one reading the file.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ class RawDocument:
     location: Location
     data: dict[str, Any]
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One line of a `.jsonl` file, not parsed yet (`parse_line` parses it)."""
+
+    location: Location
+    raw: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +129,14 @@ class _Cursor:
         self.line = 0
 
 
+def parse_line(line: RawLine) -> RawDocument | ReadProblem:
+    """The document of one line (a ReadProblem naming the line when it does not parse)."""
+    return _document(line.raw, line.location)
+
+
 def _read_lines(
     stream: IO[bytes], name: str, limit: int, cursor: _Cursor
-) -> Iterator[RawDocument | ReadProblem]:
+) -> Iterator[RawLine | ReadProblem]:
     while True:
         line = stream.readline(limit + 1)
         if not line:
@@ -138,7 +153,7 @@ def _read_lines(
             continue
         if not line.strip():
             continue
-        yield _document(line, Location(name, number))
+        yield RawLine(Location(name, number), line)
 
 
 def _read_single(stream: IO[bytes], name: str, limit: int) -> Iterator[RawDocument | ReadProblem]:
@@ -169,6 +184,14 @@ def read_file(
 ) -> Iterator[RawDocument | ReadProblem]:
     """Every document of one file, in order. `.json` (and `.json.gz`) hold one document (or a
     JSON array of them); `.jsonl` and `.jsonl.gz` one per line."""
+    for item in read_raw_file(path, limit=limit):
+        yield parse_line(item) if isinstance(item, RawLine) else item
+
+
+def read_raw_file(
+    path: Path, *, limit: int = MAX_DOCUMENT_BYTES
+) -> Iterator[RawLine | RawDocument | ReadProblem]:
+    """What read_file reads, each line of a `.jsonl` file left unparsed (a RawLine)."""
     name = str(path)
     cursor = _Cursor()
     try:
@@ -190,3 +213,12 @@ def read_documents(
     """Every document of every file under `paths`; ReaderError when a path does not exist."""
     for path in expand_paths(paths):
         yield from read_file(path, limit=limit)
+
+
+def read_raw(
+    paths: Iterable[Path], *, limit: int = MAX_DOCUMENT_BYTES
+) -> Iterator[RawLine | RawDocument | ReadProblem]:
+    """What read_documents reads, each line of a `.jsonl` file left unparsed (a RawLine);
+    ReaderError when a path does not exist."""
+    for path in expand_paths(paths):
+        yield from read_raw_file(path, limit=limit)

@@ -82,6 +82,29 @@ class RunBundle:
     annotations: Sequence[tuple[str, str]] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class RunRows:
+    """A RunBundle as the rows of each table that Store.save_run_rows inserts (run_rows)."""
+
+    run: dict[str, Any]
+    measurements: list[dict[str, Any]]
+    verdicts: list[dict[str, Any]]
+    summaries: list[dict[str, Any]]
+    annotations: list[dict[str, Any]]
+
+
+def run_rows(bundle: RunBundle) -> RunRows:
+    """The rows of one bundle (ValueError for a naive datetime in it)."""
+    run_id = bundle.run.id
+    return RunRows(
+        run=_run_row(bundle.run),
+        measurements=[_measurement_row(m) for m in bundle.measurements],
+        verdicts=[_verdict_row(v) for v in bundle.verdicts],
+        summaries=[_summary_row(run_id, s) for s in bundle.summaries],
+        annotations=[{"key": k, "value": v} for k, v in bundle.annotations],
+    )
+
+
 class Store:
     """One probe database. Open with `Store.open`; close with `close()` or a `with` block."""
 
@@ -248,34 +271,39 @@ class Store:
         """Save whole runs (an import: each run with its measurements, verdicts, platform
         summaries and annotations) in one transaction. A run whose id is already stored is left
         as it is, so saving the same bundles twice adds nothing. Returns the ids saved."""
-        if not bundles:
+        return self.save_run_rows([run_rows(b) for b in bundles])
+
+    def save_run_rows(self, runs: Sequence[RunRows]) -> list[str]:
+        """save_runs for bundles already turned into rows (run_rows: an import builds them in
+        the processes that judge its documents)."""
+        if not runs:
             return []
         with self._transaction(write=True) as conn:
             # The same idempotent insert as merge and the collector's (ids are global).
             stmt = insert_missing(conn, schema.runs).returning(schema.runs.c.id)
-            fresh = {row[0] for row in conn.execute(stmt, [_run_row(b.run) for b in bundles])}
+            fresh = {row[0] for row in conn.execute(stmt, [r.run for r in runs])}
             saved: list[str] = []
             measurements: list[dict[str, Any]] = []
             verdicts: list[dict[str, Any]] = []
             summaries: list[dict[str, Any]] = []
             notes: list[dict[str, Any]] = []
-            for bundle in bundles:
-                run_id = bundle.run.id
+            for rows in runs:
+                run_id = rows.run["id"]
                 if run_id not in fresh or run_id in saved:
                     continue
                 saved.append(run_id)
-                measurements.extend(_measurement_row(m) for m in bundle.measurements)
-                verdicts.extend(_verdict_row(v) for v in bundle.verdicts)
-                summaries.extend(_summary_row(run_id, s) for s in bundle.summaries)
-                notes.extend({"key": k, "value": v} for k, v in bundle.annotations)
-            for table, rows in (
+                measurements.extend(rows.measurements)
+                verdicts.extend(rows.verdicts)
+                summaries.extend(rows.summaries)
+                notes.extend(rows.annotations)
+            for table, table_rows in (
                 (schema.measurements, measurements),
                 (schema.verdicts, verdicts),
                 (schema.platform_summaries, summaries),
                 (schema.meta, notes),
             ):
-                if rows:
-                    _insert_rows(conn, table, rows)
+                if table_rows:
+                    _insert_rows(conn, table, table_rows)
         return saved
 
     def annotations(self, prefix: str) -> Iterator[tuple[str, str]]:
