@@ -1,12 +1,16 @@
 """The import's fast paths give exactly what the plain library calls they replace give: the ids
-(uuid5_hex against uuid.uuid5), so a re-import after an upgrade still finds its runs."""
+(uuid5_hex against uuid.uuid5), so a re-import after an upgrade still finds its runs; the
+measurement start time (parse_time against datetime.strptime)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
+from probe.ooni.dataformat import FormatError
+from probe.ooni.document import parse_time
 from probe.ooni.importer import OONI_NAMESPACE
 from probe.ooni.mapping import uuid5_hex
 
@@ -35,3 +39,41 @@ def test_a_name_that_is_no_unicode_fails_as_uuid5_does() -> None:
         uuid.uuid5(OONI_NAMESPACE, "\ud800")
     with pytest.raises(UnicodeEncodeError):
         uuid5_hex(OONI_NAMESPACE, "\ud800")
+
+
+_STRPTIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-01-02 03:04:05",
+        "1999-12-31 23:59:59",
+        "2024-02-29 00:00:00",
+        "2023-02-29 00:00:00",  # no such day
+        "2024-13-02 03:04:05",
+        "2024-01-02 24:00:00",
+        "2024-01-02 23:59:60",  # strptime reads a leap second, datetime refuses it
+        "0000-01-02 03:04:05",
+        "2024-1-02 03:04:05",  # strptime takes one digit
+        "2024-01-02T03:04:05Z",
+        "2024-01-02T03:04:05.250Z",
+        "2024-01-02 03:04:05 ",
+        "2024-01-02 03:04:05.5",
+        "٢٠٢٤-01-02 03:04:05",  # other scripts' digits: strptime's \d takes them
+        "",
+    ],
+)
+def test_a_measurement_start_time_reads_as_strptime_reads_it(text: str) -> None:
+    expected = None
+    for pattern in _STRPTIME_FORMATS:
+        try:
+            expected = datetime.strptime(text, pattern).replace(tzinfo=UTC)
+            break
+        except ValueError:
+            continue
+    if expected is None:
+        with pytest.raises(FormatError, match="not a time in OONI's format"):
+            parse_time(text, "document.measurement_start_time")
+    else:
+        assert parse_time(text, "document.measurement_start_time") == expected

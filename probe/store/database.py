@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import re
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -64,6 +65,11 @@ R = TypeVar("R")
 # Rows fetched per round trip when streaming: large enough to amortise the round trip, small
 # enough that one chunk of measurements (details included) stays in the low megabytes.
 STREAM_CHUNK_ROWS = 1000
+
+# SQLite's page cache (KiB) for a connection that has saved whole runs (Store.save_run_rows, an
+# import): 64 MiB instead of the default 2 MB. On 3,465 imported OONI documents in batches of
+# 1,000, saving took 1.2-1.3 ms of CPU per document with the default, 0.7-0.8 with this.
+BULK_CACHE_KIB = 65536
 
 # Serialises first opens of one PostgreSQL database (pg_advisory_xact_lock key): two probes
 # creating the schema at once would otherwise both see no tables. "cprobe" in ASCII.
@@ -279,6 +285,10 @@ class Store:
         if not runs:
             return []
         with self._transaction(write=True) as conn:
+            if self._sqlite:
+                # Run and measurement ids come in no order: every batch inserts into pages all
+                # over the id and run indexes, which SQLite's default 2 MB page cache re-reads.
+                conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
             # The same idempotent insert as merge and the collector's (ids are global).
             stmt = insert_missing(conn, schema.runs).returning(schema.runs.c.id)
             fresh = {row[0] for row in conn.execute(stmt, [r.run for r in runs])}
@@ -541,11 +551,21 @@ def _insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]])
         conn.execute(table.insert(), list(rows))  # not one shape: let SQLAlchemy sort it out
         return
     processors = [table.c[key].type.dialect_impl(dialect).bind_processor(dialect) for key in order]
-    if all(p is None for p in processors):
-        params = [tuple(row[key] for key in order) for row in rows]
+    # Values by one itemgetter per row, then only the columns with a processor replaced.
+    processed = [(i, p) for i, p in enumerate(processors) if p is not None]
+    getter: Callable[[dict[str, Any]], Sequence[Any]] = (
+        operator.itemgetter(*order) if len(order) > 1 else lambda row: (row[order[0]],)
+    )
+    params: list[Sequence[Any]]
+    if not processed:
+        params = [getter(row) for row in rows]
     else:
-        pairs = list(zip(order, processors, strict=True))
-        params = [tuple(row[key] if p is None else p(row[key]) for key, p in pairs) for row in rows]
+        params = []
+        for row in rows:
+            values = list(getter(row))
+            for i, process in processed:
+                values[i] = process(values[i])
+            params.append(tuple(values))
     conn.exec_driver_sql(compiled.string, params)
 
 
