@@ -38,7 +38,7 @@ from statistics import median
 from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event, EventKind
 from analysis.timeline import Series, Timeline, build_timeline, hour_start
 from probe.config import DetectorParams
-from probe.records import Verdict
+from probe.records import Verdict, VerdictRow
 
 _UNKNOWN, _OK, _BLOCKED = 0, 1, 2
 
@@ -109,8 +109,11 @@ def _medians(spans: list[_Span]) -> tuple[int, int | None]:
     return _median([span.onset for span in spans]), end
 
 
-def detect_events(verdicts: Iterable[Verdict], params: DetectorParams | None = None) -> list[Event]:
-    """Stream `verdicts` into a timeline and detect its events (sorted by onset)."""
+def detect_events(
+    verdicts: Iterable[Verdict | VerdictRow], params: DetectorParams | None = None
+) -> list[Event]:
+    """Stream `verdicts` (records or rows) into a timeline and detect its events (sorted by
+    onset)."""
     return detect_events_in(build_timeline(verdicts), params or DetectorParams())
 
 

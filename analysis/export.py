@@ -32,13 +32,13 @@ import json
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 from analysis.dictionary import EVENTS, FORMULA_START, MEASUREMENTS, RUNS, VERDICTS
 from analysis.model import Event
 from probe.codec import encode_details
 from probe.model import DnsQuery, HttpTransaction, Measurement, Role, Run, Target, TlsHandshake
-from probe.records import Status, Verdict
+from probe.records import Status, Verdict, VerdictRow
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = MEASUREMENTS.names
 JSONL_FIELDS: tuple[str, ...] = MEASUREMENTS.jsonl_names
@@ -81,6 +81,19 @@ class VerdictSource(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> Iterator[Verdict]: ...
+
+
+class VerdictRowSource(Protocol):
+    """Where verdicts come from as VerdictRow tuples: probe.store.Store satisfies it."""
+
+    def verdict_rows(
+        self,
+        *,
+        run_id: str | None = None,
+        platform: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[VerdictRow]: ...
 
 
 class RunSource(Protocol):
@@ -143,26 +156,60 @@ def select_verdicts(
     `asns` (all when None or empty), streamed: platform by platform when several are named,
     each in time order. `derived`: verdicts that stand for the probe's own of the same run,
     platform and target (the cross-network ones of analysis.crossnet, where they exist)."""
+    return _selected(source.verdicts, list(derived), since, until, platforms, asns)
+
+
+def select_verdict_rows(
+    source: VerdictRowSource,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    platforms: Sequence[str] | None = None,
+    asns: Collection[int] | None = None,
+    derived: Iterable[Verdict] = (),
+) -> Iterator[VerdictRow]:
+    """select_verdicts as VerdictRow tuples (the same verdicts in the same order): what a reader
+    of a million verdicts that keeps few of them streams (a report's timeline, the events)."""
+    rows = [VerdictRow.of(verdict) for verdict in derived]
+    return _selected(source.verdict_rows, rows, since, until, platforms, asns)
+
+
+def _selected(
+    read: Callable[..., Iterator[V]],
+    derived: Iterable[V],
+    since: datetime | None,
+    until: datetime | None,
+    platforms: Sequence[str] | None,
+    asns: Collection[int] | None,
+) -> Iterator[V]:
     names: Sequence[str | None] = list(platforms) if platforms else [None]
     wanted = set(asns) if asns else None
-    for name in names:
-        stream = with_derived(source.verdicts(platform=name, since=since, until=until), derived)
+
+    def of(name: str | None) -> Iterator[V]:
+        stream = with_derived(read(platform=name, since=since, until=until), derived)
         if wanted is None:
-            yield from stream
-        else:
-            yield from (verdict for verdict in stream if verdict.asn in wanted)
+            return stream
+        return (verdict for verdict in stream if verdict.asn in wanted)
+
+    # Each platform's stream is opened when the one before it ends. No generator of its own
+    # around a single stream: a million verdicts pay for every layer they pass through.
+    if len(names) == 1:
+        return of(names[0])
+    return itertools.chain.from_iterable(of(name) for name in names)
 
 
-def with_derived(verdicts: Iterable[Verdict], derived: Iterable[Verdict]) -> Iterator[Verdict]:
+# A verdict as a record or as a row (both have a verdict's fields by name).
+V = TypeVar("V", Verdict, VerdictRow)
+
+
+def with_derived(verdicts: Iterable[V], derived: Iterable[V]) -> Iterator[V]:
     """`verdicts` with each one that a derived verdict re-judged (same run, platform and target)
     replaced by it: what other networks saw decides what one probe could not (analysis.crossnet);
     the probe's own verdict stays in the store and in the verdicts export."""
     by_key = {(v.run_id, v.platform, v.target): v for v in derived}
     if not by_key:
-        yield from verdicts
-        return
-    for verdict in verdicts:
-        yield by_key.get((verdict.run_id, verdict.platform, verdict.target), verdict)
+        return iter(verdicts)
+    return (by_key.get((v.run_id, v.platform, v.target), v) for v in verdicts)
 
 
 def write_measurements_csv(

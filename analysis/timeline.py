@@ -27,9 +27,9 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from probe.records import Status, Verdict
+from probe.records import Status, Verdict, VerdictRow
 
 HOUR = timedelta(hours=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -118,6 +118,7 @@ class Series:
         "first_hour",
         "inconclusive",
         "mixed",
+        "newest",
         "ok",
         "ok_hosts",
         "platform",
@@ -151,6 +152,8 @@ class Series:
         self.blocked_hosts: list[int] = []
         self.technique = array("h")
         self.mixed: dict[int, dict[int, int]] = {}
+        # The newest verdict counted here (ties: the later one); None in aggregates.
+        self.newest: VerdictRow | None = None
         # Shared with every series of the same network / the whole timeline.
         self.probes = probes
         self.probe_bits = probe_bits
@@ -271,6 +274,8 @@ class Timeline:
         self._techniques: list[str | None] = []
         self._probes: dict[int | None, tuple[list[str], dict[str, int]]] = {}
         self.verdicts = 0
+        # The rules versions of the verdicts counted.
+        self.rules_versions: set[str] = set()
 
     @property
     def series(self) -> Mapping[tuple[int | None, str, str], Series]:
@@ -410,60 +415,83 @@ def _trim(series: Series) -> None:
         del series.blocked_hosts[end:]
 
 
-def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
-    """Stream `verdicts` (any order) into hourly series; the verdicts are not kept."""
+def build_timeline(verdicts: Iterable[Verdict | VerdictRow]) -> Timeline:
+    """Stream `verdicts` (any order; records or rows) into hourly series. Only counts are kept,
+    and each series' newest verdict (Series.newest, a row) with the rules versions seen."""
     timeline = Timeline()
     series_map = timeline._series
     techniques = timeline._techniques
     technique_index: dict[str | None, int] = {}
     probes_by_asn = timeline._probes
     probe_series_map = timeline._probe_series
+    versions = timeline.rules_versions
+    # Per (asn, probe, platform, target): [the target's series, the probe's own series (made at
+    # its first ok or blocked verdict), the probe's bit in the network's masks (0: none yet)].
+    # One lookup per verdict for both series.
+    entries: dict[tuple[int | None, str, str, str], list[Any]] = {}
     blocked_status, ok_status, down_status = Status.BLOCKED, Status.OK, Status.DOWN
     last_moment: datetime | None = None
     hour = 0
     count = 0
+    row_type = VerdictRow
     # One tight loop on purpose: a method call per verdict would double the cost at 10^6 verdicts.
-    for verdict in verdicts:
+    for row in verdicts:
+        if type(row) is not row_type:
+            row = VerdictRow.of(row)  # type: ignore[arg-type]
+        (
+            _,
+            probe,
+            moment,
+            asn,
+            country,
+            platform,
+            target,
+            status,
+            technique,
+            _,
+            _,
+            version,
+            _,
+            _,
+        ) = row
         count += 1
-        moment = verdict.measured_at
         if moment is not last_moment:  # the verdicts of one run share their datetime
             hour = (moment - _EPOCH) // HOUR
             last_moment = moment
-        key = (verdict.asn, verdict.platform, verdict.target)
-        series = series_map.get(key)
-        if series is None:
-            network = probes_by_asn.get(verdict.asn)
-            if network is None:
-                network = probes_by_asn[verdict.asn] = ([], {})
-            series = Series(
-                verdict.asn, verdict.platform, verdict.target, hour, *network, techniques
-            )
-            series_map[SeriesKey(*key)] = series
+        entry = entries.get((asn, probe, platform, target))
+        if entry is None:
+            key = (asn, platform, target)
+            series = series_map.get(key)
+            if series is None:
+                network = probes_by_asn.get(asn)
+                if network is None:
+                    network = probes_by_asn[asn] = ([], {})
+                series = Series(asn, platform, target, hour, *network, techniques)
+                series_map[SeriesKey(*key)] = series
+            entry = entries[(asn, probe, platform, target)] = [series, None, 0]
+        else:
+            series = entry[0]
         if series.country is None:
-            series.country = verdict.country
+            series.country = country
+        newest = series.newest
+        if newest is None or moment >= newest[2]:  # VerdictRow.measured_at
+            series.newest = row
+        versions.add(version)
         index = hour - series.first_hour
         if index < 0 or index >= len(series.ok):
             index = _reserve(series, hour)
-        status = verdict.status
         if status is blocked_status or status is ok_status:
-            bit = series.probe_bits.get(verdict.probe_id)
-            if bit is None:
-                bit = 1 << len(series.probes)
-                series.probe_bits[verdict.probe_id] = bit
-                series.probes.append(verdict.probe_id)
-            probe_key = (verdict.asn, verdict.probe_id, verdict.platform, verdict.target)
-            own = probe_series_map.get(probe_key)
+            own = entry[1]
+            bit = entry[2]
             if own is None:
-                own = Series(
-                    verdict.asn,
-                    verdict.platform,
-                    verdict.target,
-                    hour,
-                    [verdict.probe_id],
-                    {verdict.probe_id: 1},
-                    techniques,
-                )
-                probe_series_map[ProbeSeriesKey(*probe_key)] = own
+                bit = series.probe_bits.get(probe)
+                if bit is None:
+                    bit = 1 << len(series.probes)
+                    series.probe_bits[probe] = bit
+                    series.probes.append(probe)
+                own = Series(asn, platform, target, hour, [probe], {probe: 1}, techniques)
+                probe_series_map[ProbeSeriesKey(asn, probe, platform, target)] = own
+                entry[1], entry[2] = own, bit
             own_index = hour - own.first_hour
             if own_index < 0 or own_index >= len(own.ok):
                 own_index = _reserve(own, hour)
@@ -473,13 +501,13 @@ def build_timeline(verdicts: Iterable[Verdict]) -> Timeline:
                 own.ok[own_index] += 1
                 own.ok_hosts[own_index] = 1
                 continue
-            technique = technique_index.get(verdict.technique)
-            if technique is None:
-                technique = technique_index[verdict.technique] = len(techniques)
-                techniques.append(verdict.technique)
-            _add_blocked(series, index, technique)
+            tech = technique_index.get(technique)
+            if tech is None:
+                tech = technique_index[technique] = len(techniques)
+                techniques.append(technique)
+            _add_blocked(series, index, tech)
             series.blocked_hosts[index] |= bit
-            _add_blocked(own, own_index, technique)
+            _add_blocked(own, own_index, tech)
             own.blocked_hosts[own_index] = 1
         elif status is down_status:
             series.down[index] += 1

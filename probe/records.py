@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 _ZERO = timedelta(0)
 
@@ -65,6 +66,52 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.measured_at.utcoffset() != _ZERO:
             raise ValueError(f"Verdict.measured_at must be UTC-aware, got {self.measured_at!r}")
+
+
+class VerdictRow(NamedTuple):
+    """A stored verdict's fields as a tuple, in Verdict's order: what a reader of a million
+    verdicts (a report's timeline, the event detector) streams instead of Verdicts, ~5x cheaper
+    to make than a frozen dataclass. The store checks a row as it checks a Verdict's, and
+    `verdict()` turns the few a reader keeps into Verdicts."""
+
+    run_id: str
+    probe_id: str
+    measured_at: datetime
+    asn: int | None
+    country: str | None
+    platform: str
+    target: str
+    status: Status
+    technique: str | None
+    confidence: Confidence | None
+    rule_id: str
+    rules_version: str
+    evidence: tuple[str, ...]
+    detail: str = ""
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> VerdictRow:
+        """The row of a Verdict."""
+        return cls(
+            verdict.run_id,
+            verdict.probe_id,
+            verdict.measured_at,
+            verdict.asn,
+            verdict.country,
+            verdict.platform,
+            verdict.target,
+            verdict.status,
+            verdict.technique,
+            verdict.confidence,
+            verdict.rule_id,
+            verdict.rules_version,
+            verdict.evidence,
+            verdict.detail,
+        )
+
+    def verdict(self) -> Verdict:
+        """This row as a Verdict (its checks run: measured_at must be UTC)."""
+        return Verdict(*self)
 
 
 @dataclass(frozen=True, slots=True)

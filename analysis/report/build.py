@@ -17,13 +17,13 @@ drill-down), and the provenance (software and rules versions, probes).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, Protocol
 
 from analysis.events import detect_events_in
-from analysis.export import select_verdicts
+from analysis.export import select_verdict_rows
 from analysis.model import TECHNIQUE_CHANGE_SEPARATOR, Event
 from analysis.report.labels import network_label
 from analysis.report.model import (
@@ -67,23 +67,18 @@ def build_report(
     (all when None), with events detected using `params` (the [events] config table).
     `derived`: the cross-network verdicts (analysis.crossnet) that stand for the probe's own."""
     params = params or DetectorParams()
-    latest: dict[tuple[int | None, str, str], Verdict] = {}
-    rules_versions: set[str] = set()
-
-    def keep_latest(verdicts: Iterable[Verdict]) -> Iterator[Verdict]:
-        # One dict store per verdict: the stream itself is never held in memory.
-        for verdict in verdicts:
-            key = (verdict.asn, verdict.platform, verdict.target)
-            previous = latest.get(key)
-            if previous is None or verdict.measured_at >= previous.measured_at:
-                latest[key] = verdict
-            rules_versions.add(verdict.rules_version)
-            yield verdict
-
-    stream = select_verdicts(
+    # Rows, not Verdicts: the timeline reads a million and keeps counts, and the newest verdict
+    # of each (network, platform, target), which the report shows as a Verdict.
+    stream = select_verdict_rows(
         source, since=since, until=until, platforms=platforms, asns=asns, derived=derived
     )
-    timeline = build_timeline(keep_latest(stream))
+    timeline = build_timeline(stream)
+    latest = {
+        key: series.newest.verdict()
+        for key, series in timeline.series.items()
+        if series.newest is not None
+    }
+    rules_versions = timeline.rules_versions
     events = detect_events_in(timeline, params)
     generated_at = now or datetime.now(UTC)
 

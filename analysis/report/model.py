@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from analysis.export import VerdictSource
+from analysis.export import VerdictRowSource
 from analysis.model import Event
 from probe.config import DetectorParams
 from probe.model import Measurement, Run
@@ -213,7 +213,7 @@ EVIDENCE_PER_VERDICT = 12
 EVIDENCE_ROWS = 1500
 
 
-class ReportSource(VerdictSource, Protocol):
+class ReportSource(VerdictRowSource, Protocol):
     """What a report reads (verdicts, and each run's platform summaries): probe.store.Store
     satisfies it."""
 

@@ -21,10 +21,10 @@ from analysis.events import detect_events
 from analysis.export import (
     measurement_rows,
     run_rows,
+    select_verdict_rows,
     select_verdicts,
     test_list_categories,
     verdict_rows,
-    with_derived,
     write_events_csv,
     write_events_jsonl,
     write_measurements_csv,
@@ -250,23 +250,29 @@ def register(app: typer.Typer) -> None:
                             roles=roles,
                             header=i == 0,
                         )
-                else:
+                elif what is What.verdicts:
                     verdicts = select_verdicts(
                         store, since=start, until=end, platforms=platform, asns=asns
                     )
-                    if what is What.verdicts:
-                        write_verdicts = (
-                            write_verdicts_csv if form is Format.CSV else write_verdicts_jsonl
-                        )
-                        count = write_verdicts(verdicts, out, categories)
-                    else:
-                        write_events: Callable[[Iterable[Event], TextIO], int] = (
-                            write_events_csv if form is Format.CSV else write_events_jsonl
-                        )
-                        # Events read the cross-network verdicts where `probe analyse` made
-                        # them, as the report does; the verdicts export keeps the probe's own.
-                        judged = with_derived(verdicts, derived_verdicts(store, start, end))
-                        count = write_events(detect_events(judged, settings.events), out)
+                    write_verdicts = (
+                        write_verdicts_csv if form is Format.CSV else write_verdicts_jsonl
+                    )
+                    count = write_verdicts(verdicts, out, categories)
+                else:
+                    write_events: Callable[[Iterable[Event], TextIO], int] = (
+                        write_events_csv if form is Format.CSV else write_events_jsonl
+                    )
+                    # Events read the cross-network verdicts where `probe analyse` made them,
+                    # as the report does; the verdicts export keeps the probe's own.
+                    judged = select_verdict_rows(
+                        store,
+                        since=start,
+                        until=end,
+                        platforms=platform,
+                        asns=asns,
+                        derived=derived_verdicts(store, start, end),
+                    )
+                    count = write_events(detect_events(judged, settings.events), out)
                 if str(target) != "-" and format_ is Shape.columns and what.value in TABLES:
                     folder = Path(target).absolute().parent
                     save_descriptor(folder, resource(TABLES[what.value], form, [target.name]))

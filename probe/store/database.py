@@ -20,13 +20,13 @@ import json
 import operator
 import re
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -48,7 +48,15 @@ from sqlalchemy.sql.dml import Insert
 
 from probe.codec import decode_details_column, encode_details_column, split_failure
 from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
-from probe.records import Confidence, GroupSummary, PlatformStatus, PlatformSummary, Status, Verdict
+from probe.records import (
+    Confidence,
+    GroupSummary,
+    PlatformStatus,
+    PlatformSummary,
+    Status,
+    Verdict,
+    VerdictRow,
+)
 from probe.store import migrations, schema
 from probe.store.errors import NotAProbeDatabaseError, StoreError
 from probe.store.sqlite_file import (
@@ -119,6 +127,10 @@ class Store:
         self._location = location
         self._probe_id = probe_id
         self._sqlite = engine.dialect.name == "sqlite"
+        # Bulk readers (verdicts, measurements) read SQLite through its driver's own cursor,
+        # below SQLAlchemy (_chunks); False reads through SQLAlchemy, as every other database
+        # does (the tests compare the two).
+        self._driver_reads = self._sqlite
         self._path: Path | None = None
 
     # -- opening -----------------------------------------------------------------------------
@@ -340,11 +352,23 @@ class Store:
         until: datetime | None = None,
     ) -> Iterator[Verdict]:
         """Verdicts of runs started in [since, until), in time order, streamed."""
+        for row in self.verdict_rows(run_id=run_id, platform=platform, since=since, until=until):
+            yield Verdict(*row)
+
+    def verdict_rows(
+        self,
+        *,
+        run_id: str | None = None,
+        platform: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[VerdictRow]:
+        """verdicts() as VerdictRow tuples: the same rows in the same order, checked the same
+        way, without a Verdict made per row (a report's timeline reads a million)."""
         table = schema.verdicts
         stmt = _filtered(table, table.c.measured_at, run_id, platform, since, until)
         stmt = stmt.order_by(table.c.measured_at, table.c.run_id, table.c.platform, table.c.target)
-        for row in self._stream(stmt):
-            yield _verdict_from_verdicts_row(row)
+        return _verdict_rows(self._chunks(stmt), self._driver_reads)
 
     def platform_summaries(self, run_id: str) -> list[PlatformSummary]:
         table = schema.platform_summaries
@@ -456,8 +480,10 @@ class Store:
         table = schema.measurements
         stmt = _filtered(table, table.c.started_at, run_id, platform, since, until)
         stmt = stmt.order_by(table.c.started_at, table.c.id)
-        for row in self._stream(stmt):
-            yield _measurement_from_row(row)
+        raw = self._driver_reads
+        for chunk in self._chunks(stmt):
+            for row in chunk:
+                yield _measurement_from_values(row, raw)
 
     def latest_status(self, platform: str | None = None) -> list[Measurement]:
         """The newest measurement of each (platform, target, layer, endpoint), sorted by those."""
@@ -489,6 +515,28 @@ class Store:
             for chunk in result.partitions():
                 yield from chunk
 
+    def _chunks(self, stmt: Select[Any]) -> Iterator[Sequence[Sequence[Any]]]:
+        """The rows of `stmt` a chunk at a time. On SQLite, the driver's own tuples, read below
+        SQLAlchemy (its per-row result processing cost as much as SQLite's reading): times are
+        left as the stored text, for the caller to read with schema.sqlite_time. Elsewhere,
+        SQLAlchemy's rows (times already read), from a server-side cursor."""
+        if not self._driver_reads:
+            with self._transaction() as conn:
+                result = conn.execution_options(yield_per=STREAM_CHUNK_ROWS).execute(stmt)
+                yield from result.partitions()
+            return
+        with self._transaction() as conn:
+            sql, params = _driver_statement(conn, stmt)
+            driver = conn.connection.dbapi_connection
+            assert driver is not None  # an open connection has its DBAPI connection
+            cursor = driver.cursor()
+            try:
+                cursor.execute(sql, params)
+                while rows := cursor.fetchmany(STREAM_CHUNK_ROWS):
+                    yield rows
+            finally:
+                cursor.close()
+
     @contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[Connection]:
         try:
@@ -503,6 +551,9 @@ class Store:
             raise StoreError(f"{self._location}: {_driver_message(exc)}") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"{self._location}: {exc}") from exc
+        except sqlite3.Error as exc:  # from a cursor read below SQLAlchemy (_chunks)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"{self._location}: {message}") from exc
         except (ValueError, TypeError) as exc:
             # Raised while rows are read: a stored time that is not one (schema.UTCDateTime).
             message = f"{self._location}: a stored row does not parse: {exc!s:.200}"
@@ -531,6 +582,22 @@ def _filtered(
     if until is not None:
         stmt = stmt.where(time < until)
     return stmt
+
+
+def _driver_statement(conn: Connection, stmt: Select[Any]) -> tuple[str, tuple[Any, ...]]:
+    """`stmt` as the DBAPI runs it: SQLAlchemy's SQL text and its parameters in order, each
+    through its type's bind processor (as SQLAlchemy applies them: a UTCDateTime's text)."""
+    dialect = conn.dialect
+    compiled = stmt.compile(dialect=dialect)
+    order = compiled.positiontup
+    if order is None:  # the SQLite dialect's paramstyle is positional (qmark)
+        raise StoreError(f"{dialect.name} takes named parameters: cannot stream below SQLAlchemy")
+    values = compiled.construct_params()
+    params: list[Any] = []
+    for name in order:
+        processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        params.append(values[name] if processor is None else processor(values[name]))
+    return compiled.string, tuple(params)
 
 
 def _insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
@@ -779,16 +846,27 @@ def _run_row(run: Run) -> dict[str, Any]:
     }
 
 
-def _names_the_row(table: str) -> Callable[[Callable[[Row[Any]], R]], Callable[[Row[Any]], R]]:
+class StoredRow(Protocol):
+    """A row as the row decoders read it: SQLAlchemy's Row, or _Values (read below it)."""
+
+    @property
+    def _mapping(self) -> Mapping[Any, Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+def _names_the_row(
+    table: str,
+) -> Callable[[Callable[[StoredRow], R]], Callable[[StoredRow], R]]:
     """A row decoder whose bad rows (an unknown status, JSON that does not parse: a hand-edited
     or hostile merged database) raise StoreError naming the table and the row's key."""
 
-    def wrap(decode: Callable[[Row[Any]], R]) -> Callable[[Row[Any]], R]:
+    def wrap(decode: Callable[[StoredRow], R]) -> Callable[[StoredRow], R]:
         columns = getattr(schema, table).columns
         key = [c.name for c in getattr(schema, table).primary_key.columns]
         times = [c.name for c in columns if isinstance(c.type, schema.UTCDateTime)]
 
-        def decoded(row: Row[Any]) -> R:
+        def decoded(row: StoredRow) -> R:
             try:
                 m = row._mapping
                 for name in times:
@@ -806,7 +884,7 @@ def _names_the_row(table: str) -> Callable[[Callable[[Row[Any]], R]], Callable[[
 
 
 @_names_the_row("runs")
-def _run_from_row(row: Row[Any]) -> Run:
+def _run_from_row(row: StoredRow) -> Run:
     m = row._mapping
     return Run(
         id=m["id"],
@@ -875,12 +953,20 @@ _LAYERS = {layer.value: layer for layer in Layer}
 _OPERATIONS = {operation.value: operation for operation in Operation}
 
 
-def _measurement_from_row(row: Row[Any]) -> Measurement:
+def _measurement_from_row(row: StoredRow) -> Measurement:
     """A stored row as a Measurement; StoreError (naming the run and the measurement) for a row
     whose layer, operation or details do not parse, never a traceback."""
+    return _measurement_from_values(tuple(row), False)
+
+
+def _measurement_from_values(values: Sequence[Any], raw: bool) -> Measurement:
+    """_measurement_from_row of a row's values; `raw`: as SQLite's driver hands them over, the
+    time still text (Store._chunks)."""
     (id_, run_id, platform, target, endpoint, layer, started_at, duration, failure, op, details) = (
-        tuple(row)
+        values
     )
+    if raw:
+        started_at = schema.sqlite_time(started_at)
     if isinstance(started_at, schema.UnreadableTime):
         raise StoreError(
             f"measurement {id_} of run {run_id} does not parse: started_at "
@@ -962,7 +1048,7 @@ _decode_json = json.JSONDecoder().decode
 
 
 @_names_the_row("verdicts")
-def _verdict_from_row(row: Row[Any]) -> Verdict:
+def _verdict_from_row(row: StoredRow) -> Verdict:
     m = row._mapping
     evidence = m["evidence"]
     return Verdict(
@@ -1002,7 +1088,7 @@ _VERDICT_COLUMNS = (
     "detail",
 )
 assert tuple(c.name for c in schema.verdicts.columns) == _VERDICT_COLUMNS
-# Verdict's fields, in the order _verdict_from_verdicts_row passes them.
+# Verdict's (and VerdictRow's) fields, in the order _verdict_row_from_values passes them.
 _VERDICT_FIELDS = (
     "run_id",
     "probe_id",
@@ -1020,67 +1106,98 @@ _VERDICT_FIELDS = (
     "detail",
 )
 assert tuple(f.name for f in dataclasses.fields(Verdict)) == _VERDICT_FIELDS
+assert VerdictRow._fields == _VERDICT_FIELDS
 # What json.dumps writes for a list of plain ids: '["a", "b"]'. A string holding no quote,
 # backslash or control character (the ones JSON escapes) is its own JSON text between quotes,
 # so such a list reads as its items by splitting; anything else goes through the JSON decoder.
 _PLAIN_ID_LIST = re.compile(r'\["[^"\\\x00-\x1f]*"(?:, "[^"\\\x00-\x1f]*")*\]')
 
 
-def _verdict_from_verdicts_row(row: Row[Any]) -> Verdict:
-    """A row of the verdicts table as _verdict_from_row reads it, by position (a report reads a
-    million: ~3x cheaper than by name). A row this path does not take as it is (a time that
-    does not parse, an unknown status, evidence other than a plain list of ids) goes through
-    _verdict_from_row, which reads it the same way or names the row in its error."""
-    (
-        run_id,
-        platform,
-        target,
-        probe_id,
-        measured_at,
-        asn,
-        country,
-        status,
-        technique,
-        confidence,
-        rule_id,
-        rules_version,
-        evidence,
-        detail,
-    ) = tuple(row)
-    known = _STATUSES.get(status)
-    if (
-        known is None
-        or confidence not in _CONFIDENCES
-        or isinstance(measured_at, schema.UnreadableTime)
-        or not isinstance(evidence, str)
-    ):
-        return _verdict_from_row(row)
-    if evidence == "[]":
-        ids: tuple[str, ...] = ()
-    elif _PLAIN_ID_LIST.fullmatch(evidence):
-        ids = tuple(evidence[2:-2].split('", "'))
-    else:
-        return _verdict_from_row(row)
-    try:
-        # By position (_VERDICT_FIELDS): keywords would cost a third of the construction.
-        return Verdict(
-            run_id,
-            probe_id,
-            measured_at,
-            asn,
-            country,
-            platform,
-            target,
-            known,
-            technique,
-            _CONFIDENCES[confidence],
-            rule_id,
-            rules_version,
-            ids,
-            detail,
-        )
-    except (ValueError, TypeError, AttributeError):
-        return _verdict_from_row(row)
+class _Values:
+    """Values of a row read below SQLAlchemy (Store._chunks), its times read, as the row
+    decoders read a Row: by position and by name (`_mapping`)."""
+
+    def __init__(self, names: Sequence[str], values: Sequence[Any]) -> None:
+        self._values = values
+        self._mapping = dict(zip(names, values, strict=True))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+
+_UTC_OFFSET = timedelta(0)
+
+
+def _verdict_rows(chunks: Iterable[Sequence[Sequence[Any]]], raw: bool) -> Iterator[VerdictRow]:
+    """Rows of the verdicts table as _verdict_from_row reads them, by position (a report reads
+    a million: several times cheaper than by name); `raw`: as SQLite's driver hands them over,
+    times still text (Store._chunks). A row this path does not take as it is (a time that does
+    not parse or is not UTC, an unknown status or confidence, evidence other than a plain list
+    of ids) goes through _verdict_from_row, which reads it the same way or names the row in its
+    error."""
+    # The verdicts of a run share their time: read and checked once per run, not per row.
+    last_text: Any = None
+    last_time: Any = None
+    time_ok = False
+    make = tuple.__new__  # VerdictRow(...) builds through a Python __new__: 4x the cost
+    statuses, confidences, plain = _STATUSES, _CONFIDENCES, _PLAIN_ID_LIST.fullmatch
+    for chunk in chunks:
+        for values in chunk:
+            (
+                run_id,
+                platform,
+                target,
+                probe_id,
+                measured_at,
+                asn,
+                country,
+                status,
+                technique,
+                confidence,
+                rule_id,
+                rules_version,
+                evidence,
+                detail,
+            ) = values
+            if measured_at is not last_text and measured_at != last_text:
+                last_text = measured_at
+                last_time = schema.sqlite_time(measured_at) if raw else measured_at
+                time_ok = isinstance(last_time, datetime) and last_time.utcoffset() == _UTC_OFFSET
+            known = statuses.get(status)
+            ids: tuple[str, ...] | None = None
+            if known is not None and time_ok and confidence in confidences:
+                if evidence == "[]":
+                    ids = ()
+                elif isinstance(evidence, str) and plain(evidence):
+                    ids = tuple(evidence[2:-2].split('", "'))
+            if ids is None or known is None:
+                row = (
+                    _Values(_VERDICT_COLUMNS, (*values[:4], last_time, *values[5:]))
+                    if raw
+                    else cast(StoredRow, values)  # SQLAlchemy's Row (Store._chunks)
+                )
+                yield VerdictRow.of(_verdict_from_row(row))
+                continue
+            # By position (_VERDICT_FIELDS), as Verdict(*row) takes it.
+            yield make(
+                VerdictRow,
+                (
+                    run_id,
+                    probe_id,
+                    last_time,
+                    asn,
+                    country,
+                    platform,
+                    target,
+                    known,
+                    technique,
+                    confidences[confidence],
+                    rule_id,
+                    rules_version,
+                    ids,
+                    detail,
+                ),
+            )
 
 
 def _summary_row(run_id: str, summary: PlatformSummary) -> dict[str, Any]:
@@ -1101,7 +1218,7 @@ def _summary_row(run_id: str, summary: PlatformSummary) -> dict[str, Any]:
 
 
 @_names_the_row("platform_summaries")
-def _summary_from_row(row: Row[Any]) -> PlatformSummary:
+def _summary_from_row(row: StoredRow) -> PlatformSummary:
     m = row._mapping
     details = json.loads(m["details"])
     return PlatformSummary(
@@ -1125,7 +1242,7 @@ def _summary_from_row(row: Row[Any]) -> PlatformSummary:
     )
 
 
-_ROW_DECODERS: dict[str, Callable[[Row[Any]], object]] = {
+_ROW_DECODERS: dict[str, Callable[[StoredRow], object]] = {
     "runs": _run_from_row,
     "measurements": _measurement_from_row,
     "verdicts": _verdict_from_row,

@@ -79,6 +79,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return _as_utc(value)
 
 
+def sqlite_time(value: Any) -> datetime | None:
+    """A UTCDateTime column's value as SQLite's driver hands it over, read as UTCDateTime reads
+    it (for the store's readers below SQLAlchemy, probe.store.database): text parsed, cached."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _stored_time(value)
+    raise TypeError(f"unexpected timestamp value {value!r} from the database")
+
+
 @functools.lru_cache(maxsize=4096)
 def _stored_time(text: str) -> datetime:
     """A time as SQLite stores it (ISO-8601 text), read as an aware UTC datetime. Cached: the
