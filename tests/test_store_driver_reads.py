@@ -52,7 +52,7 @@ HOSTILE = (
     "\t=1",
     "\r\n=1",
     "  =x",
-    "a\x00b\x01c\x1fd",
+    "a\x01b\x1fc\x7fd",  # no NUL: PostgreSQL text cannot hold one
     "line\u2028break\u0085",
     "caf\u00e9 \u0645\u0633\u062a",
     'say "=x", then',
