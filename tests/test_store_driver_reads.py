@@ -8,6 +8,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from analysis.dictionary import FORMULA_START
 from analysis.events import detect_events
 from analysis.export import select_verdict_rows, select_verdicts, write_measurements_csv
 from analysis.report.build import build_report
@@ -233,13 +235,18 @@ def test_postgresql_reads_the_same_report_and_csv_as_sqlite(
 
 def test_hostile_cells_start_inert_in_the_csv_read_below_sqlalchemy(sqlite_store: Path) -> None:
     with Store.open_readonly(sqlite_store) as store:
-        lines = _csv(store).splitlines()
-    hostile = [line for line in lines if "probe-hostile" in line or "ffffffff" in line]
+        text = _csv(store)
+    # One record per line: no line break of any kind (str.splitlines' set) inside a cell.
+    assert text.splitlines() == text.split("\n")[:-1]
+    rows = list(csv.reader(io.StringIO(text)))
+    hostile = [row for row in rows if "probe-hostile" in row]
     assert len(hostile) == len(HOSTILE)
-    assert all("\r" not in line and "\x85" not in line for line in lines)
-    assert any(",'=HYPERLINK" in line for line in hostile)
-    assert any(",'@SUM(A1)" in line for line in hostile)
-    assert not any(",=" in line or ",+" in line or ",@" in line for line in hostile)
+    cells = [cell for row in hostile for cell in row]
+    # A cell holding a quote or a comma is quoted by the csv module ("'=HYPERLINK(""..."
+    # in the file): the reader gives the cell back, its leading ' the spreadsheet guard.
+    assert '\'=HYPERLINK("http://x","y")' in cells
+    assert "'@SUM(A1)" in cells and "'+cmd|' /C calc'!A0" in cells and "' =1" in cells
+    assert not any(cell.lstrip()[:1] in FORMULA_START for cell in cells if cell.strip())
 
 
 def test_verdict_rows_are_the_verdicts_as_tuples_on_either_path(sqlite_store: Path) -> None:
