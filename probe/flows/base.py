@@ -48,12 +48,6 @@ INTERFERENCE_FAILURES = frozenset(
     {"connection_reset", "generic_timeout_error", "eof_error", "connection_aborted"}
 )
 
-# How long a connect's repeat waits for the first attempt to end before it starts anyway: past
-# Linux's first SYN retransmission (1 s, RFC 6298's initial RTO), so a retransmitted first
-# attempt is still apart from its repeat, and a connect left to time out costs the target at most
-# this much more.
-REPEAT_AFTER = 1.0
-
 # How far into a target's pipeline each layer is.
 _DEPTH = {Layer.DNS: 0, Layer.TCP: 1, Layer.TLS: 2, Layer.HTTP: 3}
 
@@ -148,12 +142,18 @@ class TargetRun:
     async def check(
         self, call: Awaitable[Observation[D]], *, differential: bool = False, **annotations: Any
     ) -> Observation[D]:
-        """Run one check under the semaphore and record it, with the runner's `annotations` set
-        on its record (address_source, primary, differential_kind, target_sni, target_host). A
-        differential measurement (the harmless-name half of an A/B test) is stored but does not
-        count as the target's progress."""
+        """Run one check under the semaphore and record it (see settle)."""
         async with self.limiter:
-            observation = await call
+            return await self.settle(call, differential=differential, **annotations)
+
+    async def settle(
+        self, call: Awaitable[Observation[D]], *, differential: bool = False, **annotations: Any
+    ) -> Observation[D]:
+        """Await one check (its slot of the limiter already held) and record it, with the
+        runner's `annotations` set on its record (address_source, primary, differential_kind,
+        target_sni, target_host). A differential measurement (the harmless-name half of an A/B
+        test, a repeat) is stored but does not count as the target's progress."""
+        observation = await call
         if annotations:
             details = dataclasses.replace(observation.details, **annotations)
             observation = dataclasses.replace(observation, details=details)
@@ -249,34 +249,42 @@ class TargetRun:
         """A TCP connect to every address on every port of the target, all at once; the
         endpoints that accepted. Each gets a repeat (`attempt` 2) in `group`, beside the flow's
         next steps: one connect per run cannot tell a path that drops some SYNs or some
-        connections from a clean one (see repeat_connect)."""
-        context = self.plan.context
+        connections from a clean one (see connect_twice)."""
         pairs = [(a, source, port) for a, source in addresses for port in self.target.ports]
-        firsts = [
-            asyncio.ensure_future(
-                self.check(tcp.connect(address, port, context), address_source=source)
-            )
-            for address, source, port in pairs
-        ]
-        for (address, source, port), first in zip(pairs, firsts, strict=True):
-            group.create_task(self.repeat_connect(first, address, port, source))
-        connects = await asyncio.gather(*firsts)
+        connects = await asyncio.gather(
+            *(self.connect_twice(address, port, source, group) for address, source, port in pairs)
+        )
         return [pair for pair, obs in zip(pairs, connects, strict=True) if obs.ok]
 
-    async def repeat_connect(
-        self, first: asyncio.Future[Observation[TcpConnect]], address: str, port: int, source: str
-    ) -> None:
-        """A second plain connect to the same address and port, once the first has ended (or
-        REPEAT_AFTER seconds into it, so that a connect left to time out does not make the
-        target wait for two timeouts in a row). Not the target's progress: the analysis reads
-        the two attempts' failures and connect times together (intermittent interference)."""
-        await asyncio.wait({first}, timeout=REPEAT_AFTER)
-        await self.check(
-            tcp.connect(address, port, self.plan.context),
-            differential=True,
-            address_source=source,
-            attempt=2,
-        )
+    async def connect_twice(
+        self, address: str, port: int, source: str, group: asyncio.TaskGroup
+    ) -> Observation[TcpConnect]:
+        """The flow's connect to one endpoint and, at the same moment, its repeat: a second plain
+        connect (its own source port, so its own SYNs). The flow goes on with the first; the
+        repeat ends in `group` and is not the target's progress: the analysis reads the two
+        attempts' failures and connect times together (intermittent interference).
+
+        The pair holds one slot of the limiter, released when both have ended: the repeat is
+        part of the connect step. Started one after the other, or each in a slot of its own,
+        a blackholed endpoint cost its target two connect timeouts in a row, or waited for a
+        slot the other blackholed connects held (200 blackholed targets at a 2 s connect
+        timeout took 5.8 s: benchmarks/run_benchmark.py, blackhole)."""
+        context = self.plan.context
+
+        async def again() -> None:
+            repeat = tcp.connect(address, port, context)
+            await self.settle(repeat, differential=True, address_source=source, attempt=2)
+
+        await self.limiter.acquire()
+        pending = again()
+        try:
+            repeat = group.create_task(pending)
+        except BaseException:  # the group is ending: no repeat, and the slot is free again
+            pending.close()
+            self.limiter.release()
+            raise
+        repeat.add_done_callback(lambda _task: self.limiter.release())
+        return await self.settle(tcp.connect(address, port, context), address_source=source)
 
     async def protocol_probe(self, open_pairs: list[Endpoint], port: int) -> None:
         """On 80 and 443, where Iran's protocol allowlist applies, one flow of non-HTTP/TLS
