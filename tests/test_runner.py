@@ -238,6 +238,50 @@ async def test_each_endpoint_is_connected_twice_the_repeat_recorded_as_attempt_2
     assert result.reached is Layer.TCP
 
 
+async def test_a_connect_and_its_repeat_run_at_once_in_one_slot_of_the_limiter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A connect left to time out (a blackholed address) must cost its target one connect
+    # timeout, not two in a row, and its repeat must not wait for a slot another blackholed
+    # connect holds: the pair starts together and holds one slot until both have ended.
+    from probe.checks import tcp
+
+    real_connect = tcp.connect
+    active: list[tuple[str, int]] = []
+    overlaps: list[list[tuple[str, int]]] = []
+
+    async def connect(address: str, port: int, context: CheckContext) -> Any:
+        active.append((address, port))
+        overlaps.append(list(active))
+        try:
+            await asyncio.sleep(0.05)
+            return await real_connect(address, port, context)
+        finally:
+            active.remove((address, port))
+
+    monkeypatch.setattr(tcp, "connect", connect)
+    async with (
+        hostile.web_app(blockpage_app("x")) as one,
+        hostile.web_app(blockpage_app("x")) as two,
+    ):
+        targets = [
+            Target("lo", f"t{server.port}", TargetKind.TCP, "127.0.0.1", (server.port,))
+            for server in (one, two)
+        ]
+        sink = ListSink()
+        plan = RunPlan(targets, [], [parse_resolver("system")], concurrency=1)
+        await execute(plan, "r-pair", sink)
+    connects = [record(TcpConnect, m.observation) for m in sink.all if m.layer is Layer.TCP]
+    assert sorted((c.port, c.attempt) for c in connects) == sorted(
+        (server.port, attempt) for server in (one, two) for attempt in (1, 2)
+    )
+    # Each endpoint's two connects were in flight together, and never beside the other
+    # target's (one slot: the pair).
+    widest = max(overlaps, key=len)
+    assert len(widest) == 2 and len(set(widest)) == 1
+    assert all(len(set(seen)) == 1 for seen in overlaps)
+
+
 async def test_no_differential_when_the_target_answers_normally() -> None:
     async with hostile.web_app(blockpage_app("blocked.invalid")) as server:
         target = Target("lo", "ok", TargetKind.HTTP, "127.0.0.1", (server.port,))
