@@ -278,3 +278,50 @@ def test_ctrl_c_at_any_moment_of_start_up_exits_130_without_a_traceback(
 
 
 _INTERPRETER_START_UP = "Fatal Python error: init_import_site"
+
+
+_INTERRUPT_IN_A_FINALISER = """
+import sys, time
+from probe.cli import app
+
+sys.unraisablehook = app._unraisable  # what app.main() installs
+
+
+class Finaliser:
+    def __del__(self):
+        raise KeyboardInterrupt  # a Ctrl-C whose handler ran inside a finaliser
+
+
+try:
+    Finaliser()
+    time.sleep(10)
+except KeyboardInterrupt:
+    print("interrupted outside the finaliser")
+    sys.exit(130)
+print("the interrupt was lost")
+"""
+
+
+def test_ctrl_c_that_lands_in_a_finaliser_still_ends_the_command_quietly() -> None:
+    # Found by the test above under load: the signal's KeyboardInterrupt was raised inside a
+    # weakref callback, Python printed it as an unraisable exception (a traceback) and went on.
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_IN_A_FINALISER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert done.stdout.strip() == "interrupted outside the finaliser"
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+
+
+def test_the_probe_command_installs_the_finaliser_interrupt_hook() -> None:
+    code = "import sys; from probe.cli import app; sys.argv = ['probe', '--version']\n"
+    code += "try:\n    app.main()\nexcept SystemExit:\n    pass\n"
+    code += "print(sys.unraisablehook is app._unraisable)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "True", done.stdout

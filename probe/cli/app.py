@@ -16,7 +16,6 @@ from typing import Annotated, Any
 try:
     import typer
 
-    from probe import __version__
     from probe.cli.lazy import CommandEntry, LazyGroup
     from probe.visible import visible
 except KeyboardInterrupt:  # Ctrl-C while the command loads (seconds on a slow machine)
@@ -87,6 +86,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from probe import __version__  # read from the package's metadata: only when shown
+
         print(f"probe {__version__}")
         raise typer.Exit()
 
@@ -101,8 +102,39 @@ def _root(
     """Measure censorship of messaging and social platforms from this network."""
 
 
+def _unraisable(report: Any) -> None:
+    """A Ctrl-C that lands in a finaliser (a weakref callback or a __del__ the collector runs)
+    cannot stop anything there: Python reports it as unraisable, with a traceback, and goes on,
+    so the interrupt was lost and the volunteer saw a traceback. It is delivered again instead,
+    from a thread, so that it lands outside the finaliser and ends the command quietly (exit
+    130); anything else goes to the hook that was there before."""
+    if isinstance(report.exc_value, KeyboardInterrupt):
+        # _thread: threading.Thread.start() waits for the thread, and the signal would land in
+        # that wait, inside this hook. The delay lets the finaliser end first; one landing in
+        # a finaliser again comes back here.
+        import _thread
+
+        _thread.start_new_thread(_interrupt_again, ())
+        return
+    _previous_unraisable(report)
+
+
+_previous_unraisable = sys.unraisablehook
+_REDELIVERY_DELAY = 0.05  # s
+
+
+def _interrupt_again() -> None:
+    import os
+    import signal
+    import time
+
+    time.sleep(_REDELIVERY_DELAY)
+    os.kill(os.getpid(), signal.SIGINT)
+
+
 def main() -> None:
     """Console-script entry point."""
+    sys.unraisablehook = _unraisable
     try:
         app()
     except KeyboardInterrupt:
