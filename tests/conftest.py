@@ -6,13 +6,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import probe.checks.dns
 from probe.resolvers import ResolverSpec
 from tests.loops import pytest_asyncio_loop_factories  # noqa: F401  (a pytest hook)
+
+if TYPE_CHECKING:
+    from tests.servers.postgres import PostgresServer
 
 # Fixtures shared by several test modules, registered once instead of imported by each.
 pytest_plugins = ["tests.sites"]
@@ -78,6 +81,21 @@ def _ooni_measurements_dir() -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The suite's one PostgreSQL server (tests.servers.postgres), shared by every module that
+    asks for it; skipped where the binaries are missing."""
+    from tests.servers.postgres import release_shared_server, shared_server
+
+    server = shared_server()
+    if server is None:
+        pytest.skip("PostgreSQL binaries not found (Debian 12: apt-get install postgresql-15)")
+    try:
+        yield server
+    finally:
+        release_shared_server()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,22 +47,11 @@ from probe.store.uploads import (
     ingest_batch,
 )
 from tests.servers.collector import CollectorProcess, fill_probe, new_id
-from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
+from tests.servers.postgres import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
 FAST = UploadPolicy(deadline_s=60.0, request_timeout_s=20.0, backoff_base_s=0.05, backoff_cap_s=0.5)
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = shared_server()
-    if server is None:
-        pytest.skip("PostgreSQL binaries not found (Debian 12: apt-get install postgresql-15)")
-    try:
-        yield server
-    finally:
-        release_shared_server()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import hashlib
 import itertools
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from probe.records import Verdict
 from probe.store import Store
 from probe.store.merge import merge_databases
 from tests.cli import invoke
-from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
+from tests.servers.postgres import PostgresServer
 from tests.store_rows import make_measurement
 from tests.store_versions import MEASUREMENT_ID, RUN_ID, meta_value, write_version_1
 from tests.stored_verdicts import START, TELEGRAM, TWITTER, day, store_verdicts
@@ -250,17 +250,6 @@ def test_missing_destination_or_source_is_a_clear_error(
     code, _, err = invoke("merge", str(a), str(missing), "--into", str(tmp_path / "d.db"))
     assert code == 1 and f"{missing}: no such file" in err
     assert not (tmp_path / "d.db").exists()
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = shared_server()
-    if server is None:
-        pytest.skip("PostgreSQL binaries not found (Debian 12: apt-get install postgresql-15)")
-    try:
-        yield server
-    finally:
-        release_shared_server()
 
 
 @pytest.mark.postgres

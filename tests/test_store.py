@@ -27,19 +27,8 @@ from probe.model import (
     TcpConnect,
 )
 from probe.store import NotAProbeDatabaseError, Store, StoreError
-from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
+from tests.servers.postgres import PostgresServer
 from tests.store_rows import T0, TEHRAN, make_measurement, make_run
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = shared_server()
-    if server is None:
-        pytest.skip("PostgreSQL binaries not found (Debian 12: apt-get install postgresql-15)")
-    try:
-        yield server
-    finally:
-        release_shared_server()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +38,7 @@ from probe.model import (
 from probe.records import Confidence, Status, Verdict, VerdictRow
 from probe.store import Store
 from tests.builders import observation
-from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
+from tests.servers.postgres import PostgresServer
 from tests.stored_verdicts import small_spec, store_verdicts
 from tests.synthetic import generate
 
@@ -59,17 +58,6 @@ HOSTILE = (
     "caf\u00e9 \u0645\u0633\u062a",
     'say "=x", then',
 )
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = shared_server()
-    if server is None:
-        pytest.skip("PostgreSQL binaries not found (Debian 12: apt-get install postgresql-15)")
-    try:
-        yield server
-    finally:
-        release_shared_server()
 
 
 def _measurement(verdict: Verdict, index: int) -> Measurement:

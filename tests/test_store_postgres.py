@@ -5,7 +5,6 @@ parameter."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -14,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from probe.model import Layer, Operation
 from probe.store import Store, latest_version
-from tests.servers.postgres import PostgresServer, release_shared_server, shared_server
+from tests.servers.postgres import PostgresServer
 from tests.store_rows import T0, TEHRAN, make_measurement, make_run
 
 pytestmark = pytest.mark.postgres
@@ -50,17 +49,6 @@ INSERT INTO measurements VALUES ('bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb', '{RUN_ID}',
     '149.154.175.50:443', 'tcp', '2024-11-20 09:30:01.25+00', 5000.0, 'generic_timeout_error',
     'connect', '{{"address": "149.154.175.50", "port": 443}}');
 """
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = shared_server()
-    if server is None:
-        pytest.skip("PostgreSQL binaries not found (Debian 12: apt-get install postgresql-15)")
-    try:
-        yield server
-    finally:
-        release_shared_server()
 
 
 @pytest.fixture
