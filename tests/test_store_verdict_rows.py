@@ -4,6 +4,7 @@ by hand reads as the JSON says, as the reader by name does."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from datetime import timedelta
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from probe.records import Confidence, Status, Verdict
+from probe.records import Confidence, Status, Verdict, VerdictRow
 from probe.store import Store
 from tests.replay import load_replay, recorded_scenarios, replay_path
 from tests.store_rows import T0, make_run
@@ -91,3 +92,13 @@ def test_hand_written_evidence_reads_as_its_json_says(tmp_path: Path, evidence: 
     with Store.open_readonly(path) as store:
         (verdict,) = store.verdicts()
     assert verdict.evidence == tuple(json.loads(evidence))
+
+
+def test_a_verdict_row_has_the_verdicts_fields_in_its_order() -> None:
+    # VerdictRow.verdict() is Verdict(*row): a field added to one and not the other, or moved,
+    # would shift every value after it into the wrong field without an error.
+    fields = dataclasses.fields(Verdict)
+    assert VerdictRow._fields == tuple(f.name for f in fields)
+    assert VerdictRow._field_defaults == {
+        f.name: f.default for f in fields if f.default is not dataclasses.MISSING
+    }
