@@ -351,6 +351,27 @@ def test_throttle_collapses_throughput_to_about_64_kbit(lab: Lab) -> None:
     assert fast["kbps"] > 10 * throttled["kbps"]  # OONI's "extreme" throttling: 10x or worse
 
 
+@pytest.mark.lab
+def test_throttle_shapes_each_connection_apart_so_a_new_one_is_not_queued_behind_a_transfer(
+    lab: Lab,
+) -> None:
+    lab.apply(get_scenario("throttle"))
+    # A second connection to the throttled address opens and fetches a page of a few KB while a
+    # transfer fills its own queue (64 KB, 8 s at 64 kbit/s): one queue for the address held the
+    # SYN-ACK and the page behind the transfer, and both timed out.
+    page = "http://redirector.googlevideo.com/"
+    transfer, beside = netcheck(
+        lab,
+        [
+            {"op": "download", "url": "http://redirector.googlevideo.com/big", "seconds": 5},
+            {"op": "http", "url": page, "after": 2.5, "timeout": 3},
+        ],
+    )
+    assert beside.get("status") == 200 and beside["body_length"] > 1024, beside
+    assert 20 <= transfer["kbps"] <= 100, transfer
+    assert transfer["bytes"] >= 16 * 1024, transfer  # the transfer had its queue full by then
+
+
 # -- Iran's protocol allowlist -----------------------------------------------------------------
 
 

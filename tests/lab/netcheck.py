@@ -14,6 +14,7 @@ Ops (every one bounded by "timeout", seconds):
             close); the body is chunked-free text, and hex too with "binary"
   download  {url, address, [seconds]}       read the body for at most `seconds`; the rate
   send      {address, port, data_hex, [wait]}  connect, send, report what comes back
+Any op may carry "after": seconds to wait before it starts (to start one while another runs).
 Errors are reported as {"error": "ECONNRESET" | "ECONNREFUSED" | "timeout" | ...}.
 """
 
@@ -264,6 +265,7 @@ OPS: dict[str, Callable[[Result], Result]] = {
 
 
 def run_check(check: Result) -> Result:
+    time.sleep(float(check.get("after", 0)))
     try:
         result = OPS[check["op"]](check)
     except Exception as exc:

@@ -35,6 +35,8 @@ THROTTLE_KBIT = 64
 INJECTION_DNS_DELAY_MS = 150
 _UNLIMITED = "10gbit"
 _QUANTUM = 60000
+# Per throttled address: how many queues its connections are spread over (by the client's port).
+_FLOW_BUCKETS = 64
 
 
 @dataclass
@@ -81,28 +83,54 @@ class CensorState:
     def tc_commands(self) -> list[str]:
         """`tc -batch` lines that build the censor's shaping (on links with no qdisc yet).
 
-        HTB classifies by address; a TBF leaf does the limiting because TBF splits GSO
+        Each connection to or from a throttled address is shaped on its own, as the throttlers
+        on record do (Russia's of Twitter in 2021 acted per connection, triggered by the SNI
+        after the TCP handshake: Xue et al., "Throttling Twitter: An Emerging Censorship
+        Technique in Russia", IMC 2021). One queue shared by the address held a new
+        connection's SYN-ACK, and a small page, behind 8 s of another connection's transfer,
+        so the probe's own transfer made its other measurements of the address time out.
+
+        This kernel has no per-flow qdisc (no sfq, fq or fq_codel), so a u32 hash table on the
+        client's port (bits 1-6: Linux picks even, nearly consecutive ports for connect(), so
+        the connections of a run land in different buckets) picks one of _FLOW_BUCKETS HTB
+        classes per address. A TBF leaf in each does the limiting because TBF splits GSO
         super-packets (veth hands over 64 KB ones) into MTU-sized segments, which keeps a
         64 kbit/s rate smooth instead of one 64 KB burst every 8 seconds."""
         commands: list[str] = []
         if not self.throttle_kbit:
             return commands
-        for dev, direction in ((CLIENT_IFACE, "src"), (UPLINK_IFACE, "dst")):
+        # The client's port in the 32-bit word at offset 20 of the IP header (TCP or UDP, no IP
+        # options): the destination port towards the client, the source port towards inet.
+        for dev, direction, port_mask in (
+            (CLIENT_IFACE, "src", 0x0000007E),
+            (UPLINK_IFACE, "dst", 0x007E0000),
+        ):
             commands += [
                 f"qdisc add dev {dev} root handle 1: htb default 1",
                 f"class add dev {dev} parent 1: classid 1:1 htb rate {_UNLIMITED} "
                 f"quantum {_QUANTUM}",
             ]
             for i, (address, kbit) in enumerate(sorted(self.throttle_kbit.items())):
-                minor = f"{0x100 + i:x}"
-                commands += [
-                    f"class add dev {dev} parent 1: classid 1:{minor} htb rate {_UNLIMITED} "
-                    f"quantum {_QUANTUM}",
-                    f"qdisc add dev {dev} parent 1:{minor} handle {minor}: tbf rate {kbit}kbit "
-                    "burst 3000 limit 65536",
-                    f"filter add dev {dev} parent 1: protocol ip prio 1 u32 "
-                    f"match ip {direction} {address}/32 flowid 1:{minor}",
-                ]
+                table = f"{0x10 + i:x}"
+                commands.append(
+                    f"filter add dev {dev} parent 1: prio 1 handle {table}: protocol ip u32 "
+                    f"divisor {_FLOW_BUCKETS}"
+                )
+                for bucket in range(_FLOW_BUCKETS):
+                    minor = f"{0x100 + i * _FLOW_BUCKETS + bucket:x}"
+                    commands += [
+                        f"class add dev {dev} parent 1: classid 1:{minor} htb rate {_UNLIMITED} "
+                        f"quantum {_QUANTUM}",
+                        f"qdisc add dev {dev} parent 1:{minor} handle {minor}: tbf rate "
+                        f"{kbit}kbit burst 3000 limit 65536",
+                        f"filter add dev {dev} parent 1: prio 1 protocol ip u32 "
+                        f"ht {table}:{bucket:x}: match u32 0 0 flowid 1:{minor}",
+                    ]
+                commands.append(
+                    f"filter add dev {dev} parent 1: prio 1 protocol ip u32 ht 800:: "
+                    f"match ip {direction} {address}/32 "
+                    f"hashkey mask 0x{port_mask:08x} at 20 link {table}:"
+                )
         return commands
 
     def inet_rules(self) -> str:
