@@ -311,8 +311,9 @@ class Store:
             notes: list[dict[str, Any]] = []
             for rows in runs:
                 run_id = rows.run["id"]
-                if run_id not in fresh or run_id in saved:
+                if run_id not in fresh:  # stored before, or twice in the batch
                     continue
+                fresh.discard(run_id)
                 saved.append(run_id)
                 measurements.extend(rows.measurements)
                 verdicts.extend(rows.verdicts)
