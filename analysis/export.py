@@ -243,16 +243,23 @@ def write_measurements_csv(
         writer.writerow(MEASUREMENT_COLUMNS)
         out.write("\n")
     count = 0
-    rows = measurement_rows(
-        store,
-        since=since,
-        until=until,
-        platform=platform,
-        run_id=run_id,
-        asns=asns,
-        runs=runs,
-        categories=categories,
-        roles=roles,
+    # The details_json cell of each details record, by the record's identity: the store hands
+    # the same record to every row whose details are the same text (probe.store.database), so
+    # each is encoded once. The record is kept beside its cell, so its id is not reused.
+    cells: dict[int, tuple[Any, str]] = {}
+
+    def details_cell(details: Any) -> str:
+        known = cells.get(id(details))
+        if known is not None and known[0] is details:
+            return known[1]
+        cell = '"' + compact_json(encode_details(details)).replace('"', '""') + '"'
+        if len(cells) >= _DETAILS_CELLS:
+            cells.clear()
+        cells[id(details)] = (details, cell)
+        return cell
+
+    rows = _measurement_rows(
+        store, since, until, platform, run_id, asns, runs, categories, roles, details_cell
     )
     # Each row is formatted into `line` first: a row none of whose cells starts like a formula
     # (_CELL_MAY_RUN finds no cell start that could) is written as it is, and only the others
@@ -267,9 +274,13 @@ def write_measurements_csv(
         if may_run("," + text) is not None:
             format_row([inert_cell(v) for v in values])
             text = line.pop()
-        write(text + ',"' + compact_json(details).replace('"', '""') + '"\n')
+        write(text + "," + details + "\n")
         count += 1
     return count
+
+
+# The details_json cells write_measurements_csv keeps at once (see details_cell).
+_DETAILS_CELLS = 4096
 
 
 class _Catcher:
@@ -502,7 +513,11 @@ def _run_network(run: Run) -> _RunNetwork:
 
 
 def _values(
-    measurement: Measurement, run: _RunNetwork, category: str | None, role: Role
+    measurement: Measurement,
+    run: _RunNetwork,
+    category: str | None,
+    role: Role,
+    details_of: Callable[[Any], Any] = encode_details,
 ) -> list[Any]:
     """The JSONL_FIELDS values of a measurement, in order (details last, as a dict).
 
@@ -551,7 +566,7 @@ def _values(
         None if detail is None else _one_line(detail),
         role.value,
         category,
-        encode_details(details),
+        details_of(details),
     ]
 
 
@@ -569,6 +584,22 @@ def measurement_rows(
 ) -> Iterator[list[Any]]:
     """The JSONL_FIELDS values of each measurement (details last, as a dict), as they stream;
     the arguments are write_measurements_csv's."""
+    return _measurement_rows(store, since, until, platform, run_id, asns, runs, categories, roles)
+
+
+def _measurement_rows(
+    store: MeasurementSource,
+    since: datetime | None,
+    until: datetime | None,
+    platform: str | None,
+    run_id: str | None,
+    asns: Collection[int] | None,
+    runs: Iterable[Run] | None,
+    categories: Categories,
+    roles: Collection[Role] | None,
+    details_of: Callable[[Any], Any] = encode_details,
+) -> Iterator[list[Any]]:
+    """measurement_rows, each row's details (last) as `details_of` makes them from the record."""
     # Measurements carry no network of their own: the run's is theirs. Runs are few next to
     # measurements (one per probe execution), and only three of their fields are kept.
     known: dict[str, _RunNetwork] = {}
@@ -591,7 +622,7 @@ def measurement_rows(
         category = (
             categories.get((measurement.platform, measurement.target)) if categories else None
         )
-        yield _values(measurement, network, category, role)
+        yield _values(measurement, network, category, role, details_of)
 
 
 def _write_json_line(out: TextIO, record: dict[str, Any]) -> None:

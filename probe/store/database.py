@@ -47,7 +47,17 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
 from probe.codec import decode_details_column, encode_details_column, split_failure
-from probe.model import Connectivity, Layer, Measurement, NetworkInfo, Observation, Operation, Run
+from probe.model import (
+    Connectivity,
+    Details,
+    Layer,
+    Measurement,
+    NetworkInfo,
+    Observation,
+    Operation,
+    RawCapture,
+    Run,
+)
 from probe.records import (
     Confidence,
     GroupSummary,
@@ -976,7 +986,7 @@ def _measurement_from_values(values: Sequence[Any], raw: bool) -> Measurement:
     try:
         layer_ = _LAYERS[layer]
         operation = None if op is None else _OPERATIONS[op]
-        record, failure_detail = decode_details_column(layer_, json.loads(details))
+        record, failure_detail = _stored_details(layer_, details)
     except KeyError as exc:
         raise StoreError(
             f"measurement {id_} of run {run_id} does not parse: unknown layer or operation {exc}"
@@ -989,6 +999,28 @@ def _measurement_from_values(values: Sequence[Any], raw: bool) -> Measurement:
         layer_, endpoint, started_at, duration, record, failure, operation, failure_detail
     )
     return Measurement(run_id, platform, target, observation, id_)
+
+
+# Decoded details columns by (layer, stored text): see _stored_details.
+_DETAILS_CACHE: dict[tuple[Layer, Any], tuple[Details, str | None]] = {}
+_DETAILS_CACHE_ENTRIES = 1024
+
+
+def _stored_details(layer: Layer, text: Any) -> tuple[Details, str | None]:
+    """The details record and failure_detail of a stored details column's text, cached by the
+    text: a store repeats the same details across runs (a connect to the same address, the same
+    answer from a resolver), and the records are frozen, so one decoded record serves every row
+    holding that text. Not cached: a column that does not decode (it raises every time), and a
+    RawCapture (its capture holds JSON lists and dicts, which rows must not share)."""
+    key = (layer, text)
+    decoded = _DETAILS_CACHE.get(key)
+    if decoded is None:
+        decoded = decode_details_column(layer, json.loads(text))
+        if not isinstance(decoded[0], RawCapture):
+            if len(_DETAILS_CACHE) >= _DETAILS_CACHE_ENTRIES:
+                _DETAILS_CACHE.clear()
+            _DETAILS_CACHE[key] = decoded
+    return decoded
 
 
 _OBSERVATION_FIELDS = (
