@@ -245,17 +245,22 @@ def write_measurements_csv(
     count = 0
     # The details_json cell of each details record, by the record's identity: the store hands
     # the same record to every row whose details are the same text (probe.store.database), so
-    # each is encoded once. The record is kept beside its cell, so its id is not reused.
+    # each is encoded once. The record is kept beside its cell, so its id is not reused; the
+    # cells kept are bounded in number and in characters (an HTTP row's cell may be 100s of KB).
     cells: dict[int, tuple[Any, str]] = {}
+    kept = 0
 
     def details_cell(details: Any) -> str:
+        nonlocal kept
         known = cells.get(id(details))
         if known is not None and known[0] is details:
             return known[1]
         cell = '"' + compact_json(encode_details(details)).replace('"', '""') + '"'
-        if len(cells) >= _DETAILS_CELLS:
+        if len(cells) >= _DETAILS_CELLS or kept + len(cell) > _DETAILS_CELL_CHARS:
             cells.clear()
+            kept = 0
         cells[id(details)] = (details, cell)
+        kept += len(cell)
         return cell
 
     rows = _measurement_rows(
@@ -279,8 +284,11 @@ def write_measurements_csv(
     return count
 
 
-# The details_json cells write_measurements_csv keeps at once (see details_cell).
-_DETAILS_CELLS = 4096
+# The details_json cells write_measurements_csv keeps at once, and their characters (see
+# details_cell): records repeat only while the store's cache of decoded details holds them
+# (probe.store.database._stored_details, 1,024 entries), so more cells would rarely be hit.
+_DETAILS_CELLS = 1024
+_DETAILS_CELL_CHARS = 1 << 22
 
 
 class _Catcher:

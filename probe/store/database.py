@@ -1001,9 +1001,13 @@ def _measurement_from_values(values: Sequence[Any], raw: bool) -> Measurement:
     return Measurement(run_id, platform, target, observation, id_)
 
 
-# Decoded details columns by (layer, stored text): see _stored_details.
+# Decoded details columns by (layer, stored text): see _stored_details. Bounded in entries and
+# in the characters of the texts kept: one stored HTTP row may carry a body prefix of up to
+# 64 KiB (probe.config.MAX_BODY_PREFIX_BYTES), so an entry count alone bounds nothing.
 _DETAILS_CACHE: dict[tuple[Layer, Any], tuple[Details, str | None]] = {}
 _DETAILS_CACHE_ENTRIES = 1024
+_DETAILS_CACHE_CHARS = 1 << 21
+_details_cache_chars = 0
 
 
 def _stored_details(layer: Layer, text: Any) -> tuple[Details, str | None]:
@@ -1012,14 +1016,21 @@ def _stored_details(layer: Layer, text: Any) -> tuple[Details, str | None]:
     answer from a resolver), and the records are frozen, so one decoded record serves every row
     holding that text. Not cached: a column that does not decode (it raises every time), and a
     RawCapture (its capture holds JSON lists and dicts, which rows must not share)."""
+    global _details_cache_chars
     key = (layer, text)
     decoded = _DETAILS_CACHE.get(key)
     if decoded is None:
         decoded = decode_details_column(layer, json.loads(text))
-        if not isinstance(decoded[0], RawCapture):
-            if len(_DETAILS_CACHE) >= _DETAILS_CACHE_ENTRIES:
+        size = len(text)
+        if not isinstance(decoded[0], RawCapture) and size <= _DETAILS_CACHE_CHARS:
+            if (
+                len(_DETAILS_CACHE) >= _DETAILS_CACHE_ENTRIES
+                or _details_cache_chars + size > _DETAILS_CACHE_CHARS
+            ):
                 _DETAILS_CACHE.clear()
+                _details_cache_chars = 0
             _DETAILS_CACHE[key] = decoded
+            _details_cache_chars += size
     return decoded
 
 
