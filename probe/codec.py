@@ -92,6 +92,8 @@ _OMITTED_WHEN_NULL = frozenset(
         "rcodes",
         "attempt",
         "http_status",
+        "alpn_offered",
+        "reused_tls_connection",
     }
 )
 # JSON keys that are not the field's name.

@@ -328,7 +328,12 @@ class Certificate:
 
 @dataclass(frozen=True, slots=True)
 class TlsHandshake:
-    """Layer tls: a TCP connect, then a TLS handshake with a chosen SNI."""
+    """Layer tls: a TCP connect, then a TLS handshake with a chosen SNI.
+
+    alpn_offered says what the ClientHello offered: a browser's ("h2", "http/1.1"), or
+    ("http/1.1",) alone on the handshake whose connection then carried the target's HTTP request
+    (the HTTP check speaks HTTP/1.1 only; see probe/checks/tls.py), so its `alpn` is what that
+    offer allowed. Null on records written before it was recorded (they offered a browser's)."""
 
     address: str  # the IP address connected to
     port: int  # the TCP port
@@ -336,6 +341,7 @@ class TlsHandshake:
     version: str | None = None  # the negotiated TLS version
     cipher: str | None = None  # the negotiated cipher suite
     alpn: str | None = None  # the protocol the server chose
+    alpn_offered: tuple[str, ...] | None = None  # ALPN offered (http/1.1 alone: carries HTTP)
     certificates: tuple[Certificate, ...] = ()  # the chain presented, leaf first
     verified: bool = False  # the chain verified for the SNI
     verify_failure: str | None = None  # the ssl_* failure when the certificate was rejected
@@ -360,14 +366,20 @@ class Redirect:
 class HttpTimings:
     """The final request's phases, in milliseconds."""
 
-    connect_ms: float | None = None  # connection set-up (TCP, and TLS for https)
-    ttfb_ms: float | None = None  # request sent to response headers
+    connect_ms: float | None = None  # connection set-up (TCP, TLS); null: a reused connection
+    ttfb_ms: float | None = None  # request start to headers (with connect_ms when not null)
     total_ms: float | None = None  # the whole fetch, redirects included
 
 
 @dataclass(frozen=True, slots=True)
 class HttpTransaction:
-    """Layer http: one HTTP(S) request, redirects followed, the body read up to a cap."""
+    """Layer http: one HTTP(S) request, redirects followed, the body read up to a cap.
+
+    reused_tls_connection: true when the first request rode the connection the target's TLS
+    check had just verified (one handshake per target: that TLS record, with the same address,
+    port and SNI, is this request's handshake); then that hop has no connect_ms and its ttfb_ms
+    holds no connection set-up. False when such a connection was offered and could not be used
+    (the request dialled its own); null when none was offered."""
 
     url: str  # the URL requested
     method: str = "GET"  # the request method
@@ -384,6 +396,7 @@ class HttpTransaction:
     final_url: str | None = None  # the URL of the final response
     timings: HttpTimings = field(default_factory=HttpTimings)  # the final request's phases
     throughput_kbps: float | None = None  # the body's download rate, kbit/s
+    reused_tls_connection: bool | None = None  # first request rode the TLS check's connection
     transfer: bool | None = None  # runner: a bulk transfer, read within the transfer bounds
     differential_kind: DifferentialKind | None = None  # runner: host for the harmless-Host half
     target_host: str | None = None  # runner: the target's name, on the harmless-Host half

@@ -20,6 +20,17 @@ from a ContextVar, never caches (use_dns_cache=False) and never pools a connecti
 (force_close=True), so one fetch's pin can neither leak into another's lookup nor hand it a
 connection opened to another address. A new connection per fetch is also what a measurement
 needs: the handshake is where censors act. Without a session, `fetch` opens and closes its own.
+
+One handshake per HTTPS target: `fetch(..., held=)` offers the first request a connection the
+TLS check has just verified (probe.checks.tls.HeldConnection). The connector takes it instead of
+dialling when it was made to the very address, port and SNI the request would dial, with the
+very SSL context the request would use (the TLS check's handshake offered HTTP1_ALPN, which
+makes its context this check's own), and is still open and silent; any other request, a
+redirect's included, dials as before. The record says which happened (reused_tls_connection);
+a reused hop has no connect_ms, and its ttfb_ms holds no connection set-up. Taking rides on
+aiohttp's TCPConnector._wrap_create_connection (aiohttp 3.9 to 3.14 at least): if aiohttp
+changes it, the override is not called and every request dials as before (two handshakes,
+tests/test_checks_http.py says so loudly).
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ import html
 import ipaddress
 import re
 import socket
+import ssl
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -42,11 +54,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from probe.addresses import BLOCKPAGE_ADDRESSES, non_public_reason
 from probe.checks import CheckContext, Stopwatch, TextScrubber, as_stored
-from probe.checks.tls import derive_context
+from probe.checks.tls import HTTP1_ALPN, HeldConnection, derive_context
 from probe.failures import describe, split, unknown
 from probe.model import (
     HttpTimings,
@@ -59,7 +72,7 @@ from probe.model import (
 
 # aiohttp speaks HTTP/1.1 only: offer exactly that in ALPN (as aiohttp does on its own contexts),
 # never the TLS check's h2.
-_HTTP_ALPN = ("http/1.1",)
+_HTTP_ALPN = HTTP1_ALPN
 
 # The statuses a browser follows (RFC 9110 section 15.4).
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -85,6 +98,65 @@ _PINS: ContextVar[Mapping[str, str]] = ContextVar("probe_http_pins", default=Map
 
 # Sessions made by open_session(): only their connectors honour pins.
 _PINNING_SESSIONS: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
+
+
+class _Offer:
+    """A held connection offered to the request running in the current task, and whether the
+    connection that request ended up on was it (None: the connector was not asked)."""
+
+    __slots__ = ("held", "rode")
+
+    def __init__(self, held: HeldConnection) -> None:
+        self.held = held
+        self.rode: bool | None = None
+
+
+# The offer for the request running in the current task only (the first request of a fetch).
+_OFFER: ContextVar[_Offer | None] = ContextVar("probe_http_offer", default=None)
+
+
+class _PinningConnector(aiohttp.TCPConnector):
+    """aiohttp's connector that, for a request offered a held TLS connection, takes it instead
+    of dialling when it fits (HeldConnection.take); every other connection it dials as usual."""
+
+    async def _wrap_create_connection(
+        self, *args: Any, **kwargs: Any
+    ) -> tuple[asyncio.Transport, ResponseHandler]:
+        offer = _OFFER.get()
+        if offer is not None:
+            taken = _take(offer.held, args, kwargs)
+            offer.rode = taken is not None
+            if taken is not None:
+                return taken
+        return await super()._wrap_create_connection(*args, **kwargs)
+
+
+def _take(
+    held: HeldConnection, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[asyncio.Transport, ResponseHandler] | None:
+    """The held connection, as aiohttp's create_connection would have returned a new one (its
+    protocol from the connector's factory), if it fits the connection aiohttp is about to dial."""
+    context = kwargs.get("ssl")
+    sni = kwargs.get("server_hostname")
+    infos = kwargs.get("addr_infos")
+    factory = args[0] if args else None
+    if not isinstance(context, ssl.SSLContext) or not isinstance(sni, str) or not callable(factory):
+        return None
+    if not infos or len(infos[0]) < 5 or len(infos[0][4]) < 2:
+        return None
+    address, port = infos[0][4][0], infos[0][4][1]
+    transport = held.take(str(address), int(port), sni, context)
+    if transport is None:
+        return None
+    protocol = factory()
+    if not isinstance(protocol, ResponseHandler):
+        transport.abort()
+        return None
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    if not transport.is_reading():
+        transport.resume_reading()
+    return transport, protocol
 
 
 class _PinningResolver(AbstractResolver):
@@ -141,13 +213,15 @@ _NO_RESOLVER = RedirectPolicy()
 class _HopTimes:
     """Monotonic instants of one request, filled by the trace callbacks below."""
 
-    __slots__ = ("connect_end", "connect_start", "headers", "start")
+    __slots__ = ("connect_end", "connect_start", "headers", "rode", "start")
 
     def __init__(self) -> None:
         self.start: float | None = None
         self.connect_start: float | None = None
         self.connect_end: float | None = None
         self.headers: float | None = None
+        # The request rode a held TLS connection (no connection set-up of its own).
+        self.rode = False
 
 
 def _stamp(attribute: str) -> Callable[[Any, SimpleNamespace, Any], Awaitable[None]]:
@@ -182,7 +256,7 @@ def open_session(ctx: CheckContext) -> aiohttp.ClientSession:
 
     Call it inside a running event loop; close it (`async with` or `await session.close()`).
     """
-    connector = aiohttp.TCPConnector(
+    connector = _PinningConnector(
         resolver=_PinningResolver(),
         use_dns_cache=False,
         force_close=True,
@@ -381,9 +455,17 @@ class _Body:
 class _Exchange:
     """One fetch in progress: the hops so far, the final response and its body."""
 
-    def __init__(self, ctx: CheckContext, body_keep: int, policy: RedirectPolicy) -> None:
+    def __init__(
+        self,
+        ctx: CheckContext,
+        body_keep: int,
+        policy: RedirectPolicy,
+        held: HeldConnection | None = None,
+    ) -> None:
         self.ctx = ctx
         self.policy = policy
+        # Offered to the first request only: a redirect's request dials.
+        self.offer = _Offer(held) if held is not None else None
         self.hop = _HopTimes()
         self.redirects: list[Redirect] = []
         self.final_url: URL | None = None
@@ -426,15 +508,21 @@ class _Exchange:
             self.hop = _HopTimes()
             self.final_url = url
             self.status, self.headers = None, ()
-            response = await client.request(
-                method,
-                url,
-                headers=headers,
-                allow_redirects=False,
-                ssl=ssl_context,
-                timeout=timeout,
-                trace_request_ctx=self.hop,
-            )
+            offer = self.offer if not self.redirects else None
+            token = _OFFER.set(offer)
+            try:
+                response = await client.request(
+                    method,
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    ssl=ssl_context,
+                    timeout=timeout,
+                    trace_request_ctx=self.hop,
+                )
+            finally:
+                _OFFER.reset(token)
+            self.hop.rode = offer is not None and offer.rode is True
             try:
                 if self.hop.headers is None:
                     # A session without our trace config: time the headers here.
@@ -497,6 +585,13 @@ class _Exchange:
         return None
 
 
+def _rode(offer: _Offer | None) -> bool | None:
+    """What the record says of a held connection: None when none was offered."""
+    if offer is None:
+        return None
+    return offer.rode is True
+
+
 async def fetch(
     url: str,
     ctx: CheckContext,
@@ -508,6 +603,7 @@ async def fetch(
     max_body_bytes: int | None = None,
     read_seconds: float | None = None,
     redirects: RedirectPolicy | None = None,
+    held: HeldConnection | None = None,
 ) -> Observation[HttpTransaction]:
     """Request `url` (following redirects by hand) and read its body up to a cap.
 
@@ -521,6 +617,8 @@ async def fetch(
                   window, still under the whole fetch's timeout); reaching it is not a failure.
     redirects:    where redirects to other hosts may go (RedirectPolicy); without one, a redirect
                   to another host name is recorded and not followed.
+    held:         a connection the TLS check verified, for the first request to ride if it fits
+                  (see the module docstring); the caller releases it afterwards.
 
     The whole fetch runs under ctx.timeouts.http. Network outcomes come back as the
     Observation's failure (failed_operation "http_round_trip" before the final response's
@@ -535,7 +633,10 @@ async def fetch(
     cap = ctx.max_body_bytes if max_body_bytes is None else max_body_bytes
     watch = Stopwatch()
     exchange = _Exchange(
-        ctx, max(_TITLE_SCAN_BYTES, ctx.body_prefix_bytes + _CUT_MARGIN), redirects or _NO_RESOLVER
+        ctx,
+        max(_TITLE_SCAN_BYTES, ctx.body_prefix_bytes + _CUT_MARGIN),
+        redirects or _NO_RESOLVER,
+        held,
     )
     failure: str | None = None
     failure_detail: str | None = None
@@ -580,11 +681,13 @@ async def fetch(
         redirects=tuple(exchange.redirects),
         final_url=str(exchange.final_url or start_url),
         timings=HttpTimings(
-            connect_ms=_ms(hop.connect_start, hop.connect_end),
+            # A hop on a held connection set none up: aiohttp's trace timed only the taking.
+            connect_ms=None if hop.rode else _ms(hop.connect_start, hop.connect_end),
             ttfb_ms=_ms(hop.start, hop.headers),
             total_ms=total_ms,
         ),
         throughput_kbps=body.throughput_kbps(),
+        reused_tls_connection=_rode(exchange.offer),
     )
     return Observation(
         layer=Layer.HTTP,

@@ -9,19 +9,31 @@ filtering (OONI, Iran: https://ooni.org/post/2020-iran-sni-blocking/; OONI's SNI
 
 Certificates are parsed with the ssl module alone (`_ssl.Certificate.get_info`, CPython >= 3.10),
 so the probe needs no X.509 library.
+
+One handshake per HTTPS target: a handshake given a HeldConnection keeps its connection open when
+it verifies, and the HTTP check (probe/checks/http.py) sends the target's request on it instead of
+dialling and handshaking again. The HTTP check speaks HTTP/1.1 only (aiohttp has no h2), so that
+one handshake offers what the request will speak, ALPN ("http/1.1",), where the others offer a
+browser's ("h2", "http/1.1"); the record's `alpn_offered` says which. The trade-off: against a
+server that would pick h2, that handshake records `alpn` http/1.1 and its ClientHello differs
+from a browser's in its ALPN list (as the HTTP check's own handshake always did); the other
+addresses' handshakes, the harmless-SNI controls of other handshakes and the rejected-certificate
+retry of other handshakes keep a browser's offer. Everything else (failures, failed_operation,
+the non-verifying retry, the certificate chain, the times) is measured as on any handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import ssl
 import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from probe.checks import CheckContext, Stopwatch, format_endpoint
 from probe.checks.tcp import close_quietly, require_ip_address
@@ -30,6 +42,10 @@ from probe.model import Certificate, Layer, Observation, Operation, TlsHandshake
 
 # What a browser offers; a ClientHello without ALPN is one more trait a censor can key on.
 BROWSER_ALPN: tuple[str, ...] = ("h2", "http/1.1")
+
+# What an HTTP/1.1 client offers (RFC 7301 section 6 registers "http/1.1"): the ALPN list of the
+# handshake whose connection carries the HTTP check's request.
+HTTP1_ALPN: tuple[str, ...] = ("http/1.1",)
 
 # asyncio's own handshake timeout raises ConnectionAbortedError (which would read as
 # connection_aborted); keep it well behind our asyncio.timeout so that a stall is always ours.
@@ -159,14 +175,98 @@ class _Attempt:
     handshake_ms: float | None = None
 
 
+class HeldConnection:
+    """A verified TLS connection that the TLS check left open for the HTTP check's request.
+
+    The TLS check fills it (handshake(..., hold=)) when its handshake verifies; the HTTP check
+    takes its transport at most once, and only for exactly the address, port, SNI and SSL
+    context it was made with, while nothing has arrived on it (an HTTP/1.1 server speaks only
+    when asked; an early close or byte means the server is not waiting for a request). Whoever
+    made it calls release() when the fetch is over: a connection not taken is closed there, so
+    none is left open; a taken one is the HTTP check's to close.
+    """
+
+    __slots__ = ("_key", "_reader", "_writer", "taken")
+
+    def __init__(self) -> None:
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._key: tuple[str, int, str] | None = None
+        self.taken = False
+
+    def _keep(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        address: str,
+        port: int,
+        sni: str,
+    ) -> None:
+        self._reader, self._writer = reader, writer
+        self._key = (_normal_address(address), port, sni)
+
+    @property
+    def held(self) -> bool:
+        """A verified connection is here, not yet taken."""
+        return self._writer is not None and not self.taken
+
+    def take(
+        self, address: str, port: int, sni: str, context: ssl.SSLContext
+    ) -> asyncio.Transport | None:
+        """The connection's TLS transport, once, when it was made to `address`:`port` with SNI
+        `sni` under `context` and is still open and silent; else None (dial a new one)."""
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None or self.taken:
+            return None
+        if self._key != (_normal_address(address), port, sni):
+            return None
+        # asyncio's SSL transport or uvloop's (which is no asyncio.Transport subclass, and
+        # has the same methods).
+        transport = cast(asyncio.Transport, writer.transport)
+        if (
+            transport.is_closing()
+            or transport.get_extra_info("sslcontext") is not context
+            or reader.exception() is not None
+            or reader.at_eof()
+            # Bytes already read into the stream would be lost to the next protocol.
+            or len(getattr(reader, "_buffer", b"")) > 0
+        ):
+            return None
+        self.taken = True
+        return transport
+
+    async def release(self) -> None:
+        """Close the connection unless the HTTP check took it; idempotent."""
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is None:
+            return
+        if not self.taken:
+            await close_quietly(writer)
+        elif not writer.transport.is_closing():
+            # The HTTP check closes what it takes (one request per connection); never leave one.
+            writer.transport.abort()
+
+
+def _normal_address(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
+
+
 async def _attempt(
-    address: str, port: int, sni: str, context: ssl.SSLContext, ctx: CheckContext
+    address: str,
+    port: int,
+    sni: str,
+    context: ssl.SSLContext,
+    ctx: CheckContext,
+    hold: HeldConnection | None = None,
 ) -> _Attempt:
     attempt = _Attempt()
     t0 = time.monotonic()
     try:
         async with asyncio.timeout(ctx.timeouts.connect):
-            _reader, writer = await asyncio.open_connection(address, port)
+            reader, writer = await asyncio.open_connection(address, port)
     except Exception as exc:
         attempt.failure, attempt.failure_detail = describe(exc)
         attempt.failed_operation = Operation.CONNECT
@@ -197,18 +297,32 @@ async def _attempt(
             "alpn": ssl_object.selected_alpn_protocol(),
             "certificates": presented_chain(ssl_object),
         }
-    await close_quietly(writer)
+    if hold is not None:
+        hold._keep(reader, writer, address, port, sni)
+    else:
+        await close_quietly(writer)
     return attempt
 
 
 async def handshake(
-    address: str, port: int, sni: str, ctx: CheckContext
+    address: str,
+    port: int,
+    sni: str,
+    ctx: CheckContext,
+    *,
+    alpn: Sequence[str] = BROWSER_ALPN,
+    hold: HeldConnection | None = None,
 ) -> Observation[TlsHandshake]:
     """TCP-connect to `address`:`port`, then a TLS handshake with SNI `sni`, verifying with
-    ctx.ssl_context and offering a browser's ALPN list."""
+    ctx.ssl_context and offering `alpn` (a browser's list unless told).
+
+    hold: when the handshake verifies, its connection is left open in `hold` for the HTTP check
+    (the caller releases it) instead of being closed; a failed handshake leaves nothing there.
+    """
     require_ip_address(address)
+    alpn = tuple(alpn)
     watch = Stopwatch()
-    first = await _attempt(address, port, sni, derive_context(ctx.ssl_context, BROWSER_ALPN), ctx)
+    first = await _attempt(address, port, sni, derive_context(ctx.ssl_context, alpn), ctx, hold)
     session = first.session
     second_failure: str | None = None
     if first.certificate_rejected:
@@ -218,7 +332,7 @@ async def handshake(
             address,
             port,
             sni,
-            derive_context(ctx.ssl_context, BROWSER_ALPN, verify=False),
+            derive_context(ctx.ssl_context, alpn, verify=False),
             ctx,
         )
         session = {**session, **second.session}
@@ -230,6 +344,7 @@ async def handshake(
         version=session.get("version"),
         cipher=session.get("cipher"),
         alpn=session.get("alpn"),
+        alpn_offered=alpn,
         certificates=session.get("certificates", ()),
         verified=first.failure is None,
         verify_failure=first.failure if first.certificate_rejected else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -149,11 +149,16 @@ class TargetRun:
     async def settle(
         self, call: Awaitable[Observation[D]], *, differential: bool = False, **annotations: Any
     ) -> Observation[D]:
-        """Await one check (its slot of the limiter already held) and record it, with the
-        runner's `annotations` set on its record (address_source, primary, differential_kind,
-        target_sni, target_host). A differential measurement (the harmless-name half of an A/B
-        test, a repeat) is stored but does not count as the target's progress."""
-        observation = await call
+        """Await one check (its slot of the limiter already held) and record it (see _checked)."""
+        return self._checked(await call, differential, annotations)
+
+    def _checked(
+        self, observation: Observation[D], differential: bool, annotations: dict[str, Any]
+    ) -> Observation[D]:
+        """Record a check's observation, with the runner's `annotations` set on its record
+        (address_source, primary, differential_kind, target_sni, target_host), and track the
+        target's progress. A differential measurement (the harmless-name half of an A/B test, a
+        repeat) is stored but does not count as the target's progress."""
         if annotations:
             details = dataclasses.replace(observation.details, **annotations)
             observation = dataclasses.replace(observation, details=details)
@@ -317,11 +322,75 @@ class TargetRun:
         )
         return list(zip(candidates, observations, strict=True))
 
+    async def handshakes_carrying_fetch(
+        self, open_pairs: list[Endpoint], port: int, group: asyncio.TaskGroup
+    ) -> tuple[list[Handshake], asyncio.Task[Fetched | None] | None]:
+        """handshakes(), where the first address's handshake also carries the target's HTTP
+        request: it offers what the HTTP check speaks (tls.HTTP1_ALPN) and, when it verifies,
+        the fetch rides its connection at once, in the same slot of the limiter (one socket,
+        one slot: the verified connection never waits idle in the queue for the server to drop
+        it). The handshakes, and the task of that fetch when the first handshake verified (None:
+        it did not, and the flow fetches from another verified address as before)."""
+        candidates = [(a, s) for a, s, p in open_pairs if p == port]
+        if not candidates:
+            return [], None
+        (address, source), rest = candidates[0], candidates[1:]
+        shaken: asyncio.Future[Observation[TlsHandshake]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        carried = group.create_task(self._handshake_then_fetch(address, source, port, shaken))
+        host, context = self.target.host, self.plan.context
+        observations = await asyncio.gather(
+            shaken,
+            *(self.check(tls.handshake(a, port, host, context), address_source=s) for a, s in rest),
+        )
+        riding = carried if observations[0].ok else None
+        return list(zip(candidates, observations, strict=True)), riding
+
+    async def _handshake_then_fetch(
+        self,
+        address: str,
+        source: str,
+        port: int,
+        shaken: asyncio.Future[Observation[TlsHandshake]],
+    ) -> Fetched | None:
+        """The first address's handshake, with its connection held; then, if it verified, the
+        fetch on that connection, without giving up the limiter's slot in between."""
+        held = tls.HeldConnection()
+        try:
+            async with self.limiter:
+                observation = self._checked(
+                    await tls.handshake(
+                        address,
+                        port,
+                        self.target.host,
+                        self.plan.context,
+                        alpn=tls.HTTP1_ALPN,
+                        hold=held,
+                    ),
+                    False,
+                    {"address_source": source},
+                )
+                if not shaken.done():  # cancelled with the flow
+                    shaken.set_result(observation)
+                if not observation.ok:
+                    return None
+                url, fetch, annotations = self._fetch_call(address, port, held)
+                fetched = self._checked(
+                    await fetch, False, {"address_source": source, **annotations}
+                )
+                return Fetched(fetched, url, address, source)
+        finally:
+            if not shaken.done():
+                shaken.cancel()
+            await held.release()
+
     async def sni_differentials(self, handshakes: list[Handshake], port: int) -> None:
-        """The A/B control of every handshake that looks interfered with (cut or stalled)."""
+        """The A/B control of every handshake that looks interfered with (cut or stalled), each
+        offering the ALPN list its handshake offered, so that the two differ in the SNI alone."""
         await asyncio.gather(
             *(
-                self.sni_differential(a, s, port)
+                self.sni_differential(a, s, port, obs.details.alpn_offered or tls.BROWSER_ALPN)
                 for (a, s), obs in handshakes
                 if obs.failure in INTERFERENCE_FAILURES
             )
@@ -330,25 +399,33 @@ class TargetRun:
     async def fetch(self, open_pairs: list[Endpoint], port: int) -> Fetched | None:
         """One HTTP request on `port`, to the first address that accepted a connection there; a
         transfer target's body is read within the transfer bounds (bytes and seconds)."""
-        context = self.plan.context
-        transfer = self.target.transfer
         for address, source, open_port in open_pairs:
             if open_port == port:
-                url = self.target.url_for_port(port)
-                fetch = http.fetch(
-                    url,
-                    context,
-                    address=address,
-                    method=self.target.method,
-                    session=self.session,
-                    redirects=self.redirects(url),
-                    max_body_bytes=context.transfer_bytes if transfer else None,
-                    read_seconds=context.transfer_seconds if transfer else None,
-                )
-                annotations = {"transfer": True} if transfer else {}
+                url, fetch, annotations = self._fetch_call(address, port)
                 observation = await self.check(fetch, address_source=source, **annotations)
                 return Fetched(observation, url, address, source)
         return None
+
+    def _fetch_call(
+        self, address: str, port: int, held: tls.HeldConnection | None = None
+    ) -> tuple[str, Awaitable[Observation[HttpTransaction]], dict[str, Any]]:
+        """The target's URL on `port`, its fetch from `address` (not started) and the fetch's
+        annotations."""
+        context = self.plan.context
+        transfer = self.target.transfer
+        url = self.target.url_for_port(port)
+        fetch = http.fetch(
+            url,
+            context,
+            address=address,
+            method=self.target.method,
+            session=self.session,
+            redirects=self.redirects(url),
+            max_body_bytes=context.transfer_bytes if transfer else None,
+            read_seconds=context.transfer_seconds if transfer else None,
+            held=held,
+        )
+        return url, fetch, {"transfer": True} if transfer else {}
 
     def redirects(self, url: str) -> http.RedirectPolicy:
         """The fetch's redirect policy: a host a redirect names is looked up through the
@@ -367,13 +444,15 @@ class TargetRun:
 
         return http.RedirectPolicy(resolve=addresses)
 
-    async def sni_differential(self, address: str, source: str, port: int) -> None:
-        """The A/B control of a handshake: the same address, the harmless SNI. Completing the
-        handshake (even with a name mismatch) while the target SNI was reset or stalled proves
-        SNI-based filtering."""
+    async def sni_differential(
+        self, address: str, source: str, port: int, alpn: Sequence[str] = tls.BROWSER_ALPN
+    ) -> None:
+        """The A/B control of a handshake: the same address and ALPN offer, the harmless SNI.
+        Completing the handshake (even with a name mismatch) while the target SNI was reset or
+        stalled proves SNI-based filtering."""
         name = self.plan.harmless_name(self.target.host)
         await self.check(
-            tls.handshake(address, port, name, self.plan.context),
+            tls.handshake(address, port, name, self.plan.context, alpn=alpn),
             differential=True,
             differential_kind=DifferentialKind.SNI,
             target_sni=self.target.host,
