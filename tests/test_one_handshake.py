@@ -356,3 +356,25 @@ async def test_a_redirect_to_another_host_dials_its_own_connection_after_the_fir
     assert transaction.reused_tls_connection is True  # the first request rode
     assert transaction.timings.connect_ms is not None  # the final hop dialled its own
     assert first.handshakes == [SITE] and second.handshakes == [OTHER]
+
+
+async def test_a_held_connection_kept_past_its_idle_bound_is_not_ridden_the_request_dials() -> None:
+    # The flow holds the verified connection until every handshake is over; one held longer
+    # than max_idle may be closing at the server, so the request makes its own.
+    pki = Pki()
+    ctx = pki.check_context()
+    held = HeldConnection(max_idle=0.0)
+    async with counting_https(pki.server(SITE)) as server:
+        shaken = await handshake(server.host, server.port, SITE, ctx, alpn=HTTP1_ALPN, hold=held)
+        assert shaken.ok and held.held
+        await asyncio.sleep(0.01)
+        observation = await http.fetch(
+            f"https://{SITE}:{server.port}/", ctx, address=server.host, held=held
+        )
+        await held.release()
+        await server.all_closed()
+
+    transaction = record(HttpTransaction, observation)
+    assert not held.taken and observation.ok
+    assert transaction.reused_tls_connection is False and transaction.timings.connect_ms is not None
+    assert server.handshakes == [SITE, SITE]

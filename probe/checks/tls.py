@@ -175,6 +175,14 @@ class _Attempt:
     handshake_ms: float | None = None
 
 
+# How long a held connection stays offered. Servers close a connection that sends no request
+# within their own timeout (Apache's RequestReadTimeout allows 20 s for the first header line,
+# https://httpd.apache.org/docs/2.4/mod/mod_reqtimeout.html; nginx's client_header_timeout 60 s,
+# https://nginx.org/en/docs/http/ngx_http_core_module.html#client_header_timeout); one held
+# longer than this is not ridden, so a close racing the request cannot be recorded as a failure.
+HELD_MAX_IDLE_SECONDS = 5.0
+
+
 class HeldConnection:
     """A verified TLS connection that the TLS check left open for the HTTP check's request.
 
@@ -186,12 +194,14 @@ class HeldConnection:
     none is left open; a taken one is the HTTP check's to close.
     """
 
-    __slots__ = ("_key", "_reader", "_writer", "taken")
+    __slots__ = ("_kept_at", "_key", "_reader", "_writer", "max_idle", "taken")
 
-    def __init__(self) -> None:
+    def __init__(self, max_idle: float = HELD_MAX_IDLE_SECONDS) -> None:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._key: tuple[str, int, str] | None = None
+        self._kept_at = 0.0
+        self.max_idle = max_idle
         self.taken = False
 
     def _keep(
@@ -204,6 +214,7 @@ class HeldConnection:
     ) -> None:
         self._reader, self._writer = reader, writer
         self._key = (_normal_address(address), port, sni)
+        self._kept_at = time.monotonic()
 
     @property
     def held(self) -> bool:
@@ -225,6 +236,8 @@ class HeldConnection:
         transport = cast(asyncio.Transport, writer.transport)
         if (
             transport.is_closing()
+            # Held too long: the server may be closing it as the request goes out.
+            or time.monotonic() - self._kept_at > self.max_idle
             or transport.get_extra_info("sslcontext") is not context
             or reader.exception() is not None
             or reader.at_eof()

@@ -310,80 +310,30 @@ class TargetRun:
                 )
                 return
 
-    async def handshakes(self, open_pairs: list[Endpoint], port: int) -> list[Handshake]:
-        """A TLS handshake with the target's name as SNI to every address open on `port`."""
+    async def handshakes(
+        self, open_pairs: list[Endpoint], port: int, hold: tls.HeldConnection | None = None
+    ) -> list[Handshake]:
+        """A TLS handshake with the target's name as SNI to every address open on `port`.
+
+        hold: the first address's handshake offers what the HTTP check speaks (tls.HTTP1_ALPN)
+        and, when it verifies, leaves its connection in `hold` for the target's HTTP request
+        (fetch(..., hold=)); the caller releases it. The others offer a browser's ALPN."""
         target, context = self.target, self.plan.context
         candidates = [(a, s) for a, s, p in open_pairs if p == port]
         observations = await asyncio.gather(
             *(
-                self.check(tls.handshake(a, port, target.host, context), address_source=s)
-                for a, s in candidates
+                self.check(
+                    tls.handshake(a, port, target.host, context)
+                    if hold is None or i
+                    else tls.handshake(
+                        a, port, target.host, context, alpn=tls.HTTP1_ALPN, hold=hold
+                    ),
+                    address_source=s,
+                )
+                for i, (a, s) in enumerate(candidates)
             )
         )
         return list(zip(candidates, observations, strict=True))
-
-    async def handshakes_carrying_fetch(
-        self, open_pairs: list[Endpoint], port: int, group: asyncio.TaskGroup
-    ) -> tuple[list[Handshake], asyncio.Task[Fetched | None] | None]:
-        """handshakes(), where the first address's handshake also carries the target's HTTP
-        request: it offers what the HTTP check speaks (tls.HTTP1_ALPN) and, when it verifies,
-        the fetch rides its connection at once, in the same slot of the limiter (one socket,
-        one slot: the verified connection never waits idle in the queue for the server to drop
-        it). The handshakes, and the task of that fetch when the first handshake verified (None:
-        it did not, and the flow fetches from another verified address as before)."""
-        candidates = [(a, s) for a, s, p in open_pairs if p == port]
-        if not candidates:
-            return [], None
-        (address, source), rest = candidates[0], candidates[1:]
-        shaken: asyncio.Future[Observation[TlsHandshake]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        carried = group.create_task(self._handshake_then_fetch(address, source, port, shaken))
-        host, context = self.target.host, self.plan.context
-        observations = await asyncio.gather(
-            shaken,
-            *(self.check(tls.handshake(a, port, host, context), address_source=s) for a, s in rest),
-        )
-        riding = carried if observations[0].ok else None
-        return list(zip(candidates, observations, strict=True)), riding
-
-    async def _handshake_then_fetch(
-        self,
-        address: str,
-        source: str,
-        port: int,
-        shaken: asyncio.Future[Observation[TlsHandshake]],
-    ) -> Fetched | None:
-        """The first address's handshake, with its connection held; then, if it verified, the
-        fetch on that connection, without giving up the limiter's slot in between."""
-        held = tls.HeldConnection()
-        try:
-            async with self.limiter:
-                observation = self._checked(
-                    await tls.handshake(
-                        address,
-                        port,
-                        self.target.host,
-                        self.plan.context,
-                        alpn=tls.HTTP1_ALPN,
-                        hold=held,
-                    ),
-                    False,
-                    {"address_source": source},
-                )
-                if not shaken.done():  # cancelled with the flow
-                    shaken.set_result(observation)
-                if not observation.ok:
-                    return None
-                url, fetch, annotations = self._fetch_call(address, port, held)
-                fetched = self._checked(
-                    await fetch, False, {"address_source": source, **annotations}
-                )
-                return Fetched(fetched, url, address, source)
-        finally:
-            if not shaken.done():
-                shaken.cancel()
-            await held.release()
 
     async def sni_differentials(self, handshakes: list[Handshake], port: int) -> None:
         """The A/B control of every handshake that looks interfered with (cut or stalled), each
@@ -396,12 +346,19 @@ class TargetRun:
             )
         )
 
-    async def fetch(self, open_pairs: list[Endpoint], port: int) -> Fetched | None:
+    async def fetch(
+        self, open_pairs: list[Endpoint], port: int, hold: tls.HeldConnection | None = None
+    ) -> Fetched | None:
         """One HTTP request on `port`, to the first address that accepted a connection there; a
-        transfer target's body is read within the transfer bounds (bytes and seconds)."""
+        transfer target's body is read within the transfer bounds (bytes and seconds).
+
+        hold: a connection handshakes(..., hold=) verified and kept, offered to the request (it
+        rides it only when it was made to the same address, SNI and SSL context and is still
+        open, silent and fresh; else the request dials its own). An empty one is not offered."""
+        offer = hold if hold is not None and hold.held else None
         for address, source, open_port in open_pairs:
             if open_port == port:
-                url, fetch, annotations = self._fetch_call(address, port)
+                url, fetch, annotations = self._fetch_call(address, port, offer)
                 observation = await self.check(fetch, address_source=source, **annotations)
                 return Fetched(observation, url, address, source)
         return None
