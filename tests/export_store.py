@@ -5,11 +5,15 @@ version 2025.10 (which a float would read as 2025.1), and hostile text in a page
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
+from analysis.export import MEASUREMENT_COLUMNS, compact_json, inert_cell
 from probe.model import (
     Connectivity,
     Details,
@@ -182,3 +186,18 @@ def build_export_store(folder: Path) -> ExportData:
     return ExportData(
         db, test_list, iran, germany, (own, news), (ab_half, probe, capture), verdicts
     )
+
+
+def reference_csv(rows: list[list[Any]]) -> str:
+    """The measurements CSV as the straightforward writer makes it, from rows of cell values
+    whose last item is the details: the csv module on every cell through inert_cell, then the
+    details JSON as one quoted cell (what the export's own writer must match byte for byte)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="")
+    writer.writerow(MEASUREMENT_COLUMNS)
+    out.write("\n")
+    for values in rows:
+        details = values.pop()
+        writer.writerow([inert_cell(v) for v in values])
+        out.write(',"' + compact_json(details).replace('"', '""') + '"\n')
+    return out.getvalue()

@@ -7,7 +7,6 @@ details JSON through a C encoder made once, writes what json.dumps writes."""
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,17 +16,15 @@ from typing import Any
 import pytest
 
 from analysis.export import (
-    MEASUREMENT_COLUMNS,
     compact_json,
     format_timestamp,
-    inert_cell,
     measurement_rows,
     write_measurements_csv,
 )
 from probe.codec import encode_details
 from probe.model import HttpTransaction, Layer, Measurement, Run
 from probe.store import Store
-from tests.export_store import build_export_store
+from tests.export_store import build_export_store, reference_csv
 from tests.replay import load_replay, recorded_scenarios, replay_path
 from tests.store_rows import make_measurement, make_run
 
@@ -53,19 +50,6 @@ TRICKY = (
 )
 
 
-def _reference_csv(rows: list[list[Any]]) -> str:
-    """The writer as it was: the csv module on every cell through inert_cell."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="")
-    writer.writerow(MEASUREMENT_COLUMNS)
-    out.write("\n")
-    for values in rows:
-        details = values.pop()
-        writer.writerow([inert_cell(v) for v in values])
-        out.write(',"' + compact_json(details).replace('"', '""') + '"\n')
-    return out.getvalue()
-
-
 def _tricky(store: Store) -> None:
     for i, text in enumerate(TRICKY):
         run = make_run(store.probe_id(), country=text or None, asn=i)
@@ -87,7 +71,7 @@ def _both(store: Store, runs: list[Run]) -> tuple[str, str]:
     count = write_measurements_csv(store, written, runs=runs)
     rows = list(measurement_rows(store, runs=runs))
     assert count == len(rows) > 0
-    return written.getvalue(), _reference_csv(rows)
+    return written.getvalue(), reference_csv(rows)
 
 
 def test_cells_that_start_like_formulas_are_written_as_every_cell_through_inert_cell(

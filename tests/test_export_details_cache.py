@@ -21,9 +21,6 @@ import pytest
 import analysis.export
 import probe.store.database
 from analysis.export import (
-    MEASUREMENT_COLUMNS,
-    compact_json,
-    inert_cell,
     measurement_rows,
     write_measurements_csv,
 )
@@ -42,6 +39,7 @@ from probe.model import (
     TlsHandshake,
 )
 from probe.store import Store
+from tests.export_store import reference_csv
 from tests.store_rows import T0, make_measurement, make_run
 
 
@@ -57,19 +55,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
 def _uncached(layer: Layer, text: Any) -> tuple[Details, str | None]:
     """What the store did before it cached: decode every column afresh."""
     return decode_details_column(layer, json.loads(text))
-
-
-def _reference_csv(rows: list[list[Any]]) -> str:
-    """The straightforward writer: every cell through inert_cell, then the details JSON."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="")
-    writer.writerow(MEASUREMENT_COLUMNS)
-    out.write("\n")
-    for values in rows:
-        details = values.pop()
-        writer.writerow([inert_cell(v) for v in values])
-        out.write(',"' + compact_json(details).replace('"', '""') + '"\n')
-    return out.getvalue()
 
 
 def _csv(store: Store) -> str:
@@ -211,7 +196,7 @@ def test_csv_with_the_caches_equals_the_uncached_csv_on_a_store_of_varied_detail
     assert len(probe.store.database._DETAILS_CACHE) <= entries
     with monkeypatch.context() as uncached:
         uncached.setattr(probe.store.database, "_stored_details", _uncached)
-        expected = _reference_csv(list(measurement_rows(store)))
+        expected = reference_csv(list(measurement_rows(store)))
     assert cached == expected
     assert cached.count("\n") == 601
     assert ",'=HYPERLINK" in cached or ",\"'=HYPERLINK" in cached
