@@ -507,6 +507,18 @@ def test_teardown_removes_everything_even_when_the_body_raises(lab_session: Lab)
     assert set(lab_session.namespaces) <= existing_namespaces()  # the other lab is untouched
 
 
+@pytest.mark.lab
+def test_a_ctrl_c_raised_inside_the_test_process_leaves_the_session_lab_up(lab: Lab) -> None:
+    """Ctrl-C in a pytest session is pytest's to unwind: a test that raises SIGINT in its own
+    process (as the event-loop tests do) must not tear down the lab every later test uses."""
+    with pytest.raises(KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+        time.sleep(5)  # the handler runs between bytecodes; never reached
+    assert set(lab.namespaces) <= existing_namespaces()
+    done = lab.run_in_client(["ip", "-o", "link", "show"], timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
 def _lab_namespaces() -> set[str]:
     """Namespaces of labs like ours (other tools' namespaces may come and go meanwhile)."""
     return {name for name in existing_namespaces() if NAMESPACE_PATTERN.match(name)}

@@ -74,7 +74,7 @@ def unavailable_reason() -> str | None:
 # Live labs, torn down by atexit and by the signal handlers below.
 _LIVE: dict[int, Lab] = {}
 _PREVIOUS_HANDLERS: dict[int, Any] = {}
-_HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _atexit_registered = False
 # A signal that arrives while a teardown runs waits for it to finish, then is delivered.
 _teardowns_running = 0
@@ -100,14 +100,15 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         os.kill(os.getpid(), signum)
 
 
-def _register(lab: Lab) -> None:
+def _register(lab: Lab, signals: Sequence[int]) -> None:
     global _atexit_registered
     if not _atexit_registered:
         atexit.register(_teardown_all)
         _atexit_registered = True
-    if not _LIVE and threading.current_thread() is threading.main_thread():
-        for signum in _HANDLED_SIGNALS:
-            _PREVIOUS_HANDLERS[signum] = signal.signal(signum, _on_signal)
+    if threading.current_thread() is threading.main_thread():
+        for signum in signals:
+            if signum not in _PREVIOUS_HANDLERS:
+                _PREVIOUS_HANDLERS[signum] = signal.signal(signum, _on_signal)
     _LIVE[id(lab)] = lab
 
 
@@ -145,8 +146,12 @@ class Lab:
         *,
         extra_hosts: Sequence[str] = (),
         ready_timeout: float = READY_TIMEOUT,
+        signals: Sequence[int] = HANDLED_SIGNALS,
     ) -> Lab:
-        """Build and start a lab hosting `targets` (default: the probe's built-in catalog)."""
+        """Build and start a lab hosting `targets` (default: the probe's built-in catalog).
+        Any of `signals` that reaches the process tears every live lab down before it does what
+        it would have done; leave out one the caller turns into a teardown of its own (pytest's
+        KeyboardInterrupt unwinds the fixture that holds the lab)."""
         reason = unavailable_reason()
         if reason is not None:
             raise LabError(reason)
@@ -156,7 +161,7 @@ class Lab:
         prefix = new_prefix()
         workdir = Path(tempfile.mkdtemp(prefix=f"censorprobe-lab-{prefix}-"))
         lab = cls(Topology(prefix), address_plan, workdir)
-        _register(lab)
+        _register(lab, signals)
         try:
             lab._bring_up(ready_timeout)
         except BaseException:
