@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -58,3 +59,40 @@ def test_ctrl_c_cancels_the_main_task_then_raises_keyboard_interrupt(
     with pytest.raises(KeyboardInterrupt):
         eventloop.run(main())
     assert len(cleaned) == 1 and cleaned[0].startswith(loop)
+
+
+_CTRL_C_WHILE_CLOSING = """
+import asyncio, os, signal, threading, time
+from probe import eventloop
+
+async def main():
+    # A thread of the loop's executor still busy when main returns: the loop's close joins it.
+    asyncio.get_running_loop().run_in_executor(None, time.sleep, 1.0)
+    threading.Timer(0.4, os.kill, (os.getpid(), signal.SIGINT)).start()
+    return "measured"
+
+try:
+    eventloop.run(main())
+    print("no interrupt")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_ctrl_c_while_the_loop_closes_is_raised_once_it_has_closed_without_a_traceback(
+    loop: str,
+) -> None:
+    # Before: with uvloop the KeyboardInterrupt cut the close short and uvloop's shutdown
+    # thread printed a traceback ("Event loop is closed"); CI once saw "Cannot close a running
+    # event loop" from a Ctrl-C in a probe run's last moments.
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_WHILE_CLOSING],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, eventloop.ENVIRONMENT: loop},
+        check=False,
+    )
+    assert done.stdout.strip() == "interrupted", done.stderr
+    assert done.stderr == ""
