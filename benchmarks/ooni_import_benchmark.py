@@ -250,9 +250,10 @@ def main() -> int:
         f"{'met' if worst_rss < GOAL_RSS else 'NOT met'}, all processes (PSS) "
         f"{'met' if worst_pss < GOAL_RSS else 'NOT met'}"
     )
-    if not args.keep and args.file is None:
-        path.unlink()
-        folder.rmdir()
+    if not args.keep:
+        if args.file is None:
+            path.unlink()
+        folder.rmdir()  # its databases went after each run
     return 0
 
 

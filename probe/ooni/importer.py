@@ -62,15 +62,18 @@ from probe.store.database import RunBundle, RunRows, run_rows
 # Every id an import makes is a uuid5 in this namespace: the same document, the same ids.
 OONI_NAMESPACE = uuid.UUID("5f0e8a52-2b8c-4d0e-9a57-0c1e5a7d0001")
 ANNOTATION_PREFIX = "ooni:"
-# Documents saved per transaction (fewer, larger transactions rewrite index pages less often).
-BATCH_DOCUMENTS = 1000
+# Documents saved per transaction (fewer, larger transactions rewrite index pages less often;
+# each waits here as rows, ~40 KB a document: 1,000 held 40 MB of the importing process's peak).
+BATCH_DOCUMENTS = 500
 # Work sent to a worker process at a time: this many documents, or lines of this many bytes.
 CHUNK_DOCUMENTS = 32
 CHUNK_BYTES = 4 * 1024 * 1024
 # Chunks given to the pool per worker before the oldest is waited for (bounds memory). Enough
 # for the workers to go on while this process saves a batch: with two in flight per worker they
-# sat idle through every save (88,440 documents: 1.4 of 2 CPUs busy).
-WORKER_CHUNKS_IN_FLIGHT = 8
+# sat idle through every save (88,440 documents: 1.4 of 2 CPUs busy). Four (128 documents, ~0.6
+# CPU-s of work per worker) outlast the save of a 500-document batch; eight held ~30 MB more of
+# lines and results in this process.
+WORKER_CHUNKS_IN_FLIGHT = 4
 MAX_WORKERS = 8
 # Problems kept for the report (every one is counted; a hostile file could hold millions).
 MAX_PROBLEMS_KEPT = 100
