@@ -41,6 +41,61 @@ class FingerprintKind(StrEnum):
     HTTP_TITLE = "http_title"
 
 
+# What ends a run of literal characters in a pattern (required_literals), and what it cannot read.
+_QUANTIFIERS = frozenset("?*{")
+_UNREAD = frozenset("()[]")
+_MIN_NEEDLE = 3
+_CLASS_ESCAPES = frozenset("sSdDwWAZ")
+
+
+def required_literals(pattern: str) -> tuple[str, ...] | None:
+    """Lower-case ASCII texts one of which every match of `pattern` contains, as a case-insensitive
+    match on ASCII text contains it: the longest run of literal characters of each alternative.
+    None when the pattern has groups or classes, or an alternative has no run of 3 characters
+    (then the pattern is searched as it is).
+
+    A run ends at anything that is not one literal character (., ^, $, \\s, \\d, +...); a
+    character made optional by ?, * or {m,n} leaves it. \\b is zero-width: a run goes through
+    it (what the run spells is still in the text)."""
+    if any(c in _UNREAD for c in pattern):
+        return None
+    needles: list[str] = []
+    best, run = "", ""
+    i = 0
+    while i <= len(pattern):
+        c = pattern[i] if i < len(pattern) else "|"
+        literal: str | None = None
+        if c == "\\" and i + 1 < len(pattern):
+            escaped = pattern[i + 1]
+            i += 2
+            if escaped in "bB":
+                continue
+            if not escaped.isalnum():
+                literal = escaped
+            elif escaped not in _CLASS_ESCAPES:
+                return None  # \\x41, \\u00e9, \\N{...}, octal, a back-reference: not read here
+        else:
+            i += 1
+            if c in _QUANTIFIERS:
+                run = run[:-1]
+                if c == "{":
+                    closing = pattern.find("}", i)
+                    i = len(pattern) if closing == -1 else closing + 1
+            elif c not in ".^$+|":
+                literal = c
+        if literal is not None:
+            run += literal
+            continue
+        best = max(best, run, key=len)
+        run = ""
+        if c == "|" and literal is None:
+            if len(best) < _MIN_NEEDLE or not best.isascii():
+                return None
+            needles.append(best.lower())
+            best = ""
+    return tuple(needles)
+
+
 @dataclass(frozen=True, slots=True)
 class Fingerprint:
     """One censor's signature. `source` says where it is documented."""
@@ -56,6 +111,7 @@ class Fingerprint:
     _network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = field(
         default=None, compare=False, repr=False
     )
+    _needles: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Compile once, and fail at import time on a malformed pattern (a bug in this table).
@@ -63,6 +119,7 @@ class Fingerprint:
             object.__setattr__(self, "_network", ipaddress.ip_network(self.pattern, strict=True))
         else:
             object.__setattr__(self, "_regex", re.compile(self.pattern, re.IGNORECASE))
+            object.__setattr__(self, "_needles", required_literals(self.pattern))
         if (self.kind is FingerprintKind.HTTP_HEADER) != (self.header is not None):
             raise ValueError(f"fingerprint {self.id}: `header` is for http_header fingerprints")
 
@@ -70,7 +127,15 @@ class Fingerprint:
         return self._network is not None and address in self._network
 
     def matches_text(self, text: str) -> bool:
-        return self._regex is not None and self._regex.search(text) is not None
+        if self._regex is None:
+            return False
+        if self._needles is not None and text.isascii():
+            # No needle in the text: the pattern cannot match (see required_literals), and a
+            # substring test is ~10x cheaper than a case-insensitive search starting at \b.
+            lowered = text.lower()
+            if not any(needle in lowered for needle in self._needles):
+                return False
+        return self._regex.search(text) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,12 @@ def _through_network(
     return source in sources or address(attempt.d) in answers
 
 
+# The Split fields whose attempts went to an address (all but the DNS lookups), read once.
+_ENDPOINT_LAYERS = tuple(
+    f.name for f in dataclasses.fields(Split) if f.name not in ("dns", "dns_control")
+)
+
+
 def paths(s: Split) -> Paths:
     """The target's attempts by path: through the network resolver's answers, or elsewhere."""
     ours, others = network_dns(s)
@@ -66,15 +72,17 @@ def paths(s: Split) -> Paths:
     if not marked or not answers:
         return Paths(s, Split(), ours, others, bool(answers))
     sources = frozenset({*(a.d.resolver for a in ours), *_NO_RESOLVER})
-    network, elsewhere = Split(), Split()
-    for field in dataclasses.fields(Split):
-        attempts: list[Attempt[Details]] = getattr(s, field.name)
-        if field.name in ("dns", "dns_control"):
-            setattr(network, field.name, list(attempts))
-            continue
-        on = [_through_network(a, sources, answers) for a in attempts]
-        setattr(network, field.name, [a for a, x in zip(attempts, on, strict=True) if x])
-        setattr(elsewhere, field.name, [a for a, x in zip(attempts, on, strict=True) if not x])
+    network, elsewhere = Split(dns=list(s.dns), dns_control=list(s.dns_control)), Split()
+    for name in _ENDPOINT_LAYERS:
+        attempts: list[Attempt[Details]] = getattr(s, name)
+        if not attempts:
+            continue  # most layers of a target have none: both stay empty
+        through: list[Attempt[Details]] = []
+        other: list[Attempt[Details]] = []
+        for attempt in attempts:
+            (through if _through_network(attempt, sources, answers) else other).append(attempt)
+        setattr(network, name, through)
+        setattr(elsewhere, name, other)
     return Paths(network, elsewhere, ours, others, True)
 
 
