@@ -11,10 +11,14 @@ gzip batches of `--batch-size` measurements (TLS handshakes with realistic detai
 verdict per 4 measurements, as the uploader builds them. The batches are encoded before the clock
 starts; the figure is measurements stored per second of wall time from the first request to the
 last acknowledgement, checked against the rows in PostgreSQL afterwards. Peak RSS is each
-collector process's VmHWM (/proc/PID/status).
+collector process's VmHWM (/proc/PID/status). Each of `--repeat` trials uploads everything into a
+new database through new collector processes; the median rate is shown with the minimum and
+maximum, and the machine's load average beside each trial (the host is shared). CPU per
+measurement: the collectors' (/proc/PID/stat) and PostgreSQL's (the postmaster, the backends it
+reaped and the live ones) over each trial.
 
     python3 benchmarks/collector_benchmark.py [--probes 50] [--batches 20] [--batch-size 1000]
-        [--instances 2]
+        [--instances 2] [--repeat 3] [--concurrent-batches N [N ...]]
 
 Default scale: 50 probes x 20 batches x 1,000 = 1,000,000 measurements (and 250,000 verdicts).
 Goals: >= 20,000 measurements/s; collector peak RSS < 300 MB.
@@ -25,12 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,6 +69,10 @@ _COLLECTOR = textwrap.dedent(
     import sys
     from probe.collector.server import CollectorLimits, serve
     limits = CollectorLimits(rate_per_s=1e6, burst=1_000_000)
+    if len(sys.argv) > 3:
+        limits = CollectorLimits(
+            rate_per_s=1e6, burst=1_000_000, concurrent_batches=int(sys.argv[3])
+        )
     def ready(port):
         print(port, flush=True)
     serve(sys.argv[1], "127.0.0.1", int(sys.argv[2]), limits=limits, reuse_port=True, ready=ready)
@@ -162,10 +171,29 @@ async def upload_all(url: str, tokens: list[str], bodies: list[list[bytes]]) -> 
         return time.perf_counter() - began
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a live process (/proc/PID/stat fields 14 and 15, in clock ticks)."""
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """User + system CPU of a live process (/proc/PID/stat fields 14 and 15, in clock ticks);
+    `reaped`: with that of its children it has waited for (fields 16 and 17)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    used = sum(int(f) for f in fields[11 : 15 if reaped else 13])
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """CPU of a PostgreSQL server so far: the postmaster, the backends it has reaped and those
+    still running (its live children)."""
+    used = cpu_seconds(postmaster, reaped=True)
+    for task in Path("/proc").iterdir():
+        if not task.name.isdigit():
+            continue
+        try:
+            stat = (task / "stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == postmaster:
+                used += cpu_seconds(int(task.name))
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return used
 
 
 def peak_rss(pid: int) -> int:
@@ -173,6 +201,68 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def load_average() -> str:
+    """The 1-, 5- and 15-minute load averages (/proc/loadavg), to print beside every figure."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    """One measured upload of every batch into a fresh database."""
+
+    seconds: float
+    stored: int
+    verdicts: int
+    collector_cpu: float
+    postgres_cpu: float
+    rss: list[int]
+    load_before: str
+    load_after: str
+
+
+def trial(
+    server: PostgresServer, bodies: list[list[bytes]], instances: int, slots: int | None
+) -> Trial:
+    """Start `instances` collectors on a new database, upload everything, count what arrived."""
+    url = server.create_database()
+    with Store.open(url) as store:
+        tokens = [add_token(store, f"probe-{p}")[1] for p in range(len(bodies))]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    collectors: list[subprocess.Popen[str]] = []
+    try:
+        port = 0
+        for _ in range(instances):
+            collector = subprocess.Popen(
+                [sys.executable, "-c", _COLLECTOR, url, str(port)]
+                + ([] if slots is None else [str(slots)]),
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            collectors.append(collector)
+            assert collector.stdout is not None
+            port = int(collector.stdout.readline())
+        postmaster = server.pid
+        load_before = load_average()
+        collector_before = sum(cpu_seconds(c.pid) for c in collectors)
+        postgres_before = postgres_cpu_seconds(postmaster)
+        seconds = asyncio.run(upload_all(f"http://127.0.0.1:{port}", tokens, bodies))
+        postgres_cpu = postgres_cpu_seconds(postmaster) - postgres_before
+        collector_cpu = sum(cpu_seconds(c.pid) for c in collectors) - collector_before
+        load_after = load_average()
+        rss = [peak_rss(collector.pid) for collector in collectors]
+        with Store.open(url) as store, store._transaction() as conn:
+            stored = conn.exec_driver_sql("SELECT count(*) FROM measurements").scalar_one()
+            verdicts = conn.exec_driver_sql("SELECT count(*) FROM verdicts").scalar_one()
+    finally:
+        for collector in collectors:
+            collector.terminate()
+            collector.wait()
+    return Trial(
+        seconds, stored, verdicts, collector_cpu, postgres_cpu, rss, load_before, load_after
+    )
 
 
 def main() -> int:
@@ -183,6 +273,16 @@ def main() -> int:
     parser.add_argument(
         "--instances", type=int, default=2, help="collector processes sharing the port"
     )
+    parser.add_argument(
+        "--concurrent-batches",
+        type=int,
+        nargs="*",
+        help="CollectorLimits.concurrent_batches (default: its default); several values are "
+        "tried in turn, each --repeat times, interleaved",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="trials (each into a new database); median shown"
+    )
     args = parser.parse_args()
     bindir = find_binaries()
     if bindir is None:
@@ -191,7 +291,8 @@ def main() -> int:
     total = args.probes * args.batches * args.batch_size
     print(
         f"scale: {args.probes} probes x {args.batches} batches x {args.batch_size} "
-        f"measurements = {total:,} measurements, {total // 4:,} verdicts"
+        f"measurements = {total:,} measurements, {total // 4:,} verdicts; "
+        f"{args.instances} collector(s), {args.repeat} trial(s)"
     )
     began = time.perf_counter()
     start = datetime.now(UTC) - timedelta(days=2)
@@ -201,51 +302,57 @@ def main() -> int:
 
     server = PostgresServer(bindir)
     server.start()
-    collectors: list[subprocess.Popen[str]] = []
+    settings: list[int | None] = list(args.concurrent_batches or [None])
+    trials: dict[int | None, list[Trial]] = {setting: [] for setting in settings}
     try:
-        url = server.create_database()
-        with Store.open(url) as store:
-            tokens = [add_token(store, f"probe-{p}")[1] for p in range(args.probes)]
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
-        port = 0
-        for _ in range(args.instances):
-            collector = subprocess.Popen(
-                [sys.executable, "-c", _COLLECTOR, url, str(port)],
-                stdout=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-            collectors.append(collector)
-            assert collector.stdout is not None
-            port = int(collector.stdout.readline())
-        seconds = asyncio.run(upload_all(f"http://127.0.0.1:{port}", tokens, bodies))
-        rss = [peak_rss(collector.pid) for collector in collectors]
-        collector_cpu = sum(cpu_seconds(collector.pid) for collector in collectors)
-        with Store.open(url) as store, store._transaction() as conn:
-            stored = conn.exec_driver_sql("SELECT count(*) FROM measurements").scalar_one()
-            verdicts = conn.exec_driver_sql("SELECT count(*) FROM verdicts").scalar_one()
+        for number in range(1, args.repeat + 1):
+            for setting in settings:
+                one = trial(server, bodies, args.instances, setting)
+                trials[setting].append(one)
+                shown = ", ".join(f"{r / 2**20:.0f}" for r in one.rss)
+                print(
+                    f"trial {number}{_label(setting)}: {total / one.seconds:,.0f} "
+                    f"measurements/s ({one.seconds:.1f} s); CPU per measurement: collectors "
+                    f"{one.collector_cpu / total * 1e6:.0f} us, PostgreSQL "
+                    f"{one.postgres_cpu / total * 1e6:.0f} us; peak RSS {shown} MB; "
+                    f"load {one.load_before} -> {one.load_after}",
+                    flush=True,
+                )
     finally:
-        for collector in collectors:
-            collector.terminate()
-            collector.wait()
         server.stop()
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    postgres_cpu = children.ru_utime + children.ru_stime - collector_cpu
-    rate = total / seconds
-    print(f"stored {stored:,} measurements and {verdicts:,} verdicts in {seconds:.1f} s")
-    print(f"ingest: {rate:,.0f} measurements/s (goal >= {GOAL_RATE:,.0f})")
-    print(
-        f"CPU: collectors {collector_cpu:.1f} s, PostgreSQL (and initdb) {postgres_cpu:.1f} s, "
-        f"over {seconds:.1f} s of wall time on {os.cpu_count()} cores"
-    )
-    shown = ", ".join(f"{r / 2**20:.0f} MB" for r in rss)
-    print(
-        f"collector peak RSS per instance ({args.instances}): {shown} "
-        f"(goal < {GOAL_RSS / 2**20:.0f} MB each)"
-    )
-    ok = stored == total and rate >= GOAL_RATE and max(rss) < GOAL_RSS
+    results = [summarise(setting, trials[setting], total) for setting in settings]
+    ok = all(results)
     print("goals met" if ok else "goals NOT met")
     return 0 if ok else 1
+
+
+def _label(setting: int | None) -> str:
+    return "" if setting is None else f" (concurrent_batches={setting})"
+
+
+def summarise(setting: int | None, trials: list[Trial], total: int) -> bool:
+    """Print the median and range of one setting's trials; whether they met the goals."""
+    rates = sorted(total / t.seconds for t in trials)
+    median = statistics.median(rates)
+    rss = max(max(t.rss) for t in trials)
+    stored = all(t.stored == total and t.verdicts == total // 4 for t in trials)
+    collector_us = statistics.median(t.collector_cpu / total * 1e6 for t in trials)
+    postgres_us = statistics.median(t.postgres_cpu / total * 1e6 for t in trials)
+    print(f"--{_label(setting)}")
+    print(f"stored every measurement and verdict in every trial: {'yes' if stored else 'NO'}")
+    print(
+        f"ingest: median {median:,.0f} measurements/s (min {rates[0]:,.0f}, max {rates[-1]:,.0f}"
+        f", {len(rates)} trials; goal >= {GOAL_RATE:,.0f})"
+    )
+    print(
+        f"CPU per measurement (median): collectors {collector_us:.0f} us, PostgreSQL "
+        f"{postgres_us:.0f} us, on {os.cpu_count()} cores"
+    )
+    print(
+        f"collector peak RSS (largest instance, any trial): {rss / 2**20:.0f} MB "
+        f"(goal < {GOAL_RSS / 2**20:.0f} MB)"
+    )
+    return stored and median >= GOAL_RATE and rss < GOAL_RSS
 
 
 if __name__ == "__main__":

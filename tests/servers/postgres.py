@@ -134,6 +134,13 @@ class PostgresServer:
                     raise
                 time.sleep(0.05)
 
+    @property
+    def pid(self) -> int:
+        """The postmaster's process id (a benchmark reads its CPU time from /proc)."""
+        if self._process is None:
+            raise RuntimeError("the server is not running")
+        return self._process.pid
+
     def admin_dsn(self, database: str = "postgres") -> str:
         return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={database}"
 
