@@ -59,6 +59,7 @@ from probe.records import Confidence, Status, Verdict
 __all__ = [
     "CODEC_VERSION",
     "CodecError",
+    "canonical_details",
     "data_dictionary",
     "decode_details",
     "decode_details_column",
@@ -596,6 +597,136 @@ def _compile_encoder(cls: type[Any]) -> Callable[[Any], dict[str, JsonValue]] | 
     src.add(1, "return out")
     encode: Callable[[Any], dict[str, JsonValue]] = src.compile("encode")
     return encode
+
+
+# -- canonical details: what an upload can store as it came ---------------------------------------
+#
+# A details object that is exactly what encode_details writes for the record decode_details reads
+# from it (the same keys, in the encoder's order, each value of its field's exact JSON type) is
+# stored as it is, so the collector need not build the record and encode it back. The check is
+# compiled per record type like the decoders, and accepts only what the compiled decoder accepts
+# (it returns False where that decoder is unsure, and for what the encoder would write otherwise:
+# a key left out, a null the encoder omits, an unknown key, another key order).
+
+_CHECKERS: dict[type[Any], Callable[[Any], bool] | None] = {}
+# Per record type, the key sequences seen and whether each is canonical (bounded: a hostile
+# upload can send any number of distinct key sets; past the bound they are worked out uncached).
+_KEY_ORDERS: dict[type[Any], dict[tuple[str, ...], bool]] = {}
+_KEY_ORDERS_KEPT = 256
+
+
+def canonical_details(layer: Layer, data: Any) -> bool:
+    """Whether `data` is the details object encode_details writes for the record that
+    decode_details(layer, data) returns: then its JSON text is the record's, as received."""
+    if data.__class__ is not dict:
+        return False
+    check = _checker(record_for(layer, data))
+    return check is not None and check(data)
+
+
+def _checker(cls: type[Any]) -> Callable[[Any], bool] | None:
+    if cls not in _CHECKERS:
+        _CHECKERS[cls] = None  # while compiling (and if it cannot be)
+        if _compiled_decoder(cls) is not None:  # the same field types, or none
+            with contextlib.suppress(_Uncompilable):
+                _CHECKERS[cls] = _compile_checker(cls)
+    return _CHECKERS[cls]
+
+
+def _canonical_keys(cls: type[Any], keys: tuple[str, ...]) -> bool:
+    """Whether an object with these keys, in this order, can be what the encoder writes."""
+    orders = _KEY_ORDERS.setdefault(cls, {})
+    known = orders.get(keys)
+    if known is not None:
+        return known
+    # A key the encoder may leave out: a field left out when null whose default is null (one
+    # whose default is another value, TcpConnect.attempt's 1, is written when absent).
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    present = set(keys)
+    expected = tuple(
+        key
+        for name, key, omitted in _field_plan(cls)
+        if key in present or not (omitted and defaults[name] is None)
+    )
+    fits = keys == expected
+    if len(orders) < _KEY_ORDERS_KEPT:
+        orders[keys] = fits
+    return fits
+
+
+def _is_canonical(src: _Source, hint: Any, value: str, indent: int) -> None:
+    """Lines that return False unless `value`, of a field of type `hint`, is what the encoder
+    writes for the value the compiled decoder reads from it."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(inner) != 1:
+            raise _Uncompilable(hint)
+        src.add(indent, f"if {value} is not None:")
+        _is_canonical(src, inner[0], value, indent + 1)
+        return
+    if origin is tuple:
+        args = typing.get_args(hint)
+        src.add(indent, f"if {value}.__class__ is not list:")
+        src.add(indent + 1, "return False")
+        if len(args) == 2 and args[1] is Ellipsis:
+            item = src.name("item")
+            src.add(indent, f"for {item} in {value}:")
+            _is_canonical(src, args[0], item, indent + 1)
+            return
+        src.add(indent, f"if len({value}) != {len(args)}:")
+        src.add(indent + 1, "return False")
+        for i, arg in enumerate(args):
+            part = src.name("part")
+            src.add(indent, f"{part} = {value}[{i}]")
+            _is_canonical(src, arg, part, indent)
+        return
+    if hint is str or hint is int or hint is bool:
+        src.add(indent, f"if {value}.__class__ is not {hint.__name__}:")
+        src.add(indent + 1, "return False")
+        return
+    if hint is float:
+        src.add(indent, f"if {value}.__class__ is not float or {value} - {value} != 0.0:")
+        src.add(indent + 1, "return False")
+        return
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        members = src.name("members", frozenset(member.value for member in hint))
+        src.add(indent, f"if {value}.__class__ is not str or {value} not in {members}:")
+        src.add(indent + 1, "return False")
+        return
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        nested = _checker(hint)
+        if nested is None:
+            raise _Uncompilable(hint)
+        check = src.name("check", nested)
+        src.add(indent, f"if not {check}({value}):")
+        src.add(indent + 1, "return False")
+        return
+    raise _Uncompilable(hint)
+
+
+def _compile_checker(cls: type[Any]) -> Callable[[Any], bool]:
+    """check(value) -> whether value is the canonical object of a `cls` record."""
+    hints = typing.get_type_hints(cls)
+    src = _Source()
+    src.names.update({"canonical_keys": _canonical_keys, "cls": cls, "tuple": tuple})
+    src.add(0, "def check(value):")
+    src.add(1, "if value.__class__ is not dict or not canonical_keys(cls, tuple(value)):")
+    src.add(2, "return False")
+    src.add(1, "get = value.get")
+    for name, key, omitted in _field_plan(cls):
+        raw = src.name("raw")
+        src.add(1, f"{raw} = get({key!r})")
+        indent = 1
+        if omitted:  # present only when not null (the keys' check saw whether it is there)
+            src.add(1, f"if {key!r} in value:")
+            src.add(2, f"if {raw} is None:")
+            src.add(3, "return False")
+            indent = 2
+        _is_canonical(src, hints[name], raw, indent)
+    src.add(1, "return True")
+    check: Callable[[Any], bool] = src.compile("check")
+    return check
 
 
 def record_for(layer: Layer, details: Mapping[str, Any]) -> type[Details]:

@@ -12,9 +12,7 @@ holds a bounded number of targets in memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import gc
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +23,7 @@ from probe.checks import http
 from probe.checks.dns import open_doh_session
 from probe.flows import TargetResult, TargetRun, flow_for
 from probe.flows.evidence import RawEvidence
+from probe.garbage import fewer_collections
 from probe.model import Connectivity, Layer, Measurement, Speaks, Target
 from probe.plan import RunPlan
 
@@ -84,22 +83,6 @@ def _size_lookup_threads(concurrency: int) -> None:
         ThreadPoolExecutor(max_workers=max(concurrency, 32), thread_name_prefix="probe-lookup")
     )
     _SIZED_LOOPS.add(loop)
-
-
-@contextlib.contextmanager
-def _collector_for_run() -> Iterator[None]:
-    """Run with what exists before the run (modules, catalog, plan) out of the collector's
-    sight (gc.freeze: it is alive for the whole run anyway) and a first-generation threshold of
-    RUN_GC_THRESHOLD; both restored when the run ends. Cyclic garbage is still collected, only
-    less often, so memory stays bounded."""
-    before = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(RUN_GC_THRESHOLD, *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-        gc.unfreeze()
 
 
 class MeasurementSink(Protocol):
@@ -246,7 +229,7 @@ async def execute(
     every finished measurement is flushed to the sink before the cancellation propagates. What
     the sink still refused after `plan.store_patience` is counted in `outcome.unsaved`.
     """
-    with _collector_for_run():
+    with fewer_collections(RUN_GC_THRESHOLD):
         return await _execute(plan, run_id, sink, outcome, progress)
 
 

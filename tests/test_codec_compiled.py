@@ -5,11 +5,10 @@ message; and the same JSON object out."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,61 +21,13 @@ from probe.codec import (
     decode_measurement,
     decode_verdict,
     encode_details,
-    encode_details_column,
     encode_measurement,
     encode_verdict,
 )
 from probe.model import Layer, TlsHandshake
 from probe.records import Confidence, Status, Verdict
+from tests.damaged import copies_damaged, recorded_details
 from tests.replay import load_replay, recorded_scenarios, replay_path
-from tests.store_rows import make_measurement
-
-# What a damaged value becomes: each of JSON's types, and the values a float check must refuse.
-REPLACEMENTS: tuple[Any, ...] = (
-    None,
-    3,
-    -1,
-    3.0,
-    -1.0,
-    1e400,
-    "x",
-    "",
-    True,
-    [],
-    ["x"],
-    {},
-    {"a": 1},
-)
-
-
-def _recorded() -> list[tuple[Layer, dict[str, Any]]]:
-    found = []
-    for name in recorded_scenarios():
-        for measurement in load_replay(replay_path(name)).measurements:
-            observation = measurement.observation
-            found.append((observation.layer, encode_details_column(observation)))
-    extra = make_measurement("run", layer=Layer.DNS, endpoint="udp://9.9.9.9:53").observation
-    found.append((Layer.DNS, encode_details_column(extra)))
-    return found
-
-
-def _damaged(value: Any) -> Iterator[Any]:
-    """Copies of `value` with one thing changed, at every depth."""
-    if isinstance(value, dict):
-        for key in value:
-            without = dict(value)
-            del without[key]
-            yield without
-            for replacement in REPLACEMENTS:
-                yield {**value, key: replacement}
-            for inner in _damaged(value[key]):
-                yield {**value, key: inner}
-        yield {**value, "later_writer_key": 1}
-    elif isinstance(value, list) and value:
-        for inner in _damaged(value[0]):
-            yield [inner, *value[1:]]
-        yield [*value, copy.deepcopy(value[0])]
-        yield [*value, None]
 
 
 def _shape(value: Any) -> str:
@@ -113,7 +64,7 @@ def generic_only(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], Any]
 def test_recorded_details_decode_and_encode_as_the_generic_codec_does(
     generic_only: Callable[[Callable[[], Any]], Any],
 ) -> None:
-    recorded = _recorded()
+    recorded = recorded_details()
     assert {layer for layer, _ in recorded} == set(Layer)
     expected = generic_only(lambda: [decode_details(layer, data) for layer, data in recorded])
     decoded = [decode_details(layer, data) for layer, data in recorded]
@@ -136,12 +87,12 @@ def test_damaged_details_give_the_generic_codecs_record_or_error(
 ) -> None:
     cases: list[tuple[Layer, Any]] = []
     seen: set[str] = set()
-    for layer, data in _recorded():
+    for layer, data in recorded_details():
         shape = f"{layer} {_shape(data)}"
         if shape in seen:  # one measurement of each shape
             continue
         seen.add(shape)
-        cases.extend((layer, damaged) for damaged in _damaged(data))
+        cases.extend((layer, damaged) for damaged in copies_damaged(data))
     assert len(cases) > 5_000
 
     def outcomes() -> list[tuple[str, Any]]:
@@ -159,7 +110,7 @@ def test_a_record_holding_values_off_its_types_encodes_as_the_generic_codec_does
 ) -> None:
     # Records are not type-checked when built: a tuple where a list goes, an int for a float,
     # a list of plain strings where records go.
-    (layer, data), *_ = [c for c in _recorded() if c[0] is Layer.TLS]
+    (layer, data), *_ = [c for c in recorded_details() if c[0] is Layer.TLS]
     record = decode_details(layer, data)
     assert isinstance(record, TlsHandshake)
     odd = [
@@ -209,10 +160,10 @@ def test_damaged_measurements_and_verdicts_give_the_generic_codecs_record_or_err
             layers.add(measurement.observation.layer)
             document = json.loads(json.dumps(encode_measurement(measurement)))
             document["observation"]["failure_detail"] = "a parser's message"
-            for damaged in [document, *_damaged(document)]:
+            for damaged in [document, *copies_damaged(document)]:
                 cases.append(functools.partial(decode_measurement, damaged))
     verdict = _verdict_document()
-    cases.extend(functools.partial(decode_verdict, d) for d in [verdict, *_damaged(verdict)])
+    cases.extend(functools.partial(decode_verdict, d) for d in [verdict, *copies_damaged(verdict)])
     assert len(cases) > 1_500
 
     def outcomes() -> list[tuple[str, Any]]:

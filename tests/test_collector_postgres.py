@@ -226,7 +226,8 @@ def test_batch_body_is_the_same_bytes_for_the_same_records(tmp_path: Path) -> No
             lambda d: d["measurements"][0]["observation"]["details"].update(sni="\ud800"),
             "lone UTF-16 surrogate",
         ),
-        (lambda d: d["verdicts"][0].update(asn=2**70), "$.verdicts[0].asn: not an AS number"),
+        (lambda d: d["verdicts"][0].update(asn=2**70), "$.verdicts[0].asn: "),
+        (lambda d: d["verdicts"][0].update(asn=2**40), "$.verdicts[0].asn: not an AS number"),
         (lambda d: d["runs"][0]["network"].update(asn=-1), "not an AS number"),
     ],
 )

@@ -6,9 +6,11 @@
 Each record is the measurement codec's object (probe.codec), so the collector parses exactly what
 the store and the helper speak. `decode_batch` is the collector's gate: the body is decompressed
 with a hard output bound (a compression bomb stops at the bound, it is never inflated whole), every
-record is parsed by the codec, and the batch is checked as a whole: ids are uuid4 hex, strings
-bounded, no time in the future beyond a small clock skew, every measurement and verdict belongs to
-a run of the batch. A batch that fails any check raises BatchError naming the first bad field.
+record is parsed and checked (a measurement in the codec's canonical form straight into its row,
+probe.collector.rows; anything else by the codec, which names the bad field), and the batch is
+checked as a whole: ids are uuid4 hex, strings bounded, no time in the future beyond a small
+clock skew, every measurement and verdict belongs to a run of the batch. A batch that fails any
+check raises BatchError naming the first bad field.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import gzip
 import json
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from probe.codec import (
     CodecError,
@@ -31,17 +33,16 @@ from probe.codec import (
     encode_run,
     encode_verdict,
 )
-from probe.store.uploads import Batch
+from probe.collector.rows import SURROGATE_ESCAPE, measurement_row, parse_json
+from probe.model import Run
+from probe.records import Verdict
+from probe.store.uploads import Batch, BatchRows, stored_measurement_row, stored_verdict_row
 
 FORMAT = "censorprobe-upload"
 VERSION = 1
 
 # Ids the probe makes: uuid4().hex (probe.model, probe.store.migrations).
 _ID = re.compile(r"[0-9a-f]{32}\Z")
-# A JSON escape of a UTF-16 surrogate: only these can make a string that is not valid Unicode
-# (a lone surrogate), which PostgreSQL cannot store. The probe's encoder writes characters
-# outside the BMP as UTF-8, so this is rare and the slow check below runs only then.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # Names, endpoints, failure strings: generous, but a record is never a megabyte of one string.
 MAX_SHORT_TEXT = 1024
 MAX_DETAIL_TEXT = 16 * 1024
@@ -109,21 +110,19 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-R = TypeVar("R")
-
-
-def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = None) -> Batch:
-    """Parse and check a decompressed upload document; raise BatchError naming what is wrong."""
+def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = None) -> BatchRows:
+    """Parse and check a decompressed upload document into the rows it stores; raise BatchError
+    naming what is wrong."""
     limits = limits or BatchLimits()
     if len(document) > limits.max_decompressed_bytes:
         raise BatchTooLargeError(f"the batch is larger than {limits.max_decompressed_bytes} bytes")
     try:
-        parsed = json.loads(document)
+        parsed = parse_json(document)
     except (ValueError, RecursionError) as exc:
         raise BatchError(f"the body is not JSON ({str(exc)[:120]})") from None
     if not isinstance(parsed, Mapping):
         raise BatchError("$: expected an object")
-    if _SURROGATE_ESCAPE.search(document):
+    if SURROGATE_ESCAPE.search(document):
         try:
             json.dumps(parsed, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
@@ -133,22 +132,47 @@ def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = No
     if parsed.get("version") != VERSION or isinstance(parsed.get("version"), bool):
         raise BatchError(f"$.version: expected {VERSION}, got {str(parsed.get('version'))[:20]}")
     latest = now + limits.clock_skew
+    runs = _entries(parsed, "runs", limits.max_runs)
+    measurements = _entries(parsed, "measurements", limits.max_measurements)
+    verdicts = _entries(parsed, "verdicts", limits.max_verdicts)
     try:
-        runs = _records(parsed, "runs", decode_run, limits.max_runs)
-        measurements = _records(parsed, "measurements", decode_measurement, limits.max_measurements)
-        verdicts = _records(parsed, "verdicts", decode_verdict, limits.max_verdicts)
+        runs_by_id = _check_runs(
+            [decode_run(e, f"$.runs[{i}]") for i, e in enumerate(runs)], latest
+        )
+        measurement_rows = _measurement_rows(measurements, runs_by_id, latest)
+        verdict_rows = _verdict_rows(
+            [decode_verdict(e, f"$.verdicts[{i}]") for i, e in enumerate(verdicts)],
+            runs_by_id,
+            latest,
+        )
     except CodecError as exc:
         raise BatchError(str(exc)) from None
+    except RecursionError:  # orjson parses any depth; the codec's readers recurse
+        raise BatchError("$: a value is nested too deeply") from None
+    return BatchRows(tuple(runs_by_id.values()), measurement_rows, verdict_rows)
+
+
+def _entries(document: Mapping[str, Any], key: str, limit: int) -> list[Any]:
+    entries = document.get(key, [])
+    if not isinstance(entries, list):
+        raise BatchError(f"$.{key}: expected a list")
+    if len(entries) > limit:
+        raise BatchTooLargeError(f"$.{key}: more than {limit} records in one batch")
+    return entries
+
+
+def _check_runs(runs: Sequence[Run], latest: datetime) -> dict[str, Run]:
+    """The batch's runs by id, each checked."""
     if not runs:
         raise BatchError("$.runs: a batch carries at least one run")
-    run_probes: dict[str, str] = {}
+    by_id: dict[str, Run] = {}
     for i, run in enumerate(runs):
         where = f"$.runs[{i}]"
         _id(run.id, f"{where}.id")
         _id(run.probe_id, f"{where}.probe_id")
-        if run.id in run_probes:
+        if run.id in by_id:
             raise BatchError(f"{where}.id: run {run.id} appears twice")
-        run_probes[run.id] = run.probe_id
+        by_id[run.id] = run
         _not_future(run.started_at, latest, f"{where}.started_at")
         if run.finished_at is not None:
             _not_future(run.finished_at, latest, f"{where}.finished_at")
@@ -165,38 +189,59 @@ def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = No
             value = getattr(network, name)
             if value is not None and not 0 <= value < 2**32:
                 raise BatchError(f"{where}.network.{name}: not an AS number")
-    # The checks below build a field's path only when it fails: a batch holds thousands of
-    # records, and a path string per field was most of their cost.
+    return by_id
+
+
+def _measurement_rows(
+    entries: Sequence[Any], runs: Mapping[str, Run], latest: datetime
+) -> list[dict[str, Any]]:
+    """Each entry's row (probe.collector.rows, or through the codec), checked. The checks build
+    a field's path only when it fails: a batch holds thousands of records, and a path string
+    per field was most of their cost."""
+    rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for i, m in enumerate(measurements):
-        if not _ID.match(m.id):
-            raise BatchError(f"$.measurements[{i}].id: {_not_an_id(m.id)}")
-        if m.id in seen:
-            raise BatchError(f"$.measurements[{i}].id: measurement {m.id} appears twice")
-        seen.add(m.id)
-        if m.run_id not in run_probes:
-            raise BatchError(
-                f"$.measurements[{i}].run_id: run {m.run_id[:40]} is not in this batch"
-            )
-        obs = m.observation
-        for name, value in (
-            ("platform", m.platform),
-            ("target", m.target),
-            ("observation.endpoint", obs.endpoint),
-            ("observation.failure", obs.failure),
-        ):
+    for i, entry in enumerate(entries):
+        m = measurement_row(entry)
+        if m is None:
+            m = stored_measurement_row(decode_measurement(entry, f"$.measurements[{i}]"))
+        measurement_id, run_id = m["id"], m["run_id"]
+        if not _ID.match(measurement_id):
+            raise BatchError(f"$.measurements[{i}].id: {_not_an_id(measurement_id)}")
+        if measurement_id in seen:
+            raise BatchError(f"$.measurements[{i}].id: measurement {measurement_id} appears twice")
+        seen.add(measurement_id)
+        if run_id not in runs:
+            raise BatchError(f"$.measurements[{i}].run_id: run {run_id[:40]} is not in this batch")
+        for name, column in _MEASUREMENT_TEXTS:
+            value = m[column]
             if value is not None and (problem := _text_problem(value)):
                 raise BatchError(f"$.measurements[{i}].{name}: {problem}")
-        if obs.started_at > latest:
+        if m["started_at"] > latest:
             raise BatchError(
-                f"$.measurements[{i}].observation.started_at: {_future(obs.started_at)}"
+                f"$.measurements[{i}].observation.started_at: {_future(m['started_at'])}"
             )
+        rows.append(m)
+    return rows
+
+
+# The text columns of a measurement row, with the field each comes from in the upload.
+_MEASUREMENT_TEXTS = (
+    ("platform", "platform"),
+    ("target", "target"),
+    ("observation.endpoint", "endpoint"),
+    ("observation.failure", "failure"),
+)
+
+
+def _verdict_rows(
+    verdicts: Sequence[Verdict], runs: Mapping[str, Run], latest: datetime
+) -> list[dict[str, Any]]:
     keys: set[tuple[str, str, str]] = set()
     for i, v in enumerate(verdicts):
-        probe = run_probes.get(v.run_id)
-        if probe is None:
+        run = runs.get(v.run_id)
+        if run is None:
             raise BatchError(f"$.verdicts[{i}].run_id: run {v.run_id[:40]} is not in this batch")
-        if v.probe_id != probe:
+        if v.probe_id != run.probe_id:
             raise BatchError(f"$.verdicts[{i}].probe_id: not the probe of run {v.run_id}")
         key = (v.run_id, v.platform, v.target)
         if key in keys:
@@ -222,18 +267,7 @@ def decode_batch(document: bytes, now: datetime, limits: BatchLimits | None = No
                 raise BatchError(f"$.verdicts[{i}].evidence[{j}]: {_not_an_id(evidence)}")
         if v.measured_at > latest:
             raise BatchError(f"$.verdicts[{i}].measured_at: {_future(v.measured_at)}")
-    return Batch(tuple(runs), tuple(measurements), tuple(verdicts))
-
-
-def _records(
-    document: Mapping[str, Any], key: str, decode: Callable[[Any, str], R], limit: int
-) -> Sequence[R]:
-    entries = document.get(key, [])
-    if not isinstance(entries, list):
-        raise BatchError(f"$.{key}: expected a list")
-    if len(entries) > limit:
-        raise BatchTooLargeError(f"$.{key}: more than {limit} records in one batch")
-    return [decode(entry, f"$.{key}[{i}]") for i, entry in enumerate(entries)]
+    return [stored_verdict_row(v) for v in verdicts]
 
 
 def _not_an_id(value: str) -> str:

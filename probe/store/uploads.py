@@ -173,22 +173,53 @@ class Ingested:
     verdicts: int
 
 
-def ingest_batch(store: Store, token_id: str, batch: Batch) -> Ingested:
+@dataclass(frozen=True, slots=True)
+class BatchRows:
+    """A batch as the rows it stores: its runs (ownership is checked on their probe ids), and
+    its measurements and verdicts as the store's rows (dicts keyed by column name, as
+    batch_rows makes them; the collector builds the measurement rows straight from the upload,
+    probe.collector.rows)."""
+
+    runs: tuple[Run, ...]
+    measurements: Sequence[Mapping[str, Any]] = ()
+    verdicts: Sequence[Mapping[str, Any]] = ()
+
+
+def stored_measurement_row(measurement: Measurement) -> dict[str, Any]:
+    """A measurement's row, as the store writes it."""
+    return _measurement_row(measurement)
+
+
+def stored_verdict_row(verdict: Verdict) -> dict[str, Any]:
+    """A verdict's row, as the store writes it."""
+    return _verdict_row(verdict)
+
+
+def batch_rows(batch: Batch) -> BatchRows:
+    """The rows of a batch of records."""
+    return BatchRows(
+        batch.runs,
+        [_measurement_row(m) for m in batch.measurements],
+        [_verdict_row(v) for v in batch.verdicts],
+    )
+
+
+def ingest_batch(store: Store, token_id: str, batch: Batch | BatchRows) -> Ingested:
     """Store a validated batch for `token_id` in one transaction, or refuse it whole.
 
     The batch must already be self-consistent (the collector's validation: measurements and
     verdicts belong to its runs). Raises ForeignProbeError or IdConflictError, with nothing
     written, when the batch would touch another token's data.
     """
-    run_rows = [_run_row(run) for run in batch.runs]
-    measurement_rows = [_measurement_row(m) for m in batch.measurements]
-    verdict_rows = [_verdict_row(v) for v in batch.verdicts]
-    probe_ids = sorted({run.probe_id for run in batch.runs})
+    rows = batch if isinstance(batch, BatchRows) else batch_rows(batch)
+    run_rows = [_run_row(run) for run in rows.runs]
+    measurement_rows, verdict_rows = rows.measurements, rows.verdicts
+    probe_ids = sorted({run.probe_id for run in rows.runs})
     with store._transaction(write=True) as conn:
         _claim_probes(conn, token_id, probe_ids)
         runs = _insert_new(conn, schema.runs, run_rows)
         if len(runs) < len(run_rows):
-            _check_runs(conn, batch.runs, set(runs))
+            _check_runs(conn, rows.runs, set(runs))
         if conn.dialect.name == "postgresql":
             added_ids, verdict_keys = _copy_new(
                 conn, ((schema.measurements, measurement_rows), (schema.verdicts, verdict_rows))
@@ -198,7 +229,7 @@ def ingest_batch(store: Store, token_id: str, batch: Batch) -> Ingested:
             verdict_keys = _insert_new(conn, schema.verdicts, verdict_rows)
         added = set(added_ids)
         if len(added) < len(measurement_rows):
-            _check_measurements(conn, batch.measurements, added)
+            _check_measurements(conn, measurement_rows, added)
     return Ingested(len(runs), len(added), len(verdict_keys))
 
 
@@ -255,10 +286,10 @@ def _check_runs(conn: Connection, runs: Sequence[Run], added: set[str]) -> None:
 
 
 def _check_measurements(
-    conn: Connection, measurements: Sequence[Measurement], added: set[str]
+    conn: Connection, measurements: Sequence[Mapping[str, Any]], added: set[str]
 ) -> None:
     """A skipped measurement id must be the same run's measurement (a replay)."""
-    skipped = {m.id: m.run_id for m in measurements if m.id not in added}
+    skipped = {m["id"]: m["run_id"] for m in measurements if m["id"] not in added}
     table = schema.measurements
     for chunk in _chunks(sorted(skipped)):
         rows = conn.execute(select(table.c.id, table.c.run_id).where(table.c.id.in_(chunk)))
