@@ -21,6 +21,11 @@ hierarchy this walks, from the leaves up:
     socket.gaierror by EAI code ....................... dns_nxdomain_error / dns_temporary_failure
     anything else ..................................... unknown_failure (+ a scrubbed detail)
 
+The rows of aiohttp's and dnspython's resolver exceptions are read from those libraries only when
+they are loaded (sys.modules): an instance of a class can exist only once its module is, and
+importing aiohttp here would put it on every command's start-up (probe/checks/http.py loads it
+when a run fetches).
+
 `classify` gives the failure alone, one of a closed set of strings (probe.model.Failure, or
 "unknown_failure"); `describe` gives it with the free text of an unknown failure, which the
 checks keep in Observation.failure_detail: the join key never holds a dependency's message.
@@ -33,11 +38,10 @@ import errno
 import re
 import socket
 import ssl
+import sys
 from collections.abc import Callable
 
-import aiohttp
 import dns.exception
-import dns.resolver
 
 from probe.model import UNKNOWN_FAILURE, UNKNOWN_FAILURE_PREFIX, Failure
 
@@ -178,15 +182,22 @@ def _fixed(failure: Failure) -> Callable[[BaseException], str]:
     return lambda _exc: failure
 
 
-# Order matters: the first class that matches wins, so subclasses come before their bases.
-EXCEPTION_MAP: tuple[tuple[type[BaseException], Callable[[BaseException], str]], ...] = (
-    (aiohttp.ServerDisconnectedError, _fixed(Failure.EOF_ERROR)),
-    (aiohttp.ServerTimeoutError, _fixed(Failure.GENERIC_TIMEOUT_ERROR)),
-    (aiohttp.ClientConnectorCertificateError, _wrapped),
-    (aiohttp.ClientConnectorError, _wrapped),
-    (aiohttp.ClientOSError, _wrapped),
-    (aiohttp.ClientPayloadError, _payload),
-    (aiohttp.ClientResponseError, _http_garbage),
+Mapper = Callable[[BaseException], str]
+Row = tuple[type[BaseException], Mapper]
+
+# Order matters: the first class that matches wins, so subclasses come before their bases. Each
+# library's rows are (module, class name, mapper): aiohttp's come first (its errors subclass
+# OSError, TimeoutError and the ssl errors), the resolver's between dnspython's base rows.
+_AIOHTTP_ROWS: tuple[tuple[str, str, Mapper], ...] = (
+    ("aiohttp.client_exceptions", "ServerDisconnectedError", _fixed(Failure.EOF_ERROR)),
+    ("aiohttp.client_exceptions", "ServerTimeoutError", _fixed(Failure.GENERIC_TIMEOUT_ERROR)),
+    ("aiohttp.client_exceptions", "ClientConnectorCertificateError", _wrapped),
+    ("aiohttp.client_exceptions", "ClientConnectorError", _wrapped),
+    ("aiohttp.client_exceptions", "ClientOSError", _wrapped),
+    ("aiohttp.client_exceptions", "ClientPayloadError", _payload),
+    ("aiohttp.client_exceptions", "ClientResponseError", _http_garbage),
+)
+_BASE_ROWS: tuple[Row, ...] = (
     (ssl.SSLCertVerificationError, _certificate),
     (ssl.SSLZeroReturnError, _fixed(Failure.EOF_ERROR)),
     (ssl.SSLEOFError, _fixed(Failure.EOF_ERROR)),
@@ -199,17 +210,47 @@ EXCEPTION_MAP: tuple[tuple[type[BaseException], Callable[[BaseException], str]],
     (EOFError, _fixed(Failure.EOF_ERROR)),
     (TimeoutError, _fixed(Failure.GENERIC_TIMEOUT_ERROR)),
     (dns.exception.Timeout, _fixed(Failure.GENERIC_TIMEOUT_ERROR)),
-    (dns.resolver.NXDOMAIN, _fixed(Failure.DNS_NXDOMAIN_ERROR)),
-    (dns.resolver.NoAnswer, _fixed(Failure.DNS_NO_ANSWER)),
-    (dns.resolver.NoNameservers, _fixed(Failure.DNS_SERVER_MISBEHAVING)),
+)
+_RESOLVER_ROWS: tuple[tuple[str, str, Mapper], ...] = (
+    ("dns.resolver", "NXDOMAIN", _fixed(Failure.DNS_NXDOMAIN_ERROR)),
+    ("dns.resolver", "NoAnswer", _fixed(Failure.DNS_NO_ANSWER)),
+    ("dns.resolver", "NoNameservers", _fixed(Failure.DNS_SERVER_MISBEHAVING)),
+)
+_LAST_ROWS: tuple[Row, ...] = (
     (dns.exception.FormError, _fixed(Failure.DNS_SERVER_MISBEHAVING)),
     (socket.gaierror, _gai_error),
     (OSError, _os_error),
 )
+_LIBRARY_ROWS = len(_AIOHTTP_ROWS) + len(_RESOLVER_ROWS)
+# The whole table, once every library row's class has been found.
+_complete: tuple[Row, ...] | None = None
+
+
+def _loaded(rows: tuple[tuple[str, str, Mapper], ...]) -> list[Row]:
+    """The rows whose class is defined by now (a module another thread is still loading has
+    defined its classes in order, bases first, so every class an instance can have is there)."""
+    found: list[Row] = []
+    for module_name, class_name, mapper in rows:
+        cls = getattr(sys.modules.get(module_name), class_name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append((cls, mapper))
+    return found
+
+
+def exception_map() -> tuple[Row, ...]:
+    """The ordered table, most specific first, with the rows of every library loaded so far."""
+    global _complete
+    if _complete is not None:
+        return _complete
+    aiohttp_rows, resolver_rows = _loaded(_AIOHTTP_ROWS), _loaded(_RESOLVER_ROWS)
+    table = (*aiohttp_rows, *_BASE_ROWS, *resolver_rows, *_LAST_ROWS)
+    if len(aiohttp_rows) + len(resolver_rows) == _LIBRARY_ROWS:
+        _complete = table
+    return table
 
 
 def _mapped(exc: BaseException) -> str:
-    for cls, mapper in EXCEPTION_MAP:
+    for cls, mapper in exception_map():
         if isinstance(exc, cls):
             return mapper(exc)
     return unknown(f"{type(exc).__name__}: {exc}")

@@ -25,12 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import probe.rawnet
-from analysis.controls import ControlEvidence, controls_from_helper_targets
 from probe import __version__, eventloop
 from probe.checks import CheckContext, default_ssl_context
 from probe.config import Settings, database_location
-from probe.helper.client import HelperUnavailable, query_helper
-from probe.helper.protocol import HelperResult
 from probe.model import Connectivity, Measurement, Run, Target, new_run_id, to_the_second, utcnow
 from probe.netid.helper_view import HelperView
 from probe.netid.identify import NetworkIdentity, identify_network, resolver_addresses
@@ -42,8 +39,12 @@ from probe.store.sqlite_file import check_file
 from probe.targets import load_platforms, select_targets
 
 if TYPE_CHECKING:
-    # Loaded when used (SQLAlchemy, the analysis): none of it is needed before the first check.
+    # Loaded when used (SQLAlchemy, the analysis; the helper's client and its controls when a
+    # helper is configured): none of it is needed before the first check.
     from analysis.analyse import RunAnalysis
+    from analysis.controls import ControlEvidence
+    from probe.helper.client import HelperUnavailable
+    from probe.helper.protocol import HelperResult
     from probe.netid.mmdb import AsnDatabase
     from probe.store import Store
 
@@ -164,17 +165,21 @@ def run_once(
     try:
         helper = _ask_helper(settings, plan)
         view, controls = None, None
-        if isinstance(helper, HelperUnavailable):
-            note(Note(NoteKind.NO_HELPER, helper.reason))
-        elif isinstance(helper, HelperResult):
-            client = helper.client
-            view = HelperView(
-                client_address=client.address,
-                client_asn=client.asn,
-                client_as_name=client.as_name,
-                client_country=client.country,
-            )
-            controls = controls_from_helper_targets(helper.targets)
+        if helper is not None:
+            from analysis.controls import controls_from_helper_targets
+            from probe.helper.client import HelperUnavailable
+
+            if isinstance(helper, HelperUnavailable):
+                note(Note(NoteKind.NO_HELPER, helper.reason))
+            else:
+                client = helper.client
+                view = HelperView(
+                    client_address=client.address,
+                    client_asn=client.asn,
+                    client_as_name=client.as_name,
+                    client_country=client.country,
+                )
+                controls = controls_from_helper_targets(helper.targets)
         identity = identify(settings, plan, view)
         for reason in identity.vpn_reasons:
             note(Note(NoteKind.VPN_SUSPECTED, reason))
@@ -472,6 +477,8 @@ def _ask_helper(settings: Settings, plan: RunPlan) -> HelperResult | HelperUnava
     before the run, so the probe's public address it reports is scrubbed from every measurement."""
     if not (settings.helper_url and settings.helper_token):
         return None
+    from probe.helper.client import query_helper  # aiohttp: loaded when a helper is configured
+
     with interruptible():
         return eventloop.run(
             query_helper(

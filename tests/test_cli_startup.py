@@ -61,8 +61,12 @@ def test_a_command_loads_what_it_needs() -> None:
 
 # What `probe run` needs only once its checks have started (the database, opened in a thread
 # while they run), after its last check (the verdicts, the JSON records, the terminal's tables
-# and progress bar), or when a collector is configured (the uploader and aiohttp's server).
+# and progress bar), or when a collector, a test helper or an IP-to-ASN file is configured (the
+# uploader and aiohttp's server; the helper's client and its controls; the MaxMind reader).
 AFTER_THE_FIRST_CHECK = (
+    "probe.helper.client",
+    "analysis.controls",
+    "maxminddb",
     "sqlalchemy",
     "probe.store.database",
     "analysis.analyse",

@@ -4,12 +4,17 @@ scenarios themselves are in test_checks_tls.py and test_checks_http.py)."""
 from __future__ import annotations
 
 import errno
+import os
+import subprocess
+import sys
+import textwrap
 
 import aiohttp
 import pytest
 
-from probe.failures import EXCEPTION_MAP, classify, describe
+from probe.failures import classify, describe, exception_map
 from probe.model import UNKNOWN_FAILURE, Failure
+from tests.cli import REPO
 
 
 @pytest.mark.parametrize(
@@ -62,8 +67,8 @@ def test_no_entry_of_the_exception_map_is_shadowed_by_an_earlier_base_class() ->
     be reached, and its failure string would silently never be written."""
     shadowed = [
         (later.__name__, earlier.__name__)
-        for i, (later, _) in enumerate(EXCEPTION_MAP)
-        for earlier, _ in EXCEPTION_MAP[:i]
+        for i, (later, _) in enumerate(exception_map())
+        for earlier, _ in exception_map()[:i]
         if issubclass(later, earlier)
     ]
     assert shadowed == []
@@ -90,9 +95,40 @@ def test_every_failure_string_is_oonis_or_unknown_failure() -> None:
     """The join key is a closed set: the OONI df-007 strings of probe.model.Failure, plus
     unknown_failure. Every mapper of the table, fed its own class, stays inside it."""
     allowed = {str(f) for f in Failure} | {UNKNOWN_FAILURE}
-    for cls, _ in EXCEPTION_MAP:
+    for cls, _ in exception_map():
         try:
             exc = cls()
         except TypeError:
             continue  # needs arguments we cannot invent here; covered by the tests above
         assert classify(exc) in allowed, cls
+
+
+def test_an_aiohttp_or_resolver_error_keeps_its_row_when_the_map_loaded_before_the_library() -> (
+    None
+):
+    """probe.failures reads aiohttp's and dnspython's resolver classes only once they are
+    loaded (no command pays for importing aiohttp to classify a socket error): a process that
+    classified an error before importing them still maps their errors by their own rows, not
+    as unknown failures. Run in a fresh interpreter, where neither is loaded yet."""
+    code = textwrap.dedent(
+        """
+        import errno, sys
+        from probe.failures import classify
+        assert "aiohttp" not in sys.modules and "dns.resolver" not in sys.modules
+        print(classify(ConnectionRefusedError(errno.ECONNREFUSED, "refused")))
+        import aiohttp, dns.resolver
+        print(classify(aiohttp.ServerDisconnectedError()))
+        print(classify(dns.resolver.NXDOMAIN()))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["connection_refused", "eof_error", "dns_nxdomain_error"]

@@ -32,9 +32,8 @@ import functools
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import dns.asyncquery
 import dns.exception
 import dns.flags
@@ -58,6 +57,10 @@ from probe.model import (
 )
 from probe.resolvers import ResolverSpec, ip_text
 
+if TYPE_CHECKING:
+    # DNS over HTTPS only: aiohttp is loaded when a DoH session is opened (open_doh_session).
+    import aiohttp
+
 __all__ = ["open_doh_session", "resolve"]
 
 # EDNS(0) with the DNS Flag Day 2020 buffer size: large enough for ordinary A/AAAA answers, small
@@ -73,8 +76,9 @@ _RCODE_FAILURES: dict[int, Failure] = {
     dns.rcode.REFUSED: Failure.DNS_REFUSED_ERROR,
 }
 
-# What can go wrong on the wire (as opposed to a bug): these become failure strings.
-_NETWORK_ERRORS = (OSError, EOFError, TimeoutError, dns.exception.DNSException, aiohttp.ClientError)
+# What can go wrong on the wire (as opposed to a bug): these become failure strings (over DoH,
+# aiohttp's ClientError too: _https).
+_NETWORK_ERRORS = (OSError, EOFError, TimeoutError, dns.exception.DNSException)
 
 
 # -- one query, one transport --------------------------------------------------------------------
@@ -341,6 +345,8 @@ async def _read_body(response: aiohttp.ClientResponse) -> bytes | None:
 async def _https(
     query: dns.message.Message, url: str, session: aiohttp.ClientSession, ctx: CheckContext
 ) -> _Outcome:
+    import aiohttp  # loaded already: the session is aiohttp's
+
     loop = asyncio.get_running_loop()
     sent = loop.time()
     headers = {"Content-Type": DNS_MESSAGE, "Accept": DNS_MESSAGE, "User-Agent": ctx.user_agent}
@@ -359,7 +365,7 @@ async def _https(
                     wire = await _read_body(reply)
                     if wire is None:
                         problem = "body longer than a DNS message"
-    except _NETWORK_ERRORS as exc:
+    except (*_NETWORK_ERRORS, aiohttp.ClientError) as exc:
         return _failed(query, classify(exc))
     received_ms = _ms(loop.time() - sent)
     if wire is not None:
@@ -382,6 +388,8 @@ def open_doh_session(ctx: CheckContext) -> aiohttp.ClientSession:
     """The run's DNS-over-HTTPS session: keep-alive connections shared by every lookup, verified
     with the run's trust store, no proxy from the environment (it would route the control around
     the network under test). Call inside a running loop; close it when the run ends."""
+    import aiohttp
+
     connector = aiohttp.TCPConnector(
         ssl=ctx.ssl_context, limit=0, limit_per_host=DOH_CONNECTIONS_PER_SERVER
     )

@@ -7,12 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import maxminddb
+from typing import TYPE_CHECKING, Any
 
 from probe.config import ConfigError
 from probe.netid.fields import parse_asn, parse_country, parse_text
+
+if TYPE_CHECKING:
+    # Loaded when a database is opened (_open_mmdb): a run without [network] mmdb never needs it.
+    import maxminddb
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ class AsnDatabase:
 
 
 def _open_mmdb(path: Path) -> maxminddb.Reader:
+    import maxminddb
+
     try:
         return maxminddb.open_database(str(path))
     except FileNotFoundError:
