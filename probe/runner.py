@@ -19,8 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from probe.checks import http
-from probe.checks.dns import open_doh_session
+from probe.checks.sessions import RunSessions
 from probe.flows import TargetResult, TargetRun, flow_for
 from probe.flows.evidence import RawEvidence
 from probe.garbage import fewer_collections
@@ -257,7 +256,7 @@ async def _execute(
     ) -> None:
         nonlocal done
         target_run = TargetRun(
-            target, plan, limiter, writer, run_id, raw if with_raw else None, session, doh
+            target, plan, limiter, writer, run_id, sessions, raw if with_raw else None
         )
         try:
             await target_run.run(flow_for(target.kind))
@@ -275,11 +274,11 @@ async def _execute(
         for index, target in queue:
             await measure(target, results, index, True)
 
-    # One HTTP session for every fetch of the run (each fetch still opens its own connection).
-    session = http.open_session(plan.context)
-    # One DoH session for every lookup of the run (its connections are kept and reused).
-    uses_doh = any(r.transport == "doh" for r in plan.resolvers)
-    doh = open_doh_session(plan.context) if uses_doh else None
+    # One HTTP session for every fetch of the run (each fetch still opens its own connection),
+    # one DoH session for every lookup (its connections kept and reused): aiohttp loads in a
+    # thread from here on, while the first checks run (probe/checks/sessions.py).
+    sessions = RunSessions(plan.context)
+    sessions.start()
     flusher = asyncio.create_task(writer.run())
     try:
         # Controls first, alone: with the crowd beside them they would queue for the same
@@ -306,9 +305,7 @@ async def _execute(
         outcome.interrupted = True
         raise
     finally:
-        await session.close()
-        if doh is not None:
-            await doh.close()
+        await sessions.close()
         writer.stopping = True
         await asyncio.wait([flusher])  # a save in its thread is finished, never abandoned
         await writer.close(plan.store_patience)

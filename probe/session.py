@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import probe.rawnet
 from probe import __version__, eventloop
 from probe.checks import CheckContext, default_ssl_context
+from probe.checks.sessions import HTTP_CHECK
 from probe.config import Settings, database_location
 from probe.model import Connectivity, Measurement, Run, Target, new_run_id, to_the_second, utcnow
 from probe.netid.helper_view import HelperView
@@ -131,6 +132,7 @@ def run_once(
     platforms: Sequence[str] = (),
     progress: Progress | None = None,
     notes: Notes = _ignore,
+    preload: Sequence[str] = (),
 ) -> RunReport:
     """Measure once and store it: ask the helper, identify the network, run the plan into the
     store (scrubbed), finish the run record and decide its verdicts.
@@ -139,6 +141,9 @@ def run_once(
     SIGTERM or SIGHUP while measuring ends the run early: what finished is kept, the run is
     marked interrupted and gets its verdicts. Earlier runs of this probe that were killed before
     they finished are finished and analysed too (a RECOVERED note each, after the measuring).
+
+    `preload`: modules the caller needs once the run is done (the CLI's renderer), loaded
+    while the checks run, in the thread that opens the database.
 
     The database opens while the first checks run (_StoreOpening). A SQLite file the store
     would refuse (not a database, damaged pages, another application's, a newer schema) is
@@ -161,7 +166,7 @@ def run_once(
     pages_checked = "://" not in location
     if pages_checked:
         check_file(Path(location).expanduser(), location)
-    opening = _StoreOpening(settings, location, pages_checked=pages_checked)
+    opening = _StoreOpening(settings, location, pages_checked=pages_checked, preload=preload)
     try:
         helper = _ask_helper(settings, plan)
         view, controls = None, None
@@ -237,9 +242,13 @@ class _StoreOpening:
     check started a second after it was spawned (benchmarks/startup_benchmark.py).
     """
 
-    def __init__(self, settings: Settings, location: str, *, pages_checked: bool) -> None:
-        """`pages_checked`: check_file has read the file's pages already (the store need not)."""
+    def __init__(
+        self, settings: Settings, location: str, *, pages_checked: bool, preload: Sequence[str] = ()
+    ) -> None:
+        """`pages_checked`: check_file has read the file's pages already (the store need not);
+        `preload`: modules to import once the database is open (see run_once)."""
         self._settings = settings
+        self._preload = tuple(preload)
         self._location = location
         self._pages_checked = pages_checked
         self._record: Future[Run] = Future()
@@ -249,6 +258,10 @@ class _StoreOpening:
 
     def _open(self) -> None:
         try:
+            # The HTTP check first, if the run's own loading thread has not got to it (one
+            # import, whichever thread starts it): the run's first fetch waits for it, while the
+            # database is not needed before the first save (probe/checks/sessions.py).
+            importlib.import_module(HTTP_CHECK)
             from probe.store import Store  # SQLAlchemy: loaded here, off the first check's path
 
             store = Store.open(self._location, pages_checked=self._pages_checked)
@@ -266,6 +279,10 @@ class _StoreOpening:
             self._opened.set_exception(exc)
             return
         self._opened.set_result((store, record, recovered))
+        for name in self._preload:
+            # What fails to load here fails again where it is used, as it would have anyway.
+            with suppress(Exception):
+                importlib.import_module(name)
 
     def begin(self, record: Run) -> None:
         """The run starts: its record (probe_id filled in from the database) is stored once the

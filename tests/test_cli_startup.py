@@ -59,11 +59,14 @@ def test_a_command_loads_what_it_needs() -> None:
     assert set(HEAVY) <= imported
 
 
-# What `probe run` needs only once its checks have started (the database, opened in a thread
-# while they run), after its last check (the verdicts, the JSON records, the terminal's tables
+# What `probe run` needs only once its checks have started (the HTTP check and aiohttp, loaded in
+# a thread while the first DNS, TCP and TLS checks run; the database, opened in a thread while
+# they run), after its last check (the verdicts, the JSON records, the terminal's tables
 # and progress bar), or when a collector, a test helper or an IP-to-ASN file is configured (the
 # uploader and aiohttp's server; the helper's client and its controls; the MaxMind reader).
 AFTER_THE_FIRST_CHECK = (
+    "aiohttp",
+    "probe.checks.http",
     "probe.helper.client",
     "analysis.controls",
     "maxminddb",
@@ -83,5 +86,5 @@ def test_the_run_command_loads_no_store_analysis_or_rendering_before_it_measures
     # `probe run --help` loads the run command's module and everything it imports: what every
     # run loads before its first check.
     imported = _imported_modules("run", "--help")
-    assert {"probe.session", "probe.runner", "aiohttp"} <= imported
+    assert {"probe.session", "probe.runner", "probe.flows.https", "dns.message"} <= imported
     assert not imported & set(AFTER_THE_FIRST_CHECK), sorted(imported & set(AFTER_THE_FIRST_CHECK))

@@ -139,7 +139,9 @@ def register(app: typer.Typer) -> None:
                 err.print(
                     f"note: took over the lock of a run that died ({plain(lock.stale.describe())})"
                 )
-            report = run_once(settings, plan=plan, db=db, progress=bar, notes=_show)
+            report = run_once(
+                settings, plan=plan, db=db, progress=bar, notes=_show, preload=RENDERING
+            )
         except KeyboardInterrupt:
             # Outside the measuring itself (asking the helper, deciding verdicts): nothing to show.
             err.print("interrupted before the run finished")
@@ -180,6 +182,11 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_NO_CONNECTIVITY)
         if outcome.failed_targets:
             raise typer.Exit(EXIT_TARGETS_FAILED)
+
+
+# What _render imports: loaded while the run measures (run_once's preload), so that printing the
+# results does not wait for it after the last check.
+RENDERING = ("analysis.export", "probe.cli.render")
 
 
 def _vpn_reasons(report: RunReport) -> list[str]:

@@ -13,11 +13,12 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from probe.addresses import is_ip
-from probe.checks import http, tcp, tls
+from probe.checks import tcp, tls
 from probe.checks.dns import resolve
+from probe.checks.sessions import RunSessions
 from probe.flows.evidence import RawEvidence
 from probe.model import (
     Details,
@@ -34,6 +35,12 @@ from probe.model import (
     TlsHandshake,
 )
 from probe.plan import RunPlan
+from probe.resolvers import ResolverSpec
+
+if TYPE_CHECKING:
+    # Loaded in a thread while the first checks run (RunSessions); a fetch imports it once its
+    # session is open, from sys.modules.
+    from probe.checks import http
 
 # Ports where a protocol allowlist has been seen (Iran, 2020: on TCP 53/80/443 only flows whose
 # first data looks like DNS/HTTP/TLS pass; Bock et al., FOCI 2020, https://www.usenix.org/conference/foci20/presentation/bock);
@@ -98,9 +105,8 @@ class TargetRun:
         limiter: asyncio.Semaphore,
         recorder: Recorder,
         run_id: str,
+        sessions: RunSessions,
         raw: RawEvidence | None = None,
-        session: http.Session | None = None,
-        doh_session: http.Session | None = None,
     ) -> None:
         self.target = target
         self.plan = plan
@@ -109,11 +115,10 @@ class TargetRun:
         self.run_id = run_id
         self.raw = raw
         # The run's HTTP session (http.open_session: safe to share, a new connection per fetch),
-        # so a fetch does not build and tear down a session, connector and resolver of its own.
-        self.session = session
-        # The run's DoH session (dns.open_doh_session): its connections are reused by every
-        # lookup instead of two new TLS connections per name.
-        self.doh_session = doh_session
+        # so a fetch does not build and tear down a session, connector and resolver of its own;
+        # and its DoH session (dns.open_doh_session): its connections are reused by every lookup
+        # instead of two new TLS connections per name.
+        self.sessions = sessions
         self.count = 0
         self.reached: Layer | None = None
         self.failure: str | None = None
@@ -191,13 +196,8 @@ class TargetRun:
         host = self.target.host
         if is_ip(host):
             return [(host, "literal")]
-        context = self.plan.context
         lookups = [
-            group.create_task(
-                self.check(
-                    resolve(host, spec, context, doh_session=self.doh_session), primary=i == 0
-                )
-            )
+            group.create_task(self._lookup(host, spec, primary=i == 0))
             for i, spec in enumerate(self.plan.resolvers)
         ]
         for i, (spec, lookup) in enumerate(zip(self.plan.resolvers, lookups, strict=True)):
@@ -212,6 +212,19 @@ class TargetRun:
                     ]
                 return found[: self.plan.max_addresses]
         return []
+
+    async def _lookup(
+        self, host: str, spec: ResolverSpec, *, primary: bool
+    ) -> Observation[DnsQuery]:
+        """One resolver's lookup of `host` as a check; a DoH lookup waits for the run's DoH
+        session first (aiohttp may still be loading), outside the check and its slot."""
+        doh = await self._doh_session(spec)
+        return await self.check(
+            resolve(host, spec, self.plan.context, doh_session=doh), primary=primary
+        )
+
+    async def _doh_session(self, spec: ResolverSpec) -> http.Session | None:
+        return await self.sessions.doh() if spec.transport == "doh" else None
 
     async def reach_elsewhere(self) -> None:
         """IP-level reachability of the addresses only the other resolvers gave, once the flow
@@ -358,16 +371,24 @@ class TargetRun:
         offer = hold if hold is not None and hold.held else None
         for address, source, open_port in open_pairs:
             if open_port == port:
-                url, fetch, annotations = self._fetch_call(address, port, offer)
+                # Before the check: waiting for aiohttp to load is no part of the fetch.
+                session = await self.sessions.http()
+                url, fetch, annotations = self._fetch_call(session, address, port, offer)
                 observation = await self.check(fetch, address_source=source, **annotations)
                 return Fetched(observation, url, address, source)
         return None
 
     def _fetch_call(
-        self, address: str, port: int, held: tls.HeldConnection | None = None
+        self,
+        session: http.Session,
+        address: str,
+        port: int,
+        held: tls.HeldConnection | None = None,
     ) -> tuple[str, Awaitable[Observation[HttpTransaction]], dict[str, Any]]:
         """The target's URL on `port`, its fetch from `address` (not started) and the fetch's
         annotations."""
+        from probe.checks import http  # loaded: `session` is its
+
         context = self.plan.context
         transfer = self.target.transfer
         url = self.target.url_for_port(port)
@@ -376,7 +397,7 @@ class TargetRun:
             context,
             address=address,
             method=self.target.method,
-            session=self.session,
+            session=session,
             redirects=self.redirects(url),
             max_body_bytes=context.transfer_bytes if transfer else None,
             read_seconds=context.transfer_seconds if transfer else None,
@@ -387,12 +408,14 @@ class TargetRun:
     def redirects(self, url: str) -> http.RedirectPolicy:
         """The fetch's redirect policy: a host a redirect names is looked up through the
         configured resolvers, each lookup stored as a DNS measurement of this target."""
+        from probe.checks import http  # loaded: a fetch asks for it
 
         async def addresses(host: str) -> list[str]:
             context = self.plan.context
             for spec in self.plan.resolvers:
                 # Not under the limiter: the fetch asking holds a slot already.
-                observation = await resolve(host, spec, context, doh_session=self.doh_session)
+                doh = await self._doh_session(spec)
+                observation = await resolve(host, spec, context, doh_session=doh)
                 details = dataclasses.replace(observation.details, redirect_from=url)
                 self.record(dataclasses.replace(observation, details=details))
                 if details.addresses:
@@ -419,13 +442,16 @@ class TargetRun:
     async def host_differential(self, fetched: Fetched) -> None:
         """The A/B control of a plain-HTTP request: the same address and URL with a harmless
         Host header."""
+        session = await self.sessions.http()
+        from probe.checks import http  # loaded: `session` is its
+
         fetch = http.fetch(
             fetched.url,
             self.plan.context,
             address=fetched.address,
             method=self.target.method,
             host_header=self.plan.harmless_name(self.target.host),
-            session=self.session,
+            session=session,
             redirects=self.redirects(fetched.url),
         )
         await self.check(
