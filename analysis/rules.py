@@ -28,9 +28,10 @@ from types import MappingProxyType
 from probe.model import Connectivity, Failure, Operation
 from probe.records import Confidence, Status
 
-# 2025.11: the table of 2025.10; the facts read OONI's legacy failure strings as today's
-# (probe.model.current_failure), so an imported legacy document's verdicts may differ.
-RULES_VERSION = "2025.11"
+# 2026.12: probe.stalled (a decisive timeout measured across a stall of the probe itself is
+# inconclusive). 2025.11: the table of 2025.10; the facts read OONI's legacy failure strings as
+# today's (probe.model.current_failure), so an imported legacy document's verdicts may differ.
+RULES_VERSION = "2026.12"
 
 # Failure families (OONI df-007 strings).
 TIMEOUT = str(Failure.GENERIC_TIMEOUT_ERROR)
@@ -193,6 +194,10 @@ class Facts:
     # member failed in this run in a way shaped like censorship (failed_like_censorship), False
     # when one did not, None for an endpoint in no group (or a run whose groups are unknown).
     group_failed: bool | None = None
+    # The target's layers measured while the probe itself was stalled (probe.stall), and the
+    # longest such stall (ms): what those layers timed is the probe's, not the network's.
+    stalled_layers: tuple[str, ...] = ()
+    stall_ms: float | None = None
     evidence: Mapping[Evidence, tuple[str, ...]] = field(default_factory=_frozen_evidence)
 
     @property
@@ -215,6 +220,12 @@ class Facts:
         if self.ip_reachable:
             return "; the control's address is reachable (a changed resolver gets through)"
         return "; the control's address is not reachable either"
+
+    @property
+    def stalled_text(self) -> str:
+        """The stalled layers for a verdict's detail ("DNS and TLS")."""
+        names = [layer.upper() for layer in self.stalled_layers]
+        return " and ".join(names)
 
     @property
     def connect_rate(self) -> str:
@@ -339,6 +350,29 @@ def intermittent(f: Facts) -> bool:
     )
 
 
+def stall_explains(f: Facts) -> bool:
+    """What would decide the target's verdict was timed across a stall of the probe itself: a
+    layer that failed with a timeout, a slow download or first byte, unsteady connects, or a
+    silent flow, measured while the probe's event loop did not run. The reply may well have
+    been waiting in the socket buffer when the expired timer won (probe.stall)."""
+    stalled = f.stalled_layers
+    if not stalled:
+        return False
+    failures = {
+        "dns": f.dns_failure,
+        "tcp": f.tcp_failure,
+        "tls": f.tls_failure,
+        "http": f.http_failure,
+    }
+    if any(failures.get(layer) == TIMEOUT for layer in stalled):
+        return True
+    if "http" in stalled and (f.throttled or f.first_byte_delayed):
+        return True
+    if "tcp" in stalled and f.reached and intermittent(f):
+        return True
+    return "protocol" in stalled and not f.reached and (f.protocol_silent or f.protocol_filtered)
+
+
 def _group_failed(f: Facts) -> bool:
     """Every endpoint of the target's catalog group failed like censorship in a run whose control
     sites were reached: OONI's IM tests judge the group, not one endpoint (ooni/spec
@@ -393,6 +427,21 @@ RULES: tuple[Rule, ...] = (
         "The HTTP response carries a known blockpage fingerprint.",
         "HTTP {f.http_status} response matched {f.http_fingerprints}",
         (Evidence.HTTP,),
+    ),
+    # 2b. Timed across the probe's own stall: nothing that timing shows is the network's. After
+    # the fingerprints (content, which a stall cannot forge), before the A/B tests (one side of
+    # which may have been the stalled one).
+    Rule(
+        "probe.stalled",
+        stall_explains,
+        INCONCLUSIVE,
+        "A timeout (or a slow download, unsteady connects, a silent flow) that decides this"
+        " target was measured while the probe itself was stalled: its event loop did not run"
+        " (an overloaded or paused machine), and a reply waiting in the socket buffer loses to"
+        " the expired timer. The network may be fine; measure again.",
+        "the {f.stalled_text} measurements overlapped a {f.stall_ms} ms stall of the probe"
+        " itself (an overloaded or paused machine): their timeouts are the probe's, not the"
+        " network's",
     ),
     Rule(
         "tls.sni_reset.differential",

@@ -30,7 +30,7 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from probe.model import (
     DETAIL_RECORDS,
@@ -58,7 +58,9 @@ from probe.records import Confidence, Status, Verdict
 
 __all__ = [
     "CODEC_VERSION",
+    "PROBE_STALL_KEY",
     "CodecError",
+    "StoredDetails",
     "canonical_details",
     "data_dictionary",
     "decode_details",
@@ -101,6 +103,9 @@ _OMITTED_WHEN_NULL = frozenset(
 _KEYS: Mapping[type[Any], Mapping[str, str]] = {DnsPerType: {"a": "A", "aaaa": "AAAA"}}
 # The key in the store's details column that holds Observation.failure_detail.
 FAILURE_DETAIL_KEY = "failure_detail"
+# The key in the store's details column (and an observation's JSON) that holds
+# Observation.probe_stall_ms, when there is one.
+PROBE_STALL_KEY = "probe_stall_ms"
 
 
 class CodecError(ValueError):
@@ -769,22 +774,43 @@ def split_failure(failure: str | None, detail: str | None = None) -> tuple[str |
 
 
 def encode_details_column(observation: Observation[Details]) -> dict[str, JsonValue]:
-    """What the store keeps in its details column: the record's keys, and failure_detail when
-    there is one (the schema has no column for it; v3 stays as it is)."""
+    """What the store keeps in its details column: the record's keys, and failure_detail and
+    probe_stall_ms when there are (the schema has no column for them; v3 stays as it is)."""
     out = encode_details(observation.details)
     if observation.failure_detail is not None:
         out[FAILURE_DETAIL_KEY] = observation.failure_detail
+    if observation.probe_stall_ms is not None:
+        out[PROBE_STALL_KEY] = observation.probe_stall_ms
     return out
 
 
-def decode_details_column(layer: Layer, data: Any) -> tuple[Details, str | None]:
-    """The details record and failure_detail of a stored details column."""
+class StoredDetails(NamedTuple):
+    """A stored details column, decoded: the record and the observation's extras."""
+
+    record: Details
+    failure_detail: str | None
+    probe_stall_ms: float | None
+
+
+def decode_details_column(layer: Layer, data: Any) -> StoredDetails:
+    """The details record, failure_detail and probe_stall_ms of a stored details column."""
     if not isinstance(data, Mapping):
         raise _fail("$.details", f"expected an object, got {_kind(data)}")
     detail = data.get(FAILURE_DETAIL_KEY)
     if detail is not None and not isinstance(detail, str):
         raise _fail(f"$.details.{FAILURE_DETAIL_KEY}", f"expected a string, got {_shown(detail)}")
-    return decode_details(layer, data), detail
+    stall = _decode_stall(data.get(PROBE_STALL_KEY), f"$.details.{PROBE_STALL_KEY}")
+    return StoredDetails(decode_details(layer, data), detail, stall)
+
+
+def _decode_stall(value: Any, path: str) -> float | None:
+    """probe_stall_ms: absent, or a finite non-negative number of milliseconds."""
+    if value is None:
+        return None
+    stall = _decode_float(value, path)
+    if stall < 0:
+        raise _fail(path, f"expected a non-negative number, got {_shown(value)}")
+    return stall
 
 
 # -- observations, measurements, runs -------------------------------------------------------------
@@ -819,6 +845,8 @@ def encode_observation(observation: Observation[Details]) -> dict[str, JsonValue
     }
     if observation.failure_detail is not None:
         out[FAILURE_DETAIL_KEY] = observation.failure_detail
+    if observation.probe_stall_ms is not None:
+        out[PROBE_STALL_KEY] = observation.probe_stall_ms
     return out
 
 
@@ -866,7 +894,7 @@ def _observation_fast(entry: Any) -> Any:
     get: Callable[..., Any] = entry.get
     raw_layer, duration, endpoint = get("layer"), get("duration_ms"), get("endpoint")
     failure, detail, operation = get("failure"), get(FAILURE_DETAIL_KEY), get("failed_operation")
-    details = get("details")
+    details, stall = get("details"), get(PROBE_STALL_KEY)
     layer = _LAYERS.get(raw_layer) if raw_layer.__class__ is str else None
     if (
         layer is None
@@ -878,6 +906,10 @@ def _observation_fast(entry: Any) -> Any:
         or (failure is not None and failure.__class__ is not str)
         or (detail is not None and detail.__class__ is not str)
         or details.__class__ is not dict
+        or (
+            stall is not None
+            and (stall.__class__ is not float or not 0.0 <= stall <= _LARGEST_FLOAT)
+        )
     ):
         return _UNSURE
     if operation is not None:
@@ -901,6 +933,7 @@ def _observation_fast(entry: Any) -> Any:
         failure=failure,
         failed_operation=operation,
         failure_detail=detail,
+        probe_stall_ms=stall,
     )
 
 
@@ -1012,6 +1045,7 @@ def decode_observation(doc: Any, path: str = "$") -> Observation[Details]:
         failure=failure,
         failed_operation=None if raw_operation is None else Operation(raw_operation),
         failure_detail=detail,
+        probe_stall_ms=_decode_stall(entry.get(PROBE_STALL_KEY), f"{path}.{PROBE_STALL_KEY}"),
     )
 
 
@@ -1217,7 +1251,9 @@ def data_dictionary() -> str:
         "layer and `differential_kind` (see probe/codec.py). Keys whose value would be null are",
         "left out for the runner's annotations (primary, address_source, differential_kind,",
         "target_sni, target_host) and for rcodes, attempt and http_status. A stored row may also",
-        f"carry `{FAILURE_DETAIL_KEY}`: the free text of an unknown_failure.",
+        f"carry `{FAILURE_DETAIL_KEY}`: the free text of an unknown_failure; and",
+        f"`{PROBE_STALL_KEY}`: how many milliseconds the probe's own event loop was stalled",
+        "while the check ran (a timeout across a stall is the probe's, not the network's).",
         "",
     ]
     for cls in _records_in_order():

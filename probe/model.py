@@ -435,7 +435,11 @@ class Observation(Generic[D]):
     """What one check saw: `failure` is an OONI string or None, `details` the layer's record.
 
     `failure_detail` is free text (a parser's message, an unknown exception) kept beside the
-    failure, never in it, so the join key `failure` is one of a closed set of strings."""
+    failure, never in it, so the join key `failure` is one of a closed set of strings.
+
+    `probe_stall_ms`: how long the probe's own event loop was stalled while this check ran
+    (probe.stall), None when it was not; a timeout across a stall is the probe's, not the
+    network's."""
 
     layer: Layer
     endpoint: str
@@ -445,6 +449,7 @@ class Observation(Generic[D]):
     failure: str | None = None
     failed_operation: Operation | None = None
     failure_detail: str | None = None
+    probe_stall_ms: float | None = None
 
     @property
     def ok(self) -> bool:

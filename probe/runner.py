@@ -25,6 +25,7 @@ from probe.flows.evidence import RawEvidence
 from probe.garbage import fewer_collections
 from probe.model import Connectivity, Layer, Measurement, Speaks, Target
 from probe.plan import RunPlan
+from probe.stall import StallMarking, StallMonitor
 
 __all__ = [
     "CROWD_PER_SLOT",
@@ -106,6 +107,10 @@ class RunOutcome:
     # Targets whose measuring raised an unexpected error (a bug in the probe, not a network
     # outcome): "name: error" each. The other targets are measured and judged as usual.
     failed_targets: list[str] = field(default_factory=list)
+    # The probe's own stalls (probe.stall): how many, and their seconds in all. Measurements
+    # that overlapped one carry probe_stall_ms.
+    stalls: int = 0
+    stalled_seconds: float = 0.0
 
 
 Progress = Callable[[int, int], None]
@@ -243,6 +248,8 @@ async def _execute(
     _size_lookup_threads(plan.concurrency)
     limiter = asyncio.Semaphore(plan.concurrency)
     writer = _Writer(sink)
+    stalls = StallMonitor()
+    recorder = StallMarking(writer, stalls)
     total = len(plan.targets) + len(plan.controls)
     done = 0
     raw = RawEvidence(plan.rawnet) if plan.rawnet is not None else None
@@ -256,7 +263,7 @@ async def _execute(
     ) -> None:
         nonlocal done
         target_run = TargetRun(
-            target, plan, limiter, writer, run_id, sessions, raw if with_raw else None
+            target, plan, limiter, recorder, run_id, sessions, raw if with_raw else None
         )
         try:
             await target_run.run(flow_for(target.kind))
@@ -280,6 +287,7 @@ async def _execute(
     sessions = RunSessions(plan.context)
     sessions.start()
     flusher = asyncio.create_task(writer.run())
+    watcher = asyncio.create_task(stalls.watch())
     try:
         # Controls first, alone: with the crowd beside them they would queue for the same
         # semaphore slots and uplink, and a run whose own load starved its controls would read
@@ -305,6 +313,8 @@ async def _execute(
         outcome.interrupted = True
         raise
     finally:
+        watcher.cancel()
+        outcome.stalls, outcome.stalled_seconds = stalls.count, round(stalls.seconds, 3)
         await sessions.close()
         writer.stopping = True
         await asyncio.wait([flusher])  # a save in its thread is finished, never abandoned

@@ -60,6 +60,7 @@ class NoteKind(StrEnum):
     ADDRESS_UNKNOWN = "address_unknown"  # the public address is unknown: it cannot be scrubbed
     UPLOAD = "upload"  # what the upload to the [upload] collector after the run did
     RECOVERED = "recovered"  # an earlier run that was killed was finished and analysed now
+    STALLED = "stalled"  # the probe itself stalled while measuring (probe.stall)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,8 @@ def run_once(
                 eventloop.run(_measure(opening, measuring))
         except KeyboardInterrupt:
             outcome.interrupted = True
+        if outcome.stalls:
+            note(Note(NoteKind.STALLED, stalled_text(outcome.stalls, outcome.stalled_seconds)))
         with finishing():
             store, record, recovered = opening.opened()
             for text in recovered:
@@ -404,6 +407,16 @@ def interruptible() -> Iterator[None]:
             signal.signal(number, handler)
         if replace:
             signal.signal(signal.SIGINT, previous)
+
+
+def stalled_text(count: int, seconds: float) -> str:
+    """The note for a run in which the probe itself stalled."""
+    times = "once" if count == 1 else f"{count} times"
+    return (
+        f"the probe stalled {times} ({seconds:.1f} s in all) while it measured: this machine was "
+        "overloaded, or the probe was paused; a check that timed out across a stall is "
+        "inconclusive, not blocking"
+    )
 
 
 def _as_sigint(_signum: int, _frame: object) -> None:

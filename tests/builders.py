@@ -10,6 +10,7 @@ scenario a test proves.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from collections.abc import Sequence
@@ -106,6 +107,12 @@ def measurement(
     platform: str, target: str, obs: Observation[Details], *, run_id: str = RUN_ID
 ) -> Measurement:
     return Measurement(run_id, platform, target, obs, id=f"{obs.layer}-{next(_ids)}")
+
+
+def stalled(m: Measurement, stall_ms: float = 1800.0) -> Measurement:
+    """`m` as measured while the probe itself was stalled for `stall_ms` (probe.stall)."""
+    obs = dataclasses.replace(m.observation, probe_stall_ms=stall_ms)
+    return dataclasses.replace(m, observation=obs)
 
 
 # -- the per-layer records -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from analysis.export import (
     measurement_rows,
     write_measurements_csv,
 )
-from probe.codec import decode_details_column, encode_details
+from probe.codec import StoredDetails, decode_details_column, encode_details
 from probe.model import (
     Certificate,
     Details,
@@ -52,7 +52,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
         yield opened
 
 
-def _uncached(layer: Layer, text: Any) -> tuple[Details, str | None]:
+def _uncached(layer: Layer, text: Any) -> StoredDetails:
     """What the store did before it cached: decode every column afresh."""
     return decode_details_column(layer, json.loads(text))
 

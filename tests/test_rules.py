@@ -3,6 +3,7 @@ network), ids are unique and stable in form, and RULES_VERSION is set."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from tests.builders import (
     https_site,
     make_run,
     protocol_probe,
+    stalled,
     tcp,
     tls,
 )
@@ -264,6 +266,14 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "tls.sni_timeout.differential": lambda: Scenario(
         [
             *_tls_fails("generic_timeout_error").measurements,
+            tls("news", URL, ADDR, 443, "example.com", differential_kind=DifferentialKind.SNI),
+        ]
+    ),
+    "probe.stalled": lambda: Scenario(
+        [
+            dns("news", URL, HOST, [ADDR]),
+            tcp("news", URL, ADDR, 443),
+            stalled(tls("news", URL, ADDR, 443, HOST, "generic_timeout_error")),
             tls("news", URL, ADDR, 443, "example.com", differential_kind=DifferentialKind.SNI),
         ]
     ),
@@ -623,3 +633,84 @@ def test_an_unknown_ca_at_the_control_sites_too_blames_no_site() -> None:
     )
     _, status, _, _, _ = _verdict_rule(scenario)
     assert status is Status.INCONCLUSIVE
+
+
+# -- the probe's own stalls ---------------------------------------------------------------------
+# A measurement taken while the probe itself was stalled (probe.stall: its event loop did not run
+# on an overloaded or paused machine) never makes a target blocked by its timing: each scenario
+# that a timeout, a slow download or unsteady connects decide turns inconclusive (probe.stalled)
+# when the target's measurements carry a stall; what a stall cannot forge (a blockpage, a forged
+# DNS answer, a reset) and a target that was reached keep their verdicts.
+
+
+def _with_the_target_stalled(scenario: Scenario) -> Scenario:
+    marked = [
+        stalled(m) if (m.platform, m.target) == (scenario.platform, scenario.target) else m
+        for m in scenario.measurements
+    ]
+    return dataclasses.replace(scenario, measurements=marked)
+
+
+def _stall_verdict(scenario: Scenario) -> tuple[str, Status]:
+    verdicts = verdicts_for_run(
+        scenario.run, scenario.measurements, controls=scenario.controls, targets=scenario.targets
+    )
+    (verdict,) = [v for v in verdicts if v.target == scenario.target]
+    return verdict.rule_id, verdict.status
+
+
+TIMED = [
+    "dns.timeout",
+    "tcp.timeout",
+    "tls.sni_timeout.differential",
+    "tls.sni_timeout",
+    "http.timeout",
+    "http.timeout.differential",
+    "throttling",
+    "throttling.first_byte",
+    "tcp.intermittent",
+]
+
+
+@pytest.mark.parametrize("rule_id", TIMED)
+def test_a_verdict_decided_by_timing_across_a_stall_of_the_probe_is_inconclusive(
+    rule_id: str,
+) -> None:
+    scenario = SCENARIOS[rule_id]()
+    assert _stall_verdict(scenario)[0] == rule_id  # unstalled, the scenario's own rule decides
+    assert _stall_verdict(_with_the_target_stalled(scenario)) == (
+        "probe.stalled",
+        Status.INCONCLUSIVE,
+    )
+
+
+NOT_TIMED = [
+    "dns.blockpage_ip",
+    "dns.injection.fingerprint",
+    "http.blockpage",
+    "tls.sni_reset.differential",
+    "tcp.reset",
+    "dns.nxdomain",
+    "tls.interception",
+    "ok",
+]
+
+
+@pytest.mark.parametrize("rule_id", NOT_TIMED)
+def test_a_stall_does_not_undo_what_timing_cannot_forge(rule_id: str) -> None:
+    scenario = SCENARIOS[rule_id]()
+    assert _stall_verdict(_with_the_target_stalled(scenario)) == _stall_verdict(scenario)
+    assert _stall_verdict(scenario)[0] == rule_id
+
+
+def test_a_stall_of_another_target_leaves_this_one_blocked() -> None:
+    scenario = SCENARIOS["tcp.timeout"]()
+    others = [stalled(m) if m.target != URL else m for m in scenario.measurements]
+    assert _stall_verdict(dataclasses.replace(scenario, measurements=others))[0] == "tcp.timeout"
+
+
+def test_the_verdict_detail_names_the_stalled_layer_and_the_stall() -> None:
+    scenario = _with_the_target_stalled(SCENARIOS["tcp.timeout"]())
+    verdicts = verdicts_for_run(scenario.run, scenario.measurements, controls=scenario.controls)
+    (verdict,) = [v for v in verdicts if v.target == URL]
+    assert "TCP" in verdict.detail and "1800.0 ms stall" in verdict.detail

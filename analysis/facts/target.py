@@ -14,6 +14,7 @@ from analysis.facts.http import HttpFacts, http_facts
 from analysis.facts.protocol import ProtocolFacts, protocol_facts
 from analysis.facts.resolvers import Paths, ip_reachable, paths
 from analysis.facts.run import RunIndex
+from analysis.facts.stall import StallFacts, stall_facts
 from analysis.facts.tcp import TcpFacts, tcp_facts
 from analysis.facts.tls import TlsFacts, tls_facts
 from analysis.rules import UNKNOWN_AUTHORITY, Evidence, Facts
@@ -59,6 +60,7 @@ def _assemble(
     tls: TlsFacts,
     http: HttpFacts,
     protocol: ProtocolFacts,
+    stall: StallFacts,
 ) -> Facts:
     run = index.run
     # The other names the target's untrusted issuer signed for in this run (interception).
@@ -144,6 +146,8 @@ def _assemble(
         protocol_silent=protocol.silent,
         protocol_proof=protocol.proof,
         speaks=protocol.speaks,
+        stalled_layers=stall.layers,
+        stall_ms=stall.longest_ms,
         evidence=MappingProxyType(evidence),
     )
 
@@ -179,4 +183,5 @@ def facts_of(index: RunIndex, platform: str, target: str, own: Sequence[Measurem
         tls=tls_facts(index, host, net),
         http=http_facts(index, host, net),
         protocol=protocol_facts(index, net),
+        stall=stall_facts(s),
     )

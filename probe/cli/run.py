@@ -48,6 +48,7 @@ _NOTE_PREFIX = {
     NoteKind.ADDRESS_UNKNOWN: "note: ",
     NoteKind.UPLOAD: "upload: ",
     NoteKind.RECOVERED: "note: ",
+    NoteKind.STALLED: "[yellow]warning:[/yellow] ",
 }
 
 
@@ -220,6 +221,7 @@ def _render(report: RunReport, *, as_json: bool, verbose: bool, mmdb_configured:
             "measurements": outcome.measurements,
             "unsaved_measurements": outcome.unsaved,
             "failed_targets": list(outcome.failed_targets),
+            "stalls": {"count": outcome.stalls, "seconds": outcome.stalled_seconds},
             "network": {
                 "asn": network.asn,
                 "as_name": network.as_name,

@@ -46,10 +46,14 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
-from probe.codec import decode_details_column, encode_details_column, split_failure
+from probe.codec import (
+    StoredDetails,
+    decode_details_column,
+    encode_details_column,
+    split_failure,
+)
 from probe.model import (
     Connectivity,
-    Details,
     Layer,
     Measurement,
     NetworkInfo,
@@ -988,7 +992,7 @@ def _measurement_from_values(values: Sequence[Any], raw: bool) -> Measurement:
     try:
         layer_ = _LAYERS[layer]
         operation = None if op is None else _OPERATIONS[op]
-        record, failure_detail = _stored_details(layer_, details)
+        record, failure_detail, stall = _stored_details(layer_, details)
     except KeyError as exc:
         raise StoreError(
             f"measurement {id_} of run {run_id} does not parse: unknown layer or operation {exc}"
@@ -998,7 +1002,7 @@ def _measurement_from_values(values: Sequence[Any], raw: bool) -> Measurement:
     failure, failure_detail = split_failure(failure, failure_detail)
     # By position (_OBSERVATION_FIELDS, _MEASUREMENT_FIELDS): an export reads a million.
     observation = Observation(
-        layer_, endpoint, started_at, duration, record, failure, operation, failure_detail
+        layer_, endpoint, started_at, duration, record, failure, operation, failure_detail, stall
     )
     return Measurement(run_id, platform, target, observation, id_)
 
@@ -1006,14 +1010,14 @@ def _measurement_from_values(values: Sequence[Any], raw: bool) -> Measurement:
 # Decoded details columns by (layer, stored text): see _stored_details. Bounded in entries and
 # in the characters of the texts kept: one stored HTTP row may carry a body prefix of up to
 # 64 KiB (probe.config.MAX_BODY_PREFIX_BYTES), so an entry count alone bounds nothing.
-_DETAILS_CACHE: dict[tuple[Layer, Any], tuple[Details, str | None]] = {}
+_DETAILS_CACHE: dict[tuple[Layer, Any], StoredDetails] = {}
 _DETAILS_CACHE_ENTRIES = 1024
 _DETAILS_CACHE_CHARS = 1 << 21
 _details_cache_chars = 0
 
 
-def _stored_details(layer: Layer, text: Any) -> tuple[Details, str | None]:
-    """The details record and failure_detail of a stored details column's text, cached by the
+def _stored_details(layer: Layer, text: Any) -> StoredDetails:
+    """The details record and extras of a stored details column's text, cached by the
     text: a store repeats the same details across runs (a connect to the same address, the same
     answer from a resolver), and the records are frozen, so one decoded record serves every row
     holding that text. Not cached: a column that does not decode (it raises every time), and a
@@ -1045,6 +1049,7 @@ _OBSERVATION_FIELDS = (
     "failure",
     "failed_operation",
     "failure_detail",
+    "probe_stall_ms",
 )
 assert tuple(f.name for f in dataclasses.fields(Observation)) == _OBSERVATION_FIELDS
 _MEASUREMENT_FIELDS = ("run_id", "platform", "target", "observation", "id")
