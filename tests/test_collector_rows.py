@@ -23,6 +23,7 @@ from probe.collector import rows
 from probe.collector.rows import measurement_row, parse_json
 from probe.model import Layer, RawCapture
 from probe.store.uploads import stored_measurement_row
+from tests.builders import stalled
 from tests.damaged import copies_damaged, recorded_details
 from tests.replay import load_replay, recorded_scenarios, replay_path
 
@@ -73,8 +74,8 @@ def _comparable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _entries() -> list[Any]:
-    """One recorded measurement per layer (and one with a failure detail), with every damaged
-    copy of each."""
+    """One recorded measurement per layer (and one with a failure detail, one measured across a
+    stall of the probe), with every damaged copy of each."""
     entries: list[Any] = []
     layers: set[Layer] = set()
     for name in recorded_scenarios():
@@ -85,7 +86,10 @@ def _entries() -> list[Any]:
             document = _uploaded(encode_measurement(measurement))
             detailed = _uploaded(encode_measurement(measurement))
             detailed["observation"]["failure"] = "unknown_failure: a parser's message"
-            entries.extend([document, detailed, *copies_damaged(document)])
+            held = _uploaded(encode_measurement(stalled(measurement, 812.5)))
+            entries.extend(
+                [document, detailed, held, *copies_damaged(document), *copies_damaged(held)]
+            )
     return entries
 
 
@@ -113,6 +117,20 @@ def test_a_measurement_with_a_failure_detail_keeps_it_in_the_details_column() ->
     assert row is not None
     assert row["failure"] == "unknown_failure"
     assert json.loads(row["details"])["failure_detail"] == "a parser's message"
+
+
+def test_a_measurement_taken_across_a_stall_keeps_it_in_the_details_column() -> None:
+    (entry, *_) = [
+        e
+        for e in _entries()
+        if isinstance(e, dict)
+        and isinstance(e.get("observation"), dict)
+        and e["observation"].get("probe_stall_ms") == 812.5
+    ]
+    row = measurement_row(entry)
+    assert row is not None
+    assert json.loads(row["details"])["probe_stall_ms"] == 812.5
+    assert decode_measurement(entry).observation.probe_stall_ms == 812.5
 
 
 @pytest.mark.parametrize("with_orjson", [True, False])

@@ -27,7 +27,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from probe.codec import CODEC_VERSION, FAILURE_DETAIL_KEY, canonical_details, split_failure
+from probe.codec import (
+    CODEC_VERSION,
+    FAILURE_DETAIL_KEY,
+    PROBE_STALL_KEY,
+    canonical_details,
+    split_failure,
+)
 from probe.model import Layer, Operation
 
 try:
@@ -90,7 +96,7 @@ def measurement_row(entry: Any) -> dict[str, Any] | None:
     details: Any = get("details")
     raw_layer, endpoint, duration = get("layer"), get("endpoint"), get("duration_ms")
     failure, detail, operation = get("failure"), get(FAILURE_DETAIL_KEY), get("failed_operation")
-    started = get("started_at")
+    started, stall = get("started_at"), get(PROBE_STALL_KEY)
     layer = _LAYERS.get(raw_layer) if raw_layer.__class__ is str else None
     if (
         layer is None
@@ -106,6 +112,7 @@ def measurement_row(entry: Any) -> dict[str, Any] | None:
             and (operation.__class__ is not str or operation not in _OPERATIONS)
         )
         or started.__class__ is not str
+        or (stall is not None and (stall.__class__ is not float or not 0.0 <= stall <= _FLOAT_MAX))
         or not canonical_details(layer, details)
     ):
         return None
@@ -118,6 +125,8 @@ def measurement_row(entry: Any) -> dict[str, Any] | None:
     failure, detail = split_failure(failure, detail)
     if detail is not None:  # the store keeps failure_detail in the details column
         details = {**details, FAILURE_DETAIL_KEY: detail}
+    if stall is not None:  # and probe_stall_ms after it (probe.codec.encode_details_column)
+        details = {**details, PROBE_STALL_KEY: stall}
     return {
         "id": measurement_id,
         "run_id": run_id,
