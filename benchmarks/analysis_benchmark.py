@@ -11,13 +11,20 @@ makes several per target, hence fewer verdicts per million). It is written throu
 own APIs (start_run, save_verdicts and save_platform_summaries per run, save_measurements in
 batches of 50,000), as probes and `probe merge` leave it.
 
+`--details varied` (the default) gives every measurement the timings a real check records (a
+TLS handshake's connect_ms and handshake_ms, a DNS response's received_ms and TTLs, an HTTP
+fetch's phases and throughput, each drawn from the measurement's id), so nearly every stored
+details text is its own, as in a real store. `--details repeated` keeps only what the target
+and technique decide: 58 distinct texts across the million, which flatters any cache keyed by
+the text. Build both and compare: the varied store is the honest case.
+
 Then, each as its own process (peak RSS measured per process with wait4), pinned to 2 CPUs:
 `probe report` over the month (verdicts -> timeline -> events -> tables), the same with --html,
 `probe export --what runs|measurements|verdicts|events --csv` of all of it, and the same tables
 but events as Parquet (`--parquet DIR`, when pyarrow is installed) beside CSV: time and size.
 
     python3 benchmarks/analysis_benchmark.py [--db FILE] [--keep] [--days 30] [--seed 7]
-        [--repeat 3] [--only report,measurements-csv]
+        [--details varied|repeated] [--repeat 3] [--only report,measurements-csv]
 
 `--db FILE` reuses a store built before (it is built there when missing). `--repeat N` runs
 each command N times and prints the median, min and max of its wall and CPU time (peak RSS: the
@@ -52,6 +59,8 @@ from probe.model import (
     Details,
     DnsAnswer,
     DnsQuery,
+    DnsResponse,
+    HttpTimings,
     HttpTransaction,
     Layer,
     Measurement,
@@ -83,9 +92,17 @@ AS_NAMES = {
 }
 
 
-def measurement_for(verdict: Verdict) -> Measurement:
-    """The measurement a verdict rests on (its evidence id), shaped like the real checks'."""
+def _timing(seed: int, low: float, spread: float) -> float:
+    """A duration in [low, low + spread) ms with 0.1 ms resolution, drawn from `seed`."""
+    return round(low + (seed % 100_000) / 100_000 * spread, 1)
+
+
+def measurement_for(verdict: Verdict, varied: bool = True) -> Measurement:
+    """The measurement a verdict rests on (its evidence id), shaped like the real checks'.
+    `varied`: with the timings real checks record, drawn from the measurement's id (see the
+    module docstring); otherwise the details depend on the target and technique alone."""
     target, technique = verdict.target, verdict.technique
+    seed = zlib.crc32(verdict.evidence[0].encode()) if varied else 0
     started = verdict.measured_at + timedelta(milliseconds=7 * (zlib.crc32(target.encode()) % 200))
     failure: str | None = None
     operation: Operation | None = None
@@ -99,7 +116,12 @@ def measurement_for(verdict: Verdict) -> Measurement:
             "udp",
             rcode="NOERROR",
             addresses=("10.10.34.34",),
-            answers=(DnsAnswer("A", "10.10.34.34", 59, target),),
+            answers=(DnsAnswer("A", "10.10.34.34", 59 - seed % 60 if varied else 59, target),),
+            responses=(
+                (DnsResponse(_timing(seed, 2.0, 60.0), "NOERROR", ("10.10.34.34",), False, 1),)
+                if varied
+                else ()
+            ),
         )
     elif technique == "http.blockpage":
         layer, endpoint = Layer.HTTP, f"https://{target}/"
@@ -112,6 +134,12 @@ def measurement_for(verdict: Verdict) -> Measurement:
             title="Blocked",
             headers=(("Content-Type", "text/html"), ("Server", "Peyvandha")),
             body_prefix='<html><iframe src="http://10.10.34.34?type=Invalid Site">',
+            timings=(
+                HttpTimings(_timing(seed, 20.0, 200.0), _timing(seed >> 7, 30.0, 300.0), None)
+                if varied
+                else HttpTimings()
+            ),
+            throughput_kbps=_timing(seed >> 3, 100.0, 9000.0) if varied else None,
         )
     elif is_address or technique == "tcp.timeout":
         layer, endpoint = Layer.TCP, f"{target}:443" if is_address else "157.240.1.35:443"
@@ -128,6 +156,8 @@ def measurement_for(verdict: Verdict) -> Measurement:
             alpn="h2",
             certificates=(Certificate("9f2c" * 16, f"CN={target}", "CN=R3"),),
             verified=True,
+            connect_ms=_timing(seed, 10.0, 150.0) if varied else None,
+            handshake_ms=_timing(seed >> 9, 20.0, 250.0) if varied and not reset else None,
         )
     if verdict.status is Status.BLOCKED:
         if technique == "tcp.timeout":
@@ -144,7 +174,13 @@ def measurement_for(verdict: Verdict) -> Measurement:
             layer=layer,
             endpoint=endpoint,
             started_at=started,
-            duration_ms=5000.0 if failure == "generic_timeout_error" else 48.5,
+            duration_ms=(
+                5000.0
+                if failure == "generic_timeout_error"
+                else _timing(seed >> 5, 15.0, 400.0)
+                if varied
+                else 48.5
+            ),
             failure=failure,
             failed_operation=operation,
             details=details,
@@ -153,7 +189,7 @@ def measurement_for(verdict: Verdict) -> Measurement:
     )
 
 
-def build(db: Path, days: int, seed: int) -> tuple[int, int, float]:
+def build(db: Path, days: int, seed: int, varied: bool = True) -> tuple[int, int, float]:
     """Fill `db` through the store's APIs; return (runs, measurements, seconds)."""
     started = time.perf_counter()
     dataset = generate(month_spec(days=days), seed)
@@ -177,7 +213,7 @@ def build(db: Path, days: int, seed: int) -> tuple[int, int, float]:
                     finished_at=first.measured_at + timedelta(seconds=40),
                 )
             )
-            pending.extend(measurement_for(v) for v in verdicts)
+            pending.extend(measurement_for(v, varied) for v in verdicts)
             store.save_verdicts(run_id, verdicts)
             store.save_platform_summaries(run_id, summarise(verdicts, [], targets=[]))
             runs += 1
@@ -261,6 +297,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the exports (and store)")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--details",
+        choices=("varied", "repeated"),
+        default="varied",
+        help="timings in every measurement's details (varied), or none (repeated: 58 texts)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs of each command")
     parser.add_argument("--only", help="comma-separated command keys (report, events-csv, ...)")
     args = parser.parse_args()
@@ -274,8 +316,8 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="analysis-bench-"))
     db = args.db or folder / "month.db"
     if not db.exists():
-        print(f"building {db} ...", file=sys.stderr)
-        runs, measurements, seconds = build(db, args.days, args.seed)
+        print(f"building {db} ({args.details} details) ...", file=sys.stderr)
+        runs, measurements, seconds = build(db, args.days, args.seed, args.details == "varied")
         print(
             f"built: {runs:,} runs, {measurements:,} measurements and verdicts in {seconds:.0f} s"
         )
