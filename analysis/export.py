@@ -36,8 +36,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 from analysis.dictionary import EVENTS, FORMULA_START, MEASUREMENTS, RUNS, VERDICTS
 from analysis.model import Event
-from probe.codec import encode_details
-from probe.model import DnsQuery, HttpTransaction, Measurement, Role, Run, Target, TlsHandshake
+from probe.model import Layer, MeasurementRow, Role, Run, Target
 from probe.records import Status, Verdict, VerdictRow
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = MEASUREMENTS.names
@@ -59,13 +58,13 @@ UNKNOWN_NETWORK = "unknown"
 class MeasurementSource(Protocol):
     """What an export reads: probe.store.Store satisfies it."""
 
-    def measurements(
+    def measurement_rows(
         self,
         run_id: str | None = None,
         platform: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> Iterator[Measurement]: ...
+    ) -> Iterator[MeasurementRow]: ...
 
     def get_run(self, run_id: str) -> Run | None: ...
 
@@ -243,19 +242,19 @@ def write_measurements_csv(
         writer.writerow(MEASUREMENT_COLUMNS)
         out.write("\n")
     count = 0
-    # The details_json cell of each details record, by the record's identity: the store hands
-    # the same record to every row whose details are the same text (probe.store.database), so
-    # each is encoded once. The record is kept beside its cell, so its id is not reused; the
+    # The details_json cell of each details object, by the object's identity: the store hands
+    # the same object to every row whose details are the same text (probe.store.database), so
+    # each is encoded once. The object is kept beside its cell, so its id is not reused; the
     # cells kept are bounded in number and in characters (an HTTP row's cell may be 100s of KB).
     cells: dict[int, tuple[Any, str]] = {}
     kept = 0
 
-    def details_cell(details: Any) -> str:
+    def details_cell(details: dict[str, Any]) -> str:
         nonlocal kept
         known = cells.get(id(details))
         if known is not None and known[0] is details:
             return known[1]
-        cell = '"' + compact_json(encode_details(details)).replace('"', '""') + '"'
+        cell = '"' + compact_json(details).replace('"', '""') + '"'
         if len(cells) >= _DETAILS_CELLS or kept + len(cell) > _DETAILS_CELL_CHARS:
             cells.clear()
             kept = 0
@@ -520,51 +519,51 @@ def _run_network(run: Run) -> _RunNetwork:
     return (run.probe_id, run.network.asn, _one_line(run.network.country))
 
 
-def _values(
-    measurement: Measurement,
-    run: _RunNetwork,
-    category: str | None,
-    role: Role,
-    details_of: Callable[[Any], Any] = encode_details,
-) -> list[Any]:
-    """The JSONL_FIELDS values of a measurement, in order (details last, as a dict).
+def _values(row: MeasurementRow, run: _RunNetwork, category: str | None, details: Any) -> list[Any]:
+    """The JSONL_FIELDS values of a measurement row, in order, `details` last (the row's
+    details object, or what a writer made of it).
 
     The one place a measurement becomes an export row: every writer starts from it. One flat
     function on purpose: it runs once per exported measurement.
     """
-    observation = measurement.observation
-    details = observation.details
-    layer = observation.layer
-    operation = observation.failed_operation
-    kind = observation.differential_kind
+    encoded = row.details
+    layer = row.layer
+    kind = encoded.get("differential_kind")
     dns_addresses: str | None = None
     tls_version: str | None = None
     http_status: int | None = None
     http_body_length: int | None = None
     http_title: str | None = None
-    if isinstance(details, DnsQuery):
-        dns_addresses = " ".join(details.addresses)
-    elif isinstance(details, TlsHandshake):
-        tls_version = _one_line(details.version)
-    elif isinstance(details, HttpTransaction):
-        http_status = details.status
-        http_body_length = details.body_length
-        http_title = None if details.title is None else " ".join(details.title.split())
-    detail = observation.failure_detail
+    # Which record the details are follows from the layer and differential_kind (probe.codec);
+    # each record's keys are in its encoding whatever their values.
+    if layer is _DNS:
+        if kind is None:  # DnsQuery ("raw": a RawCapture)
+            # One line: addresses come from a parser, but a merged store's rows may hold any text.
+            dns_addresses = _one_line(" ".join(encoded["addresses"]))  # type: ignore[arg-type]
+    elif layer is _TLS:
+        tls_version = _one_line(encoded["version"])
+    elif layer is _HTTP:
+        http_status = encoded["status"]  # type: ignore[assignment]
+        http_body_length = encoded["body_length"]  # type: ignore[assignment]
+        title = encoded["title"]
+        http_title = None if title is None else " ".join(title.split())  # type: ignore[union-attr]
+    detail = row.failure_detail
+    failure = row.failure
+    operation = row.failed_operation
     return [
-        measurement.id,
-        measurement.run_id,
+        row.id,
+        row.run_id,
         run[0],
         run[1],
         run[2],
-        _one_line_cached(measurement.platform),
-        _one_line_cached(measurement.target),
-        _one_line_cached(observation.endpoint),
+        _one_line_cached(row.platform),
+        _one_line_cached(row.target),
+        _one_line_cached(row.endpoint),
         layer.value,
-        None if kind is None else kind.value,
-        format_timestamp(observation.started_at),
-        observation.duration_ms,
-        None if observation.failure is None else _one_line_cached(observation.failure),
+        kind,
+        format_timestamp(row.started_at),
+        row.duration_ms,
+        None if failure is None else _one_line_cached(failure),
         None if operation is None else operation.value,
         dns_addresses,
         tls_version,
@@ -572,10 +571,13 @@ def _values(
         http_body_length,
         http_title,
         None if detail is None else _one_line(detail),
-        role.value,
+        row.role.value,
         category,
-        details_of(details),
+        details,
     ]
+
+
+_DNS, _TLS, _HTTP = Layer.DNS, Layer.TLS, Layer.HTTP
 
 
 def measurement_rows(
@@ -590,8 +592,9 @@ def measurement_rows(
     categories: Categories = _NO_CATEGORIES,
     roles: Collection[Role] | None = None,
 ) -> Iterator[list[Any]]:
-    """The JSONL_FIELDS values of each measurement (details last, as a dict), as they stream;
-    the arguments are write_measurements_csv's."""
+    """The JSONL_FIELDS values of each measurement (details last, as a dict: the codec's JSON
+    object of its record, shared by rows of the same details, never to be changed), as they
+    stream; the arguments are write_measurements_csv's."""
     return _measurement_rows(store, since, until, platform, run_id, asns, runs, categories, roles)
 
 
@@ -605,9 +608,10 @@ def _measurement_rows(
     runs: Iterable[Run] | None,
     categories: Categories,
     roles: Collection[Role] | None,
-    details_of: Callable[[Any], Any] = encode_details,
+    details_of: Callable[[dict[str, Any]], Any] | None = None,
 ) -> Iterator[list[Any]]:
-    """measurement_rows, each row's details (last) as `details_of` makes them from the record."""
+    """measurement_rows, each row's details (last) as `details_of` makes them from the details
+    object (the object itself when None)."""
     # Measurements carry no network of their own: the run's is theirs. Runs are few next to
     # measurements (one per probe execution), and only three of their fields are kept.
     known: dict[str, _RunNetwork] = {}
@@ -615,22 +619,18 @@ def _measurement_rows(
         known[run.id] = _run_network(run)
     wanted = set(asns) if asns else None
     keep = None if roles is None else frozenset(roles)
-    for measurement in store.measurements(
-        run_id=run_id, platform=platform, since=since, until=until
-    ):
-        network = known.get(measurement.run_id)
+    for row in store.measurement_rows(run_id=run_id, platform=platform, since=since, until=until):
+        network = known.get(row.run_id)
         if network is None:
-            found = store.get_run(measurement.run_id)
-            network = known[measurement.run_id] = _NO_RUN if found is None else _run_network(found)
+            found = store.get_run(row.run_id)
+            network = known[row.run_id] = _NO_RUN if found is None else _run_network(found)
         if wanted is not None and network[1] not in wanted:
             continue
-        role = measurement.observation.role
-        if keep is not None and role not in keep:
+        if keep is not None and row.role not in keep:
             continue
-        category = (
-            categories.get((measurement.platform, measurement.target)) if categories else None
-        )
-        yield _values(measurement, network, category, role, details_of)
+        category = categories.get((row.platform, row.target)) if categories else None
+        details = row.details if details_of is None else details_of(row.details)
+        yield _values(row, network, category, details)
 
 
 def _write_json_line(out: TextIO, record: dict[str, Any]) -> None:

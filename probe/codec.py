@@ -45,14 +45,17 @@ from probe.model import (
     JsonValue,
     Layer,
     Measurement,
+    MeasurementRow,
     NetworkInfo,
     Observation,
     Operation,
     ProtocolProbe,
     RawCapture,
+    Role,
     Run,
     TcpConnect,
     TlsHandshake,
+    role_of,
 )
 from probe.records import Confidence, Status, Verdict
 
@@ -75,6 +78,9 @@ __all__ = [
     "encode_observation",
     "encode_run",
     "encode_verdict",
+    "encoded_details_column",
+    "encoded_role",
+    "measurement_row",
     "split_failure",
 ]
 
@@ -811,6 +817,52 @@ def _decode_stall(value: Any, path: str) -> float | None:
     if stall < 0:
         raise _fail(path, f"expected a non-negative number, got {_shown(value)}")
     return stall
+
+
+def encoded_details_column(layer: Layer, data: Any) -> tuple[dict[str, JsonValue], str | None]:
+    """encode_details of the record decode_details_column makes of a stored details column, and
+    the column's failure_detail: the column itself (failure_detail left out) when it already is
+    that encoding (canonical_details), else through the record (CodecError as the decoder
+    raises it)."""
+    if data.__class__ is dict and PROBE_STALL_KEY not in data:  # a stall: read it checked
+        detail = data.get(FAILURE_DETAIL_KEY)
+        own = data
+        if FAILURE_DETAIL_KEY in data:
+            own = {key: value for key, value in data.items() if key != FAILURE_DETAIL_KEY}
+        if (detail is None or detail.__class__ is str) and canonical_details(layer, own):
+            return own, detail
+    stored = decode_details_column(layer, data)
+    return encode_details(stored.record), stored.failure_detail
+
+
+_KINDS = {kind.value: kind for kind in DifferentialKind}
+
+
+def encoded_role(details: Mapping[str, Any]) -> Role:
+    """Observation.role of a measurement whose details record encodes to `details`."""
+    kind = details.get("differential_kind")
+    return role_of(None if kind is None else _KINDS[kind], details.get("redirect_from"))
+
+
+def measurement_row(measurement: Measurement) -> MeasurementRow:
+    """A Measurement as a MeasurementRow: what the store's Store.measurement_rows hands over for
+    the same stored measurement."""
+    o = measurement.observation
+    return MeasurementRow(
+        measurement.id,
+        measurement.run_id,
+        measurement.platform,
+        measurement.target,
+        o.endpoint,
+        o.layer,
+        o.started_at,
+        o.duration_ms,
+        o.failure,
+        o.failed_operation,
+        o.failure_detail,
+        encode_details(o.details),
+        o.role,
+    )
 
 
 # -- observations, measurements, runs -------------------------------------------------------------

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 
 class Failure(StrEnum):
@@ -463,12 +463,17 @@ class Observation(Generic[D]):
     @property
     def role(self) -> Role:
         """What this measurement is for: the target's own check or one beside it."""
-        kind = self.differential_kind
-        if kind is not None:
-            return _ROLE_OF_KIND[kind]
-        if getattr(self.details, "redirect_from", None) is not None:
-            return Role.REDIRECT_LOOKUP
-        return Role.PRIMARY
+        return role_of(self.differential_kind, getattr(self.details, "redirect_from", None))
+
+
+def role_of(kind: DifferentialKind | None, redirect_from: str | None) -> Role:
+    """The role of a measurement whose details have differential_kind `kind` and (DnsQuery)
+    redirect_from `redirect_from`: the one rule behind Observation.role and MeasurementRow."""
+    if kind is not None:
+        return _ROLE_OF_KIND[kind]
+    if redirect_from is not None:
+        return Role.REDIRECT_LOOKUP
+    return Role.PRIMARY
 
 
 @dataclass(frozen=True, slots=True)
@@ -488,6 +493,28 @@ class Measurement:
     @property
     def failure(self) -> str | None:
         return self.observation.failure
+
+
+class MeasurementRow(NamedTuple):
+    """A stored measurement's fields as a tuple, its details as the codec's JSON object of the
+    record (what probe.codec.encode_details writes for it) and its role beside them: what an
+    export of a million measurements streams instead of Measurements (the store can hand most
+    rows over without making their records). probe.codec.measurement_row makes one of a
+    Measurement."""
+
+    id: str
+    run_id: str
+    platform: str
+    target: str
+    endpoint: str
+    layer: Layer
+    started_at: datetime
+    duration_ms: float
+    failure: str | None
+    failed_operation: Operation | None
+    failure_detail: str | None
+    details: dict[str, JsonValue]  # shared between rows of one stored text: never changed
+    role: Role
 
 
 @dataclass(frozen=True, slots=True)

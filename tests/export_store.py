@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from analysis.export import MEASUREMENT_COLUMNS, compact_json, inert_cell
+from probe.codec import measurement_row
 from probe.model import (
     Connectivity,
     Details,
@@ -21,6 +23,7 @@ from probe.model import (
     HttpTransaction,
     Layer,
     Measurement,
+    MeasurementRow,
     NetworkInfo,
     Observation,
     Operation,
@@ -201,3 +204,24 @@ def reference_csv(rows: list[list[Any]]) -> str:
         writer.writerow([inert_cell(v) for v in values])
         out.write(',"' + compact_json(details).replace('"', '""') + '"\n')
     return out.getvalue()
+
+
+class ThroughRecords:
+    """The store read the way the export read it before: every row decoded into a Measurement,
+    then made a row (probe.codec.measurement_row)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def measurement_rows(
+        self,
+        run_id: str | None = None,
+        platform: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[MeasurementRow]:
+        for measurement in self.store.measurements(run_id, platform, since, until):
+            yield measurement_row(measurement)
+
+    def get_run(self, run_id: str) -> Run | None:
+        return self.store.get_run(run_id)

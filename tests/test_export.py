@@ -18,13 +18,14 @@ from analysis.export import (
     write_measurements_csv,
     write_measurements_jsonl,
 )
-from probe.codec import encode_details
+from probe.codec import encode_details, measurement_row
 from probe.model import (
     DifferentialKind,
     DnsQuery,
     HttpTransaction,
     Layer,
     Measurement,
+    MeasurementRow,
     Operation,
     RawCapture,
     Run,
@@ -205,16 +206,16 @@ class RecordingSource:
         self.run, self.items, self.out = run, measurements, out
         self.lines_seen: list[int] = []
 
-    def measurements(
+    def measurement_rows(
         self,
         run_id: str | None = None,
         platform: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-    ) -> Iterator[Measurement]:
+    ) -> Iterator[MeasurementRow]:
         for item in self.items:
             self.lines_seen.append(self.out.getvalue().count("\n"))
-            yield item
+            yield measurement_row(item)
 
     def get_run(self, run_id: str) -> Run | None:
         return self.run if run_id == self.run.id else None

@@ -39,7 +39,7 @@ from probe.model import (
     TlsHandshake,
 )
 from probe.store import Store
-from tests.export_store import reference_csv
+from tests.export_store import ThroughRecords, reference_csv
 from tests.store_rows import T0, make_measurement, make_run
 
 
@@ -47,7 +47,9 @@ from tests.store_rows import T0, make_measurement, make_run
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     # The store's cache is the process's: each test starts from an empty one.
     probe.store.database._DETAILS_CACHE.clear()
+    probe.store.database._ENCODED_CACHE.clear()
     monkeypatch.setattr(probe.store.database, "_details_cache_chars", 0)
+    monkeypatch.setattr(probe.store.database, "_encoded_cache_chars", 0)
     with Store.open(tmp_path / "probe.db") as opened:
         yield opened
 
@@ -94,6 +96,7 @@ def test_rows_with_identical_details_share_one_decoded_record_yet_export_as_thei
     saved = _save(store, [(Layer.TLS, shared)] * 5)
     read = list(store.measurements())
     assert len({id(m.observation.details) for m in read}) == 1  # decoded once
+    assert len({id(row.details) for row in store.measurement_rows()}) == 1  # read once
     rows = _by_id(_csv(store))
     assert len(rows) == 5
     for measurement in saved:
@@ -193,10 +196,11 @@ def test_csv_with_the_caches_equals_the_uncached_csv_on_a_store_of_varied_detail
     monkeypatch.setattr(probe.store.database, "_DETAILS_CACHE_ENTRIES", entries)
     monkeypatch.setattr(analysis.export, "_DETAILS_CELLS", cells)
     cached = _csv(store)
-    assert len(probe.store.database._DETAILS_CACHE) <= entries
+    assert len(probe.store.database._ENCODED_CACHE) <= entries
     with monkeypatch.context() as uncached:
         uncached.setattr(probe.store.database, "_stored_details", _uncached)
-        expected = reference_csv(list(measurement_rows(store)))
+        expected = reference_csv(list(measurement_rows(ThroughRecords(store))))
+    assert len(probe.store.database._DETAILS_CACHE) <= entries
     assert cached == expected
     assert cached.count("\n") == 601
     assert ",'=HYPERLINK" in cached or ",\"'=HYPERLINK" in cached

@@ -50,16 +50,21 @@ from probe.codec import (
     StoredDetails,
     decode_details_column,
     encode_details_column,
+    encoded_details_column,
+    encoded_role,
     split_failure,
 )
 from probe.model import (
+    UNKNOWN_FAILURE_PREFIX,
     Connectivity,
     Layer,
     Measurement,
+    MeasurementRow,
     NetworkInfo,
     Observation,
     Operation,
     RawCapture,
+    Role,
     Run,
 )
 from probe.records import (
@@ -501,6 +506,21 @@ class Store:
         for chunk in self._chunks(stmt):
             for row in chunk:
                 yield _measurement_from_values(row, raw)
+
+    def measurement_rows(
+        self,
+        run_id: str | None = None,
+        platform: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[MeasurementRow]:
+        """measurements() as MeasurementRow tuples: the same measurements in the same order,
+        checked the same way, their details as the codec's JSON object of the record (what
+        probe.codec.measurement_row makes of the Measurement), most without the record made."""
+        table = schema.measurements
+        stmt = _filtered(table, table.c.started_at, run_id, platform, since, until)
+        stmt = stmt.order_by(table.c.started_at, table.c.id)
+        return _measurement_rows(self._chunks(stmt), self._driver_reads)
 
     def latest_status(self, platform: str | None = None) -> list[Measurement]:
         """The newest measurement of each (platform, target, layer, endpoint), sorted by those."""
@@ -1038,6 +1058,92 @@ def _stored_details(layer: Layer, text: Any) -> StoredDetails:
             _DETAILS_CACHE[key] = decoded
             _details_cache_chars += size
     return decoded
+
+
+# Encoded details columns by (layer, stored text), as _DETAILS_CACHE keeps decoded ones: the
+# JSON object (shared by every row of that text, never changed), failure_detail and role.
+_ENCODED_CACHE: dict[tuple[Layer, Any], tuple[dict[str, Any], str | None, Role]] = {}
+_encoded_cache_chars = 0
+
+
+def _encoded_details(layer: Layer, text: Any) -> tuple[dict[str, Any], str | None, Role]:
+    """codec.encoded_details_column of a stored details column's text with its role, cached by
+    the text within _DETAILS_CACHE's bounds. Not cached: a column that does not decode."""
+    global _encoded_cache_chars
+    key = (layer, text)
+    found = _ENCODED_CACHE.get(key)
+    if found is not None:
+        return found
+    details, detail = encoded_details_column(layer, json.loads(text))
+    found = (details, detail, encoded_role(details))
+    size = len(text)
+    if size <= _DETAILS_CACHE_CHARS:
+        if (
+            len(_ENCODED_CACHE) >= _DETAILS_CACHE_ENTRIES
+            or _encoded_cache_chars + size > _DETAILS_CACHE_CHARS
+        ):
+            _ENCODED_CACHE.clear()
+            _encoded_cache_chars = 0
+        _ENCODED_CACHE[key] = found
+        _encoded_cache_chars += size
+    return found
+
+
+def _measurement_rows(
+    chunks: Iterable[Sequence[Sequence[Any]]], raw: bool
+) -> Iterator[MeasurementRow]:
+    """Rows of the measurements table as MeasurementRows, checked as _measurement_from_values
+    checks them (a StoreError naming the run and the measurement); `raw`: as SQLite's driver
+    hands them over, times still text (Store._chunks)."""
+    make = tuple.__new__  # MeasurementRow(...) builds through a Python __new__
+    layers, operations, encoded = _LAYERS, _OPERATIONS, _encoded_details
+    last_text: Any = None
+    last_time: Any = None
+    for chunk in chunks:
+        for values in chunk:
+            (id_, run_id, platform, target, endpoint, layer, started_at, duration, failure, op,
+             details) = values  # fmt: skip
+            if started_at is not last_text and started_at != last_text:
+                last_text = started_at  # rows of one second share one datetime
+                last_time = schema.sqlite_time(started_at) if raw else started_at
+            if isinstance(last_time, schema.UnreadableTime):
+                raise StoreError(
+                    f"measurement {id_} of run {run_id} does not parse: started_at "
+                    f"{str(last_time)!r:.60} is not a time"
+                )
+            try:
+                layer_ = layers[layer]
+                operation = None if op is None else operations[op]
+                record, failure_detail, role = encoded(layer_, details)
+            except KeyError as exc:
+                raise StoreError(
+                    f"measurement {id_} of run {run_id} does not parse: "
+                    f"unknown layer or operation {exc}"
+                ) from None
+            except (ValueError, TypeError) as exc:  # CodecError, JSONDecodeError
+                raise StoreError(
+                    f"measurement {id_} of run {run_id} does not parse: {exc}"
+                ) from None
+            if failure is not None and failure.startswith(UNKNOWN_FAILURE_PREFIX):
+                failure, failure_detail = split_failure(failure, failure_detail)
+            yield make(
+                MeasurementRow,
+                (
+                    id_,
+                    run_id,
+                    platform,
+                    target,
+                    endpoint,
+                    layer_,
+                    last_time,
+                    duration,
+                    failure,
+                    operation,
+                    failure_detail,
+                    record,
+                    role,
+                ),
+            )
 
 
 _OBSERVATION_FIELDS = (
