@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from probe.records import Status, Verdict, VerdictRow
+from probe.records import Status, Verdict, VerdictRow, VerdictTimes
 
 HOUR = timedelta(hours=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -517,3 +517,110 @@ def build_timeline(verdicts: Iterable[Verdict | VerdictRow]) -> Timeline:
         _trim(built)
     timeline.verdicts = count
     return timeline
+
+
+def timeline_of_groups(groups: Iterable[VerdictTimes], newest: Iterable[VerdictRow]) -> Timeline:
+    """The Timeline build_timeline makes of a stream of verdicts, from those verdicts grouped
+    (probe.store.Store.verdict_times) and the newest verdict of each series: the same series
+    with the same buckets, probes, bits, techniques, countries and newest rows, each made in the
+    order the stream would have made it (by `order`, where each group's first verdict stands)."""
+    timeline = Timeline()
+    techniques = timeline._techniques
+    probes_by_asn = timeline._probes
+    ordered = sorted(groups, key=lambda g: g.order)
+    evidence = (Status.OK, Status.BLOCKED)
+    # What the stream makes at a verdict, made at the first group holding one: a series at any
+    # verdict, a probe's own series, its bit and a technique's index at an ok or blocked one.
+    spans: dict[tuple[int | None, str, str], list[int]] = {}
+    own_spans: dict[tuple[int | None, str, str, str], list[int]] = {}
+    technique_index: dict[str | None, int] = {}
+    for group in ordered:
+        asn, probe, platform, target, status = group[:5]
+        low, high = hour_of(min(group.times)), hour_of(max(group.times))
+        span = spans.get((asn, platform, target))
+        if span is None:
+            spans[(asn, platform, target)] = [low, high]
+            network = probes_by_asn.get(asn)
+            if network is None:
+                network = probes_by_asn[asn] = ([], {})
+            key = SeriesKey(asn, platform, target)
+            timeline._series[key] = Series(asn, platform, target, low, *network, techniques)
+        else:
+            span[0], span[1] = min(span[0], low), max(span[1], high)
+        if status not in evidence:
+            continue
+        network = probes_by_asn[asn]
+        if probe not in network[1]:
+            network[1][probe] = 1 << len(network[0])
+            network[0].append(probe)
+        own_key = ProbeSeriesKey(asn, probe, platform, target)
+        own_span = own_spans.get(own_key)
+        if own_span is None:
+            own_spans[own_key] = [low, high]
+            own = Series(asn, platform, target, low, [probe], {probe: 1}, techniques)
+            timeline._probe_series[own_key] = own
+        else:
+            own_span[0], own_span[1] = min(own_span[0], low), max(own_span[1], high)
+        if status is Status.BLOCKED and group.technique not in technique_index:
+            technique_index[group.technique] = len(techniques)
+            techniques.append(group.technique)
+    for series_key, (low, high) in spans.items():
+        _cover_exactly(timeline._series[series_key], low, high)
+    for probe_key, (low, high) in own_spans.items():
+        _cover_exactly(timeline._probe_series[probe_key], low, high)
+    count = 0
+    # The hour of each time: the verdicts of a run share one time object (the store's).
+    hours: dict[datetime, int] = {}
+    for group in ordered:
+        asn, probe, platform, target, status, technique, version, country = group[:8]
+        of_group = []
+        for moment in group.times:
+            hour = hours.get(moment)
+            if hour is None:
+                hour = hours[moment] = (moment - _EPOCH) // HOUR
+            of_group.append(hour)
+        count += len(of_group)
+        timeline.rules_versions.add(version)
+        series = timeline._series[(asn, platform, target)]
+        if series.country is None:
+            series.country = country
+        first = series.first_hour
+        if status is Status.DOWN:
+            down = series.down
+            for hour in of_group:
+                down[hour - first] += 1
+            continue
+        if status is not Status.OK and status is not Status.BLOCKED:
+            inconclusive = series.inconclusive
+            for hour in of_group:
+                inconclusive[hour - first] += 1
+            continue
+        own = timeline._probe_series[(asn, probe, platform, target)]
+        own_first = own.first_hour
+        bit = series.probe_bits[probe]
+        if status is Status.OK:
+            ok, ok_hosts, own_ok, own_hosts = series.ok, series.ok_hosts, own.ok, own.ok_hosts
+            for hour in of_group:
+                index = hour - first
+                ok[index] += 1
+                ok_hosts[index] |= bit
+                own_ok[hour - own_first] += 1
+                own_hosts[hour - own_first] = 1
+            continue
+        tech = technique_index[technique]
+        for hour in of_group:
+            index = hour - first
+            _add_blocked(series, index, tech)
+            series.blocked_hosts[index] |= bit
+            _add_blocked(own, hour - own_first, tech)
+            own.blocked_hosts[hour - own_first] = 1
+    for row in newest:
+        timeline._series[(row.asn, row.platform, row.target)].newest = row
+    timeline.verdicts = count
+    return timeline
+
+
+def _cover_exactly(series: Series, low: int, high: int) -> None:
+    """Give a new, empty series the buckets [low, high]."""
+    series.first_hour = low
+    series._grow_back(high - low + 1)

@@ -114,6 +114,25 @@ class VerdictRow(NamedTuple):
         return Verdict(*self)
 
 
+class VerdictTimes(NamedTuple):
+    """Stored verdicts that share their network, probe, platform, target, status, technique,
+    rules version and country, as one row: when each was measured, and where the first of them
+    stands in the verdicts' stream order (`order`: comparable between groups of one read). What
+    a report's timeline reads of a million verdicts (probe.store.Store.verdict_times) instead
+    of one row each."""
+
+    asn: int | None
+    probe_id: str
+    platform: str
+    target: str
+    status: Status
+    technique: str | None
+    rules_version: str
+    country: str | None
+    order: tuple[int, str, str]
+    times: list[datetime]  # one per verdict; equal times are one object
+
+
 @dataclass(frozen=True, slots=True)
 class CrossVerdict:
     """A verdict `probe analyse` derived for a target one probe could not decide, from

@@ -45,7 +45,14 @@ from analysis.report.model import (
 )
 from analysis.rules import RULES_VERSION
 from analysis.summaries import summarise
-from analysis.timeline import Series, Timeline, build_timeline, hour_of, hour_start
+from analysis.timeline import (
+    Series,
+    Timeline,
+    build_timeline,
+    hour_of,
+    hour_start,
+    timeline_of_groups,
+)
 from probe import __version__
 from probe.config import DetectorParams
 from probe.model import Measurement, Run
@@ -67,12 +74,22 @@ def build_report(
     (all when None), with events detected using `params` (the [events] config table).
     `derived`: the cross-network verdicts (analysis.crossnet) that stand for the probe's own."""
     params = params or DetectorParams()
-    # Rows, not Verdicts: the timeline reads a million and keeps counts, and the newest verdict
-    # of each (network, platform, target), which the report shows as a Verdict.
-    stream = select_verdict_rows(
-        source, since=since, until=until, platforms=platforms, asns=asns, derived=derived
+    derived = list(derived)
+    # Grouped in the database where it can (the timeline keeps counts per hour, and the newest
+    # verdict of each (network, platform, target), which the report shows as a Verdict); else
+    # rows, not Verdicts, one by one.
+    grouped = (
+        None
+        if derived
+        else source.verdict_times(platforms=platforms, since=since, until=until, asns=asns)
     )
-    timeline = build_timeline(stream)
+    if grouped is not None:
+        timeline = timeline_of_groups(*grouped)
+    else:
+        stream = select_verdict_rows(
+            source, since=since, until=until, platforms=platforms, asns=asns, derived=derived
+        )
+        timeline = build_timeline(stream)
     latest = {
         key: series.newest.verdict()
         for key, series in timeline.series.items()

@@ -3,7 +3,7 @@ the events and the chart lanes (analysis.report.build makes one from the store).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -13,7 +13,7 @@ from analysis.export import VerdictRowSource
 from analysis.model import Event
 from probe.config import DetectorParams
 from probe.model import Measurement, Run
-from probe.records import PlatformSummary, Verdict
+from probe.records import PlatformSummary, Verdict, VerdictRow, VerdictTimes
 
 
 class CellStatus(StrEnum):
@@ -240,3 +240,12 @@ class ReportSource(VerdictRowSource, Protocol):
     ) -> Iterator[Run]: ...
 
     def latest_status(self, platform: str | None = None) -> list[Measurement]: ...
+
+    def verdict_times(
+        self,
+        *,
+        platforms: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        asns: Collection[int] | None = None,
+    ) -> tuple[list[VerdictTimes], list[VerdictRow]] | None: ...

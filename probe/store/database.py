@@ -16,6 +16,7 @@ millions of rows holds one chunk in memory.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import operator
 import re
@@ -29,17 +30,23 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
     Connection,
     Engine,
     Row,
     Select,
+    String,
     Table,
+    and_,
+    bindparam,
     create_engine,
     event,
     func,
+    or_,
     select,
     text,
+    type_coerce,
 )
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
@@ -75,6 +82,7 @@ from probe.records import (
     Status,
     Verdict,
     VerdictRow,
+    VerdictTimes,
 )
 from probe.store import migrations, schema
 from probe.store.errors import NotAProbeDatabaseError, StoreError
@@ -392,6 +400,146 @@ class Store:
         stmt = stmt.order_by(table.c.measured_at, table.c.run_id, table.c.platform, table.c.target)
         return _verdict_rows(self._chunks(stmt), self._driver_reads)
 
+    def verdict_times(
+        self,
+        *,
+        platforms: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        asns: Collection[int] | None = None,
+    ) -> tuple[list[VerdictTimes], list[VerdictRow]] | None:
+        """The verdicts measured in [since, until) of `platforms` (all when None or empty) on
+        networks `asns` (all when None or empty), aggregated in the database: the VerdictTimes
+        of each group, and the newest verdict of each (asn, platform, target) as verdict_rows
+        reads it (of equal times the one that comes last in verdict_rows' order). `order` of a
+        group: (its platform's place in `platforms`, measured_at text, run_id) of its first
+        verdict, the order verdict_rows reads them per platform.
+
+        None where the rows should be read one by one instead: a database other than SQLite,
+        or any row the groups cannot vouch for (a time that is not stored UTC text, an unknown
+        status or confidence, evidence that is not a list, a value of another type), which
+        verdict_rows reads, or refuses naming it, as it always has."""
+        if not self._driver_reads:
+            return None
+        names: list[str | None] = list(platforms) if platforms else [None]
+        if len(set(names)) != len(names):
+            return None
+        wanted = sorted(set(asns)) if asns else None
+        groups: list[VerdictTimes] = []
+        newest: list[VerdictRow] = []
+        for position, name in enumerate(names):
+            found = self._verdict_times(position, name, since, until, wanted)
+            if found is None:
+                return None
+            groups.extend(found[0])
+            newest.extend(found[1])
+        return groups, newest
+
+    def _verdict_times(
+        self,
+        position: int,
+        platform: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        asns: list[int] | None,
+    ) -> tuple[list[VerdictTimes], list[VerdictRow]] | None:
+        table = schema.verdicts
+        c = table.c
+        stored = type_coerce(c.measured_at, String)  # the stored text, as SQL sees it
+        keys: tuple[Column[Any], ...] = (c.asn, c.probe_id, c.platform, c.target, c.status)
+        keys += (c.technique, c.rules_version, c.country)
+        # Each row is vouched for in SQL (true is 1): the reader below takes a group as it is
+        # only when all of its rows are.
+        sound = and_(
+            func.length(stored) == _TIME_TEXT_LENGTH,
+            stored.like("%+00:00"),
+            or_(c.confidence.is_(None), *(c.confidence == name for name in _CONFIDENCE_NAMES)),
+            c.evidence.like("[%]"),
+        )
+        stmt: Select[Any] = select(
+            *keys,
+            func.count(),
+            func.min(stored.concat(c.run_id)),
+            func.max(stored.concat(c.run_id)),
+            func.group_concat(stored),
+            func.min(sound),
+        )
+        stmt = _within(stmt, table, c.measured_at, platform, since, until, asns)
+        stmt = stmt.group_by(*keys)
+        groups: list[VerdictTimes] = []
+        finals: list[str] = []
+        times: dict[str, datetime] = {}
+        make = tuple.__new__
+        # A chunk of groups at a time: their times' text is ~33 bytes per verdict.
+        for values in itertools.chain.from_iterable(self._chunks(stmt)):
+            (asn, probe_id, platform_, target, status, technique, version, country, count,
+             first, final, texts, vouched) = values  # fmt: skip
+            known = _STATUSES.get(status) if isinstance(status, str) else None
+            if (
+                vouched != 1
+                or known is None
+                or not (asn is None or type(asn) is int)
+                or not all(isinstance(v, str) for v in (probe_id, platform_, target, version))
+                or not (technique is None or isinstance(technique, str))
+                or not (country is None or isinstance(country, str))
+                or not isinstance(texts, str)
+            ):
+                return None
+            measured: list[datetime] = []
+            for written in texts.split(","):
+                moment = times.get(written)
+                if moment is None:
+                    moment = schema.sqlite_time(written)
+                    if not isinstance(moment, datetime) or moment.utcoffset() != _UTC_OFFSET:
+                        return None
+                    times[written] = moment
+                measured.append(moment)
+            if len(measured) != count:
+                return None
+            order = (position, first[:_TIME_TEXT_LENGTH], first[_TIME_TEXT_LENGTH:])
+            finals.append(final)
+            groups.append(
+                make(
+                    VerdictTimes,
+                    (
+                        asn,
+                        probe_id,
+                        platform_,
+                        target,
+                        known,
+                        technique,
+                        version,
+                        country,
+                        order,
+                        measured,
+                    ),
+                )
+            )
+        # The newest verdict of each series (asn, platform, target): the greatest last verdict
+        # of its groups, read by its key as verdict_rows reads a row.
+        last: dict[tuple[Any, ...], str] = {}
+        for group, final in zip(groups, finals, strict=True):
+            key = (group.asn, group.platform, group.target)
+            if final > last.get(key, ""):
+                last[key] = final
+        rows: list[Any] = []
+        by_key = select(table).where(
+            c.run_id == bindparam("run_id"),
+            c.platform == bindparam("platform"),
+            c.target == bindparam("target"),
+        )
+        with self._transaction() as conn:
+            sql, _ = _driver_statement(conn, by_key.params(run_id="", platform="", target=""))
+            driver = conn.connection.dbapi_connection
+            assert driver is not None  # an open connection has its DBAPI connection
+            with closing(driver.cursor()) as cursor:
+                for (_, platform_, target), final in last.items():
+                    cursor.execute(sql, (final[_TIME_TEXT_LENGTH:], platform_, target))
+                    rows.extend(cursor.fetchall())
+        if len(rows) != len(last):
+            return None
+        return groups, list(_verdict_rows([rows], True))
+
     def platform_summaries(self, run_id: str) -> list[PlatformSummary]:
         table = schema.platform_summaries
         stmt = select(table).where(table.c.run_id == run_id).order_by(table.c.platform)
@@ -618,6 +766,27 @@ def _filtered(
         stmt = stmt.where(time >= since)
     if until is not None:
         stmt = stmt.where(time < until)
+    return stmt
+
+
+def _within(
+    stmt: Select[Any],
+    table: Table,
+    time: ColumnElement[datetime],
+    platform: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    asns: Sequence[int] | None,
+) -> Select[Any]:
+    """`stmt` narrowed as _filtered narrows, and to networks `asns` when given."""
+    if platform is not None:
+        stmt = stmt.where(table.c.platform == platform)
+    if since is not None:
+        stmt = stmt.where(time >= since)
+    if until is not None:
+        stmt = stmt.where(time < until)
+    if asns is not None:  # equalities, not IN: _driver_statement takes plain parameters
+        stmt = stmt.where(or_(*(table.c.asn == asn for asn in asns)))
     return stmt
 
 
@@ -1199,6 +1368,9 @@ def _verdict_row(verdict: Verdict) -> dict[str, Any]:
 # A report or export decodes a million verdicts: the enums by dict lookup (a KeyError for an
 # unknown value, named by _names_the_row like Status()'s ValueError), JSON by one decoder.
 _STATUSES = {str(status): status for status in Status}
+_CONFIDENCE_NAMES = frozenset(str(c) for c in Confidence)
+# schema.UTCDateTime's text on SQLite: isoformat with microseconds of a UTC time.
+_TIME_TEXT_LENGTH = len("2024-11-20T09:30:00.000000+00:00")
 _CONFIDENCES: dict[str | None, Confidence | None] = {str(c): c for c in Confidence}
 _CONFIDENCES[None] = None
 _decode_json = json.JSONDecoder().decode
