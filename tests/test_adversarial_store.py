@@ -448,6 +448,10 @@ HOSTILE_ROWS = {
     "unknown-operation": ("measurements", "UPDATE measurements SET failed_operation = 'x'" + ONE),
     "bad-timestamp": ("measurements", "UPDATE measurements SET started_at = 'yesterday'" + ONE),
     "unknown-connectivity": ("runs", "UPDATE runs SET connectivity = 'telepathy'"),
+    # SQLite keeps a value of any type in any column: what a hand-edited or hostile file holds.
+    "run-asn-text": ("runs", "UPDATE runs SET asn = 'AS58224x'"),
+    "run-resolver-asn-real": ("runs", "UPDATE runs SET resolver_asn = 3.5"),
+    "run-country-blob": ("runs", "UPDATE runs SET country = x'4952'"),
 }
 
 
@@ -489,6 +493,19 @@ HOSTILE_VERDICT_ROWS = {
     "verdict-unknown-status": "UPDATE verdicts SET status = 'pigeon'" + VERDICT,
     "verdict-evidence-not-json": "UPDATE verdicts SET evidence = '[not json'" + VERDICT,
     "verdict-bad-timestamp": "UPDATE verdicts SET measured_at = 'yesterday'" + VERDICT,
+    # A value of another type (SQLite keeps any that its column's affinity does not convert):
+    # a text AS number sorted beside integer ones crashed the report with a TypeError.
+    "verdict-asn-text": "UPDATE verdicts SET asn = 'AS58224x'" + VERDICT,
+    "verdict-asn-real": "UPDATE verdicts SET asn = 58224.5" + VERDICT,
+    "verdict-country-blob": "UPDATE verdicts SET country = x'4952'" + VERDICT,
+}
+# Values of another type in columns the report does not read: every command that reads them
+# refuses the row (the report may go on without them).
+HOSTILE_VERDICT_VALUES = {
+    "verdict-detail-blob": "UPDATE verdicts SET detail = x'00ff'" + VERDICT,
+    "verdict-technique-blob": "UPDATE verdicts SET technique = x'7463'" + VERDICT,
+    "verdict-evidence-numbers": "UPDATE verdicts SET evidence = '[1, 2]'" + VERDICT,
+    "verdict-rule-blob": "UPDATE verdicts SET rule_id = x'6f6b'" + VERDICT,
 }
 
 
@@ -517,6 +534,30 @@ def test_a_hostile_verdict_row_is_a_one_line_error_naming_it_in_report_export_an
     assert not (tmp_path / "out.csv").exists()
     with Store.open_readonly(dest) as merged:
         assert list(merged.runs()) == []
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_VERDICT_VALUES))
+def test_a_verdict_value_of_another_type_is_refused_by_every_command_that_reads_it(
+    tmp_path: Path, case: str
+) -> None:
+    path = tmp_path / "volunteer.db"
+    with Store.open(path) as store:
+        store_verdicts(store, list(generate(small_spec(), seed=3).verdicts)[:120])
+    with sqlite3.connect(path) as conn:
+        (run_id,) = conn.execute("SELECT min(run_id) FROM verdicts").fetchone()
+        conn.execute(HOSTILE_VERDICT_VALUES[case])
+    conn.close()
+    code, _, err = invoke("report", "--db", str(path))
+    assert "Traceback" not in err and code in (0, 1), err
+    for args in (
+        ("export", "--what", "verdicts", "--csv", str(tmp_path / "out.csv"), "--db", str(path)),
+        ("export", "--what", "verdicts", "--jsonl", "-", "--db", str(path)),
+        ("merge", str(path), "--into", str(tmp_path / "all.db")),
+    ):
+        code, _, err = invoke(*args)
+        one_line_error(code, err)
+        assert "verdicts row" in err and run_id in err and "'x.com'" in err, (args, err)
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_a_run_with_a_bad_timestamp_is_a_one_line_error_naming_it(tmp_path: Path) -> None:

@@ -56,8 +56,14 @@ def test_ctrl_c_cancels_the_main_task_then_raises_keyboard_interrupt(
         finally:
             cleaned.append(type(asyncio.get_running_loop()).__module__)
 
-    with pytest.raises(KeyboardInterrupt):
-        eventloop.run(main())
+    # As from a terminal: a test process started in the background of a non-interactive shell
+    # inherits SIGINT ignored, and the signal would never arrive.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            eventloop.run(main())
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert len(cleaned) == 1 and cleaned[0].startswith(loop)
 
 

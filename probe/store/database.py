@@ -1089,6 +1089,26 @@ def _names_the_row(
     return wrap
 
 
+def _asn(value: Any, name: str = "asn") -> int | None:
+    """An AS number column: an integer or NULL. SQLite keeps whatever a hostile or hand-edited
+    file put there (text in an integer column), which would surface far from here (a report
+    sorting networks: a TypeError)."""
+    if value is None or value.__class__ is int:
+        return value
+    raise ValueError(f"{name} {str(value)!r:.40} is not an AS number")
+
+
+def _text(value: Any, name: str) -> str:
+    """A text column read as text (see _asn)."""
+    if value.__class__ is str:
+        return value
+    raise ValueError(f"{name} {str(value)!r:.40} is not text")
+
+
+def _optional_text(value: Any, name: str) -> str | None:
+    return None if value is None else _text(value, name)
+
+
 @_names_the_row("runs")
 def _run_from_row(row: StoredRow) -> Run:
     m = row._mapping
@@ -1099,12 +1119,12 @@ def _run_from_row(row: StoredRow) -> Run:
         software_version=m["software_version"],
         config_digest=m["config_digest"],
         network=NetworkInfo(
-            asn=m["asn"],
-            as_name=m["as_name"],
-            country=m["country"],
-            resolver_asn=m["resolver_asn"],
-            resolver_as_name=m["resolver_as_name"],
-            resolver_country=m["resolver_country"],
+            asn=_asn(m["asn"]),
+            as_name=_optional_text(m["as_name"], "as_name"),
+            country=_optional_text(m["country"], "country"),
+            resolver_asn=_asn(m["resolver_asn"], "resolver_asn"),
+            resolver_as_name=_optional_text(m["resolver_as_name"], "resolver_as_name"),
+            resolver_country=_optional_text(m["resolver_country"], "resolver_country"),
             vpn_suspected=m["vpn_suspected"],
             source=m["network_source"],
         ),
@@ -1380,21 +1400,24 @@ _decode_json = json.JSONDecoder().decode
 def _verdict_from_row(row: StoredRow) -> Verdict:
     m = row._mapping
     evidence = m["evidence"]
+    ids = () if evidence == "[]" else tuple(_decode_json(evidence))
+    if not all(i.__class__ is str for i in ids):
+        raise ValueError("evidence is not a list of measurement ids")
     return Verdict(
-        run_id=m["run_id"],
-        probe_id=m["probe_id"],
+        run_id=_text(m["run_id"], "run_id"),
+        probe_id=_text(m["probe_id"], "probe_id"),
         measured_at=m["measured_at"],
-        asn=m["asn"],
-        country=m["country"],
-        platform=m["platform"],
-        target=m["target"],
+        asn=_asn(m["asn"]),
+        country=_optional_text(m["country"], "country"),
+        platform=_text(m["platform"], "platform"),
+        target=_text(m["target"], "target"),
         status=_STATUSES[m["status"]],
-        technique=m["technique"],
+        technique=_optional_text(m["technique"], "technique"),
         confidence=_CONFIDENCES[m["confidence"]],
-        rule_id=m["rule_id"],
-        rules_version=m["rules_version"],
-        evidence=() if evidence == "[]" else tuple(_decode_json(evidence)),
-        detail=m["detail"],
+        rule_id=_text(m["rule_id"], "rule_id"),
+        rules_version=_text(m["rules_version"], "rules_version"),
+        evidence=ids,
+        detail=_text(m["detail"], "detail"),
     )
 
 
@@ -1494,7 +1517,22 @@ def _verdict_rows(chunks: Iterable[Sequence[Sequence[Any]]], raw: bool) -> Itera
                 time_ok = isinstance(last_time, datetime) and last_time.utcoffset() == _UTC_OFFSET
             known = statuses.get(status)
             ids: tuple[str, ...] | None = None
-            if known is not None and time_ok and confidence in confidences:
+            if (
+                known is not None
+                and time_ok
+                and confidence in confidences
+                and (asn is None or asn.__class__ is int)
+                and (country is None or country.__class__ is str)
+                and (technique is None or technique.__class__ is str)
+                # Every text column text (SQLite keeps whatever a file holds: see _asn).
+                and run_id.__class__ is str
+                and platform.__class__ is str
+                and target.__class__ is str
+                and probe_id.__class__ is str
+                and rule_id.__class__ is str
+                and rules_version.__class__ is str
+                and detail.__class__ is str
+            ):
                 if evidence == "[]":
                     ids = ()
                 elif isinstance(evidence, str) and plain(evidence):
