@@ -510,7 +510,11 @@ def test_teardown_removes_everything_even_when_the_body_raises(lab_session: Lab)
 @pytest.mark.lab
 def test_a_ctrl_c_raised_inside_the_test_process_leaves_the_session_lab_up(lab: Lab) -> None:
     """Ctrl-C in a pytest session is pytest's to unwind: a test that raises SIGINT in its own
-    process (as the event-loop tests do) must not tear down the lab every later test uses."""
+    process (as the event-loop tests do) must not tear down the lab every later test uses, even
+    after another lab, one that does tear down on Ctrl-C, came and went beside it (its handler
+    stayed installed while the session's lab lived: CI, stop 25)."""
+    with Lab.create(_SMALL_CATALOG):
+        pass
     with pytest.raises(KeyboardInterrupt):
         signal.raise_signal(signal.SIGINT)
         time.sleep(5)  # the handler runs between bytecodes; never reached

@@ -71,8 +71,10 @@ def unavailable_reason() -> str | None:
     return None
 
 
-# Live labs, torn down by atexit and by the signal handlers below.
+# Live labs, torn down by atexit and by the signal handlers below; each with the signals that
+# tear it down (Lab.create's `signals`).
 _LIVE: dict[int, Lab] = {}
+_SIGNALS_OF: dict[int, frozenset[int]] = {}
 _PREVIOUS_HANDLERS: dict[int, Any] = {}
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _atexit_registered = False
@@ -81,18 +83,22 @@ _teardowns_running = 0
 _pending_signals: list[int] = []
 
 
-def _teardown_all() -> None:
-    for lab in list(_LIVE.values()):
-        lab.close()
+def _teardown_all(signum: int | None = None) -> None:
+    """Tear down every live lab (`signum`: only those it tears down)."""
+    for key, lab in list(_LIVE.items()):
+        if signum is None or signum in _SIGNALS_OF.get(key, frozenset()):
+            lab.close()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    """Tear every lab down, then let the signal do what it would have done."""
+    """Tear down every lab this signal is for, then let the signal do what it would have done.
+    A lab that left the signal to its caller (the pytest session's, SIGINT) stays up: a lab made
+    with it beside that one installed this handler, which outlives it while the other lives."""
     if _teardowns_running:
         _pending_signals.append(signum)
         return
     previous = _PREVIOUS_HANDLERS.get(signum, signal.SIG_DFL)
-    _teardown_all()
+    _teardown_all(signum)
     if callable(previous):
         previous(signum, frame)
     elif previous != signal.SIG_IGN:
@@ -110,15 +116,21 @@ def _register(lab: Lab, signals: Sequence[int]) -> None:
             if signum not in _PREVIOUS_HANDLERS:
                 _PREVIOUS_HANDLERS[signum] = signal.signal(signum, _on_signal)
     _LIVE[id(lab)] = lab
+    _SIGNALS_OF[id(lab)] = frozenset(signals)
 
 
 def _unregister(lab: Lab) -> None:
     _LIVE.pop(id(lab), None)
-    if not _LIVE and threading.current_thread() is threading.main_thread():
-        for signum, previous in _PREVIOUS_HANDLERS.items():
-            if signal.getsignal(signum) is _on_signal:
-                signal.signal(signum, previous)
-        _PREVIOUS_HANDLERS.clear()
+    _SIGNALS_OF.pop(id(lab), None)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    wanted = frozenset().union(*_SIGNALS_OF.values())
+    for signum, previous in list(_PREVIOUS_HANDLERS.items()):
+        if signum in wanted:
+            continue
+        if signal.getsignal(signum) is _on_signal:
+            signal.signal(signum, previous)
+        del _PREVIOUS_HANDLERS[signum]
 
 
 class Lab:
