@@ -509,17 +509,23 @@ HOSTILE_VERDICT_VALUES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(HOSTILE_VERDICT_ROWS))
-def test_a_hostile_verdict_row_is_a_one_line_error_naming_it_in_report_export_and_merge(
-    tmp_path: Path, case: str
-) -> None:
+def _verdicts_db_with(tmp_path: Path, update: str) -> tuple[Path, str]:
+    """A database of 120 verdicts with `update` applied, and the run id it names."""
     path = tmp_path / "volunteer.db"
     with Store.open(path) as store:
         store_verdicts(store, list(generate(small_spec(), seed=3).verdicts)[:120])
     with sqlite3.connect(path) as conn:
         (run_id,) = conn.execute("SELECT min(run_id) FROM verdicts").fetchone()
-        conn.execute(HOSTILE_VERDICT_ROWS[case])
+        conn.execute(update)
     conn.close()
+    return path, run_id
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_VERDICT_ROWS))
+def test_a_hostile_verdict_row_is_a_one_line_error_naming_it_in_report_export_and_merge(
+    tmp_path: Path, case: str
+) -> None:
+    path, run_id = _verdicts_db_with(tmp_path, HOSTILE_VERDICT_ROWS[case])
     dest = tmp_path / "all.db"
     for args in (
         ("report", "--db", str(path)),
@@ -540,13 +546,7 @@ def test_a_hostile_verdict_row_is_a_one_line_error_naming_it_in_report_export_an
 def test_a_verdict_value_of_another_type_is_refused_by_every_command_that_reads_it(
     tmp_path: Path, case: str
 ) -> None:
-    path = tmp_path / "volunteer.db"
-    with Store.open(path) as store:
-        store_verdicts(store, list(generate(small_spec(), seed=3).verdicts)[:120])
-    with sqlite3.connect(path) as conn:
-        (run_id,) = conn.execute("SELECT min(run_id) FROM verdicts").fetchone()
-        conn.execute(HOSTILE_VERDICT_VALUES[case])
-    conn.close()
+    path, run_id = _verdicts_db_with(tmp_path, HOSTILE_VERDICT_VALUES[case])
     code, _, err = invoke("report", "--db", str(path))
     assert "Traceback" not in err and code in (0, 1), err
     for args in (
