@@ -1179,6 +1179,11 @@ _LAYERS = {layer.value: layer for layer in Layer}
 _OPERATIONS = {operation.value: operation for operation in Operation}
 
 
+def _unparsed(measurement_id: Any, run_id: Any, why: str) -> StoreError:
+    """The error for a stored measurement row that does not parse, naming it."""
+    return StoreError(f"measurement {measurement_id} of run {run_id} does not parse: {why}")
+
+
 def _measurement_from_row(row: StoredRow) -> Measurement:
     """A stored row as a Measurement; StoreError (naming the run and the measurement) for a row
     whose layer, operation or details do not parse, never a traceback."""
@@ -1194,20 +1199,15 @@ def _measurement_from_values(values: Sequence[Any], raw: bool) -> Measurement:
     if raw:
         started_at = schema.sqlite_time(started_at)
     if isinstance(started_at, schema.UnreadableTime):
-        raise StoreError(
-            f"measurement {id_} of run {run_id} does not parse: started_at "
-            f"{str(started_at)!r:.60} is not a time"
-        )
+        raise _unparsed(id_, run_id, f"started_at {str(started_at)!r:.60} is not a time")
     try:
         layer_ = _LAYERS[layer]
         operation = None if op is None else _OPERATIONS[op]
         record, failure_detail, stall = _stored_details(layer_, details)
     except KeyError as exc:
-        raise StoreError(
-            f"measurement {id_} of run {run_id} does not parse: unknown layer or operation {exc}"
-        ) from None
+        raise _unparsed(id_, run_id, f"unknown layer or operation {exc}") from None
     except (ValueError, TypeError) as exc:  # CodecError, JSONDecodeError
-        raise StoreError(f"measurement {id_} of run {run_id} does not parse: {exc}") from None
+        raise _unparsed(id_, run_id, str(exc)) from None
     failure, failure_detail = split_failure(failure, failure_detail)
     # By position (_OBSERVATION_FIELDS, _MEASUREMENT_FIELDS): an export reads a million.
     observation = Observation(
@@ -1296,23 +1296,15 @@ def _measurement_rows(
                 last_text = started_at  # rows of one second share one datetime
                 last_time = schema.sqlite_time(started_at) if raw else started_at
             if isinstance(last_time, schema.UnreadableTime):
-                raise StoreError(
-                    f"measurement {id_} of run {run_id} does not parse: started_at "
-                    f"{str(last_time)!r:.60} is not a time"
-                )
+                raise _unparsed(id_, run_id, f"started_at {str(last_time)!r:.60} is not a time")
             try:
                 layer_ = layers[layer]
                 operation = None if op is None else operations[op]
                 record, failure_detail, role = encoded(layer_, details)
             except KeyError as exc:
-                raise StoreError(
-                    f"measurement {id_} of run {run_id} does not parse: "
-                    f"unknown layer or operation {exc}"
-                ) from None
+                raise _unparsed(id_, run_id, f"unknown layer or operation {exc}") from None
             except (ValueError, TypeError) as exc:  # CodecError, JSONDecodeError
-                raise StoreError(
-                    f"measurement {id_} of run {run_id} does not parse: {exc}"
-                ) from None
+                raise _unparsed(id_, run_id, str(exc)) from None
             if failure is not None and failure.startswith(UNKNOWN_FAILURE_PREFIX):
                 failure, failure_detail = split_failure(failure, failure_detail)
             yield make(
