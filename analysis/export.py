@@ -36,7 +36,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 from analysis.dictionary import EVENTS, FORMULA_START, MEASUREMENTS, RUNS, VERDICTS
 from analysis.model import Event
-from probe.model import Layer, MeasurementRow, Role, Run, Target
+from probe.model import Layer, MeasurementRow, Operation, Role, Run, Target
 from probe.records import Status, Verdict, VerdictRow
 
 MEASUREMENT_COLUMNS: tuple[str, ...] = MEASUREMENTS.names
@@ -559,25 +559,30 @@ def _values(row: MeasurementRow, run: _RunNetwork, category: str | None, details
         _one_line_cached(row.platform),
         _one_line_cached(row.target),
         _one_line_cached(row.endpoint),
-        layer.value,
+        _LAYER_TEXT[layer],
         kind,
         format_timestamp(row.started_at),
         row.duration_ms,
         None if failure is None else _one_line_cached(failure),
-        None if operation is None else operation.value,
+        None if operation is None else _OPERATION_TEXT[operation],
         dns_addresses,
         tls_version,
         http_status,
         http_body_length,
         http_title,
         None if detail is None else _one_line(detail),
-        row.role.value,
+        _ROLE_TEXT[row.role],
         category,
         details,
     ]
 
 
 _DNS, _TLS, _HTTP = Layer.DNS, Layer.TLS, Layer.HTTP
+# Each enum's values by member: a dict lookup is several times cheaper than .value (an enum
+# property), and _values reads three per exported row.
+_LAYER_TEXT = {layer: layer.value for layer in Layer}
+_OPERATION_TEXT = {operation: operation.value for operation in Operation}
+_ROLE_TEXT = {role: role.value for role in Role}
 
 
 def measurement_rows(

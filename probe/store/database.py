@@ -1263,7 +1263,10 @@ def _encoded_details(layer: Layer, text: Any) -> tuple[dict[str, Any], str | Non
     found = _ENCODED_CACHE.get(key)
     if found is not None:
         return found
-    details, detail = encoded_details_column(layer, json.loads(text))
+    # The decoder itself for text (json.loads checks its argument's type and finds the
+    # decoder on every call); json.loads for anything else a hostile store may hold (bytes).
+    data = _decode_json(text) if text.__class__ is str else json.loads(text)
+    details, detail = encoded_details_column(layer, data)
     found = (details, detail, encoded_role(details))
     size = len(text)
     if size <= _DETAILS_CACHE_CHARS:
